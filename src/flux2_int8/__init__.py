@@ -1,0 +1,22 @@
+"""flux2-int8: INT8 W8A8 FLUX.2 [klein] on GPUs without FP8, through diffusers."""
+
+from .errors import CheckpointError, ConfigError, Flux2Int8Error, UnsupportedFormatError
+from .int8 import Fp8Linear, Int8Linear, set_int8_backend
+from .loading import load_transformer
+from .variants import VARIANTS, get_variant
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VARIANTS",
+    "CheckpointError",
+    "ConfigError",
+    "Flux2Int8Error",
+    "Fp8Linear",
+    "Int8Linear",
+    "UnsupportedFormatError",
+    "__version__",
+    "get_variant",
+    "load_transformer",
+    "set_int8_backend",
+]

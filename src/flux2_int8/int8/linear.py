@@ -1,0 +1,102 @@
+"""`Int8Linear` and `Fp8Linear`: drop-in replacements for `nn.Linear` holding quantized weights.
+
+Scales are float32 buffers that stay float32 when the model is moved with
+`.to(torch.bfloat16)`: a bf16 scale would lose 16 bits of the calibration and shift
+every output channel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kernels import BACKENDS, pick_backend
+
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+
+
+class _ScaledLinear(nn.Module):
+    """Common storage: a low-precision weight [N, K] and float32 scales that resist dtype casts."""
+
+    _float32_buffers: tuple[str, ...] = ("weight_scale", "input_scale", "pre_quant_scale")
+
+    def __init__(self, in_features: int, out_features: int, weight_dtype: torch.dtype, bias: bool, device: torch.device | str | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=weight_dtype, device=device), requires_grad=False)
+        self.register_buffer("weight_scale", torch.empty(out_features, dtype=torch.float32, device=device))
+        self.register_buffer("input_scale", torch.empty((), dtype=torch.float32, device=device))
+        self.register_buffer("pre_quant_scale", None)
+        self.bias = nn.Parameter(torch.empty(out_features, device=device), requires_grad=False) if bias else None
+
+    def enable_pre_quant_scale(self) -> None:
+        """Add ModelOpt's SmoothQuant factor [K], which multiplies the input before quantization."""
+        self.pre_quant_scale = torch.empty(self.in_features, dtype=torch.float32, device=self.weight.device)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        originals = {name: getattr(self, name) for name in self._float32_buffers if getattr(self, name) is not None}
+        super()._apply(fn, recurse)
+        for name, original in originals.items():
+            moved = getattr(self, name)
+            if moved.dtype != torch.float32:
+                setattr(self, name, original.to(device=moved.device))
+        return self
+
+    def _scaled_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.pre_quant_scale is None else x * self.pre_quant_scale.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Linear(_ScaledLinear):
+    """W8A8 linear: int8 weight [N, K] with per-channel `weight_scale` [N], static `input_scale`.
+
+    `backend` is "auto" (int `_int_mm` on CUDA where its shape rules allow, exact float32
+    emulation elsewhere), or one of "int_mm", "emulated", "reference" to force one.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, device: torch.device | str | None = None) -> None:
+        super().__init__(in_features, out_features, torch.int8, bias, device)
+        self.backend = "auto"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._scaled_input(x)
+        leading = x.shape[:-1]
+        x2d = x.reshape(-1, self.in_features)
+        name = self.backend if self.backend != "auto" else pick_backend(x.device, x2d.shape[0], self.in_features, self.out_features)
+        y = BACKENDS[name](x2d, self.weight, self.weight_scale, self.input_scale, self.bias)
+        return y.reshape(*leading, self.out_features)
+
+
+class Fp8Linear(_ScaledLinear):
+    """BFL's FP8 layer (float8_e4m3fn weight, per-tensor scales), computed by dequantizing.
+
+    It exists so FP8 files can be compared with INT8 ones; when an `input_scale` is
+    present the activation is rounded through float8 as the FP8 model would see it.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, device: torch.device | str | None = None) -> None:
+        super().__init__(in_features, out_features, torch.float8_e4m3fn, bias, device)
+        self.has_input_scale = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output_dtype = x.dtype
+        compute_dtype = torch.float32 if x.device.type == "cpu" else x.dtype
+        x = self._scaled_input(x).to(compute_dtype)
+        if self.has_input_scale:
+            scale = self.input_scale.to(compute_dtype)
+            x = torch.clamp(x / scale, -FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).to(compute_dtype) * scale
+        weight = (self.weight.float() * self.weight_scale[:, None]).to(compute_dtype)
+        bias = None if self.bias is None else self.bias.to(compute_dtype)
+        return F.linear(x, weight, bias).to(output_dtype)
+
+
+def set_int8_backend(model: nn.Module, backend: str) -> None:
+    """Force every `Int8Linear` in `model` onto one backend ("auto" restores the default)."""
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"unknown INT8 backend '{backend}': expected auto or one of {', '.join(BACKENDS)}")
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            module.backend = backend

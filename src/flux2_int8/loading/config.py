@@ -1,0 +1,116 @@
+"""Choosing the transformer config: given (folder, dict, variant name) or inferred from shapes.
+
+Inference reads shapes only, so a config can be found for any checkpoint whose
+header is readable; whatever the source, the config is then checked against every
+tensor shape, so a 9B file never loads into a 4B skeleton.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import Flux2Transformer2DModel
+
+from ..errors import ConfigError
+from ..formats.checkpoint import Checkpoint
+from ..variants import VARIANTS, get_variant
+
+ConfigLike = str | Path | dict[str, Any] | None
+
+
+def resolve_config(config: ConfigLike, checkpoint: Checkpoint) -> dict[str, Any]:
+    """The diffusers config to build, from the argument, the checkpoint's folder, or its shapes."""
+    if config is None:
+        chosen = _clean(checkpoint.config) if checkpoint.config else infer_config(checkpoint)
+    elif isinstance(config, dict):
+        chosen = _clean(config)
+    elif str(config).lower() in VARIANTS:
+        chosen = get_variant(str(config)).architecture.transformer_config()
+    else:
+        chosen = _read_config_folder(Path(config))
+    check_shapes(chosen, checkpoint, source=str(config) if config is not None else "the checkpoint")
+    return chosen
+
+
+def _clean(config: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys diffusers would reject or misread (ModelOpt's quantization_config, metadata)."""
+    return {k: v for k, v in config.items() if not k.startswith("_") and k != "quantization_config"}
+
+
+def _read_config_folder(folder: Path) -> dict[str, Any]:
+    for candidate in (folder / "config.json", folder / "transformer" / "config.json", folder):
+        if candidate.is_file():
+            try:
+                return _clean(json.loads(candidate.read_text()))
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"{candidate}: not valid JSON ({error})") from None
+    raise ConfigError(f"config '{folder}' is neither a variant ({', '.join(VARIANTS)}) nor a folder holding config.json")
+
+
+def _block_count(checkpoint: Checkpoint, prefix: str) -> int:
+    pattern = re.compile(rf"^{prefix}\.(\d+)\.")
+    indices = {int(m.group(1)) for key in checkpoint.tensors if (m := pattern.match(key))}
+    return max(indices) + 1 if indices else 0
+
+
+def infer_config(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A `Flux2Transformer2DModel` config read off the checkpoint's tensor shapes."""
+    try:
+        hidden, in_channels = checkpoint.shape("x_embedder.weight")
+        joint_attention_dim = checkpoint.shape("context_embedder.weight")[1]
+        head_dim = checkpoint.shape("transformer_blocks.0.attn.norm_q.weight")[0]
+        mlp_hidden = checkpoint.shape("transformer_blocks.0.ff.linear_in.weight")[0] // 2
+        time_channels = checkpoint.shape("time_guidance_embed.timestep_embedder.linear_1.weight")[1]
+        out_channels = checkpoint.shape("proj_out.weight")[0]
+    except KeyError as missing:
+        raise ConfigError(f"{checkpoint.path}: shapes fit no FLUX.2 config: tensor {missing} is missing") from None
+    if hidden % head_dim or head_dim % 4:
+        raise ConfigError(f"{checkpoint.path}: shapes fit no FLUX.2 config: hidden size {hidden} and head dim {head_dim} do not divide")
+    return {
+        "patch_size": 1,
+        "in_channels": in_channels,
+        "out_channels": None if out_channels == in_channels else out_channels,
+        "num_layers": _block_count(checkpoint, "transformer_blocks"),
+        "num_single_layers": _block_count(checkpoint, "single_transformer_blocks"),
+        "attention_head_dim": head_dim,
+        "num_attention_heads": hidden // head_dim,
+        "joint_attention_dim": joint_attention_dim,
+        "timestep_guidance_channels": time_channels,
+        "mlp_ratio": mlp_hidden / hidden,
+        "axes_dims_rope": (head_dim // 4,) * 4,
+        "rope_theta": 2000,
+        "eps": 1e-6,
+        "guidance_embeds": "time_guidance_embed.guidance_embedder.linear_1.weight" in checkpoint.tensors,
+    }
+
+
+def build_empty_model(config: dict[str, Any]) -> Flux2Transformer2DModel:
+    """The transformer skeleton on the meta device: no memory, no initialisation."""
+    try:
+        with torch.device("meta"):
+            return Flux2Transformer2DModel.from_config(config)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid Flux2Transformer2DModel config: {error}") from None
+
+
+def check_shapes(config: dict[str, Any], checkpoint: Checkpoint, source: str) -> None:
+    """Raise `ConfigError` unless the checkpoint's tensors are exactly the config's, shape for shape."""
+    expected = {k: tuple(v.shape) for k, v in build_empty_model(config).state_dict().items()}
+    found = {k: checkpoint.shape(k) for k, s in checkpoint.tensors.items() if k.rsplit(".", 1)[1] in ("weight", "bias")}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if not (missing or unexpected or wrong):
+        return
+    details = []
+    if wrong:
+        details.append(f"tensor '{checkpoint.tensors[wrong[0]].key}' is {list(found[wrong[0]])}, the config expects {list(expected[wrong[0]])}")
+    if missing:
+        details.append(f"{len(missing)} tensors missing (e.g. '{missing[0]}')")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected tensors (e.g. '{unexpected[0]}')")
+    raise ConfigError(f"{checkpoint.path}: shapes do not fit the config from {source}: " + "; ".join(details))

@@ -1,0 +1,156 @@
+"""Writers of small checkpoints in every layout users hold, for tests.
+
+A float transformer is quantized with the package's recipe, its scales reshaped into
+each stored form the loader accepts, then written as a BFL single file (optionally
+with ComfyUI's key prefix), a ModelOpt diffusers folder or a BFL FP8 file. Real-size
+layouts are written as sparse header-only files: correct headers, no data, no memory.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..formats.keys import diffusers_to_bfl
+from ..formats.reader import TORCH_DTYPES
+from ..formats.write import write_safetensors_atomic
+from ..quantize.export import quantized_state_dict
+from ..quantize.observers import InputAmaxObserver, linear_names
+from ..quantize.recipe import INT8_MAX, Recipe
+
+WeightScaleShape = Literal["[N]", "[N,1]", "0-d", "[1]"]
+InputScaleShape = Literal["0-d", "[1]"]
+FP8_MAX = 448.0
+QKV_GROUPS = (("to_q", "to_k", "to_v"), ("add_q_proj", "add_k_proj", "add_v_proj"))
+
+
+def transformer_inputs(config: dict[str, Any], image_side: int = 4, text_tokens: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Random but deterministic inputs for one `Flux2Transformer2DModel` forward."""
+    generator = torch.Generator().manual_seed(seed)
+    rows, columns = torch.meshgrid(torch.arange(image_side), torch.arange(image_side), indexing="ij")
+    img_ids = torch.stack([torch.zeros_like(rows), rows, columns, torch.zeros_like(rows)], -1).reshape(-1, 4)
+    txt_ids = torch.zeros(text_tokens, 4, dtype=torch.long)
+    txt_ids[:, 3] = torch.arange(text_tokens)
+    return {
+        "hidden_states": torch.randn(1, image_side**2, config["in_channels"], generator=generator).to(dtype),
+        "encoder_hidden_states": torch.randn(1, text_tokens, config["joint_attention_dim"], generator=generator).to(dtype),
+        "timestep": torch.tensor([0.7], dtype=dtype),
+        "img_ids": img_ids,
+        "txt_ids": txt_ids,
+    }
+
+
+def calibrate(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Max |input| of every linear over one forward, q/k/v unified (enough for a test file)."""
+    with InputAmaxObserver(model, linear_names(model)) as observer, torch.no_grad():
+        model(**inputs)
+    return unify_qkv(observer.amax)
+
+
+def unify_qkv(input_amax: dict[str, float]) -> dict[str, float]:
+    """Give q, k and v one shared range (the max), as one fused GEMM needs."""
+    unified = dict(input_amax)
+    for group in QKV_GROUPS:
+        for name in [n for n in input_amax if n.endswith("." + group[0])]:
+            stem = name[: -len(group[0])]
+            shared = max(input_amax[stem + part] for part in group)
+            unified.update({stem + part: shared for part in group})
+    return unified
+
+
+def int8_state(model: nn.Module, input_amax: dict[str, float], weight_scale: WeightScaleShape = "[N,1]", input_scale: InputScaleShape = "0-d", recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
+    """A diffusers-named INT8 W8A8 state dict with scales stored in the requested shapes."""
+    state = quantized_state_dict(model, input_amax, recipe)
+    if weight_scale in ("0-d", "[1]"):
+        _per_tensor_weights(state)
+    stored = {"[N]": (-1,), "[N,1]": (-1, 1), "0-d": (), "[1]": (1,)}
+    for key in list(state):
+        if key.endswith(".weight_scale"):
+            state[key] = state[key].reshape(stored[weight_scale])
+        elif key.endswith(".input_scale"):
+            state[key] = state[key].reshape(stored[input_scale])
+    return state
+
+
+def _per_tensor_weights(state: dict[str, torch.Tensor]) -> None:
+    """Re-quantize every int8 weight with one scale for the whole tensor."""
+    for key in [k for k in state if k.endswith(".weight_scale")]:
+        module = key[: -len(".weight_scale")]
+        dequantized = state[f"{module}.weight"].float() * state[key][:, None]
+        scale = dequantized.abs().amax() / INT8_MAX
+        state[f"{module}.weight"] = torch.clamp(torch.round(dequantized / scale), -INT8_MAX, INT8_MAX).to(torch.int8)
+        state[key] = scale.reshape(())
+
+
+def fp8_state(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
+    """A diffusers-named BFL-style FP8 state dict: float8_e4m3fn weights, 0-d float32 scales."""
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        module, _, param = key.rpartition(".")
+        if module in input_amax and param == "weight" and not recipe.keeps(module):
+            scale = tensor.float().abs().amax() / FP8_MAX
+            state[key] = (tensor.float() / scale).to(torch.float8_e4m3fn)
+            state[f"{module}.weight_scale"] = scale.reshape(())
+            state[f"{module}.input_scale"] = torch.tensor(input_amax[module] / FP8_MAX)
+        else:
+            state[key] = tensor.detach().to(torch.bfloat16)
+    return state
+
+
+def write_bfl(path: str | Path, state: dict[str, torch.Tensor], prefix: str = "", metadata: dict[str, str] | None = None) -> Path:
+    """Write a diffusers-named state dict as a BFL single file, keys optionally prefixed."""
+    tensors = {prefix + key: value for key, value in diffusers_to_bfl(state).items()}
+    return write_safetensors_atomic(path, tensors, metadata or {"format": "test"})
+
+
+def write_modelopt(folder: str | Path, state: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+    """A ModelOpt-style diffusers folder with the `quantization_config` ModelOpt writes."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_safetensors_atomic(folder / "diffusion_pytorch_model.safetensors", state, {"format": "pt"})
+    kept = sorted({k.rsplit(".", 1)[0] for k, v in state.items() if k.endswith(".weight") and v.dtype != torch.int8})
+    document = {k: v for k, v in config.items() if not k.startswith("_")}
+    document["_class_name"] = "Flux2Transformer2DModel"
+    document["quantization_config"] = {"quant_method": "modelopt", "quant_algo": "W8A8_SQ_PER_CHANNEL", "ignore": kept}
+    (folder / "config.json").write_text(json.dumps(document, indent=2, default=list))
+    return folder
+
+
+def meta_int8_state(model: nn.Module, recipe: Recipe = Recipe(), weight_dtype: torch.dtype = torch.int8) -> dict[str, torch.Tensor]:
+    """The INT8 (or FP8) state dict of a model built on the meta device: shapes and dtypes only."""
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        module, _, param = key.rpartition(".")
+        if param == "weight" and isinstance(model.get_submodule(module), nn.Linear) and not recipe.keeps(module):
+            state[key] = torch.empty(tensor.shape, dtype=weight_dtype, device="meta")
+            rows = (tensor.shape[0], 1) if weight_dtype == torch.int8 else ()
+            state[f"{module}.weight_scale"] = torch.empty(rows, device="meta")
+            state[f"{module}.input_scale"] = torch.empty((), device="meta")
+        else:
+            state[key] = torch.empty(tensor.shape, dtype=torch.bfloat16, device="meta")
+    return state
+
+
+def write_sparse_header(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """A safetensors file with a real header and a data section that is a hole in the file.
+
+    On disk and in memory it costs only its header, so real 9B layouts can be tested.
+    """
+    names = {dtype: name for name, dtype in TORCH_DTYPES.items()}
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for key, tensor in tensors.items():
+        size = tensor.numel() * tensor.element_size()
+        header[key] = {"dtype": names[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    path = Path(path)
+    with path.open("wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        handle.truncate(8 + len(raw) + offset)
+    return path

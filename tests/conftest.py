@@ -1,0 +1,43 @@
+"""Shared fixtures: the tiny transformer in float32, its inputs and calibrated ranges."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    from flux2_int8.testing import TINY_TRANSFORMER_CONFIG
+
+    return dict(TINY_TRANSFORMER_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_config):
+    from diffusers import Flux2Transformer2DModel
+
+    torch.manual_seed(0)
+    return Flux2Transformer2DModel.from_config(tiny_config).float().eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_inputs(tiny_config) -> dict:
+    from flux2_int8.testing.checkpoints import transformer_inputs
+
+    return transformer_inputs(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def tiny_amax(tiny_model, tiny_inputs) -> dict:
+    from flux2_int8.testing.checkpoints import calibrate
+
+    return calibrate(tiny_model, tiny_inputs)
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual.double() - expected.double()).norm() / expected.double().norm())

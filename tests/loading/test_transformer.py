@@ -7,9 +7,9 @@ import torch
 from diffusers import Flux2Transformer2DModel
 from torch import nn
 
-from conftest import relative_error
 from flux2_int8 import Fp8Linear, Int8Linear, load_transformer
 from flux2_int8.errors import ConfigError
+from flux2_int8.testing.compare import relative_error
 from flux2_int8.testing.checkpoints import fp8_state, int8_state, write_bfl, write_modelopt
 
 

@@ -41,7 +41,7 @@ def _refuse_scales_on_float(checkpoint: Checkpoint, weight: SourceTensor, scales
 
 
 def _check_quantized(checkpoint: Checkpoint, kind: str, weight: SourceTensor, scales: dict[str, SourceTensor | None]) -> None:
-    rows, columns = weight.part_shape
+    rows, columns = weight.info.shape  # as stored: a fused q/k/v and its scales have all rows
     expected = {"weight_scale": ((rows,), (rows, 1), *_ONE_VALUE), "input_scale": _ONE_VALUE, "pre_quant_scale": ((columns,),)}
     spelled = {"weight_scale": f"[{rows}], [{rows}, 1] or one value", "input_scale": "one value (0-d or [1])", "pre_quant_scale": f"[{columns}]"}
     required = ("weight_scale", "input_scale") if kind == INT8 else ("weight_scale",)
@@ -54,7 +54,7 @@ def _check_quantized(checkpoint: Checkpoint, kind: str, weight: SourceTensor, sc
             continue
         if source.info.dtype not in _FLOAT_DTYPES:
             raise CheckpointError(checkpoint.path, f"{param} has dtype {source.info.dtype}; expected a float (float32)", tensor=source.key)
-        if source.part_shape not in expected[param]:
+        if source.info.shape not in expected[param]:
             raise CheckpointError(
                 checkpoint.path,
                 f"{param} of shape {list(source.info.shape)} for weight {list(weight.info.shape)}; expected {spelled[param]}",

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 from diffusers import Flux2Transformer2DModel
+from safetensors import safe_open
 from torch import nn
 
 from ..formats.checkpoint import FP8, INT8, Checkpoint, SourceTensor, open_checkpoint
 from ..formats.keys import bfl_tensor_to_diffusers, split_param
-from ..formats.reader import read_tensor
 from ..formats.validate import SCALE_PARAMS, check_scale_values, check_structure
 from ..int8.linear import Fp8Linear, Int8Linear
 from .config import ConfigLike, build_empty_model, resolve_config
@@ -68,9 +68,12 @@ def read_state_dict(checkpoint: Checkpoint, model: nn.Module, device: torch.devi
     quantized_weights = {f"{name}.weight" for name, kind in checkpoint.linear_kinds.items() if kind in _QUANTIZED_CLASSES}
     state_dict: dict[str, torch.Tensor] = {}
     for file, sources in _sources_by_file(checkpoint).items():
-        with file.open("rb") as handle:
-            for source_key, (source, keys) in sorted(sources.items(), key=lambda item: item[1][0].info.offset):
-                raw = read_tensor(handle, file, source_key, source.info)
+        # safe_open maps the file: tensors are read lazily from the page cache, so loading
+        # on the CPU costs ~0.05x the file size until the weights are used (measured in
+        # tests/loading/test_compile_and_memory.py), and a GPU load streams tensor by tensor.
+        with safe_open(str(file), framework="pt") as handle:
+            for source_key, (source, keys) in sources.items():
+                raw = handle.get_tensor(source_key)
                 parts = bfl_tensor_to_diffusers(source.mapping, source.param, raw) if source.mapping else {keys[0]: raw}
                 for key, tensor in parts.items():
                     state_dict[key] = _finalize(checkpoint, source, key, tensor, key in quantized_weights, device, dtype)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..formats.keys import diffusers_to_bfl
-from ..formats.reader import TORCH_DTYPES
+from ..formats.header import TORCH_DTYPES
 from ..formats.write import write_safetensors_atomic
 from ..quantize.export import quantized_state_dict
 from ..quantize.observers import InputAmaxObserver, linear_names

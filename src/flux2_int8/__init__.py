@@ -1,6 +1,7 @@
 """flux2-int8: INT8 W8A8 FLUX.2 [klein] on GPUs without FP8, through diffusers."""
 
 from .errors import CheckpointError, ConfigError, Flux2Int8Error, UnsupportedFormatError
+from .generate import load_pipeline
 from .int8 import Fp8Linear, Int8Linear, set_int8_backend
 from .loading import load_transformer
 from .variants import VARIANTS, get_variant
@@ -17,6 +18,7 @@ __all__ = [
     "UnsupportedFormatError",
     "__version__",
     "get_variant",
+    "load_pipeline",
     "load_transformer",
     "set_int8_backend",
 ]

@@ -1,0 +1,86 @@
+"""`flux2-int8 generate`: text-to-image, editing (one --image) and composition (several).
+
+Every input is checked before the model loads; the model loads once for a whole
+prompts file.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..generate import (
+        Sampling,
+        check_request,
+        check_sampling,
+        check_writable,
+        load_pipeline,
+        plan_jobs,
+        run_jobs,
+        sampling_defaults,
+    )
+
+    requests = _requests(args)
+    check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
+    for request in requests:
+        check_request(request)
+    check_writable(args.out)
+    jobs = plan_jobs(requests, args.num_images, args.out)
+
+    pipeline = load_pipeline(
+        args.base,
+        transformer=args.transformer,
+        device=args.device,
+        dtype=getattr(torch, args.dtype),
+        compile=args.compile,
+        offload=args.offload,
+        local_files_only=args.local_files_only,
+    )
+    defaults = sampling_defaults(pipeline)
+    if args.guidance is not None and pipeline.config.is_distilled:
+        print("note: this is a distilled model; it ignores --guidance")
+    steps = args.steps or defaults.steps
+    guidance = defaults.guidance if args.guidance is None or pipeline.config.is_distilled else args.guidance
+    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer)
+    total = sum(item.seconds for item in done)
+    print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
+
+
+def _requests(args: argparse.Namespace) -> list:
+    from pathlib import Path
+
+    from ..generate import Request, RequestError, read_prompts_file
+
+    if args.prompts is None:
+        return [Request(args.prompt, tuple(Path(p).expanduser() for p in args.image), args.seed)]
+    if args.image:
+        raise RequestError("--image goes with --prompt; in a prompts file give each line its images (JSONL: {\"prompt\": ..., \"images\": [...]})")
+    return read_prompts_file(args.prompts, default_seed=args.seed)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("generate", help="generate images: text-to-image, editing (one --image), composition (several)")
+    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub repository id, or local pipeline folder")
+    parser.add_argument("--transformer", help="INT8/BF16/FP8 transformer checkpoint: a path, or a hub file owner/repo/file.safetensors (default: the base's own BF16 transformer)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="the prompt")
+    source.add_argument("--prompts", metavar="FILE", help="a batch: one prompt per line, or JSONL lines {\"prompt\", \"images\", \"seed\"}")
+    parser.add_argument("--image", action="append", default=[], metavar="REF", help="a reference image (repeat for a composition, at most 4)")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: 4 for distilled models, 50 for base models)")
+    parser.add_argument("--guidance", type=float, help="CFG scale for base models (default 4.0); distilled models ignore it")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first image; image k of a prompt uses seed + k (default 0)")
+    parser.add_argument("--width", type=int, help="multiple of 16, at least 64 (default: the first reference's size, else 1024)")
+    parser.add_argument("--height", type=int, help="multiple of 16, at least 64 (default: the first reference's size, else 1024)")
+    parser.add_argument("--num-images", type=int, default=1, help="images per prompt (default 1)")
+    parser.add_argument("--out", default="outputs", help="a folder (created), or a .png path for a single image (default: outputs)")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
+    parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
+    parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
+    parser.set_defaults(run=run)

@@ -1,0 +1,30 @@
+"""Generating images with INT8 FLUX.2 [klein]: load a pipeline, check requests, write PNGs."""
+
+from .output import check_writable, png_metadata, write_png
+from .pipeline import OFFLOAD_MODES, SamplingDefaults, check_checkpoint_fits, load_pipeline, sampling_defaults
+from .requests import MAX_REFERENCE_IMAGES, Request, RequestError, Sampling, check_request, check_sampling, load_reference, read_prompts_file
+from .run import Generated, Job, generate_image, plan_jobs, run_jobs
+
+__all__ = [
+    "MAX_REFERENCE_IMAGES",
+    "OFFLOAD_MODES",
+    "Generated",
+    "Job",
+    "Request",
+    "RequestError",
+    "Sampling",
+    "SamplingDefaults",
+    "check_checkpoint_fits",
+    "check_request",
+    "check_sampling",
+    "check_writable",
+    "generate_image",
+    "load_pipeline",
+    "load_reference",
+    "plan_jobs",
+    "png_metadata",
+    "read_prompts_file",
+    "run_jobs",
+    "sampling_defaults",
+    "write_png",
+]

@@ -1,0 +1,156 @@
+"""Where a pipeline and a checkpoint come from: a local path, or the Hugging Face cache.
+
+Downloads go through huggingface_hub, so files land in (and are reused from) the
+standard HF cache and `HF_HOME`, `HF_HUB_OFFLINE` and `hf auth login` work as users
+expect. A machine that cannot reach the hub and has nothing cached gets one message
+saying what is missing and how to provide it, not a stack of HTTP retries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import constants, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from ..errors import CheckpointError, ConfigError, Flux2Int8Error
+from ..variants import VARIANTS, Variant, get_variant
+
+PIPELINE_CLASS = "Flux2KleinPipeline"
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_HUB_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>[^\s]+\.safetensors)$")
+
+
+@dataclass(frozen=True)
+class BaseSource:
+    """What the user named as `base`: a variant, a hub repository, or a local folder."""
+
+    spec: str
+    variant: Variant | None = None
+    repo_id: str | None = None
+    folder: Path | None = None
+
+
+def parse_base(base: str | Path) -> BaseSource:
+    """Tell a variant name, a local pipeline folder and a hub repository id apart (no I/O beyond stat)."""
+    spec = str(base)
+    if spec.strip().lower() in VARIANTS:
+        variant = get_variant(spec)
+        return BaseSource(spec, variant=variant, repo_id=variant.hub_id)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        check_pipeline_folder(path)
+        return BaseSource(spec, folder=path)
+    if _REPO_ID.match(spec) and not path.exists():
+        return BaseSource(spec, repo_id=spec)
+    raise ConfigError(f"base '{spec}' is neither a variant ({', '.join(VARIANTS)}), an existing pipeline folder, nor a hub repository id (owner/name)")
+
+
+def check_pipeline_folder(folder: Path) -> dict[str, Any]:
+    """Read `model_index.json` and refuse anything but a FLUX.2 [klein] pipeline folder."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ConfigError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
+    try:
+        document = json.loads(index.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{index}: cannot be read as JSON ({error})") from None
+    if document.get("_class_name") != PIPELINE_CLASS:
+        raise ConfigError(f"{folder}: holds a {document.get('_class_name')!r} pipeline; expected {PIPELINE_CLASS} (FLUX.2 [klein])")
+    return document
+
+
+def transformer_config_of(folder: Path) -> dict[str, Any]:
+    """The base pipeline's `transformer/config.json`, the shape every checkpoint must fit."""
+    path = folder / "transformer" / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: the base pipeline's transformer config cannot be read ({error})") from None
+
+
+def pipeline_patterns(skip_transformer_weights: bool) -> list[str]:
+    """The files of a klein hub repository the pipeline needs.
+
+    The official repositories also hold a BFL single-file copy of the transformer at
+    their root; it is never fetched. With a transformer checkpoint given, only the
+    transformer's config.json is, so its BF16 weights (8-18 GB) are never downloaded.
+    """
+    patterns = ["model_index.json", "scheduler/*", "tokenizer/*", "text_encoder/*", "vae/*"]
+    patterns.append("transformer/config.json" if skip_transformer_weights else "transformer/*")
+    return patterns
+
+
+def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_only: bool) -> Path:
+    """The local snapshot folder of a hub pipeline (from the cache, or downloaded into it)."""
+    with hub_errors(f"the pipeline '{repo_id}'", repo_id, f"hf download {repo_id}", "pass a local pipeline folder as the base", local_files_only):
+        folder = Path(snapshot_download(repo_id, allow_patterns=pipeline_patterns(skip_transformer_weights), local_files_only=local_files_only))
+    check_pipeline_folder(folder)
+    return folder
+
+
+def resolve_checkpoint(spec: str | Path, local_files_only: bool) -> Path:
+    """A local checkpoint path, or a hub file `owner/repo/file.safetensors` fetched through the cache."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    match = _HUB_FILE.match(str(spec))
+    if match is None:
+        raise CheckpointError(spec, "no such file or folder (a file on the hub is written owner/repo/file.safetensors)")
+    repo_id, filename = match["repo"], match["file"]
+    with hub_errors(f"the checkpoint '{spec}'", repo_id, f"hf download {repo_id} {filename}", "pass the checkpoint's local path", local_files_only):
+        return Path(hf_hub_download(repo_id, filename, local_files_only=local_files_only))
+
+
+@contextmanager
+def hub_errors(what: str, repo_id: str, download_command: str, instead: str, local_files_only: bool) -> Iterator[None]:
+    """Turn huggingface_hub's errors into one `Flux2Int8Error` that says how to get the files.
+
+    Subclasses come first: a gated repository is also 'not found', a missing cache
+    entry is also an `EntryNotFoundError`.
+    """
+    try:
+        yield
+    except GatedRepoError:
+        raise Flux2Int8Error(f"{what} is gated on the Hugging Face hub: accept its license at https://huggingface.co/{repo_id}, log in with `hf auth login`, and retry") from None
+    except RepositoryNotFoundError:
+        raise Flux2Int8Error(f"{what}: there is no repository '{repo_id}' on the Hugging Face hub (or it is private and you are not logged in); check the name") from None
+    except RevisionNotFoundError as error:
+        raise Flux2Int8Error(f"{what}: revision not found on the hub ({error})") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        raise Flux2Int8Error(_not_cached_message(what, download_command, instead, local_files_only)) from None
+    except EntryNotFoundError:
+        raise Flux2Int8Error(f"{what}: the repository '{repo_id}' has no such file; check the name against https://huggingface.co/{repo_id}/tree/main") from None
+    except HFValidationError as error:
+        raise Flux2Int8Error(f"{what}: not a valid hub name ({error})") from None
+    except HfHubHTTPError as error:
+        raise Flux2Int8Error(f"{what}: the Hugging Face hub answered with an error ({error})") from None
+
+
+def _not_cached_message(what: str, download_command: str, instead: str, local_files_only: bool) -> str:
+    if local_files_only:
+        reason = "local files only were asked for"
+    elif constants.HF_HUB_OFFLINE:
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        reason = "the hub cannot be reached"
+    return (
+        f"{what} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {reason}. "
+        f"Fetch it on a machine with internet with `{download_command}` and copy that machine's cache here "
+        f"(or point HF_HOME at a copy), or {instead}"
+    )

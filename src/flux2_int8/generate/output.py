@@ -1,0 +1,93 @@
+"""Output paths and PNG files: checked before the model loads, written whole or not at all.
+
+Each PNG carries the settings that made it in its text chunks (prompt, seed, steps,
+guidance, size, base, checkpoint, reference names), so an image found later can be
+made again; `PIL.Image.open(path).text` reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .requests import RequestError
+
+_SLUG_LENGTH = 40
+
+
+def is_file_target(out: str | Path) -> bool:
+    """`--out x.png` names a file; anything else names a folder."""
+    return Path(out).suffix.lower() == ".png"
+
+
+def output_path(out: str | Path, index: int, total: int, prompt: str, seed: int) -> Path:
+    """Where image `index` (1-based) of `total` goes.
+
+    A `.png` target is used as is for one image, and numbered (`x-001.png`) for several;
+    a folder gets `0001-<prompt words>-seed<seed>.png`.
+    """
+    out = Path(out).expanduser()
+    if is_file_target(out):
+        return out if total == 1 else out.with_name(f"{out.stem}-{index:03d}.png")
+    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:_SLUG_LENGTH].strip("-") or "image"
+    return out / f"{index:04d}-{slug}-seed{seed}.png"
+
+
+def check_writable(out: str | Path) -> None:
+    """Refuse an output whose folder cannot be created or written, without creating anything."""
+    out = Path(out).expanduser()
+    if is_file_target(out) and out.is_dir():
+        raise RequestError(f"cannot write {out}: it is a folder")
+    folder = out.parent if is_file_target(out) else out
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RequestError(f"cannot write to {folder}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise RequestError(f"cannot write to {folder}: {existing} is not writable ({error.strerror})") from None
+
+
+def png_metadata(prompt: str, seed: int, steps: int, guidance: float, size: tuple[int, int], base: str, checkpoint: str | None, references: tuple[Path, ...]) -> dict[str, str]:
+    """The text chunks of one generated PNG (reference images by file name)."""
+    from .. import __version__  # the package imports this module: read the version at call time
+
+    return {
+        "prompt": prompt,
+        "seed": str(seed),
+        "steps": str(steps),
+        "guidance": str(guidance),
+        "width": str(size[0]),
+        "height": str(size[1]),
+        "base": base,
+        "checkpoint": checkpoint or "the base's transformer",
+        "references": json.dumps([path.name for path in references]),
+        "software": f"flux2-int8 {__version__}",
+    }
+
+
+def write_png(path: Path, image: Image.Image, metadata: dict[str, str]) -> Path:
+    """Write a PNG through a temporary file in the same folder, then rename: never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngInfo()
+    for key, value in metadata.items():
+        info.add_text(key, value)  # falls back to UTF-8 iTXt for non-Latin-1 prompts
+    # A name of our own (not mkstemp's), so the file gets the user's umask like any other output.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with temporary.open("wb") as handle:
+            image.save(handle, format="PNG", pnginfo=info)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,136 @@
+"""What to generate, checked before any model loads.
+
+Loading a klein pipeline takes tens of seconds and gigabytes; a typo in an image
+path or a width of 1000 should fail before that, with a message naming the input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import Flux2Int8Error
+
+# Black Forest Labs documents up to 4 reference images for FLUX.2 [klein] 4B and 9B
+# (docs.bfl.ai, "Reference Images per Model"). diffusers' Flux2KleinPipeline sets no
+# limit, but each reference adds its full token count to every attention call.
+MAX_REFERENCE_IMAGES = 4
+MIN_SIDE = 64
+# The VAE downsamples by 8 and latents are packed 2x2, so pixel sizes move in steps of 16.
+SIDE_MULTIPLE = 16
+MAX_SEED = 2**63  # torch.Generator.manual_seed takes 64-bit seeds; image k of a request uses seed + k
+_JSONL_KEYS = ("prompt", "images", "seed")
+
+
+class RequestError(Flux2Int8Error):
+    """A generation input (prompt, reference image, size, steps, output path) is unusable."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt with its reference images (none: text-to-image; one: edit; several: composition)."""
+
+    prompt: str
+    images: tuple[Path, ...] = ()
+    seed: int = 0
+    source: str = "--prompt"  # where it came from, for error messages
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Settings shared by every request of a run; None means the pipeline's default."""
+
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+    num_images: int = 1
+
+
+def check_sampling(sampling: Sampling) -> None:
+    """Refuse non-positive steps or image counts, bad guidance, and sizes the model cannot make."""
+    if sampling.steps is not None and sampling.steps < 1:
+        raise RequestError(f"steps must be a positive number of denoising steps, got {sampling.steps}")
+    if sampling.num_images < 1:
+        raise RequestError(f"num-images must be at least 1, got {sampling.num_images}")
+    if sampling.guidance is not None and not (math.isfinite(sampling.guidance) and sampling.guidance >= 0):
+        raise RequestError(f"guidance must be a finite number >= 0, got {sampling.guidance}")
+    for name, side in (("width", sampling.width), ("height", sampling.height)):
+        if side is not None and (side < MIN_SIDE or side % SIDE_MULTIPLE):
+            raise RequestError(f"{name} must be a multiple of {SIDE_MULTIPLE} and at least {MIN_SIDE}, got {side}")
+
+
+def check_request(request: Request) -> None:
+    """Refuse an empty prompt, too many references, and references that are missing, unreadable or too small."""
+    if not request.prompt.strip():
+        raise RequestError(f"{request.source}: the prompt is empty")
+    if not 0 <= request.seed < MAX_SEED:
+        raise RequestError(f"{request.source}: the seed must be an integer in [0, 2**63), got {request.seed}")
+    if len(request.images) > MAX_REFERENCE_IMAGES:
+        raise RequestError(
+            f"{request.source}: {len(request.images)} reference images given; FLUX.2 [klein] accepts at most {MAX_REFERENCE_IMAGES}"
+        )
+    for path in request.images:
+        load_reference(path).close()
+
+
+def load_reference(path: Path) -> Image.Image:
+    """Open a reference image as RGB, refusing files that are missing, not images, or under 64 px a side."""
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+    except FileNotFoundError:
+        raise RequestError(f"reference image {path}: no such file") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
+        raise RequestError(f"reference image {path}: cannot be read as an image ({error})") from None
+    if min(image.size) < MIN_SIDE:
+        raise RequestError(f"reference image {path} is {image.width}x{image.height}; the model needs at least {MIN_SIDE} px a side")
+    return image
+
+
+def read_prompts_file(path: str | Path, default_seed: int = 0) -> list[Request]:
+    """Requests from a prompts file: one prompt per line, or JSONL objects {prompt, images, seed}.
+
+    Lines may mix the two forms; blank lines are skipped. Relative image paths are
+    read from the prompts file's folder, so a prompts file travels with its images.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise RequestError(f"prompts file {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RequestError(f"prompts file {path}: cannot be read as UTF-8 text ({error})") from None
+    requests = [_parse_line(line.strip(), f"{path} line {number}", path.parent, default_seed) for number, line in enumerate(lines, 1) if line.strip()]
+    if not requests:
+        raise RequestError(f"prompts file {path}: holds no prompts")
+    return requests
+
+
+def _parse_line(line: str, source: str, folder: Path, default_seed: int) -> Request:
+    if not line.startswith("{"):
+        return Request(line, seed=default_seed, source=source)
+    try:
+        entry: Any = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise RequestError(f"{source}: not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(entry, dict):
+        raise RequestError(f"{source}: expected a JSON object with keys {', '.join(_JSONL_KEYS)}")
+    unknown = sorted(set(entry) - set(_JSONL_KEYS))
+    if unknown:
+        raise RequestError(f"{source}: unknown key {unknown[0]!r}; a line may hold {', '.join(_JSONL_KEYS)}")
+    prompt, images, seed = entry.get("prompt"), entry.get("images", []), entry.get("seed", default_seed)
+    if not isinstance(prompt, str):
+        raise RequestError(f"{source}: 'prompt' must be a string")
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise RequestError(f"{source}: 'images' must be a list of image paths")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise RequestError(f"{source}: 'seed' must be an integer")
+    return Request(prompt, tuple(folder / Path(i).expanduser() for i in images), seed, source)

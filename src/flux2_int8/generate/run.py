@@ -1,0 +1,112 @@
+"""Running requests through a loaded pipeline: one image per call, timed, written as PNG."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import Flux2KleinPipeline
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .output import output_path, png_metadata, write_png
+from .requests import Request, load_reference
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to make: its request, its seed and where it goes."""
+
+    request: Request
+    seed: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One image made: where it was written and the seconds the pipeline took for it."""
+
+    job: Job
+    seconds: float
+    size: tuple[int, int]
+
+
+def plan_jobs(requests: Sequence[Request], num_images: int, out: str | Path) -> list[Job]:
+    """Every image of the run with its path; image k of a request uses seed + k."""
+    total = len(requests) * num_images
+    jobs: list[Job] = []
+    for request in requests:
+        for k in range(num_images):
+            seed = request.seed + k
+            jobs.append(Job(request, seed, output_path(out, len(jobs) + 1, total, request.prompt, seed)))
+    return jobs
+
+
+def generate_image(
+    pipeline: Flux2KleinPipeline,
+    prompt: str,
+    references: Sequence[Image.Image],
+    seed: int,
+    steps: int,
+    guidance: float,
+    width: int | None = None,
+    height: int | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> Image.Image:
+    """One image: text-to-image without references, an edit with one, a composition with several.
+
+    The initial noise comes from a CPU generator, so a seed gives the same noise on
+    every device, and a BF16 and an INT8 pipeline start from the same latents.
+    Without width/height the pipeline uses the first reference's size (else 1024).
+    """
+
+    def step_callback(pipe: Flux2KleinPipeline, step: int, timestep: torch.Tensor, tensors: dict) -> dict:
+        if on_step is not None:
+            on_step()
+        return {}
+
+    result = pipeline(
+        image=list(references) or None,
+        prompt=prompt,
+        height=height,
+        width=width,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        callback_on_step_end=step_callback,
+    )
+    return result.images[0]
+
+
+def run_jobs(
+    pipeline: Flux2KleinPipeline,
+    jobs: Sequence[Job],
+    steps: int,
+    guidance: float,
+    width: int | None,
+    height: int | None,
+    base: str,
+    checkpoint: str | None,
+    progress: bool = True,
+) -> list[Generated]:
+    """Make and write every image, with one progress bar over all denoising steps.
+
+    The time per image (prompt encoding, denoising, VAE decode; not the PNG write) is
+    printed under the bar and returned.
+    """
+    pipeline.set_progress_bar_config(disable=True)  # our bar covers the whole run
+    done: list[Generated] = []
+    with tqdm(total=len(jobs) * steps, unit="step", disable=not progress, desc="generating") as bar:
+        for job in jobs:
+            references = [load_reference(path) for path in job.request.images]
+            start = time.perf_counter()
+            image = generate_image(pipeline, job.request.prompt, references, job.seed, steps, guidance, width, height, on_step=lambda: bar.update(1))
+            seconds = time.perf_counter() - start
+            metadata = png_metadata(job.request.prompt, job.seed, steps, guidance, image.size, base, checkpoint, job.request.images)
+            write_png(job.path, image, metadata)
+            done.append(Generated(job, seconds, image.size))
+            tqdm.write(f"{job.path}  {image.width}x{image.height}  seed {job.seed}  {seconds:.2f} s")
+    return done

@@ -19,14 +19,20 @@ def quantize_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Ten
 
 
 def _integer_valued_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
-    """The quantized activation kept as float32 integers, skipping the int8 round trip."""
-    return torch.clamp(torch.round(x.float() / input_scale), INT8_MIN, INT8_MAX)
+    """The quantized activation kept as float32 integers, skipping the int8 round trip.
+
+    One new tensor, then in-place round and clamp: eager CPU runs are memory-bound
+    here, and each extra temporary of [M, K] float32 costs as much as the op itself.
+    """
+    return torch.div(x.float(), input_scale).round_().clamp_(INT8_MIN, INT8_MAX)
 
 
 def _rescale(accumulator: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-    y = accumulator.float() * (input_scale * weight_scale)
+    """accumulator [M, N] (int32 or integer-valued float32) -> y [M, N] in `dtype`."""
+    y = accumulator.float() if accumulator.dtype != torch.float32 else accumulator
+    y = y.mul_(input_scale * weight_scale)
     if bias is not None:
-        y = y + bias.float()
+        y = y.add_(bias.float())
     return y.to(dtype)
 
 

@@ -1,23 +1,37 @@
-"""A float transformer plus calibrated activation ranges -> an INT8 W8A8 state dict and file."""
+"""A float model plus calibrated activation ranges -> an INT8 W8A8 state dict, file or folder."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from .. import __version__
+from ..errors import Flux2Int8Error
+from ..formats.checkpoint import DIFFUSERS_WEIGHTS
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
-from .recipe import Recipe, input_scale_from_amax, quantize_weight, weight_scale_per_channel
+from .output import check_replaceable_folder
+from .recipe import Recipe, input_scale_from_amax, quantize_weight, unify_qkv, weight_scale_per_channel
+
+FORMAT_NAME = "flux2-int8/w8a8"
+
+
+def quantized_linears(model: nn.Module, recipe: Recipe) -> list[str]:
+    """Names of the linears `recipe` makes INT8, in module order."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and not recipe.keeps(name)]
 
 
 def quantized_state_dict(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe(), kept_dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
     """Diffusers-named state dict: int8 weights with float32 scales for every linear the
     recipe quantizes, `kept_dtype` for the rest. Every quantized linear needs an amax."""
     state: dict[str, torch.Tensor] = {}
-    quantized = {name for name, module in model.named_modules() if isinstance(module, nn.Linear) and not recipe.keeps(name)}
+    quantized = set(quantized_linears(model, recipe))
     for name in sorted(quantized - input_amax.keys()):
         raise KeyError(f"no calibrated input range for linear '{name}'")
     for key, tensor in model.state_dict().items():
@@ -34,5 +48,51 @@ def quantized_state_dict(model: nn.Module, input_amax: dict[str, float], recipe:
 
 def write_bfl_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     """Write a diffusers-named state dict as one BFL single-file checkpoint (official key names)."""
+    from .. import __version__  # here, not at import time: flux2_int8/__init__ imports this package
+
     header = {"producer": f"flux2-int8 {__version__}", **(metadata or {})}
     return write_safetensors_atomic(path, diffusers_to_bfl(state_dict), header)
+
+
+def write_diffusers_folder(folder: str | Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any], metadata: dict[str, str]) -> Path:
+    """Write a diffusers transformer folder (config.json + weights), all or nothing.
+
+    The folder is built under a temporary name beside the target and renamed into
+    place. q/k/v ranges are unified first (diffusers keeps them as three layers that
+    a fused kernel must treat as one). `config.json` carries a `quantization_config`
+    naming this package, so diffusers' own loader refuses the folder instead of
+    reading int8 weights as floats; `flux2_int8.load_transformer` reads it.
+    """
+    folder = Path(folder)
+    if not folder.parent.is_dir():
+        raise Flux2Int8Error(f"cannot write {folder}: folder {folder.parent} does not exist")
+    check_replaceable_folder(folder)
+    kept = sorted({k.rsplit(".", 1)[0] for k, v in state_dict.items() if k.endswith(".weight") and v.dtype != torch.int8 and v.dim() == 2})
+    document = {k: v for k, v in config.items() if not k.startswith("_")}
+    document["_class_name"] = "Flux2Transformer2DModel"
+    document["quantization_config"] = {"quant_method": "flux2-int8", "quant_algo": "W8A8", "format": FORMAT_NAME, "ignore": kept}
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        write_safetensors_atomic(staging / DIFFUSERS_WEIGHTS, _unified_state(state_dict), metadata)
+        (staging / "config.json").write_text(json.dumps(document, indent=2, default=list) + "\n")
+        _swap_into_place(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _unified_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    ranges = {k.rsplit(".", 1)[0]: float(v) for k, v in state_dict.items() if k.endswith(".input_scale")}
+    unified = unify_qkv(ranges)
+    return {k: (torch.tensor(unified[k.rsplit(".", 1)[0]], dtype=torch.float32) if k.endswith(".input_scale") else v) for k, v in state_dict.items()}
+
+
+def _swap_into_place(staging: Path, folder: Path) -> None:
+    if not folder.exists():
+        os.replace(staging, folder)
+        return
+    previous = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+    os.replace(folder, previous / folder.name)
+    os.replace(staging, folder)
+    shutil.rmtree(previous, ignore_errors=True)

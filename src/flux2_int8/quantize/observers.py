@@ -1,30 +1,115 @@
-"""Recording the max |input| of linears during real forward passes (calibration 'max').
+"""Recording the inputs of linears during real forward passes: max, per-channel max, histogram.
 
 Forward pre-hooks on the model itself: no second copy of the model, and whatever
 drives the model (one transformer call or a whole pipeline run) is observed as is.
+Running maxima stay tensors on the input's device, so observing costs no GPU sync;
+only the optional histograms (percentile calibration) read one value back per call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+HISTOGRAM_BINS = 2048
+
+
+class AbsHistogram:
+    """Counts of |x| in equal bins over [0, upper], memory fixed at `bins` int64 counts.
+
+    `upper` is a power of two; when a larger value arrives it doubles and bins merge in
+    pairs, so earlier counts stay exact. A percentile is then read to within one bin
+    (upper / bins, at most 2 / bins of the max).
+    """
+
+    def __init__(self, bins: int = HISTOGRAM_BINS):
+        if bins < 2 or bins % 2:
+            raise ValueError(f"histogram bins must be an even number >= 2, got {bins}")
+        self.bins = bins
+        self.upper = 0.0
+        self.counts: torch.Tensor | None = None
+        self.amax = 0.0
+
+    def add(self, x: torch.Tensor) -> None:
+        values = x.detach().abs().float().reshape(-1)
+        top = float(values.max()) if values.numel() else 0.0
+        self.amax = max(self.amax, top)
+        if self.counts is None:
+            self.counts = torch.zeros(self.bins, dtype=torch.int64, device=values.device)
+            self.upper = 2.0 ** math.ceil(math.log2(top)) if top > 0 else 2.0**-24
+        while top > self.upper:
+            merged = self.counts.view(-1, 2).sum(dim=1)
+            self.counts = torch.cat([merged, torch.zeros_like(merged)])
+            self.upper *= 2
+        index = (values * (self.bins / self.upper)).long().clamp_(max=self.bins - 1)
+        self.counts += torch.bincount(index, minlength=self.bins)
+
+    def percentile(self, percent: float) -> float:
+        """The smallest bin edge with at least `percent` % of the values at or below it (<= amax)."""
+        if self.counts is None:
+            raise ValueError("no values were recorded")
+        cumulative = self.counts.cumsum(0)
+        needed = math.ceil(percent / 100 * int(cumulative[-1]))
+        index = int(torch.searchsorted(cumulative, torch.tensor(needed, device=cumulative.device)))
+        return min((index + 1) * self.upper / self.bins, self.amax)
+
 
 class InputAmaxObserver:
-    """Context manager: while active, keeps a running max |x| of each named linear's input."""
+    """Context manager: while active, keeps a running max |x| of each named linear's input.
 
-    def __init__(self, model: nn.Module, module_names: Iterable[str]):
+    `channels` names the linears whose max per input channel ([K], over every token)
+    is kept too (SmoothQuant needs it); `histogram_bins` > 0 keeps an `AbsHistogram`
+    of every linear (percentile calibration). `paused()` stops recording for a while,
+    e.g. while the model makes reference images that are not calibration samples.
+    """
+
+    def __init__(self, model: nn.Module, module_names: Iterable[str], channels: Iterable[str] = (), histogram_bins: int = 0):
         self.model = model
         self.module_names = list(module_names)
-        self.amax: dict[str, float] = {}
+        self.channels = set(channels)
+        self.histogram_bins = histogram_bins
+        self.channel_amax: dict[str, torch.Tensor] = {}
+        self.histograms: dict[str, AbsHistogram] = {}
+        self.calls: dict[str, int] = {}
+        self.recording = True
+        self._amax: dict[str, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    @property
+    def amax(self) -> dict[str, float]:
+        """Max |input| per linear seen so far (linears never called are absent)."""
+        return {name: float(value) for name, value in self._amax.items()}
+
+    def percentile(self, percent: float) -> dict[str, float]:
+        """The `percent` percentile of |input| per linear (needs `histogram_bins` > 0)."""
+        return {name: histogram.percentile(percent) for name, histogram in self.histograms.items()}
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        self.recording = False
+        try:
+            yield
+        finally:
+            self.recording = True
 
     def _record(self, name: str):  # type: ignore[no-untyped-def]
         def hook(module: nn.Module, args: tuple) -> None:
-            value = float(args[0].detach().abs().amax())
-            self.amax[name] = max(self.amax.get(name, 0.0), value)
+            if not self.recording:
+                return
+            x = args[0].detach()
+            value = x.abs().amax().float()
+            self._amax[name] = value if name not in self._amax else torch.maximum(self._amax[name], value)
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if name in self.channels:
+                per_channel = x.abs().reshape(-1, x.shape[-1]).amax(dim=0).float()
+                previous = self.channel_amax.get(name)
+                self.channel_amax[name] = per_channel if previous is None else torch.maximum(previous, per_channel)
+            if self.histogram_bins:
+                self.histograms.setdefault(name, AbsHistogram(self.histogram_bins)).add(x)
 
         return hook
 

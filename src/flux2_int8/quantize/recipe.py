@@ -7,28 +7,95 @@ Scales follow the ModelOpt convention the published checkpoints use: symmetric,
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass, field
 
 import torch
+
+from ..errors import Flux2Int8Error
+from ..formats.keys import map_diffusers_module
 
 INT8_MAX = 127.0
 # Embedders and the output layer stay BF16 (published recipe): they are small, see raw
 # inputs or produce the final velocity, and quantizing them costs quality for no speed.
 DEFAULT_KEEP = ("x_embedder", "context_embedder", "time_guidance_embed.*", "norm_out.linear", "proj_out")
 MODULATION = ("double_stream_modulation_img.linear", "double_stream_modulation_txt.linear", "single_stream_modulation.linear")
+# q, k and v become one fused GEMM (BFL `qkv`), so they share one input_scale and one precision.
+QKV_GROUPS = (("to_q", "to_k", "to_v"), ("add_q_proj", "add_k_proj", "add_v_proj"))
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """What to keep in float; everything else that is an `nn.Linear` becomes INT8."""
+    """What to keep in float; everything else that is an `nn.Linear` becomes INT8.
+
+    Patterns are `fnmatch` patterns over diffusers module names; for transformer linears
+    the BFL name matches too (`single_blocks.3.linear2` as well as
+    `single_transformer_blocks.3.attn.to_out`). Keeping one of q, k, v keeps all three.
+    """
 
     keep: tuple[str, ...] = DEFAULT_KEEP
     quantize_modulation: bool = False
     extra_keep: tuple[str, ...] = field(default=())
 
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return self.keep + self.extra_keep + (() if self.quantize_modulation else MODULATION)
+
     def keeps(self, module_name: str) -> bool:
-        patterns = self.keep + self.extra_keep + (() if self.quantize_modulation else MODULATION)
-        return any(fnmatch.fnmatchcase(module_name, p) for p in patterns)
+        return any(matches(pattern, sibling) for sibling in qkv_siblings(module_name) for pattern in self.patterns)
+
+
+def matches(pattern: str, module_name: str) -> bool:
+    """Whether `pattern` matches a module by its diffusers name or, for transformer linears, its BFL name."""
+    if fnmatch.fnmatchcase(module_name, pattern):
+        return True
+    bfl = map_diffusers_module(module_name)
+    return bfl is not None and fnmatch.fnmatchcase(bfl[0], pattern)
+
+
+def qkv_siblings(module_name: str) -> tuple[str, ...]:
+    """`a.to_k` -> (`a.to_q`, `a.to_k`, `a.to_v`); any other name -> (name,)."""
+    stem, _, leaf = module_name.rpartition(".")
+    for group in QKV_GROUPS:
+        if leaf in group:
+            return tuple(f"{stem}.{part}" if stem else part for part in group)
+    return (module_name,)
+
+
+def unify_qkv(input_amax: dict[str, float]) -> dict[str, float]:
+    """Give q, k and v one shared range (the max), as one fused GEMM needs."""
+    unified = dict(input_amax)
+    for name in input_amax:
+        siblings = qkv_siblings(name)
+        if len(siblings) > 1 and all(s in input_amax for s in siblings):
+            unified[name] = max(input_amax[s] for s in siblings)
+    return unified
+
+
+@dataclass(frozen=True)
+class CalibrationMethod:
+    """How a linear's activation range is read off its observed inputs: the max, or a percentile of |x|."""
+
+    percentile: float | None = None
+
+    @property
+    def spec(self) -> str:
+        return "max" if self.percentile is None else f"percentile:{self.percentile:g}"
+
+
+def parse_calibration(spec: str) -> CalibrationMethod:
+    """`max` or `percentile:P` (0 < P <= 100) -> `CalibrationMethod`; anything else is a user error."""
+    text = spec.strip().lower()
+    if text == "max":
+        return CalibrationMethod()
+    kind, _, value = text.partition(":")
+    try:
+        percent = float(value)
+    except ValueError:
+        percent = math.nan
+    if kind != "percentile" or not 0 < percent <= 100:
+        raise Flux2Int8Error(f"--calibration '{spec}': expected 'max' or 'percentile:P' with 0 < P <= 100 (e.g. percentile:99.99)")
+    return CalibrationMethod(percent)
 
 
 def weight_scale_per_channel(weight: torch.Tensor) -> torch.Tensor:

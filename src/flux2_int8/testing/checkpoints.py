@@ -21,12 +21,11 @@ from ..formats.header import TORCH_DTYPES
 from ..formats.write import write_safetensors_atomic
 from ..quantize.export import quantized_state_dict
 from ..quantize.observers import InputAmaxObserver, linear_names
-from ..quantize.recipe import INT8_MAX, Recipe
+from ..quantize.recipe import INT8_MAX, Recipe, unify_qkv
 
 WeightScaleShape = Literal["[N]", "[N,1]", "0-d", "[1]"]
 InputScaleShape = Literal["0-d", "[1]"]
 FP8_MAX = 448.0
-QKV_GROUPS = (("to_q", "to_k", "to_v"), ("add_q_proj", "add_k_proj", "add_v_proj"))
 
 
 def transformer_inputs(config: dict[str, Any], image_side: int = 4, text_tokens: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
@@ -50,17 +49,6 @@ def calibrate(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, fl
     with InputAmaxObserver(model, linear_names(model)) as observer, torch.no_grad():
         model(**inputs)
     return unify_qkv(observer.amax)
-
-
-def unify_qkv(input_amax: dict[str, float]) -> dict[str, float]:
-    """Give q, k and v one shared range (the max), as one fused GEMM needs."""
-    unified = dict(input_amax)
-    for group in QKV_GROUPS:
-        for name in [n for n in input_amax if n.endswith("." + group[0])]:
-            stem = name[: -len(group[0])]
-            shared = max(input_amax[stem + part] for part in group)
-            unified.update({stem + part: shared for part in group})
-    return unified
 
 
 def int8_state(model: nn.Module, input_amax: dict[str, float], weight_scale: WeightScaleShape = "[N,1]", input_scale: InputScaleShape = "0-d", recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:

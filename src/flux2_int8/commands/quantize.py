@@ -1,0 +1,71 @@
+"""`flux2-int8 quantize --base B --out O`: calibrate a BF16 pipeline and write its INT8 W8A8 checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+_DTYPES = ("bfloat16", "float16", "float32")
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..quantize import quantize
+
+    result = quantize(
+        args.base,
+        args.out,
+        transformer=args.transformer,
+        samples=args.samples,
+        steps=args.steps,
+        resolution=args.resolution,
+        seed=args.seed,
+        prompts=args.prompts,
+        calibration=args.calibration,
+        smoothquant=args.smoothquant,
+        quantize_modulation=args.quantize_modulation,
+        keep=args.keep,
+        text_encoder=args.text_encoder,
+        format=args.format,
+        device=args.device,
+        dtype=getattr(torch, args.dtype),
+        offload=args.offload,
+        progress=not args.quiet,
+    )
+    statistics = result.statistics
+    if args.json:
+        summary = {"path": str(result.path), "text_encoder_path": str(result.text_encoder_path) if result.text_encoder_path else None, "kept": list(result.kept), "statistics": statistics.to_dict()}
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"wrote {result.path}: {len(result.quantized)} linears int8, {len(result.kept)} kept in float")
+    if result.text_encoder_path:
+        print(f"wrote {result.text_encoder_path}: {len(statistics.text_encoder_input_range)} text encoder linears int8")
+    print(
+        f"calibrated on {len(statistics.samples)} samples, {statistics.steps} of {statistics.total_steps} steps, "
+        f"{statistics.transformer_calls} transformer calls, {statistics.reference_images} reference images, {statistics.seconds:.1f} s"
+    )
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("quantize", help="calibrate a BF16 klein pipeline and write an INT8 W8A8 checkpoint", description=__doc__)
+    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub id, or local pipeline folder")
+    parser.add_argument("--out", required=True, help="output .safetensors file (or folder with --format diffusers)")
+    parser.add_argument("--transformer", help="a BF16 transformer checkpoint (e.g. a fine-tune, BFL single file) replacing the base's")
+    parser.add_argument("--samples", type=int, default=256, help="calibration samples drawn from the prompt set (default 256)")
+    parser.add_argument("--steps", type=int, help="denoising steps visited per sample (default all: 4 distilled, 50 base)")
+    parser.add_argument("--resolution", type=int, default=1024, help="calibration image side in pixels (default 1024)")
+    parser.add_argument("--seed", type=int, default=0, help="draws the samples and seeds their noise (default 0)")
+    parser.add_argument("--prompts", help="JSONL prompt set (default: the shipped 768 prompts); see docs/quantize.md")
+    parser.add_argument("--calibration", default="max", help="activation range: max (default) or percentile:P, e.g. percentile:99.99")
+    parser.add_argument("--smoothquant", type=float, metavar="ALPHA", help="experimental: SmoothQuant folded into the weights, alpha in (0, 1]")
+    parser.add_argument("--quantize-modulation", action=argparse.BooleanOptionalAction, default=False, help="also quantize the modulation linears (default: keep them BF16)")
+    parser.add_argument("--keep", action="append", default=[], metavar="PATTERN", help="keep matching linears in BF16 (fnmatch, diffusers or BFL names; repeatable)")
+    parser.add_argument("--text-encoder", action="store_true", help="also quantize the Qwen3 text encoder, written to <out stem>-text-encoder.safetensors")
+    parser.add_argument("--format", choices=("bfl", "diffusers"), default="bfl", help="bfl: one file with official key names (default); diffusers: a transformer folder")
+    parser.add_argument("--device", help="default: cuda when available, else cpu")
+    parser.add_argument("--dtype", choices=_DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")
+    parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload for GPUs too small for the whole pipeline")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the result and calibration statistics as JSON")
+    parser.set_defaults(run=run)

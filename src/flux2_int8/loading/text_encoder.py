@@ -1,0 +1,155 @@
+"""INT8 W8A8 text encoder file -> transformers Qwen3 model, without a float copy.
+
+The sibling of `load_transformer` for files written by `flux2-int8 quantize
+--text-encoder`: the model is built with empty (meta) parameters from the config in
+the file's header (or one given), every linear whose weight is int8 in the file
+becomes an `Int8Linear`, and tensors are read one at a time onto the device and
+assigned. Buffers that are computed, not stored (rotary frequencies), are built
+normally.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import init_empty_weights
+from safetensors import safe_open
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+
+from ..errors import CheckpointError, ConfigError
+from ..formats.header import SafetensorsHeader, read_header
+from ..int8.linear import Int8Linear
+
+CONFIG_METADATA = "text_encoder_config"
+_SCALES = ("weight_scale", "input_scale")
+
+
+def load_text_encoder(
+    path: str | Path,
+    config: str | Path | dict[str, Any] | PretrainedConfig | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.bfloat16,
+) -> PreTrainedModel:
+    """Load a W8A8 text encoder file as the `Qwen3ForCausalLM` a klein pipeline takes.
+
+    `config` defaults to the one in the file's header; otherwise a pipeline folder
+    (its `text_encoder/config.json` is used), a text encoder folder, a dict or a
+    transformers config. `dtype` is that of the float layers and activations; int8
+    weights stay int8 and scales float32. Pass the result to
+    `Flux2KleinPipeline.from_pretrained(..., text_encoder=...)`.
+    """
+    header = read_header(path)
+    model = _empty_model(_resolve_config(config, header), dtype)
+    tied = _tied_keys(model)
+    quantized = _check_tensors(header, model, tied)
+    for name in quantized:
+        _swap_int8(model, name)
+    state = _read_state(header, quantized, torch.device(device), dtype)
+    model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()
+    model.to(device)  # the computed buffers; assigned tensors are already there
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def _resolve_config(config: str | Path | dict[str, Any] | PretrainedConfig | None, header: SafetensorsHeader) -> PretrainedConfig:
+    if isinstance(config, PretrainedConfig):
+        return config
+    if isinstance(config, dict):
+        return _config_from_dict(config, "the config given")
+    if config is None:
+        if CONFIG_METADATA not in header.metadata:
+            raise CheckpointError(header.path, f"the header has no '{CONFIG_METADATA}'; pass config= (the base pipeline folder)")
+        return _config_from_dict(json.loads(header.metadata[CONFIG_METADATA]), f"{header.path} header")
+    folder = Path(config)
+    for candidate in (folder / "text_encoder", folder):
+        if (candidate / "config.json").is_file():
+            return AutoConfig.from_pretrained(candidate)
+    raise ConfigError(f"text encoder config '{folder}': expected a pipeline folder with text_encoder/config.json or a folder with config.json")
+
+
+def _config_from_dict(document: dict[str, Any], source: str) -> PretrainedConfig:
+    document = dict(document)
+    model_type = document.pop("model_type", None)
+    if model_type is None:
+        raise ConfigError(f"text encoder config from {source} has no model_type")
+    return AutoConfig.for_model(model_type, **document)
+
+
+def _empty_model(config: PretrainedConfig, dtype: torch.dtype) -> PreTrainedModel:
+    """Parameters on meta (no memory, no init), buffers real."""
+    with init_empty_weights(include_buffers=False):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
+
+
+def _tied_keys(model: nn.Module) -> set[str]:
+    seen: set[int] = set()
+    tied = set()
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:
+            tied.add(key)
+        seen.add(id(tensor))
+    return tied
+
+
+def _check_tensors(header: SafetensorsHeader, model: nn.Module, tied: set[str]) -> list[str]:
+    """Every parameter present with its shape; int8 weights on linears with both scales. Returns those linears."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in tied}
+    found = header.tensors
+    for key in sorted(set(expected) - set(found)):
+        raise CheckpointError(header.path, "missing from the file (the config expects it)", tensor=key)
+    quantized = [key[: -len(".weight")] for key, info in found.items() if key.endswith(".weight") and info.dtype == "I8"]
+    scales = {f"{name}.{scale}" for name in quantized for scale in _SCALES}
+    for key in sorted(set(found) - set(expected) - scales):
+        raise CheckpointError(header.path, "unexpected tensor for this text encoder config", tensor=key)
+    for key, shape in expected.items():
+        if found[key].shape != shape:
+            raise CheckpointError(header.path, f"shape {list(found[key].shape)}; the config expects {list(shape)}", tensor=key)
+    for name in quantized:
+        if not isinstance(model.get_submodule(name), nn.Linear):
+            raise CheckpointError(header.path, "int8 weight on a layer that is not a linear", tensor=f"{name}.weight")
+        _check_scales(header, name)
+    return quantized
+
+
+def _check_scales(header: SafetensorsHeader, name: str) -> None:
+    rows = header.tensors[f"{name}.weight"].shape[0]
+    allowed = {"weight_scale": ((rows,), (rows, 1)), "input_scale": ((), (1,))}
+    for scale in _SCALES:
+        info = header.tensors.get(f"{name}.{scale}")
+        if info is None:
+            raise CheckpointError(header.path, f"int8 weight without {scale}", tensor=f"{name}.weight")
+        if info.dtype != "F32" or info.shape not in allowed[scale]:
+            raise CheckpointError(header.path, f"{info.dtype} {list(info.shape)}; expected float32 of shape {' or '.join(str(list(s)) for s in allowed[scale])}", tensor=f"{name}.{scale}")
+
+
+def _check_scale_values(header: SafetensorsHeader, key: str, values: torch.Tensor) -> None:
+    if not bool(torch.isfinite(values).all()) or bool((values <= 0).any()):
+        raise CheckpointError(header.path, "holds a value that is not finite and > 0; a scale must be", tensor=key)
+
+
+def _swap_int8(model: nn.Module, name: str) -> None:
+    original = model.get_submodule(name)
+    layer = Int8Linear(original.in_features, original.out_features, bias=original.bias is not None, device="meta")
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, layer)
+
+
+def _read_state(header: SafetensorsHeader, quantized: list[str], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Tensors as the model holds them: int8 weights as stored, scales float32 [N] / 0-d, the rest in `dtype`."""
+    int8_weights = {f"{name}.weight" for name in quantized}
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(header.path), framework="pt", device=str(device)) as handle:
+        for key in handle.keys():
+            tensor = handle.get_tensor(key)
+            if key.endswith(_SCALES):
+                _check_scale_values(header, key, tensor)
+                tensor = tensor.reshape(-1) if key.endswith(".weight_scale") else tensor.reshape(())
+            elif key not in int8_weights:
+                tensor = tensor.to(dtype)
+            state[key] = tensor
+    return state

@@ -1,0 +1,273 @@
+"""`flux2_int8.quantize(...)`: a BF16 FLUX.2 [klein] pipeline -> an INT8 W8A8 checkpoint.
+
+Options are checked before anything heavy is loaded (a bad prompt file or output
+path fails in a second, not after an hour of calibration); then the pipeline is
+loaded once, calibrated through its own `__call__`, and the checkpoint (and the text
+encoder beside it) written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..errors import Flux2Int8Error
+from ..formats.keys import map_diffusers_module
+from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
+from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_diffusers_folder
+from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
+from .output import check_output
+from .prompts import PromptSet, draw_samples, load_prompts
+from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, unify_qkv
+from .smoothquant import apply_smoothquant, check_alpha, smoothed_consumers
+from .text_encoder import text_encoder_path, text_encoder_recipe, text_encoder_state_dict, write_text_encoder
+
+OutputFormat = Literal["bfl", "diffusers"]
+
+
+@dataclass(frozen=True)
+class CalibrationStatistics:
+    """What calibration saw. Ranges are per linear, by diffusers / transformers module name.
+
+    `input_amax` is the max |input| recorded; `input_range` is what each
+    `input_scale = range / 127` was made from (the method applied, SmoothQuant's
+    division folded in, q/k/v given their shared max).
+    """
+
+    input_amax: dict[str, float]
+    input_range: dict[str, float]
+    text_encoder_input_amax: dict[str, float]
+    text_encoder_input_range: dict[str, float]
+    samples: tuple[str, ...]
+    steps: int
+    total_steps: int
+    transformer_calls: int
+    reference_images: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """Where the checkpoint went, and the statistics it was made from."""
+
+    path: Path
+    text_encoder_path: Path | None
+    statistics: CalibrationStatistics
+    kept: tuple[str, ...]  # transformer linears left in float (diffusers names)
+    quantized: tuple[str, ...]  # transformer linears made INT8
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The checked options of one run."""
+
+    out: Path
+    output_format: OutputFormat
+    method: CalibrationMethod
+    smoothquant: float | None
+    recipe: Recipe
+    text_encoder: bool
+    prompts: PromptSet
+    resolution: int
+    seed: int
+
+
+def quantize(
+    base: str | Path,
+    out: str | Path,
+    transformer: str | Path | None = None,
+    samples: int = 256,
+    steps: int | None = None,
+    resolution: int = 1024,
+    seed: int = 0,
+    prompts: str | Path | None = None,
+    calibration: str = "max",
+    smoothquant: float | None = None,
+    quantize_modulation: bool = False,
+    keep: Sequence[str] = (),
+    text_encoder: bool = False,
+    format: OutputFormat = "bfl",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+    offload: str = "none",
+    progress: bool = True,
+) -> QuantizeResult:
+    """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
+
+    `base` is a variant name, hub id or local pipeline folder; `transformer` an optional
+    BF16 checkpoint (e.g. a fine-tune) that replaces the base's transformer. `samples`
+    prompts are drawn with `seed` from `prompts` (a JSONL file; default the shipped set
+    of 768) and run through the pipeline at `resolution`, visiting `steps` of the
+    model's generation steps (default all: 4 distilled, 50 base with CFG). `calibration`
+    is "max" or "percentile:P"; `smoothquant` an alpha in (0, 1] (experimental).
+    `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
+    `format` "bfl" writes one single file, "diffusers" a transformer folder; with
+    `text_encoder` the Qwen3 linears are quantized too and written to
+    `<out stem>-text-encoder.safetensors`. See docs/quantize.md.
+    """
+    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed)
+    drawn = draw_samples(plan.prompts, samples, seed)
+    pipe = _load_float_pipeline(base, transformer, device, dtype, offload)
+    schedule = _schedule(pipe, steps)
+    targets = quantized_linears(pipe.transformer, plan.recipe)
+    encoder_recipe = text_encoder_recipe(plan.recipe.extra_keep)
+    encoder_targets = quantized_linears(pipe.text_encoder, encoder_recipe) if text_encoder else []
+    _check_keep_patterns(plan.recipe.extra_keep, pipe, text_encoder)
+    observer = _observer(pipe.transformer, targets, plan)
+    encoder_observer = _observer(pipe.text_encoder, encoder_targets, plan) if text_encoder else None
+    observers = [observer] + ([encoder_observer] if encoder_observer else [])
+    run = run_calibration(pipe, drawn, plan.prompts, schedule, plan.resolution, plan.seed, observers, progress)
+    ranges = _transformer_ranges(pipe.transformer, observer, targets, plan)
+    encoder_ranges = _ranges(encoder_observer, encoder_targets, plan.method) if encoder_observer else {}
+    statistics = _statistics(observer, ranges, encoder_observer, encoder_ranges, run, schedule)
+    kept = tuple(n for n in linear_names(pipe.transformer) if n not in set(targets))
+    metadata = _metadata(plan, schedule, run, base, transformer, dtype)
+    encoder_path = None
+    if text_encoder:  # first, so a finished transformer file means the whole run finished
+        state = text_encoder_state_dict(pipe.text_encoder, encoder_ranges, encoder_recipe)
+        kept_encoder = [n for n in linear_names(pipe.text_encoder) if n not in set(encoder_targets)]
+        encoder_path = write_text_encoder(text_encoder_path(plan.out), state, pipe.text_encoder.config.to_json_string(), _with_kept(metadata, kept_encoder))
+    path = _write_transformer(pipe.transformer, ranges, plan, metadata, kept)
+    return QuantizeResult(path, encoder_path, statistics, kept, tuple(targets))
+
+
+def _plan(out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool, keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int) -> _Plan:
+    """Check every option that needs no model, so mistakes surface before loading anything."""
+    if output_format not in ("bfl", "diffusers"):
+        raise Flux2Int8Error(f"--format {output_format}: expected bfl (one .safetensors file) or diffusers (a transformer folder)")
+    method = parse_calibration(calibration)
+    if smoothquant is not None:
+        check_alpha(smoothquant)
+        if method.percentile is not None:
+            raise Flux2Int8Error("--smoothquant needs --calibration max: the smoothed activations' distribution is not recorded, only their per-channel maxima")
+    if resolution < 64 or resolution % 16:
+        raise Flux2Int8Error(f"--resolution {resolution}: must be a multiple of 16, at least 64")
+    path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None)
+    recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
+    return _Plan(path, output_format, method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed)  # type: ignore[arg-type]
+
+
+def _load_float_pipeline(base: str | Path, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: str):  # type: ignore[no-untyped-def]
+    """The BF16 pipeline through `load_pipeline`; a quantized `transformer` file is refused."""
+    from ..formats.checkpoint import open_checkpoint
+    from ..generate import load_pipeline
+    from ..generate.hub import resolve_checkpoint
+
+    checkpoint = None
+    if transformer is not None:
+        checkpoint = resolve_checkpoint(transformer, local_files_only=False)
+        found = open_checkpoint(checkpoint).format
+        if not found.endswith("-bf16"):
+            raise Flux2Int8Error(f"--transformer {transformer}: a {found} checkpoint; quantize needs a float (BF16) transformer, as quantizing quantized weights compounds their rounding")
+    pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload)  # type: ignore[arg-type]
+    pipe.set_progress_bar_config(disable=True)  # one bar over the samples instead of one per call
+    return pipe
+
+
+def _schedule(pipe, steps: int | None) -> Schedule:  # type: ignore[no-untyped-def]
+    from ..generate import sampling_defaults
+
+    defaults = sampling_defaults(pipe)
+    return make_schedule(defaults.steps, defaults.guidance, steps)
+
+
+def _check_keep_patterns(patterns: tuple[str, ...], pipe, text_encoder: bool) -> None:  # type: ignore[no-untyped-def]
+    """A --keep pattern that matches no linear is a typo: say so instead of silently quantizing."""
+    names = linear_names(pipe.transformer) + (linear_names(pipe.text_encoder) if text_encoder else [])
+    for pattern in patterns:
+        if not any(matches(pattern, name) for name in names):
+            where = "transformer or text encoder" if text_encoder else "transformer"
+            raise Flux2Int8Error(f"--keep '{pattern}' matches no linear of the {where} (e.g. 'single_blocks.*.linear2' or 'transformer_blocks.0.*')")
+
+
+def _observer(model: nn.Module, targets: list[str], plan: _Plan) -> InputAmaxObserver:
+    channels = smoothed_consumers(model) if plan.smoothquant is not None and model is not None else []
+    bins = HISTOGRAM_BINS if plan.method.percentile is not None else 0
+    return InputAmaxObserver(model, targets, channels=[c for c in channels if c in set(targets)], histogram_bins=bins)
+
+
+def _ranges(observer: InputAmaxObserver, targets: list[str], method: CalibrationMethod) -> dict[str, float]:
+    """The activation range of every target, by the calibration method; never-run or all-zero inputs are errors."""
+    recorded = observer.amax if method.percentile is None else observer.percentile(method.percentile)
+    for name in targets:
+        if name not in recorded:
+            raise Flux2Int8Error(f"linear '{name}' never ran during calibration, so it has no activation range; leave it in float with --keep '{name}'")
+        if not recorded[name] > 0:
+            raise Flux2Int8Error(f"linear '{name}' only saw zero inputs during calibration; leave it in float with --keep '{name}'")
+    return {name: recorded[name] for name in targets}
+
+
+def _transformer_ranges(model: nn.Module, observer: InputAmaxObserver, targets: list[str], plan: _Plan) -> dict[str, float]:
+    ranges = _ranges(observer, targets, plan.method)
+    if plan.smoothquant is not None:
+        smoothed = apply_smoothquant(model, observer.channel_amax, plan.smoothquant, set(targets))
+        ranges.update({name: value for name, value in smoothed.items() if name in ranges})
+    return unify_qkv(ranges)
+
+
+def _statistics(observer: InputAmaxObserver, ranges: dict[str, float], encoder_observer: InputAmaxObserver | None, encoder_ranges: dict[str, float], run: CalibrationRun, schedule: Schedule) -> CalibrationStatistics:
+    return CalibrationStatistics(
+        input_amax=observer.amax,
+        input_range=ranges,
+        text_encoder_input_amax=encoder_observer.amax if encoder_observer else {},
+        text_encoder_input_range=encoder_ranges,
+        samples=run.samples,
+        steps=schedule.steps,
+        total_steps=schedule.total_steps,
+        transformer_calls=max(observer.calls.values(), default=0),
+        reference_images=run.reference_images,
+        seconds=run.seconds,
+    )
+
+
+def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: str | Path, transformer: str | Path | None, dtype: torch.dtype) -> dict[str, Any]:
+    """The recipe written into the header (kept layers are added per file, in its own naming)."""
+    from .. import __version__
+
+    counts = {task: sum(plan.prompts.records[i].task == task for i in run.samples) for task in ("t2i", "edit", "composition")}
+    return {
+        "format": FORMAT_NAME,
+        "flux2_int8_version": __version__,
+        "recipe": {
+            "weights": "int8 symmetric per output channel, weight_scale = amax / 127",
+            "activations": "int8 static per tensor, input_scale = range / 127, q/k/v share one",
+            "method": plan.method.spec,
+            "samples": len(run.samples),
+            "tasks": counts,
+            "steps": schedule.steps,
+            "schedule_steps": schedule.total_steps,
+            "guidance_scale": schedule.guidance_scale,
+            "resolution": plan.resolution,
+            "seed": plan.seed,
+            "prompts": {"source": plan.prompts.source, "sha256": plan.prompts.sha256},
+            "quantize_modulation": plan.recipe.quantize_modulation,
+            "keep_patterns": list(plan.recipe.patterns),
+            "smoothquant": None if plan.smoothquant is None else {"alpha": plan.smoothquant, "folded": "into v / SwiGLU-value rows; no pre_quant_scale"},
+            "base": str(base),
+            "transformer": None if transformer is None else str(transformer),
+            "calibration_dtype": str(dtype).removeprefix("torch."),
+        },
+    }
+
+
+def _with_kept(metadata: dict[str, Any], kept: list[str]) -> dict[str, str]:
+    """Header strings: the recipe as JSON with the file's kept layers."""
+    recipe = {**metadata["recipe"], "kept_layers": kept}
+    return {"format": metadata["format"], "flux2_int8_version": metadata["flux2_int8_version"], "quantization_recipe": json.dumps(recipe, sort_keys=True)}
+
+
+def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: _Plan, metadata: dict[str, Any], kept: tuple[str, ...]) -> Path:
+    state = quantized_state_dict(model, ranges, plan.recipe)
+    if plan.output_format == "diffusers":
+        return write_diffusers_folder(plan.out, state, dict(model.config), _with_kept(metadata, sorted(kept)))
+    bfl_kept = sorted({mapped[0] if (mapped := map_diffusers_module(name)) else name for name in kept})
+    return write_bfl_checkpoint(plan.out, state, _with_kept(metadata, bfl_kept))

@@ -1,0 +1,61 @@
+"""The Qwen3 text encoder as W8A8: which linears, the state dict, the file beside the transformer.
+
+Attention and MLP projections of every decoder layer become INT8 (their inputs are
+observed in the same calibration run as the transformer's); embeddings, norms and
+`lm_head` stay float (`lm_head` is never called by the pipeline, which reads hidden
+states). The file keeps transformers' key names and carries the model config in
+its header, so `flux2_int8.load_text_encoder` needs nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..formats.write import write_safetensors_atomic
+from .export import quantized_state_dict
+from .recipe import Recipe
+
+TEXT_ENCODER_KEEP = ("lm_head",)
+TEXT_ENCODER_FORMAT = "flux2-int8/w8a8-text-encoder"
+CONFIG_METADATA = "text_encoder_config"
+
+
+def text_encoder_recipe(extra_keep: tuple[str, ...] = ()) -> Recipe:
+    """Quantize every linear but `lm_head` (modulation patterns do not apply to Qwen3)."""
+    return Recipe(keep=TEXT_ENCODER_KEEP, quantize_modulation=True, extra_keep=extra_keep)
+
+
+def text_encoder_path(out: str | Path) -> Path:
+    """`q.safetensors` -> `q-text-encoder.safetensors`; a folder `q` -> `q-text-encoder.safetensors` beside it."""
+    out = Path(out)
+    stem = out.stem if out.suffix == ".safetensors" else out.name
+    return out.with_name(f"{stem}-text-encoder.safetensors")
+
+
+def text_encoder_state_dict(model: nn.Module, input_range: dict[str, float], recipe: Recipe) -> dict[str, torch.Tensor]:
+    """transformers-named W8A8 state dict; a tensor tied to another (lm_head to the embedding) is written once."""
+    state = quantized_state_dict(model, input_range, recipe)
+    for key in _tied_keys(model):
+        state.pop(key, None)
+    return state
+
+
+def _tied_keys(model: nn.Module) -> list[str]:
+    """Keys whose tensor shares its storage with an earlier key (safetensors stores each once)."""
+    seen: set[int] = set()
+    tied = []
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen:
+            tied.append(key)
+        seen.add(pointer)
+    return tied
+
+
+def write_text_encoder(path: str | Path, state: dict[str, torch.Tensor], config_json: str, metadata: dict[str, str]) -> Path:
+    """Write the text encoder file atomically, its config in the header."""
+    header = {**metadata, "format": TEXT_ENCODER_FORMAT, CONFIG_METADATA: config_json}
+    return write_safetensors_atomic(path, state, header)

@@ -1,0 +1,201 @@
+"""One `Int8Linear` against one BF16 `nn.Linear`, over every distinct klein linear shape.
+
+This isolates the matrix product from the rest of the model: if INT8 does not beat
+BF16 here, it cannot beat it in the transformer. Each shape runs at M = image tokens
++ 512 text tokens (4608 at 1024x1024), eager and compiled (Inductor fuses the
+activation quantization and the rescale around `torch._int_mm`), and is reported as
+achieved TFLOPS (BF16) / TOPS (INT8) next to the device's dense peak, where known.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..int8.linear import Int8Linear
+from ..loading.config import build_empty_model
+from ..quantize.recipe import Recipe
+from .random_weights import fill_int8_linear_, quantized_linear_names, random_activation_amax
+from .timing import Stats, time_calls
+
+# Distinct input buffers cycled through, so repeated calls do not all hit in L2 (50 MB on H100).
+_ROTATING_INPUTS = 3
+_BLOCK_INDEX = re.compile(r"\.\d+\.")
+
+
+@dataclass(frozen=True)
+class DevicePeak:
+    """Dense (no 2:4 sparsity) tensor-core peaks of one GPU model, from NVIDIA's datasheets."""
+
+    name: str
+    bf16_tflops: float  # BF16 inputs, FP32 accumulate
+    int8_tops: float
+
+
+# Matched in order against the lower-cased `torch.cuda.get_device_name()`; first match wins.
+# GeForce BF16 figures are the FP32-accumulate rate (half the FP16-accumulate one).
+DEVICE_PEAKS: tuple[tuple[str, DevicePeak], ...] = (
+    (r"h100.*pcie", DevicePeak("H100 PCIe", 756.5, 1513.0)),
+    (r"h100.*nvl", DevicePeak("H100 NVL", 835.5, 1670.5)),
+    (r"h100", DevicePeak("H100 SXM", 989.4, 1978.9)),
+    (r"h200", DevicePeak("H200", 989.4, 1978.9)),
+    (r"a100", DevicePeak("A100", 312.0, 624.0)),
+    (r"l40s", DevicePeak("L40S", 362.05, 733.0)),
+    (r"\bl4\b", DevicePeak("L4", 121.0, 242.5)),
+    (r"rtx 5090", DevicePeak("RTX 5090", 209.5, 838.0)),
+    (r"rtx 4090", DevicePeak("RTX 4090", 165.2, 660.6)),
+    (r"rtx 3090", DevicePeak("RTX 3090", 71.0, 284.0)),
+)
+
+
+def device_peak(device_name: str) -> DevicePeak | None:
+    """The datasheet peaks for a device name, or None for a device not in the table (and CPUs)."""
+    lowered = device_name.lower()
+    return next((peak for pattern, peak in DEVICE_PEAKS if re.search(pattern, lowered)), None)
+
+
+@dataclass(frozen=True)
+class LinearShape:
+    """One distinct (in_features K, out_features N) pair and the layers that have it."""
+
+    in_features: int
+    out_features: int
+    layers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LinearTiming:
+    """BF16 and INT8 timings of one shape at M tokens, eager or compiled."""
+
+    shape: LinearShape
+    tokens: int
+    compiled: bool
+    bf16: Stats
+    int8: Stats
+
+    @property
+    def operations(self) -> int:
+        """Multiply-adds count twice: 2 * M * N * K."""
+        return 2 * self.tokens * self.shape.in_features * self.shape.out_features
+
+    @property
+    def bf16_tflops(self) -> float:
+        return self.operations / self.bf16.median_s / 1e12
+
+    @property
+    def int8_tops(self) -> float:
+        return self.operations / self.int8.median_s / 1e12
+
+    @property
+    def int8_speedup(self) -> float:
+        """INT8 TOPS / BF16 TFLOPS, the same as BF16 time / INT8 time."""
+        return self.bf16.median_s / self.int8.median_s
+
+    def to_dict(self, peak: DevicePeak | None) -> dict[str, Any]:
+        return {
+            "in_features": self.shape.in_features,
+            "out_features": self.shape.out_features,
+            "layers": list(self.shape.layers),
+            "tokens": self.tokens,
+            "compiled": self.compiled,
+            "bf16": self.bf16.to_dict(),
+            "int8": self.int8.to_dict(),
+            "bf16_tflops": self.bf16_tflops,
+            "int8_tops": self.int8_tops,
+            "int8_speedup": self.int8_speedup,
+            "bf16_fraction_of_peak": self.bf16_tflops / peak.bf16_tflops if peak else None,
+            "int8_fraction_of_peak": self.int8_tops / peak.int8_tops if peak else None,
+        }
+
+
+@dataclass
+class MicrobenchResult:
+    device_name: str
+    peak: DevicePeak | None
+    timings: list[LinearTiming] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_name": self.device_name,
+            "peak": None if self.peak is None else vars(self.peak),
+            "timings": [timing.to_dict(self.peak) for timing in self.timings],
+        }
+
+
+def klein_linear_shapes(configs: dict[str, dict[str, Any]], recipe: Recipe = Recipe()) -> list[LinearShape]:
+    """Distinct (K, N) of the linears `recipe` quantizes, over transformer configs keyed by a label.
+
+    Built on meta (free); block indices are folded, so 'klein-9b transformer_blocks.*.ff.linear_in'
+    stands for all 8 of them.
+    """
+    found: dict[tuple[int, int], list[str]] = {}
+    for label, config in configs.items():
+        model = build_empty_model(config)
+        for name in quantized_linear_names(model, recipe):
+            layer = model.get_submodule(name)
+            generic = f"{label} {_BLOCK_INDEX.sub('.*.', name)}"
+            names = found.setdefault((layer.in_features, layer.out_features), [])
+            if generic not in names:
+                names.append(generic)
+    return [LinearShape(k, n, tuple(names)) for (k, n), names in sorted(found.items())]
+
+
+def run_microbench(
+    shapes: list[LinearShape],
+    tokens: int,
+    device: torch.device | str,
+    compile_modes: tuple[bool, ...] = (False, True),
+    repeats: int = 20,
+    warmup: int = 3,
+    seed: int = 0,
+) -> MicrobenchResult:
+    """Time BF16 `nn.Linear` and `Int8Linear` (backend auto) on each shape at M = `tokens`."""
+    device = torch.device(device)
+    result = MicrobenchResult(device_name=_device_name(device), peak=None)
+    result.peak = device_peak(result.device_name) if device.type == "cuda" else None
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for shape in shapes:
+        bf16_layer, int8_layer = _layer_pair(shape, device, generator)
+        inputs = [torch.randn(tokens, shape.in_features, device=device, generator=generator, dtype=torch.bfloat16) for _ in range(_ROTATING_INPUTS)]
+        for compiled in compile_modes:
+            timings = {label: _time_layer(layer, inputs, compiled, device, repeats, warmup) for label, layer in (("bf16", bf16_layer), ("int8", int8_layer))}
+            result.timings.append(LinearTiming(shape, tokens, compiled, timings["bf16"], timings["int8"]))
+        del bf16_layer, int8_layer, inputs
+    return result
+
+
+def _layer_pair(shape: LinearShape, device: torch.device, generator: torch.Generator) -> tuple[nn.Linear, Int8Linear]:
+    """A BF16 linear with random weights and the INT8 quantization of the same weights."""
+    weight = torch.randn(shape.out_features, shape.in_features, device=device, generator=generator) / math.sqrt(shape.in_features)
+    bf16_layer = nn.Linear(shape.in_features, shape.out_features, bias=False, device=device, dtype=torch.bfloat16).requires_grad_(False)
+    bf16_layer.weight.copy_(weight)
+    int8_layer = Int8Linear(shape.in_features, shape.out_features, device=device)
+    fill_int8_linear_(int8_layer, weight, random_activation_amax(shape.in_features, device, generator))
+    return bf16_layer, int8_layer
+
+
+def _time_layer(layer: nn.Module, inputs: list[torch.Tensor], compiled: bool, device: torch.device, repeats: int, warmup: int) -> Stats:
+    """Median over `repeats` calls cycling through `inputs`; a fresh Dynamo cache per compiled layer,
+    since every shape recompiles the same `forward` and would hit Dynamo's recompile limit."""
+    if compiled:
+        torch._dynamo.reset()
+        call = torch.compile(layer, fullgraph=True, dynamic=False)
+    else:
+        call = layer
+    cycle = itertools.cycle(inputs)
+    with torch.inference_mode():
+        return time_calls(lambda: call(next(cycle)), device, repeats, max(warmup, 1))
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"

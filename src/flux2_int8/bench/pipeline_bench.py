@@ -1,0 +1,403 @@
+"""Speed and memory of a klein transformer (and pipeline) in several weight formats.
+
+For each format the transformer is built or loaded once (load time), then run eager
+and, after `Module.compile(fullgraph=True)` in place, compiled. Each mode measures
+its first call (compilation, for compiled), the per-step transformer latency and,
+where a pipeline is at hand, one whole image split into its three phases: text
+encoding (`encode_prompt`), denoising (the pipeline with `prompt_embeds` and
+`output_type="latent"`) and VAE decoding (`vae.decode` + postprocessing to PIL).
+Without a pipeline, image latency is steps x step latency, and says so.
+"""
+
+from __future__ import annotations
+
+import gc
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+from torch import nn
+
+from ..errors import ConfigError
+from ..loading import load_transformer
+from ..testing import BFL_CHECKPOINT_FILE, KLEIN_SCHEDULER_CONFIG, TINY_TRANSFORMER_CONFIG, tiny_pipeline_cache
+from ..variants import Architecture, get_variant
+from .random_weights import check_format, qwen3_config_for, random_text_encoder, random_transformer, random_vae
+from .timing import (
+    DeviceClock,
+    Stats,
+    device_allocated_bytes,
+    device_peak_bytes,
+    host_rss_peak_bytes,
+    reset_peak_memory,
+    time_calls,
+    time_once,
+)
+
+TINY = "tiny"
+TEXT_TOKENS = 512  # Flux2KleinPipeline pads every prompt to 512 tokens
+PIXELS_PER_TOKEN = 16  # VAE downsampling 8 x 2x2 patchify, for the real and the tiny VAE alike
+DEFAULT_PROMPT = "A photo of a cat sitting on a green sofa next to a window, soft morning light"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What to measure. `steps=None` takes the variant's default (4 distilled, 50 base)."""
+
+    variant: str
+    formats: tuple[str, ...] = ("bf16", "int8")
+    compile_modes: tuple[bool, ...] = (False, True)
+    resolution: int = 1024
+    steps: int | None = None
+    batch: int = 1
+    repeats: int = 5
+    warmup: int = 1
+    random_weights: bool = False
+    full_pipeline: bool = False
+    transformer_path: str | None = None
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    seed: int = 0
+    prompt: str = DEFAULT_PROMPT
+
+    @property
+    def distilled(self) -> bool:
+        return True if self.variant == TINY else get_variant(self.variant).distilled
+
+    @property
+    def num_steps(self) -> int:
+        return self.steps if self.steps is not None else (4 if self.variant == TINY else get_variant(self.variant).default_steps)
+
+    @property
+    def guidance_scale(self) -> float:
+        return 1.0 if self.variant == TINY else get_variant(self.variant).default_guidance
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.resolution // PIXELS_PER_TOKEN) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "num_steps": self.num_steps, "image_tokens": self.image_tokens, "text_tokens": TEXT_TOKENS}
+
+
+@dataclass(frozen=True)
+class ImageTiming:
+    """Seconds per image batch; the phases are None when the image latency is estimated."""
+
+    total: Stats
+    measured: bool
+    text_encoding: Stats | None = None
+    denoising: Stats | None = None
+    vae_decode: Stats | None = None
+
+
+@dataclass
+class RunResult:
+    """One format in one compile mode."""
+
+    format: str
+    compiled: bool
+    load_s: float
+    first_call_s: float
+    step: Stats
+    image: ImageTiming
+    images_per_s: float
+    weights_bytes: int | None
+    peak_step_bytes: int | None
+    peak_image_bytes: int | None
+    host_rss_peak_bytes: int
+    host_peak_is_per_run: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BenchResult:
+    settings: BenchSettings
+    runs: list[RunResult] = field(default_factory=list)
+    components_load_s: float | None = None
+    source: str = ""
+
+
+def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lambda message: None) -> BenchResult:
+    """Measure every format in `settings`, in every compile mode, and return the results."""
+    _check_settings(settings)
+    device = torch.device(settings.device)
+    with tempfile.TemporaryDirectory(prefix="flux2-int8-bench-") as workdir:
+        source = _make_source(settings, device, Path(workdir))
+        result = BenchResult(settings=settings, source=source.description)
+        result.components_load_s = source.load_components()
+        for fmt in source.formats(settings.formats):
+            progress(f"{settings.variant} {fmt}: loading")
+            result.runs.extend(_bench_format(source, fmt, settings, device, progress))
+    return result
+
+
+def _check_settings(settings: BenchSettings) -> None:
+    if settings.variant != TINY:
+        get_variant(settings.variant)
+        if not (settings.random_weights or settings.transformer_path):
+            raise ConfigError(f"variant '{settings.variant}': pass --random-weights (no download) or --transformer PATH")
+    elif settings.transformer_path:
+        raise ConfigError("--transformer is for the klein variants; 'tiny' always uses the cached tiny pipeline")
+    if settings.random_weights and settings.transformer_path:
+        raise ConfigError("--random-weights and --transformer exclude each other: choose one source of weights")
+    for fmt in settings.formats:
+        check_format(fmt)
+    if settings.resolution <= 0 or settings.resolution % PIXELS_PER_TOKEN:
+        raise ConfigError(f"--resolution {settings.resolution}: expected a positive multiple of {PIXELS_PER_TOKEN}")
+    for option, value in (("--batch", settings.batch), ("--repeats", settings.repeats), ("--steps", settings.num_steps)):
+        if value < 1:
+            raise ConfigError(f"{option} {value}: expected at least 1")
+    if settings.warmup < 0:
+        raise ConfigError(f"--warmup {settings.warmup}: expected 0 or more")
+    if not settings.compile_modes:
+        raise ConfigError("--compile: expected off, on, or off,on")
+    if torch.device(settings.device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {settings.device}: CUDA is not available here")
+
+
+def _bench_format(source: _Source, fmt: str, settings: BenchSettings, device: torch.device, progress: Callable[[str], None]) -> list[RunResult]:
+    """Load once, run eager then compiled (compiled in place), free everything."""
+    source.prepare(fmt)
+    baseline = device_allocated_bytes(device)
+    holder: dict[str, nn.Module] = {}
+    load_s = time_once(lambda: holder.update(model=source.transformer(fmt)), device)
+    model = holder.pop("model")
+    weights = None if baseline is None else device_allocated_bytes(device) - baseline  # type: ignore[operator]
+    pipe = source.pipeline(model)
+    inputs = transformer_inputs(model.config, settings, device, model.dtype)
+    runs = []
+    try:
+        for compiled in settings.compile_modes:
+            if compiled:
+                model.compile(fullgraph=True)
+            progress(f"{settings.variant} {fmt}: {'compiled' if compiled else 'eager'}")
+            runs.append(_measure(model, pipe, inputs, fmt, compiled, load_s, weights, settings, device))
+    finally:
+        del model, pipe, inputs
+        _free(device)
+    return runs
+
+
+def _measure(model: nn.Module, pipe: Flux2KleinPipeline | None, inputs: dict[str, Any], fmt: str, compiled: bool, load_s: float, weights: int | None, settings: BenchSettings, device: torch.device) -> RunResult:
+    per_run = reset_peak_memory(device)
+    with torch.inference_mode():
+        first_call_s = time_once(lambda: model(**inputs), device)
+        step = time_calls(lambda: model(**inputs), device, settings.repeats, settings.warmup)
+        peak_step = device_peak_bytes(device)
+        if pipe is None:
+            calls_per_step = 1 if settings.distilled else 2  # CFG runs the transformer twice per step
+            image, peak_image = ImageTiming(total=step.scaled(settings.num_steps * calls_per_step), measured=False), None
+        else:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            image, peak_image = time_images(pipe, settings, device), device_peak_bytes(device)
+    return RunResult(
+        format=fmt,
+        compiled=compiled,
+        load_s=load_s,
+        first_call_s=first_call_s,
+        step=step,
+        image=image,
+        images_per_s=settings.batch / image.total.median_s,
+        weights_bytes=weights,
+        peak_step_bytes=peak_step,
+        peak_image_bytes=peak_image,
+        host_rss_peak_bytes=host_rss_peak_bytes(),
+        host_peak_is_per_run=per_run,
+    )
+
+
+def transformer_inputs(config: Any, settings: BenchSettings, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """One denoising step's transformer inputs, built with the pipeline's own helpers so that
+    shapes, dtypes and strides match the pipeline's calls (a compiled model then never recompiles).
+
+    hidden_states [B, (res/16)^2, in_channels], encoder_hidden_states [B, 512, joint_attention_dim],
+    timestep [B], img_ids [B, (res/16)^2, 4], txt_ids [B, 512, 4].
+    """
+    generator = torch.Generator().manual_seed(settings.seed)
+    side = settings.resolution // PIXELS_PER_TOKEN
+    latents = torch.randn(settings.batch, config.in_channels, side, side, generator=generator).to(device, dtype)
+    embeds = torch.randn(settings.batch, TEXT_TOKENS, config.joint_attention_dim, generator=generator).to(device, dtype)
+    return {
+        "hidden_states": Flux2KleinPipeline._pack_latents(latents),
+        "encoder_hidden_states": embeds,
+        "timestep": torch.full((settings.batch,), 0.5, dtype=dtype, device=device),
+        "img_ids": Flux2KleinPipeline._prepare_latent_ids(latents).to(device),
+        "txt_ids": Flux2KleinPipeline._prepare_text_ids(embeds).to(device),
+        "guidance": None,
+        "joint_attention_kwargs": None,
+        "return_dict": False,
+    }
+
+
+def time_images(pipe: Flux2KleinPipeline, settings: BenchSettings, device: torch.device) -> ImageTiming:
+    """Whole images, phase by phase, `settings.repeats` times after `settings.warmup` (at least one)."""
+    clock = DeviceClock(device)
+    for _ in range(max(settings.warmup, 1)):
+        _image_phases(pipe, settings, device, clock)
+    clock.synchronize()
+    marks = [_image_phases(pipe, settings, device, clock) for _ in range(settings.repeats)]
+    clock.synchronize()
+    phases = [[clock.seconds(m[i], m[i + 1]) for i in range(3)] for m in marks]
+    return ImageTiming(
+        total=Stats.from_samples([sum(p) for p in phases]),
+        measured=True,
+        text_encoding=Stats.from_samples([p[0] for p in phases]),
+        denoising=Stats.from_samples([p[1] for p in phases]),
+        vae_decode=Stats.from_samples([p[2] for p in phases]),
+    )
+
+
+def _image_phases(pipe: Flux2KleinPipeline, settings: BenchSettings, device: torch.device, clock: DeviceClock) -> list[Any]:
+    """Four marks around text encoding, denoising and VAE decoding of one image batch."""
+    prompts = [settings.prompt] * settings.batch
+    marks = [clock.mark()]
+    embeds, _ = pipe.encode_prompt(prompt=prompts, device=device)
+    negative = pipe.encode_prompt(prompt=[""] * settings.batch, device=device)[0] if not settings.distilled else None
+    marks.append(clock.mark())
+    latents = pipe(
+        prompt_embeds=embeds,
+        negative_prompt_embeds=negative,
+        height=settings.resolution,
+        width=settings.resolution,
+        num_inference_steps=settings.num_steps,
+        guidance_scale=settings.guidance_scale,
+        generator=torch.Generator(device=device).manual_seed(settings.seed),
+        output_type="latent",
+        return_dict=False,
+    )[0]
+    marks.append(clock.mark())
+    decoded = pipe.vae.decode(latents.to(pipe.vae.dtype), return_dict=False)[0]
+    pipe.image_processor.postprocess(decoded, output_type="pil")
+    marks.append(clock.mark())
+    return marks
+
+
+def _free(device: torch.device) -> None:
+    """Drop compiled graphs and cached blocks so the next format starts from the same state."""
+    torch._dynamo.reset()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+class _Source:
+    """Where transformers and the other pipeline components come from."""
+
+    description = ""
+
+    def __init__(self, settings: BenchSettings, device: torch.device, workdir: Path):
+        self.settings, self.device, self.workdir = settings, device, workdir
+        self.dtype = torch.bfloat16
+        self.components: dict[str, Any] | None = None
+
+    def formats(self, requested: tuple[str, ...]) -> tuple[str, ...]:
+        return requested
+
+    def load_components(self) -> float | None:
+        """Build text encoder, VAE, tokenizer and scheduler once; seconds taken, or None without a pipeline."""
+        return None
+
+    def prepare(self, fmt: str) -> None:
+        """Untimed work before loading `fmt` (writing a test file)."""
+
+    def transformer(self, fmt: str) -> nn.Module:
+        raise NotImplementedError
+
+    def pipeline(self, transformer: nn.Module) -> Flux2KleinPipeline | None:
+        if self.components is None:
+            return None
+        pipe = Flux2KleinPipeline(**self.components, transformer=transformer, is_distilled=self.settings.distilled)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+
+class _TinySource(_Source):
+    """The cached tiny pipeline; quantized transformers are written as BFL files and loaded back."""
+
+    def __init__(self, settings: BenchSettings, device: torch.device, workdir: Path):
+        super().__init__(settings, device, workdir)
+        self.folder = tiny_pipeline_cache(seed=settings.seed)
+        self.description = f"tiny random pipeline {self.folder}"
+        self.files = {"bf16": self.folder / BFL_CHECKPOINT_FILE}
+
+    def load_components(self) -> float:
+        def load() -> None:
+            pipe = Flux2KleinPipeline.from_pretrained(self.folder, transformer=None, local_files_only=True, dtype=self.dtype)
+            self.components = {name: _to_device(part, self.device) for name, part in pipe.components.items() if name != "transformer"}
+
+        return time_once(load, self.device)
+
+    def prepare(self, fmt: str) -> None:
+        if fmt not in self.files:
+            self.files[fmt] = write_tiny_quantized(self.folder, fmt, self.workdir / f"tiny-{fmt}.safetensors")
+
+    def transformer(self, fmt: str) -> nn.Module:
+        return load_transformer(self.files[fmt], device=self.device, dtype=self.dtype)
+
+
+class _KleinSource(_Source):
+    """Full-size klein: random weights in each format, or one checkpoint file; random text encoder and VAE."""
+
+    def __init__(self, settings: BenchSettings, device: torch.device, workdir: Path):
+        super().__init__(settings, device, workdir)
+        self.architecture: Architecture = get_variant(settings.variant).architecture
+        path = settings.transformer_path
+        self.description = f"checkpoint {path}" if path else f"random {settings.variant} weights built on {device}"
+
+    def formats(self, requested: tuple[str, ...]) -> tuple[str, ...]:
+        if self.settings.transformer_path is None:
+            return requested
+        from ..formats.checkpoint import open_checkpoint
+
+        return (open_checkpoint(self.settings.transformer_path).format,)
+
+    def load_components(self) -> float | None:
+        if not self.settings.full_pipeline:
+            return None
+
+        def build() -> None:
+            from transformers import AutoTokenizer
+
+            self.components = {
+                "scheduler": FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER_CONFIG),
+                "vae": random_vae(self.device, self.dtype, seed=self.settings.seed + 2),
+                "text_encoder": random_text_encoder(qwen3_config_for(self.architecture), self.device, self.dtype, seed=self.settings.seed + 1),
+                # The tiny byte-level BPE stands in for Qwen's: prompts are padded to 512 tokens, so the
+                # encoder's work is the same; its ids (< 512) are all inside Qwen3's 151936-entry vocabulary.
+                "tokenizer": AutoTokenizer.from_pretrained(tiny_pipeline_cache() / "tokenizer"),
+            }
+
+        return time_once(build, self.device)
+
+    def transformer(self, fmt: str) -> nn.Module:
+        if self.settings.transformer_path:
+            return load_transformer(self.settings.transformer_path, config=self.settings.variant, device=self.device, dtype=self.dtype)
+        return random_transformer(self.architecture, fmt, self.device, self.dtype, seed=self.settings.seed)
+
+
+def _make_source(settings: BenchSettings, device: torch.device, workdir: Path) -> _Source:
+    return _TinySource(settings, device, workdir) if settings.variant == TINY else _KleinSource(settings, device, workdir)
+
+
+def _to_device(part: Any, device: torch.device) -> Any:
+    return part.to(device) if isinstance(part, nn.Module) else part
+
+
+def write_tiny_quantized(folder: Path, fmt: str, path: Path) -> Path:
+    """Quantize the tiny pipeline's transformer to `fmt` (amax from one forward) as a BFL file."""
+    from diffusers import Flux2Transformer2DModel
+
+    from ..quantize.export import quantized_state_dict, write_bfl_checkpoint
+    from ..testing.checkpoints import calibrate, fp8_state, transformer_inputs as tiny_inputs
+
+    model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True).float().eval()
+    amax = calibrate(model, tiny_inputs(dict(TINY_TRANSFORMER_CONFIG)))
+    state = quantized_state_dict(model, amax) if fmt == "int8" else fp8_state(model, amax)
+    return write_bfl_checkpoint(path, state, {"format": f"bfl-{fmt}", "source": "flux2-int8 bench (tiny)"})

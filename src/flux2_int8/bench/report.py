@@ -1,0 +1,233 @@
+"""Benchmark results as one JSON document, and Markdown rendered from that document.
+
+The Markdown is made from the JSON alone, so the two never disagree and a report
+can be re-rendered from a saved JSON file. The first table has the shape of the
+published one (eager and compiled seconds per image, images per second, peak
+memory); the tables after it hold every measured field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .microbench import MicrobenchResult
+from .pipeline_bench import BenchResult
+
+SCHEMA = "flux2-int8-bench/1"
+GB = 1e9  # the published figures are decimal gigabytes
+
+# Published INT8 figures on one RTX 5090 (1024x1024, 4 steps, batch 1). No img/s was given for 4B.
+PUBLISHED_RTX_5090: dict[str, dict[str, float | None]] = {
+    "klein-9b": {"eager_s": 3.04, "compiled_s": 1.09, "images_per_s": 0.917, "peak_gb": 20.15},
+    "klein-4b": {"eager_s": 1.77, "compiled_s": 0.72, "images_per_s": None, "peak_gb": 11.25},
+}
+
+
+def environment(device: torch.device | str) -> dict[str, Any]:
+    """What the numbers were measured on and with."""
+    import diffusers
+    import transformers
+
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    return {
+        "device_type": device.type,
+        "device_name": torch.cuda.get_device_name(device) if on_cuda else (platform.processor() or platform.machine()),
+        "cuda": torch.version.cuda if on_cuda else None,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "flux2_int8": __version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def build_document(result: BenchResult | None, microbench: MicrobenchResult | None, env: dict[str, Any], command: str, variant: str) -> dict[str, Any]:
+    """The JSON document of one `flux2-int8 bench` invocation."""
+    return {
+        "schema": SCHEMA,
+        "variant": variant,
+        "command": command,
+        "environment": env,
+        "settings": None if result is None else result.settings.to_dict(),
+        "source": None if result is None else result.source,
+        "components_load_s": None if result is None else result.components_load_s,
+        "runs": [] if result is None else [run.to_dict() for run in result.runs],
+        "summary": [] if result is None else summary_rows(result),
+        "microbench": None if microbench is None else microbench.to_dict(),
+        "published_reference_rtx_5090": PUBLISHED_RTX_5090.get(variant),
+    }
+
+
+def summary_rows(result: BenchResult) -> list[dict[str, Any]]:
+    """One row per format: seconds per image eager and compiled, best images/s, peak memory, speed-up vs BF16."""
+    rows = []
+    for fmt in dict.fromkeys(run.format for run in result.runs):
+        runs = [run for run in result.runs if run.format == fmt]
+        by_mode = {run.compiled: run.image.total.median_s / result.settings.batch for run in runs}
+        rows.append(
+            {
+                "format": fmt,
+                "eager_s_per_image": by_mode.get(False),
+                "compiled_s_per_image": by_mode.get(True),
+                "images_per_s": max(run.images_per_s for run in runs),
+                "peak_device_gb": _max_gb(run.peak_image_bytes or run.peak_step_bytes for run in runs),
+                "host_rss_peak_gb": _max_gb(run.host_rss_peak_bytes for run in runs),
+                "image_latency_measured": all(run.image.measured for run in runs),
+            }
+        )
+    bf16 = next((row for row in rows if row["format"] == "bf16"), None)
+    for row in rows:
+        row["speedup_vs_bf16"] = None if bf16 is None else row["images_per_s"] / bf16["images_per_s"]
+    return rows
+
+
+def _max_gb(values: Any) -> float | None:
+    present = [value for value in values if value is not None]
+    return max(present) / GB if present else None
+
+
+def write_report(out_dir: str | Path, document: dict[str, Any]) -> tuple[Path, Path]:
+    """Write `bench-<variant>.json` and `.md` into `out_dir`, each through a temp file and a rename."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-{document['variant']}"
+    json_path = _write_atomic(out_dir / f"{stem}.json", json.dumps(document, indent=2) + "\n")
+    md_path = _write_atomic(out_dir / f"{stem}.md", format_markdown(document))
+    return json_path, md_path
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def format_markdown(document: dict[str, Any]) -> str:
+    """The whole report as Markdown, rendered from the JSON document."""
+    env = document["environment"]
+    lines = [
+        f"# flux2-int8 bench: {document['variant']}",
+        "",
+        f"- device: {env['device_name']} ({env['device_type']}{', CUDA ' + env['cuda'] if env['cuda'] else ''})",
+        f"- torch {env['torch']}, diffusers {env['diffusers']}, transformers {env['transformers']}, flux2-int8 {env['flux2_int8']}, Python {env['python']}",
+        f"- date: {env['date_utc']}",
+        f"- command: `{document['command']}`",
+    ]
+    if document["settings"] is not None:
+        lines += _settings_lines(document) + [""] + _summary_table(document) + [""] + _details_table(document)
+    if document["published_reference_rtx_5090"]:
+        lines += [""] + _published_table(document)
+    if document["microbench"] is not None:
+        lines += [""] + _microbench_table(document["microbench"])
+    return "\n".join(lines) + "\n"
+
+
+def _settings_lines(document: dict[str, Any]) -> list[str]:
+    s = document["settings"]
+    components = document["components_load_s"]
+    return [
+        f"- weights: {document['source']}",
+        f"- {s['resolution']}x{s['resolution']} ({s['image_tokens']} image + {s['text_tokens']} text tokens), {s['num_steps']} steps, batch {s['batch']}, {s['repeats']} repeats after {s['warmup']} warm-up",
+        f"- text encoder + VAE + tokenizer load: {'none (transformer only)' if components is None else f'{components:.2f} s'}",
+    ]
+
+
+def _summary_table(document: dict[str, Any]) -> list[str]:
+    on_cuda = document["environment"]["device_type"] == "cuda"
+    memory = "Peak GPU memory (GB)" if on_cuda else "Peak host RSS (GB)"
+    lines = [f"| Model | Format | Eager (s/img) | Compiled (s/img) | img/s | {memory} | vs BF16 |", "|---|---|---|---|---|---|---|"]
+    for row in document["summary"]:
+        mark = "" if row["image_latency_measured"] else "*"
+        peak = row["peak_device_gb"] if on_cuda else row["host_rss_peak_gb"]
+        lines.append(
+            f"| {document['variant']} | {row['format']} | {_num(row['eager_s_per_image'], 3)}{mark} | {_num(row['compiled_s_per_image'], 3)}{mark} "
+            f"| {_num(row['images_per_s'], 3)}{mark} | {_num(peak, 2)} | {_ratio(row['speedup_vs_bf16'])} |"
+        )
+    if any(not row["image_latency_measured"] for row in document["summary"]):
+        lines += ["", "\\* estimated: steps x transformer step latency (transformer only; run with --full-pipeline to measure whole images)."]
+    return lines
+
+
+def _details_table(document: dict[str, Any]) -> list[str]:
+    lines = [
+        "| Format | Mode | Load (s) | First call (s) | Step median (ms) | Step min-max (ms) | Text enc. (s) | Denoise (s) | VAE decode (s) | Image (s) | img/s | Weights (GB) | Peak step (GB) | Peak image (GB) | Host RSS peak (GB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in document["runs"]:
+        image, step = run["image"], run["step"]
+        lines.append(
+            f"| {run['format']} | {'compiled' if run['compiled'] else 'eager'} | {_num(run['load_s'], 2)} | {_num(run['first_call_s'], 2)} "
+            f"| {_num(step['median_s'] * 1e3, 1)} | {_num(step['min_s'] * 1e3, 1)}-{_num(step['max_s'] * 1e3, 1)} "
+            f"| {_stat(image['text_encoding'])} | {_stat(image['denoising'])} | {_stat(image['vae_decode'])} | {_num(image['total']['median_s'], 3)}{'' if image['measured'] else '*'} "
+            f"| {_num(run['images_per_s'], 3)} | {_bytes(run['weights_bytes'])} | {_bytes(run['peak_step_bytes'])} | {_bytes(run['peak_image_bytes'])} | {_bytes(run['host_rss_peak_bytes'])} |"
+        )
+    return lines
+
+
+def _published_table(document: dict[str, Any]) -> list[str]:
+    ref = document["published_reference_rtx_5090"]
+    return [
+        "Published reference (INT8, RTX 5090, 1024x1024, 4 steps, batch 1):",
+        "",
+        "| Model | Eager (s/img) | Compiled (s/img) | img/s | Peak GPU memory (GB) |",
+        "|---|---|---|---|---|",
+        f"| {document['variant']} | {_num(ref['eager_s'], 2)} | {_num(ref['compiled_s'], 2)} | {_num(ref['images_per_s'], 3)} | {_num(ref['peak_gb'], 2)} |",
+    ]
+
+
+def _microbench_table(micro: dict[str, Any]) -> list[str]:
+    peak = micro["peak"]
+    head = f"peak {peak['bf16_tflops']} BF16 TFLOPS / {peak['int8_tops']} INT8 TOPS dense ({peak['name']} datasheet)" if peak else "no datasheet peak known for this device"
+    lines = [
+        f"Int8Linear vs BF16 nn.Linear on {micro['device_name']}: {head}.",
+        "",
+        "| K | N | Layers | M | Mode | BF16 (ms) | INT8 (ms) | BF16 TFLOPS | INT8 TOPS | INT8/BF16 | BF16 % peak | INT8 % peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in micro["timings"]:
+        layers = t["layers"][0] + (f" (+{len(t['layers']) - 1})" if len(t["layers"]) > 1 else "") if t["layers"] else ""
+        lines.append(
+            f"| {t['in_features']} | {t['out_features']} | {layers} | {t['tokens']} | {'compiled' if t['compiled'] else 'eager'} "
+            f"| {_num(t['bf16']['median_s'] * 1e3, 3)} | {_num(t['int8']['median_s'] * 1e3, 3)} | {_num(t['bf16_tflops'], 1)} | {_num(t['int8_tops'], 1)} "
+            f"| {_ratio(t['int8_speedup'])} | {_percent(t['bf16_fraction_of_peak'])} | {_percent(t['int8_fraction_of_peak'])} |"
+        )
+    return lines
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _bytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / GB:.2f}"
+
+
+def _stat(stats: dict[str, Any] | None) -> str:
+    return "-" if stats is None else f"{stats['median_s']:.3f}"

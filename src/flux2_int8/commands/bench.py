@@ -1,0 +1,122 @@
+"""`flux2-int8 bench`: speed and memory of BF16 vs INT8 (vs FP8), eager vs compiled.
+
+Writes `bench-<variant>.json` and `bench-<variant>.md` into --out and prints the
+Markdown. See docs/benchmarks.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+VARIANT_CHOICES = ("klein-4b", "klein-9b", "klein-base-4b", "klein-base-9b", "tiny")
+_COMPILE_MODES = {"off": False, "on": True}
+# The tiny model runs on CPU in CI: at 1024x1024 its VAE decode alone takes seconds there.
+DEFAULT_RESOLUTION, TINY_DEFAULT_RESOLUTION = 1024, 128
+
+
+def _parse_list(value: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    from ..errors import ConfigError
+
+    items = tuple(dict.fromkeys(item.strip().lower() for item in value.split(",") if item.strip()))
+    unknown = [item for item in items if item not in allowed]
+    if unknown or not items:
+        raise ConfigError(f"{option} '{value}': expected a comma-separated list of {', '.join(allowed)}")
+    return items
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The invocation with every option spelled out, so a report says exactly how to reproduce it."""
+    words = ["flux2-int8", "bench", "--variant", args.variant, "--formats", args.formats, "--resolution", str(args.resolution)]
+    words += ["--batch", str(args.batch), "--compile", args.compile, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
+    words += [] if args.steps is None else ["--steps", str(args.steps)]
+    words += [flag for flag, on in (("--random-weights", args.random_weights), ("--full-pipeline", args.full_pipeline), ("--microbench", args.microbench), ("--microbench-only", args.microbench_only)) if on]
+    words += [] if args.transformer is None else ["--transformer", args.transformer]
+    return shlex.join([*words, "--out", args.out])
+
+
+def _check_out(out: str) -> Path:
+    from ..errors import ConfigError
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run(args: argparse.Namespace) -> None:
+    import diffusers
+    import transformers
+
+    from ..bench import BenchSettings, build_document, environment, format_markdown, run_benchmark, write_report
+    from ..bench.random_weights import FORMATS
+
+    import torch
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.resolution is None:
+        args.resolution = TINY_DEFAULT_RESOLUTION if args.variant == "tiny" else DEFAULT_RESOLUTION
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    settings = BenchSettings(
+        variant=args.variant,
+        formats=_parse_list(args.formats, FORMATS, "--formats"),
+        compile_modes=tuple(_COMPILE_MODES[mode] for mode in _parse_list(args.compile, tuple(_COMPILE_MODES), "--compile")),
+        resolution=args.resolution,
+        steps=args.steps,
+        batch=args.batch,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        random_weights=args.random_weights,
+        full_pipeline=args.full_pipeline,
+        transformer_path=args.transformer,
+        device=args.device,
+    )
+    out = _check_out(args.out)
+    progress = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    result = None if args.microbench_only else run_benchmark(settings, progress)
+    micro = _microbench(settings, progress) if args.microbench or args.microbench_only else None
+    document = build_document(result, micro, environment(settings.device), _command_line(args), settings.variant)
+    json_path, md_path = write_report(out, document)
+    print(format_markdown(document))
+    print(f"wrote {json_path} and {md_path}")
+
+
+def _microbench(settings, progress):  # type: ignore[no-untyped-def]
+    """Every distinct quantized linear shape of klein 4B and 9B (or of the tiny model), at M = batch x tokens."""
+    from ..bench import klein_linear_shapes, run_microbench
+    from ..bench.pipeline_bench import TEXT_TOKENS, TINY
+    from ..testing import TINY_TRANSFORMER_CONFIG
+    from ..variants import KLEIN_4B, KLEIN_9B
+
+    if settings.variant == TINY:
+        configs = {TINY: dict(TINY_TRANSFORMER_CONFIG)}
+    else:
+        configs = {arch.name: arch.transformer_config() for arch in (KLEIN_4B, KLEIN_9B)}
+    progress("microbench: Int8Linear vs BF16 nn.Linear")
+    tokens = settings.batch * (settings.image_tokens + TEXT_TOKENS)
+    return run_microbench(klein_linear_shapes(configs), tokens, settings.device, settings.compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3))
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("bench", help="measure speed and memory: BF16 vs INT8 (vs FP8), eager vs compiled")
+    parser.add_argument("--variant", required=True, choices=VARIANT_CHOICES, help="klein model size, or 'tiny' (the cached tiny pipeline; CPU smoke test)")
+    parser.add_argument("--random-weights", action="store_true", help="build the full-size transformer with random weights on the device (no download)")
+    parser.add_argument("--full-pipeline", action="store_true", help="also build a random Qwen3 text encoder and VAE, and time whole images")
+    parser.add_argument("--transformer", metavar="PATH", help="time this checkpoint (its own format) instead of random weights")
+    parser.add_argument("--formats", default="bf16,int8", help="comma-separated: bf16, int8, fp8 (default: bf16,int8)")
+    parser.add_argument("--resolution", type=int, default=None, help=f"image side in pixels, a multiple of 16 (default: {DEFAULT_RESOLUTION}; {TINY_DEFAULT_RESOLUTION} for tiny)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the variant's, 4 for distilled)")
+    parser.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
+    parser.add_argument("--compile", default="off,on", help="off, on, or off,on: eager and/or torch.compile(fullgraph=True) (default: off,on)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default: 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default: 1)")
+    parser.add_argument("--microbench", action="store_true", help="also time Int8Linear vs BF16 nn.Linear on every klein linear shape")
+    parser.add_argument("--microbench-only", action="store_true", help="run only the linear-layer microbenchmark")
+    parser.add_argument("--device", default="auto", help="torch device, or auto: cuda if available, else cpu (default: auto)")
+    parser.add_argument("--out", required=True, help="folder for bench-<variant>.json and bench-<variant>.md")
+    parser.set_defaults(run=run)

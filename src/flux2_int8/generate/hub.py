@@ -150,7 +150,7 @@ def _not_cached_message(what: str, download_command: str, instead: str, local_fi
     else:
         reason = "the hub cannot be reached"
     return (
-        f"{what} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {reason}. "
+        f"{what} is not (fully) in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {reason}. "
         f"Fetch it on a machine with internet with `{download_command}` and copy that machine's cache here "
         f"(or point HF_HOME at a copy), or {instead}"
     )

@@ -1,0 +1,181 @@
+"""The demo: the whole job on the embedded tiny model, on a fresh machine without weights or GPU.
+
+It builds the tiny random-weight klein pipeline, quantizes its transformer to INT8
+W8A8 from ranges observed during real pipeline calls, then runs text-to-image, an
+edit and a composition in BF16 and in INT8 with the same seeds, and writes the
+PNGs, `results.json` and an `index.html` that shows them side by side. The images
+of a random-weight model are patterns, not pictures: what the page shows is how
+closely INT8 reproduces BF16 (PSNR) and what each took.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from diffusers import Flux2KleinPipeline
+from diffusers.utils import logging as diffusers_logging
+from transformers.utils import logging as transformers_logging
+from PIL import Image, ImageDraw
+
+from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
+from ..quantize.export import quantized_state_dict, write_bfl_checkpoint
+from ..quantize.observers import InputAmaxObserver, linear_names
+from ..testing import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
+from .page import difference_image, write_index
+
+CHECKPOINT_FILE = "tiny-int8.safetensors"
+REFERENCE_FILES = ("reference-1.png", "reference-2.png")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    prompt: str
+    references: tuple[str, ...]  # file names in the demo folder
+    seed: int
+
+
+TASKS = (
+    Task("text-to-image", "A red cube on a blue table, soft studio lighting", (), seed=0),
+    Task("edit", "Make the square yellow and the background white", REFERENCE_FILES[:1], seed=1),
+    Task("composition", "Put the circle from image 2 next to the square from image 1", REFERENCE_FILES, seed=2),
+)
+# Calibration uses other prompts than the tasks, as a real calibration set would.
+CALIBRATION = (
+    ("A watercolor painting of a mountain lake at sunrise", ()),
+    ("Replace the background with a sunny beach", REFERENCE_FILES[:1]),
+    ("Combine the person from the first image with the dress from the second image", REFERENCE_FILES),
+)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: Task
+    bf16_file: str
+    int8_file: str
+    diff_file: str
+    bf16_seconds: float
+    int8_seconds: float
+    psnr_db: float
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    out: Path
+    index: Path
+    tasks: list[TaskResult]
+    steps: int
+    size: int
+    device: str
+    quantize_seconds: float
+    total_seconds: float
+    bf16_checkpoint_bytes: int
+    int8_checkpoint_bytes: int
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    """PSNR in dB between two 8-bit RGB images of one size (inf when identical)."""
+    x = np.asarray(a.convert("RGB"), dtype=np.float64)
+    y = np.asarray(b.convert("RGB"), dtype=np.float64)
+    mse = float(np.mean((x - y) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None) -> DemoResult:
+    """Run the demo into folder `out` and return what it measured (also in `out/results.json`)."""
+    out = Path(out)
+    check_sampling(Sampling(steps=steps, width=size, height=size))
+    check_writable(out)
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    folder = tiny_pipeline_cache()
+    references = {name: image for name, image in zip(REFERENCE_FILES, draw_references(size))}
+    for name, image in references.items():
+        write_png(out / name, image, {"description": "demo reference image, drawn by flux2-int8"})
+
+    with _no_loading_bars():
+        bf16 = _quiet(load_pipeline(folder, device=device))
+        quantize_started = time.perf_counter()
+        checkpoint = quantize_tiny(bf16, references, out / CHECKPOINT_FILE, steps, size)
+        quantize_seconds = time.perf_counter() - quantize_started
+        int8 = _quiet(load_pipeline(folder, transformer=checkpoint, device=device))
+
+    pipelines = {"bf16": (bf16, "the base's transformer"), "int8": (int8, CHECKPOINT_FILE)}
+    for pipeline, _ in pipelines.values():  # first calls pay one-off costs; keep them out of the timings
+        generate_image(pipeline, "warm-up", [], 0, 1, 1.0, 64, 64)
+    results = [_run_task(task, pipelines, references, out, steps, size) for task in TASKS]
+
+    result = DemoResult(
+        out=out,
+        index=out / "index.html",
+        tasks=results,
+        steps=steps,
+        size=size,
+        device=str(bf16.device),
+        quantize_seconds=quantize_seconds,
+        total_seconds=time.perf_counter() - started,
+        bf16_checkpoint_bytes=(folder / BFL_CHECKPOINT_FILE).stat().st_size,
+        int8_checkpoint_bytes=checkpoint.stat().st_size,
+    )
+    write_index(result)
+    (out / "results.json").write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+    return result
+
+
+def quantize_tiny(pipeline: Flux2KleinPipeline, references: dict[str, Image.Image], path: Path, steps: int, size: int) -> Path:
+    """Calibrate max |input| of every linear over real pipeline calls, then write an INT8 BFL file."""
+    transformer = pipeline.transformer
+    with InputAmaxObserver(transformer, linear_names(transformer)) as observer:
+        for prompt, names in CALIBRATION:
+            generate_image(pipeline, prompt, [references[n] for n in names], 100, steps, 1.0, size, size)
+    state = quantized_state_dict(transformer, observer.amax)
+    return write_bfl_checkpoint(path, state, {"source": "flux2-int8 demo: tiny random-weight klein, max calibration over 3 pipeline calls"})
+
+
+def _run_task(task: Task, pipelines: dict, references: dict[str, Image.Image], out: Path, steps: int, size: int) -> TaskResult:
+    images, seconds, files = {}, {}, {}
+    for precision, (pipeline, checkpoint) in pipelines.items():
+        start = time.perf_counter()
+        images[precision] = generate_image(pipeline, task.prompt, [references[n] for n in task.references], task.seed, steps, 1.0, size, size)
+        seconds[precision] = time.perf_counter() - start
+        files[precision] = f"{task.name}-{precision}.png"
+        metadata = png_metadata(task.prompt, task.seed, steps, 1.0, images[precision].size, "tiny klein (demo)", checkpoint, tuple(Path(n) for n in task.references))
+        write_png(out / files[precision], images[precision], metadata)
+    diff_file = f"{task.name}-diff.png"
+    write_png(out / diff_file, difference_image(images["bf16"], images["int8"]), {"description": "|INT8 - BF16| amplified"})
+    return TaskResult(task, files["bf16"], files["int8"], diff_file, seconds["bf16"], seconds["int8"], psnr(images["bf16"], images["int8"]))
+
+
+def draw_references(size: int) -> tuple[Image.Image, Image.Image]:
+    """Two simple drawn pictures (a red square on blue, a green circle on orange) to edit and compose."""
+    first = Image.new("RGB", (size, size), (40, 70, 160))
+    ImageDraw.Draw(first).rectangle((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=(200, 30, 30))
+    second = Image.new("RGB", (size, size), (240, 150, 40))
+    ImageDraw.Draw(second).ellipse((size // 5, size // 5, 4 * size // 5, 4 * size // 5), fill=(30, 160, 60))
+    return first, second
+
+
+@contextmanager
+def _no_loading_bars() -> Iterator[None]:
+    """Hide diffusers' and transformers' loading bars: loading the tiny model takes a blink."""
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
+
+
+def _quiet(pipeline: Flux2KleinPipeline) -> Flux2KleinPipeline:
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+

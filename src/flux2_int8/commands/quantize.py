@@ -13,6 +13,12 @@ def run(args: argparse.Namespace) -> None:
 
     from ..quantize import quantize
 
+    if args.quiet:  # also the loading bars of diffusers and transformers (process-wide, fine for a command)
+        import diffusers
+        import transformers
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
     result = quantize(
         args.base,
         args.out,

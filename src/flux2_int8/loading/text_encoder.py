@@ -50,7 +50,7 @@ def load_text_encoder(
         _swap_int8(model, name)
     state = _read_state(header, quantized, torch.device(device), dtype)
     model.load_state_dict(state, strict=False, assign=True)
-    model.tie_weights()
+    model.tie_weights()  # assign replaced the embedding; point lm_head at the new one
     model.to(device)  # the computed buffers; assigned tensors are already there
     model.requires_grad_(False)
     return model.eval()
@@ -81,9 +81,11 @@ def _config_from_dict(document: dict[str, Any], source: str) -> PretrainedConfig
 
 
 def _empty_model(config: PretrainedConfig, dtype: torch.dtype) -> PreTrainedModel:
-    """Parameters on meta (no memory, no init), buffers real."""
+    """Parameters on meta (no memory, no init), buffers real, tied weights (lm_head) tied."""
     with init_empty_weights(include_buffers=False):
-        return AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.tie_weights()
+    return model
 
 
 def _tied_keys(model: nn.Module) -> set[str]:

@@ -132,6 +132,7 @@ def quantize(
     kept = tuple(n for n in linear_names(pipe.transformer) if n not in set(targets))
     metadata = _metadata(plan, schedule, run, base, transformer, dtype)
     encoder_path = None
+    plan.out.parent.mkdir(parents=True, exist_ok=True)
     if text_encoder:  # first, so a finished transformer file means the whole run finished
         state = text_encoder_state_dict(pipe.text_encoder, encoder_ranges, encoder_recipe)
         kept_encoder = [n for n in linear_names(pipe.text_encoder) if n not in set(encoder_targets)]

@@ -34,11 +34,14 @@ def check_replaceable_folder(folder: Path) -> None:
 
 
 def _check_folder_writable(path: Path) -> None:
-    folder = path.parent
-    if not folder.is_dir():
-        raise Flux2Int8Error(f"--out {path}: folder {folder} does not exist; create it first")
+    """The nearest existing ancestor must be a writable folder (missing folders are made at write time)."""
+    existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise Flux2Int8Error(f"--out {path}: {existing} is a file, not a folder")
     try:
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise Flux2Int8Error(f"--out {path}: folder {folder} is not writable ({error.strerror})") from None
+        raise Flux2Int8Error(f"--out {path}: folder {existing} is not writable ({error.strerror})") from None

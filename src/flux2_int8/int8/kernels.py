@@ -8,7 +8,12 @@ input_scale float32 0-d, bias [N] or None; y [M, N] in x's dtype.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import torch
+
+from ..errors import Flux2Int8Error
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -27,7 +32,7 @@ def _integer_valued_activation(x: torch.Tensor, input_scale: torch.Tensor) -> to
     return torch.div(x.float(), input_scale).round_().clamp_(INT8_MIN, INT8_MAX)
 
 
-def _rescale(accumulator: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+def rescale_accumulator(accumulator: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     """accumulator [M, N] (int32 or integer-valued float32) -> y [M, N] in `dtype`."""
     y = accumulator.float() if accumulator.dtype != torch.float32 else accumulator
     y = y.mul_(input_scale * weight_scale)
@@ -48,7 +53,7 @@ def int_mm_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
     and the rescale into the epilogue, so only the int8 GEMM is left as a separate op.
     """
     accumulator = torch._int_mm(quantize_activation(x, input_scale), weight.t())
-    return _rescale(accumulator, input_scale, weight_scale, bias, x.dtype)
+    return rescale_accumulator(accumulator, input_scale, weight_scale, bias, x.dtype)
 
 
 def emulated_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -58,8 +63,12 @@ def emulated_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.T
     are exact in float32, so a float32 GEMM of them gives the integer products at fp32
     speed, where CPU `_int_mm` without VNNI is ~17x slower.
     """
-    accumulator = _integer_valued_activation(x, input_scale) @ weight.float().t()
-    return _rescale(accumulator, input_scale, weight_scale, bias, x.dtype)
+    return rescale_accumulator(emulated_accumulator(x, weight, input_scale), input_scale, weight_scale, bias, x.dtype)
+
+
+def emulated_accumulator(x: torch.Tensor, weight: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
+    """x [M, K] float, weight int8 [N, K] -> the integer accumulator [M, N] held in float32."""
+    return _integer_valued_activation(x, input_scale) @ weight.float().t()
 
 
 def reference_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -72,11 +81,68 @@ def reference_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.
     return y.to(x.dtype)
 
 
-BACKENDS = {"int_mm": int_mm_linear, "emulated": emulated_linear, "reference": reference_linear}
+def triton_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Fused Triton W8A8 GEMM, the activation quantized inside the kernel's load.
+
+    Best where nothing fuses the quantization into the op producing `x` (eager mode):
+    x is read once as float, and no int8 copy of it is written.
+    """
+    return _triton_op(x.device)(x, weight, weight_scale, input_scale, bias, x.dtype)
+
+
+def triton_prequant_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The same Triton GEMM fed an int8 activation quantized by torch ops.
+
+    Under `torch.compile` Inductor fuses that quantization into the op producing `x`
+    (norm, modulation, activation), so the GEMM reads int8 and skips re-quantizing
+    each x tile once per output tile; q, k and v share one quantized input.
+    """
+    return _triton_op(x.device)(quantize_activation(x, input_scale), weight, weight_scale, input_scale, bias, x.dtype)
+
+
+def emulated_w8a8(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """The Triton op's math off CUDA: x [M, K] float or already-quantized int8 -> y [M, N] `out_dtype`."""
+    accumulator = x.float() @ weight.float().t() if x.dtype == torch.int8 else emulated_accumulator(x, weight, input_scale)
+    return rescale_accumulator(accumulator, input_scale, weight_scale, bias, out_dtype)
+
+
+def _triton_op(device: torch.device):  # type: ignore[no-untyped-def]
+    """`torch.ops.flux2_int8.w8a8_linear`, registered on first use: triton is an optional extra.
+
+    Off CUDA the op only emulates, so without triton the same emulation runs directly.
+    """
+    if not TRITON_INSTALLED and device.type != "cuda":
+        return emulated_w8a8
+    if not TRITON_INSTALLED:
+        raise Flux2Int8Error("the INT8 backends 'triton' and 'triton_prequant' need the triton package: pip install 'flux2-int8[gpu]'")
+    from . import triton_w8a8
+
+    return triton_w8a8.w8a8_linear
+
+
+BACKENDS = {
+    "int_mm": int_mm_linear,
+    "emulated": emulated_linear,
+    "reference": reference_linear,
+    "triton": triton_linear,
+    "triton_prequant": triton_prequant_linear,
+}
+
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+# `auto` uses Triton on CUDA when it is installed and a GPU driver is present;
+# FLUX2_INT8_TRITON=0 (read at import) opts out, back to torch._int_mm.
+TRITON_IN_AUTO = TRITON_INSTALLED and os.environ.get("FLUX2_INT8_TRITON", "1") != "0" and torch.cuda.is_available()
 
 
 def pick_backend(device: torch.device, m: int, k: int, n: int) -> str:
-    """The fastest exact backend for a device and shape (the `auto` choice)."""
+    """The fastest exact backend for a device and shape (the `auto` choice).
+
+    With Triton on CUDA, eager runs quantize inside the GEMM ("triton") and compiled
+    runs let Inductor fuse the quantization into the producer ("triton_prequant");
+    the kernel masks its edges, so every shape suits it, M <= 16 included.
+    """
+    if device.type == "cuda" and TRITON_IN_AUTO:
+        return "triton_prequant" if torch.compiler.is_compiling() else "triton"
     if device.type == "cuda" and can_use_int_mm(m, k, n):
         return "int_mm"
     return "emulated"

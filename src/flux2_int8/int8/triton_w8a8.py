@@ -1,0 +1,199 @@
+"""Fused W8A8 GEMM in Triton, registered as the custom op `flux2_int8::w8a8_linear`.
+
+    y = (clamp(round(x / input_scale), -128, 127) @ weight.T) * (input_scale * weight_scale) + bias
+
+One kernel does all of it. The activation is either float (bf16/fp16/fp32) and quantized
+inside the GEMM's load, so no int8 copy of it goes through device memory, or already int8
+(quantized by the producing op, which Inductor fuses under `torch.compile`). The product
+is int8 x int8 -> int32 on tensor cores (`tl.dot`), and the epilogue applies the
+per-channel rescale, the bias and the cast to the output dtype before the single store:
+the int32 [M, N] accumulator `torch._int_mm` writes and reads back never exists.
+
+Quantization matches `torch.round` bit for bit: an IEEE division (`div_rn`, as eager
+PyTorch divides), a clamp to [-128, 127], then round-half-to-even by adding and
+subtracting 1.5 * 2**23 (exact for |v| < 2**22, and portable to Triton's CPU interpreter,
+which has no `rint`).
+
+Importing this module needs `triton`; `kernels.py` imports it only when a Triton backend
+is used, so the package works without it.
+"""
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from .kernels import emulated_w8a8
+
+_ROUND_MAGIC = 12582912.0  # 1.5 * 2**23: v + magic - magic rounds v half to even
+# K is unmasked when every config's BLOCK_K divides it (all klein K are multiples of 256).
+_LARGEST_BLOCK_K = 256
+# M up to this runs the small-M configs (BLOCK_M 16 or 32), larger M the large-M ones (BLOCK_M >= 64).
+_SMALL_M = 32
+
+
+@triton.jit
+def _quantize(x, input_scale):
+    """float [BLOCK_M, BLOCK_K] -> int8, as `clamp(round(x / input_scale), -128, 127)`."""
+    scaled = tl.math.div_rn(x.to(tl.float32), input_scale)
+    clamped = tl.minimum(tl.maximum(scaled, -128.0), 127.0)
+    return ((clamped + _ROUND_MAGIC) - _ROUND_MAGIC).to(tl.int8)
+
+
+@triton.jit
+def _w8a8_kernel(
+    x_ptr, weight_ptr, weight_scale_ptr, input_scale_ptr, bias_ptr, out_ptr,
+    M, N, K, M_BUCKET,
+    stride_xm, stride_xk, stride_wn, stride_wk, stride_om, stride_on,
+    QUANTIZE_X: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):  # fmt: skip
+    """One [BLOCK_M, BLOCK_N] tile of y. x [M, K] float or int8, weight int8 [N, K], y [M, N].
+
+    Tiles are visited in groups of GROUP_M rows so neighbouring programs share weight
+    tiles in L2. Rows and columns past the edge are wrapped (`% M`, `% N`) for the loads,
+    which keeps the main loop free of M/N masks; the store is masked instead.
+    M_BUCKET is only an autotuning key.
+    """
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    group_width = GROUP_M * tiles_n
+    first_m = (pid // group_width) * GROUP_M
+    group_rows = min(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % group_width) % group_rows
+    pid_n = (pid % group_width) // group_rows
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    rows = offs_m % M
+    cols = offs_n % N
+    x_ptrs = x_ptr + rows[:, None] * stride_xm + offs_k[None, :] * stride_xk
+    w_ptrs = weight_ptr + offs_k[:, None] * stride_wk + cols[None, :] * stride_wn
+    input_scale = tl.load(input_scale_ptr)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            x = tl.load(x_ptrs)
+            w = tl.load(w_ptrs)
+        else:
+            k_left = K - k * BLOCK_K
+            x = tl.load(x_ptrs, mask=offs_k[None, :] < k_left, other=0)
+            w = tl.load(w_ptrs, mask=offs_k[:, None] < k_left, other=0)
+        if QUANTIZE_X:
+            x = _quantize(x, input_scale)
+        acc = tl.dot(x, w, acc, out_dtype=tl.int32)
+        x_ptrs += BLOCK_K * stride_xk
+        w_ptrs += BLOCK_K * stride_wk
+
+    weight_scale = tl.load(weight_scale_ptr + cols)
+    y = acc.to(tl.float32) * (input_scale * weight_scale)[None, :]
+    if HAS_BIAS:
+        y += tl.load(bias_ptr + cols).to(tl.float32)[None, :]
+    out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
+    tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+
+
+def _config(block_m: int, block_n: int, block_k: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8}, num_warps=warps, num_stages=stages)
+
+
+# Large M (klein runs M = 4096 image and 512 text tokens, 4608 in single blocks at 1024^2;
+# N 3072..36864, K 3072..16384): wide N tiles amortize the per-tile quantization of x
+# (its ALU cost per MMA falls as 1 / BLOCK_N); the 128x256x128 tiles need Hopper's
+# 227 KB of shared memory at 3 stages, the 64-deep K tiles fit Ampere (164 KB A100, 100 KB sm_86).
+LARGE_M_CONFIGS = [
+    _config(128, 256, 128, 8, 3),
+    _config(128, 256, 64, 8, 4),
+    _config(256, 128, 64, 8, 3),
+    _config(128, 128, 128, 8, 4),
+    _config(128, 128, 64, 4, 4),
+    _config(64, 256, 128, 4, 3),
+    _config(128, 256, 64, 8, 3),
+    _config(64, 128, 64, 4, 4),
+]
+# Small M (modulation and timestep layers run at M = batch): weight-bandwidth bound,
+# so narrow N tiles give enough programs to cover every SM and deep K tiles keep loads long.
+SMALL_M_CONFIGS = [
+    _config(16, 64, 256, 4, 3),
+    _config(16, 128, 128, 4, 4),
+    _config(32, 64, 256, 4, 3),
+    _config(32, 128, 128, 4, 4),
+]
+
+
+def shared_memory_bytes(config: triton.Config, x_element_bytes: int) -> int:
+    """Estimated shared memory of one config: pipelined x and weight tiles, plus the int8 x tile."""
+    block_m, block_n, block_k = (config.kwargs[name] for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+    return config.num_stages * block_k * (block_m * x_element_bytes + block_n) + block_m * block_k
+
+
+def prune_configs(configs: list[triton.Config], m: int, x_element_bytes: int, shared_memory_limit: int) -> list[triton.Config]:
+    """The configs that suit this M and fit the device's shared memory (never empty)."""
+    small = m <= _SMALL_M
+    suited = [config for config in configs if (config.kwargs["BLOCK_M"] <= _SMALL_M) == small]
+    fitting = [config for config in suited if shared_memory_bytes(config, x_element_bytes) <= shared_memory_limit]
+    return fitting or [min(suited or configs, key=lambda config: shared_memory_bytes(config, x_element_bytes))]
+
+
+def _m_bucket(m: int) -> int:
+    """Autotuning key for M: tuned once per power of two, so a new resolution rarely re-tunes."""
+    return min(triton.next_power_of_2(m), 16384)
+
+
+_AUTOTUNED: dict[int, triton.runtime.Autotuner] = {}
+
+
+def _autotuned_kernel(device: torch.device) -> triton.runtime.Autotuner:
+    """`_w8a8_kernel` autotuned over the configs that fit this device (one tuner per shared-memory size)."""
+    limit = triton.runtime.driver.active.utils.get_device_properties(device.index if device.index is not None else torch.cuda.current_device())["max_shared_mem"]
+    if limit not in _AUTOTUNED:
+
+        def early_prune(configs, named_args, **kwargs):  # type: ignore[no-untyped-def]
+            return prune_configs(configs, named_args["M"], named_args["x_ptr"].element_size(), limit)
+
+        _AUTOTUNED[limit] = triton.autotune(LARGE_M_CONFIGS + SMALL_M_CONFIGS, key=["M_BUCKET", "N", "K"], prune_configs_by={"early_config_prune": early_prune})(_w8a8_kernel)
+    return _AUTOTUNED[limit]
+
+
+def launch_w8a8(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype, config: dict[str, int] | None = None) -> torch.Tensor:
+    """Run the kernel: x [M, K] float (quantized in the load) or int8 -> y [M, N] `out_dtype`.
+
+    `config` fixes the tile (keys BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, and optionally
+    num_warps, num_stages) instead of autotuning: the CPU interpreter tests and tuning
+    experiments use it. weight int8 [N, K], weight_scale float32 [N], input_scale float32 0-d.
+    """
+    m, k = x.shape
+    n = weight.shape[0]
+    out = torch.empty((m, n), dtype=out_dtype, device=x.device)
+    if m == 0:
+        return out
+    kernel = _w8a8_kernel if config is not None else _autotuned_kernel(x.device)
+
+    def grid(meta):  # type: ignore[no-untyped-def]
+        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+
+    wrap_triton(kernel)[grid](
+        x, weight, weight_scale, input_scale, weight_scale if bias is None else bias, out,
+        m, n, k, _m_bucket(m),
+        x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), out.stride(0), out.stride(1),
+        QUANTIZE_X=x.dtype != torch.int8, HAS_BIAS=bias is not None, EVEN_K=k % _LARGEST_BLOCK_K == 0,
+        **(config or {}),
+    )  # fmt: skip
+    return out
+
+
+@triton_op("flux2_int8::w8a8_linear", mutates_args=())
+def w8a8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """W8A8 linear as one graph-safe op: x [M, K] float or int8 -> y [M, N] `out_dtype`.
+
+    On CUDA it launches the fused kernel (Inductor sees the Triton kernel itself, so the
+    op compiles with `fullgraph=True` and replays in CUDA graphs). Elsewhere it computes
+    the same integers with the float32 emulation, so a model using this op still runs,
+    traces and compiles on CPU.
+    """
+    if x.device.type != "cuda":
+        return emulated_w8a8(x, weight, weight_scale, input_scale, bias, out_dtype)
+    return launch_w8a8(x, weight, weight_scale, input_scale, bias, out_dtype)

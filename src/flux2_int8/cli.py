@@ -17,7 +17,7 @@ from .errors import Flux2Int8Error
 
 EXIT_USAGE = 2
 # Command modules under flux2_int8.commands, in the order `--help` lists them.
-COMMAND_MODULES = ("inspect", "make_tiny", "generate", "demo", "bench", "quantize")
+COMMAND_MODULES = ("inspect", "make_tiny", "generate", "demo", "bench", "quantize", "eval", "fetch_weights")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,68 @@
+"""`flux2-int8 eval`: generate a prompt suite with a reference and candidate transformers, score, report.
+
+Every option is checked, and every metric weight fetched or found, before a model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def run(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from ..evaluate import MetricOptions, RunSettings, WeightsLocation, evaluate, load_suite, parse_metrics, parse_shard
+    from ..evaluate.runner import default_loader
+
+    metrics = parse_metrics(args.metrics)
+    shard = parse_shard(args.shard) if args.shard else parse_shard("0/1")
+    suite = load_suite(args.suite, limit=args.limit)
+    weights = WeightsLocation(Path(args.metrics_weights).expanduser() if args.metrics_weights else None)
+    options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net)
+    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance)
+    result = evaluate(
+        args.base,
+        args.candidate,
+        args.out,
+        reference=args.reference,
+        suite=suite,
+        options=options,
+        sampling=sampling,
+        device=args.device,
+        shard=shard,
+        merge=args.merge,
+        loader=default_loader(args.local_files_only),
+    )
+    if result.document is None:
+        print(f"shard {args.shard}: images written to {result.out}; score with a run without --shard (after --merge of every shard's folder)")
+        return
+    for kind, path in result.reports.items():
+        print(f"{kind}: {path}")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from ..evaluate.weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, LPIPS_BACKBONES
+
+    parser = commands.add_parser("eval", help="compare transformers (INT8, FP8, BF16) on a prompt suite: CLIP, LPIPS, PSNR, FID/KID, velocity error")
+    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub repository id, or local pipeline folder")
+    parser.add_argument("--reference", default="bf16", help="bf16 (the base's own transformer, default), or NAME=PATH / PATH of a transformer checkpoint")
+    parser.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH", help="a transformer checkpoint to evaluate (repeat for several; PATH alone is named after its file)")
+    parser.add_argument("--suite", default="default", help="default (the shipped 48 cases), a JSONL suite, or a PartiPrompts .tsv file")
+    parser.add_argument("--limit", type=int, help="only the first N cases of each task")
+    parser.add_argument("--metrics", default="all", help="comma-separated: clip,lpips,psnr,fid,kid,fidelity (default all); psnr and fidelity need no weights")
+    parser.add_argument("--out", required=True, help="the evaluation folder: images are cached there, reports written there")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: 4 for distilled models, 50 for base models)")
+    parser.add_argument("--guidance", type=float, help="CFG scale for base models (default 4.0); distilled models ignore it")
+    parser.add_argument("--width", type=int, default=1024, help="image width, multiple of 16 (default 1024, as published)")
+    parser.add_argument("--height", type=int, default=1024, help="image height, multiple of 16 (default 1024)")
+    parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype (default bfloat16)")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available), for generation and metrics")
+    parser.add_argument("--shard", metavar="I/N", help="generate only every N-th case from the I-th (0-based); no scoring")
+    parser.add_argument("--merge", action="append", default=[], metavar="DIR", help="copy the images of another evaluation folder (a shard's --out) into --out first; repeatable, idempotent")
+    parser.add_argument("--metrics-weights", metavar="DIR", help="read metric weights only from DIR (made by `flux2-int8 fetch-weights DIR`); never download")
+    parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help=f"CLIP hub repository or local folder (default {DEFAULT_CLIP_MODEL})")
+    parser.add_argument("--lpips-net", choices=tuple(LPIPS_BACKBONES), default=DEFAULT_LPIPS_NET, help=f"LPIPS backbone (default {DEFAULT_LPIPS_NET}, the lpips package's default)")
+    parser.add_argument("--local-files-only", action="store_true", help="pipelines and checkpoints from the Hugging Face cache only, never the network")
+    parser.set_defaults(run=run)

@@ -1,0 +1,112 @@
+"""`evaluate`: generate a suite with a reference and candidate transformers, score them, write the reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from .layout import Layout, ModelSpec, RunSettings, parse_model_spec
+from .metrics import MetricModels, load_metric_models
+from .report import write_reports
+from .runner import Generator, PipelineLoader, Shard, default_loader, merge_folders, prepare_folder
+from .score import score
+from .suite import DEFAULT_SUITE, Suite, load_suite
+from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_weights
+
+METRICS = ("clip", "lpips", "psnr", "fid", "kid", "fidelity")
+WEIGHTLESS = frozenset({"psnr", "fidelity"})
+
+
+def parse_metrics(spec: str | Sequence[str]) -> set[str]:
+    """`clip,lpips,psnr,fid,kid,fidelity` (any subset, or `all`) -> a set; unknown names are refused."""
+    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    if names == ["all"]:
+        return set(METRICS)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"--metrics: unknown metric {unknown[0]!r}" if unknown else "--metrics: name at least one metric" + f" (choose from {', '.join(METRICS)}, or all)")
+    return set(names)
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """Which metrics, and where their networks come from (resolved from `weights`, unless `networks` is given)."""
+
+    metrics: frozenset[str] = frozenset(METRICS)
+    weights: WeightsLocation = field(default_factory=WeightsLocation)
+    clip_model: str = DEFAULT_CLIP_MODEL
+    lpips_net: str = DEFAULT_LPIPS_NET
+    networks: MetricModels | None = None  # injected networks (tests, notebooks), used as given
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Where the run wrote, its metrics document (None for a shard, which only generates) and report paths."""
+
+    out: Path
+    settings: RunSettings
+    document: dict[str, Any] | None
+    reports: dict[str, Path]
+
+
+def evaluate(
+    base: str,
+    candidates: Sequence[ModelSpec | str],
+    out: str | Path,
+    reference: ModelSpec | str = "bf16",
+    suite: Suite | str | Path = DEFAULT_SUITE,
+    options: MetricOptions = MetricOptions(),
+    sampling: RunSettings | None = None,
+    device: str | None = None,
+    shard: Shard = Shard(),
+    merge: Sequence[str | Path] = (),
+    loader: PipelineLoader | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Generate every case of `suite` with the reference and each candidate, then score and report.
+
+    `candidates` and `reference` are `ModelSpec`s or strings (`NAME=PATH`, `PATH`, `bf16`).
+    `sampling` gives width, height, dtype, steps and guidance (`base` and the models are
+    filled in). Images already in `out` for the same settings are reused. A shard
+    (`Shard(i, n)` with n > 1) only generates its cases; a later run without a shard
+    (after `merge`-ing the shard folders, or on a shared folder) scores.
+    """
+    reference_spec = reference if isinstance(reference, ModelSpec) else parse_model_spec(reference)
+    candidate_specs = [c if isinstance(c, ModelSpec) else parse_model_spec(c) for c in candidates]
+    _check_names(reference_spec, candidate_specs)
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    scoring = shard.count == 1
+    resolved = _preflight(options) if scoring and options.networks is None else ResolvedWeights()
+    models = {m.name: m.transformer for m in (reference_spec, *candidate_specs)}
+    wanted = RunSettings(**{**asdict(sampling or RunSettings(base)), "base": str(base), "reference": reference_spec.name, "models": models})
+    layout = Layout(out)
+    settings = merge_folders(layout, merge, wanted) if merge else prepare_folder(layout, wanted)
+    loader = loader or default_loader()
+    generator = Generator(layout, settings, loader, device, fidelity="fidelity" in options.metrics, progress=progress)
+    settings = generator.run(shard.select(suite.cases), reference_spec, candidate_specs)
+    if not scoring:
+        return EvalResult(layout.root, settings, None, {})
+    networks = options.networks or load_metric_models(set(options.metrics), resolved, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    document = score(layout, suite, reference_spec.name, [c.name for c in candidate_specs], set(options.metrics), networks)
+    document["settings"] = asdict(settings)
+    return EvalResult(layout.root, settings, document, write_reports(document, layout.root))
+
+
+def _check_names(reference: ModelSpec, candidates: Sequence[ModelSpec]) -> None:
+    if not candidates:
+        raise ConfigError("give at least one --candidate NAME=PATH to compare with the reference")
+    names = [reference.name, *(c.name for c in candidates)]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise ConfigError(f"two models are named '{duplicate}' (the reference is '{reference.name}'): give each candidate its own NAME=PATH")
+
+
+def _preflight(options: MetricOptions) -> ResolvedWeights:
+    """Fetch or find every metric weight before generating: a missing file fails now, not after an hour."""
+    needs = set(options.metrics) - WEIGHTLESS
+    return resolve_weights(needs, options.weights, options.clip_model, options.lpips_net) if needs else ResolvedWeights()

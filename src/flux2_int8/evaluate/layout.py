@@ -1,0 +1,169 @@
+"""The evaluation folder: where each image, input, trajectory and fidelity record lives, and run.json.
+
+Every file is keyed by (case id, seed, model) and written whole (temporary file, then
+rename), so a rerun only adds what is missing, shards can write into one folder, and
+merging folders is copying the files one lacks.
+
+    run.json                                 settings and models (name -> transformer checkpoint)
+    inputs/<case>-s<seed>-<k>.png            edit/composition inputs, made once by the reference model
+    images/<model>/<case>-s<seed>.png        every model's output for every case
+    trajectories/<case>-s<seed>.safetensors  the reference transformer's recorded calls
+    fidelity/<model>/<case>-s<seed>.json     a candidate's velocity error per step
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..errors import ConfigError
+from .suite import Case
+
+RUN_FILE = "run.json"
+RUN_FORMAT = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DIGEST_KEY = "case_digest"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model under evaluation: its name in reports and file names, and its transformer checkpoint (None: the base's own)."""
+
+    name: str
+    transformer: str | None = None
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """`bf16` (the base's own transformer), `NAME=PATH`, or `PATH` (named after the file)."""
+    spec = spec.strip()
+    if spec.lower() == "bf16":
+        return ModelSpec("bf16")
+    name, sep, path = spec.partition("=")
+    if not sep:
+        path, name = spec, Path(spec.rstrip("/")).stem
+    if not path:
+        raise ConfigError(f"model '{spec}': expected NAME=PATH (a transformer checkpoint), PATH, or bf16")
+    if not _NAME.match(name):
+        raise ConfigError(f"model '{spec}': the name '{name}' must be a word of letters, digits, '.', '_' or '-' (it names folders); write NAME=PATH")
+    return ModelSpec(name, path)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What decides the pixels of every image of a run; a folder never mixes two settings."""
+
+    base: str
+    width: int = 1024
+    height: int = 1024
+    dtype: str = "bfloat16"
+    steps: int | None = None  # None: the pipeline's default, fixed in run.json once known
+    guidance: float | None = None
+    reference: str = "bf16"
+    models: dict[str, str | None] = field(default_factory=dict)
+
+
+class Layout:
+    """Paths inside an evaluation folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser()
+
+    @staticmethod
+    def _key(case: Case) -> str:
+        return f"{case.id}-s{case.seed}"
+
+    def image(self, model: str, case: Case) -> Path:
+        return self.root / "images" / model / f"{self._key(case)}.png"
+
+    def input(self, case: Case, index: int) -> Path:
+        return self.root / "inputs" / f"{self._key(case)}-{index}.png"
+
+    def inputs(self, case: Case) -> list[Path]:
+        """The images an edit or composition starts from: generated inputs or the suite's own files."""
+        return [self.input(case, k) for k in range(len(case.input_prompts))] + list(case.input_images)
+
+    def trajectory(self, case: Case) -> Path:
+        return self.root / "trajectories" / f"{self._key(case)}.safetensors"
+
+    def fidelity(self, model: str, case: Case) -> Path:
+        return self.root / "fidelity" / model / f"{self._key(case)}.json"
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / RUN_FILE
+
+
+def is_current(path: Path, case: Case) -> bool:
+    """Whether a cached PNG exists and was made for this exact case content (its digest chunk)."""
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "text", {}).get(DIGEST_KEY) == case.digest
+    except OSError:
+        return False
+
+
+def read_settings(path: Path) -> RunSettings | None:
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text())
+        if document.pop("format", None) != RUN_FORMAT:
+            raise ValueError(f"format is not {RUN_FORMAT}")
+        return RunSettings(**document)
+    except (OSError, ValueError, TypeError) as error:
+        raise ConfigError(f"{path}: not a run file of this version ({error}); use another --out folder") from None
+
+
+def write_settings(path: Path, settings: RunSettings) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary.write_text(json.dumps({"format": RUN_FORMAT, **asdict(settings)}, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def reconcile(recorded: RunSettings | None, wanted: RunSettings, where: Path) -> RunSettings:
+    """The settings a run continues with: the recorded ones, extended by new models; any conflict is an error.
+
+    Unset steps/guidance take the recorded values; a model name already recorded must
+    name the same checkpoint, and the reference cannot change (the inputs and
+    trajectories are its own).
+    """
+    if recorded is None:
+        return wanted
+    for key in ("base", "width", "height", "dtype", "reference"):
+        if getattr(recorded, key) != getattr(wanted, key):
+            raise ConfigError(f"{where} was made with {key} = {getattr(recorded, key)!r}, this run asks for {getattr(wanted, key)!r}: use another --out folder, or the same settings")
+    for key in ("steps", "guidance"):
+        mine, theirs = getattr(wanted, key), getattr(recorded, key)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ConfigError(f"{where} was made with {key} = {theirs}, this run asks for {mine}: use another --out folder, or the same settings")
+    models = dict(recorded.models)
+    for name, transformer in wanted.models.items():
+        if name in models and models[name] != transformer:
+            raise ConfigError(f"{where}: model '{name}' was made from {models[name] or 'the base transformer'}, now {transformer or 'the base transformer'} is given: pick another name")
+        models[name] = transformer
+    return replace(
+        recorded,
+        steps=recorded.steps if recorded.steps is not None else wanted.steps,
+        guidance=recorded.guidance if recorded.guidance is not None else wanted.guidance,
+        models=models,
+    )
+
+
+def to_json_value(value: Any) -> Any:
+    """Floats as JSON allows them: inf/nan (PSNR of identical images) become the strings 'inf'/'nan'."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: to_json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_value(item) for item in value]
+    return value

@@ -1,0 +1,221 @@
+"""Generating an evaluation: the reference first (its inputs, images and trajectories), then each candidate.
+
+A model is loaded only if something of it is missing, so a rerun over a complete folder
+loads nothing. Each image is seeded by its case alone, so the pixels do not depend on
+which shard or run made them; `--shard i/n` takes every n-th case, and `merge_folders`
+gathers shards that wrote to separate folders.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import gc
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from diffusers import Flux2KleinPipeline
+from tqdm.auto import tqdm
+
+from ..errors import CheckpointError, ConfigError
+from ..generate import generate_image, load_reference, png_metadata, sampling_defaults, write_png
+from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
+from .layout import DIGEST_KEY, Layout, ModelSpec, RunSettings, is_current, read_settings, reconcile, write_settings
+from .suite import Case
+
+# (base, transformer or None, device, dtype) -> a loaded pipeline; `flux2_int8.load_pipeline` by default.
+PipelineLoader = Callable[[str, "str | None", "str | None", torch.dtype], Flux2KleinPipeline]
+_MERGED = ("inputs", "images", "trajectories", "fidelity")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0-based): the cases at positions index, index + count, ..."""
+
+    index: int = 0
+    count: int = 1
+
+    def select(self, cases: Sequence[Case]) -> list[Case]:
+        return list(cases[self.index :: self.count])
+
+
+def parse_shard(spec: str) -> Shard:
+    """`i/n` with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard '{spec}': expected i/n, e.g. 0/4 for the first of four shards") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard '{spec}': the index must be in 0..n-1 (shards are numbered from 0)")
+    return Shard(index, count)
+
+
+def default_loader(local_files_only: bool = False) -> PipelineLoader:
+    def load(base: str, transformer: str | None, device: str | None, dtype: torch.dtype) -> Flux2KleinPipeline:
+        from ..generate import load_pipeline
+
+        return load_pipeline(base, transformer=transformer, device=device, dtype=dtype, local_files_only=local_files_only)
+
+    return load
+
+
+class Generator:
+    """Makes whatever a folder lacks for the given cases, model by model."""
+
+    def __init__(self, layout: Layout, settings: RunSettings, loader: PipelineLoader, device: str | None = None, fidelity: bool = True, progress: bool = True):
+        self.layout = layout
+        self.settings = settings
+        self.loader = loader
+        self.device = device
+        self.fidelity = fidelity
+        self.progress = progress
+
+    def run(self, cases: Sequence[Case], reference: ModelSpec, candidates: Sequence[ModelSpec]) -> RunSettings:
+        """Generate everything missing; returns the settings with steps and guidance resolved.
+
+        Every checkpoint that has work to do is checked before the first model loads.
+        """
+        plan = [(reference, [c for c in cases if self._reference_missing(c)], self._reference_case)]
+        plan += [(model, [c for c in cases if self._candidate_missing(model, c)], self._candidate_case) for model in candidates]
+        for model, todo, _ in plan:
+            if todo:
+                _check_checkpoint(model)
+        for model, todo, make in plan:
+            if todo:
+                with self._loaded(model) as pipeline:
+                    for case in tqdm(todo, desc=model.name, disable=not self.progress):
+                        make(pipeline, model, case)
+        return self.settings
+
+    def _reference_missing(self, case: Case) -> bool:
+        inputs = all(is_current(self.layout.input(case, k), case) for k in range(len(case.input_prompts)))
+        trajectory = not self.fidelity or self.layout.trajectory(case).is_file()
+        return not (inputs and trajectory and is_current(self.layout.image(self.settings.reference, case), case))
+
+    def _candidate_missing(self, candidate: ModelSpec, case: Case) -> bool:
+        fidelity = not self.fidelity or self.layout.fidelity(candidate.name, case).is_file()
+        return not (fidelity and is_current(self.layout.image(candidate.name, case), case))
+
+    def _loaded(self, model: ModelSpec):
+        return _PipelineSession(self, model)
+
+    def _reference_case(self, pipeline: Flux2KleinPipeline, model: ModelSpec, case: Case) -> None:
+        for k, prompt in enumerate(case.input_prompts):
+            path = self.layout.input(case, k)
+            if not is_current(path, case):
+                image = self._generate(pipeline, prompt, [], case.input_seed(k))
+                write_png(path, image, self._metadata(model, case, prompt, case.input_seed(k)))
+        recorder = TrajectoryRecorder()
+        with recorder.attached(pipeline.transformer):
+            image = self._generate(pipeline, case.prompt, self._inputs(case), case.seed)
+        write_png(self.layout.image(model.name, case), image, self._metadata(model, case, case.prompt, case.seed))
+        if self.fidelity:
+            save_trajectory(self.layout.trajectory(case), recorder.calls)
+
+    def _candidate_case(self, pipeline: Flux2KleinPipeline, model: ModelSpec, case: Case) -> None:
+        path = self.layout.image(model.name, case)
+        if not is_current(path, case):
+            write_png(path, self._generate(pipeline, case.prompt, self._inputs(case), case.seed), self._metadata(model, case, case.prompt, case.seed))
+        if self.fidelity:
+            errors = replay(pipeline.transformer, load_trajectory(self.layout.trajectory(case)))
+            _write_json(self.layout.fidelity(model.name, case), {"case": case.id, "seed": case.seed, "velocity_relative_error": errors})
+
+    def _inputs(self, case: Case) -> list:
+        return [load_reference(path) for path in self.layout.inputs(case)]
+
+    def _generate(self, pipeline: Flux2KleinPipeline, prompt: str, inputs: list, seed: int):
+        s = self.settings
+        return generate_image(pipeline, prompt, inputs, seed, s.steps, s.guidance, s.width, s.height)
+
+    def _metadata(self, model: ModelSpec, case: Case, prompt: str, seed: int) -> dict[str, str]:
+        s = self.settings
+        metadata = png_metadata(prompt, seed, s.steps, s.guidance, (s.width, s.height), s.base, model.transformer, tuple(self.layout.inputs(case)) if prompt == case.prompt else ())
+        metadata[DIGEST_KEY] = case.digest
+        metadata["case"] = case.id
+        metadata["model"] = model.name
+        return metadata
+
+
+class _PipelineSession:
+    """Loads a model's pipeline, fixes steps/guidance in run.json on first use, and frees it afterwards."""
+
+    def __init__(self, generator: Generator, model: ModelSpec):
+        self.generator = generator
+        self.model = model
+        self.pipeline: Flux2KleinPipeline | None = None
+
+    def __enter__(self) -> Flux2KleinPipeline:
+        g = self.generator
+        self.pipeline = g.loader(g.settings.base, self.model.transformer, g.device, getattr(torch, g.settings.dtype))
+        self.pipeline.set_progress_bar_config(disable=True)
+        defaults = sampling_defaults(self.pipeline)
+        steps = g.settings.steps or defaults.steps
+        guidance = defaults.guidance if g.settings.guidance is None else g.settings.guidance
+        if (steps, guidance) != (g.settings.steps, g.settings.guidance):
+            g.settings = replace(g.settings, steps=steps, guidance=guidance)
+            write_settings(g.layout.run_file, g.settings)
+        return self.pipeline
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pipeline = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _check_checkpoint(model: ModelSpec) -> None:
+    """Refuse a checkpoint path that is neither a local file/folder nor a hub file (owner/repo/file.safetensors)."""
+    spec = model.transformer
+    if spec is None or Path(spec).expanduser().exists() or (spec.count("/") >= 2 and spec.endswith(".safetensors")):
+        return
+    raise CheckpointError(spec, f"no such file or folder (model '{model.name}'; a file on the hub is written owner/repo/file.safetensors)")
+
+
+def prepare_folder(layout: Layout, wanted: RunSettings) -> RunSettings:
+    """Check the folder against this run's settings and record the union in run.json."""
+    settings = reconcile(read_settings(layout.run_file), wanted, layout.root)
+    write_settings(layout.run_file, settings)
+    return settings
+
+
+def merge_folders(layout: Layout, sources: Sequence[str | Path], wanted: RunSettings) -> dict[str, int]:
+    """Copy into `layout` every keyed file of `sources` it lacks; idempotent.
+
+    Each source's run.json must agree with this run's settings. A file present on both
+    sides is kept as it is here (counted as `conflicts` if the bytes differ).
+    """
+    counts = {"copied": 0, "present": 0, "conflicts": 0}
+    settings = prepare_folder(layout, wanted)
+    for source in sources:
+        root = Path(source).expanduser()
+        recorded = read_settings(root / "run.json")
+        if recorded is None:
+            raise ConfigError(f"--merge {root}: no run.json there; expected an evaluation folder (a shard's --out)")
+        settings = reconcile(settings, recorded, root)
+        for folder in _MERGED:
+            for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
+                if path.is_file() and not path.name.startswith("."):
+                    counts[_copy_missing(path, layout.root / path.relative_to(root))] += 1
+    write_settings(layout.run_file, settings)
+    return counts
+
+
+def _copy_missing(source: Path, target: Path) -> str:
+    if target.exists():
+        return "present" if filecmp.cmp(source, target, shallow=False) else "conflicts"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+    return "copied"
+
+
+def _write_json(path: Path, document: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary.write_text(json.dumps(document) + "\n")
+    os.replace(temporary, path)

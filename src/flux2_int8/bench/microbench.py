@@ -189,7 +189,7 @@ def _time_layer(layer: nn.Module, inputs: list[torch.Tensor], compiled: bool, de
     else:
         call = layer
     cycle = itertools.cycle(inputs)
-    with torch.inference_mode():
+    with torch.no_grad():
         return time_calls(lambda: call(next(cycle)), device, repeats, max(warmup, 1))
 
 

@@ -23,6 +23,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
 from torch import nn
 
 from ..errors import ConfigError
+from ..formats.checkpoint import open_checkpoint
 from ..loading import load_transformer
 from ..testing import BFL_CHECKPOINT_FILE, KLEIN_SCHEDULER_CONFIG, TINY_TRANSFORMER_CONFIG, tiny_pipeline_cache
 from ..variants import Architecture, get_variant
@@ -125,7 +126,7 @@ class BenchResult:
 
 def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lambda message: None) -> BenchResult:
     """Measure every format in `settings`, in every compile mode, and return the results."""
-    _check_settings(settings)
+    check_settings(settings)
     device = torch.device(settings.device)
     with tempfile.TemporaryDirectory(prefix="flux2-int8-bench-") as workdir:
         source = _make_source(settings, device, Path(workdir))
@@ -137,7 +138,8 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
     return result
 
 
-def _check_settings(settings: BenchSettings) -> None:
+def check_settings(settings: BenchSettings) -> None:
+    """Raise `ConfigError` for any option that cannot work, before anything slow starts."""
     if settings.variant != TINY:
         get_variant(settings.variant)
         if not (settings.random_weights or settings.transformer_path):
@@ -146,6 +148,8 @@ def _check_settings(settings: BenchSettings) -> None:
         raise ConfigError("--transformer is for the klein variants; 'tiny' always uses the cached tiny pipeline")
     if settings.random_weights and settings.transformer_path:
         raise ConfigError("--random-weights and --transformer exclude each other: choose one source of weights")
+    if settings.transformer_path:
+        open_checkpoint(settings.transformer_path)  # headers only: a bad path fails now, not after the first format
     for fmt in settings.formats:
         check_format(fmt)
     if settings.resolution <= 0 or settings.resolution % PIXELS_PER_TOKEN:
@@ -165,9 +169,7 @@ def _bench_format(source: _Source, fmt: str, settings: BenchSettings, device: to
     """Load once, run eager then compiled (compiled in place), free everything."""
     source.prepare(fmt)
     baseline = device_allocated_bytes(device)
-    holder: dict[str, nn.Module] = {}
-    load_s = time_once(lambda: holder.update(model=source.transformer(fmt)), device)
-    model = holder.pop("model")
+    load_s, model = time_once(lambda: source.transformer(fmt), device)
     weights = None if baseline is None else device_allocated_bytes(device) - baseline  # type: ignore[operator]
     pipe = source.pipeline(model)
     inputs = transformer_inputs(model.config, settings, device, model.dtype)
@@ -186,8 +188,10 @@ def _bench_format(source: _Source, fmt: str, settings: BenchSettings, device: to
 
 def _measure(model: nn.Module, pipe: Flux2KleinPipeline | None, inputs: dict[str, Any], fmt: str, compiled: bool, load_s: float, weights: int | None, settings: BenchSettings, device: torch.device) -> RunResult:
     per_run = reset_peak_memory(device)
-    with torch.inference_mode():
-        first_call_s = time_once(lambda: model(**inputs), device)
+    # no_grad, as the pipeline's own __call__: under inference_mode the pipeline's tensors would
+    # differ in dispatch keys from `inputs`, and a compiled model would recompile for them.
+    with torch.no_grad():
+        first_call_s, _ = time_once(lambda: model(**inputs), device)
         step = time_calls(lambda: model(**inputs), device, settings.repeats, settings.warmup)
         peak_step = device_peak_bytes(device)
         if pipe is None:
@@ -328,11 +332,12 @@ class _TinySource(_Source):
         self.files = {"bf16": self.folder / BFL_CHECKPOINT_FILE}
 
     def load_components(self) -> float:
-        def load() -> None:
+        def load() -> dict[str, Any]:
             pipe = Flux2KleinPipeline.from_pretrained(self.folder, transformer=None, local_files_only=True, dtype=self.dtype)
-            self.components = {name: _to_device(part, self.device) for name, part in pipe.components.items() if name != "transformer"}
+            return {name: _to_device(part, self.device) for name, part in pipe.components.items() if name != "transformer"}
 
-        return time_once(load, self.device)
+        seconds, self.components = time_once(load, self.device)
+        return seconds
 
     def prepare(self, fmt: str) -> None:
         if fmt not in self.files:
@@ -354,18 +359,16 @@ class _KleinSource(_Source):
     def formats(self, requested: tuple[str, ...]) -> tuple[str, ...]:
         if self.settings.transformer_path is None:
             return requested
-        from ..formats.checkpoint import open_checkpoint
-
         return (open_checkpoint(self.settings.transformer_path).format,)
 
     def load_components(self) -> float | None:
         if not self.settings.full_pipeline:
             return None
 
-        def build() -> None:
+        def build() -> dict[str, Any]:
             from transformers import AutoTokenizer
 
-            self.components = {
+            return {
                 "scheduler": FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER_CONFIG),
                 "vae": random_vae(self.device, self.dtype, seed=self.settings.seed + 2),
                 "text_encoder": random_text_encoder(qwen3_config_for(self.architecture), self.device, self.dtype, seed=self.settings.seed + 1),
@@ -374,7 +377,8 @@ class _KleinSource(_Source):
                 "tokenizer": AutoTokenizer.from_pretrained(tiny_pipeline_cache() / "tokenizer"),
             }
 
-        return time_once(build, self.device)
+        seconds, self.components = time_once(build, self.device)
+        return seconds
 
     def transformer(self, fmt: str) -> nn.Module:
         if self.settings.transformer_path:

@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,14 @@ def time_calls(fn: Callable[[], object], device: torch.device | str, repeats: in
     return Stats.from_samples([clock.seconds(start, end) for start, end in marks])
 
 
-def time_once(fn: Callable[[], object], device: torch.device | str) -> float:
-    """Wall seconds of one call, synchronized on both sides (first calls, compile, loading)."""
+def time_once(fn: Callable[[], T], device: torch.device | str) -> tuple[float, T]:
+    """Wall seconds of one call, synchronized on both sides (first calls, compile, loading), and its result."""
     clock = DeviceClock(device)
     clock.synchronize()
     start = time.perf_counter()
-    fn()
+    value = fn()
     clock.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, value
 
 
 def reset_peak_memory(device: torch.device | str) -> bool:

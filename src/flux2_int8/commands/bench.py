@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> None:
     import transformers
 
     from ..bench import BenchSettings, build_document, environment, format_markdown, run_benchmark, write_report
+    from ..bench.pipeline_bench import check_settings
     from ..bench.random_weights import FORMATS
 
     import torch
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> None:
         transformer_path=args.transformer,
         device=args.device,
     )
+    check_settings(settings)
     out = _check_out(args.out)
     progress = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     result = None if args.microbench_only else run_benchmark(settings, progress)

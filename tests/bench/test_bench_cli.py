@@ -1,0 +1,101 @@
+"""`flux2-int8 bench` on CPU: the tiny smoke run CI keeps, and the option errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flux2_int8.cli import main
+
+TOP_LEVEL = {"schema", "variant", "command", "environment", "settings", "source", "components_load_s", "runs", "summary", "microbench", "published_reference_rtx_5090"}
+RUN_FIELDS = {"format", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run"}
+STATS_FIELDS = {"median_s", "min_s", "max_s", "mean_s", "repeats"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The CI smoke command, run once: tiny, BF16 and INT8, eager, 2 repeats."""
+    out = tmp_path_factory.mktemp("bench")
+    code = main(["bench", "--variant", "tiny", "--formats", "bf16,int8", "--compile", "off", "--repeats", "2", "--out", str(out)])
+    assert code == 0
+    return out, json.loads((out / "bench-tiny.json").read_text())
+
+
+def _check_stats(stats, repeats):
+    assert set(stats) == STATS_FIELDS and stats["repeats"] == repeats
+    assert 0 < stats["min_s"] <= stats["median_s"] <= stats["max_s"]
+    assert stats["min_s"] <= stats["mean_s"] <= stats["max_s"]
+
+
+def test_smoke_json_has_every_field(smoke):
+    _, document = smoke
+    assert set(document) == TOP_LEVEL
+    assert document["environment"]["device_type"] == "cpu" and document["environment"]["torch"]
+    assert document["settings"]["num_steps"] == 4 and document["settings"]["resolution"] == 128
+    assert "--variant tiny" in document["command"] and "--compile off" in document["command"]
+    assert document["components_load_s"] > 0
+    assert [(run["format"], run["compiled"]) for run in document["runs"]] == [("bf16", False), ("int8", False)]
+    for run in document["runs"]:
+        assert set(run) == RUN_FIELDS
+        assert run["load_s"] > 0 and run["first_call_s"] > 0 and run["host_rss_peak_bytes"] > 0
+        assert run["weights_bytes"] is None and run["peak_step_bytes"] is None  # no device memory on CPU
+        _check_stats(run["step"], 2)
+        for phase in ("total", "text_encoding", "denoising", "vae_decode"):
+            _check_stats(run["image"][phase], 2)
+
+
+def test_smoke_numbers_are_consistent(smoke):
+    _, document = smoke
+    for run in document["runs"]:
+        image = run["image"]
+        assert image["measured"] is True
+        phases = [image[p] for p in ("text_encoding", "denoising", "vae_decode")]
+        # Each total sample is the sum of its three phases.
+        assert sum(p["min_s"] for p in phases) <= image["total"]["min_s"] * (1 + 1e-9)
+        assert image["total"]["max_s"] <= sum(p["max_s"] for p in phases) * (1 + 1e-9)
+        assert run["images_per_s"] == pytest.approx(1 / image["total"]["median_s"])
+    rows = {row["format"]: row for row in document["summary"]}
+    bf16, int8 = rows["bf16"], rows["int8"]
+    assert bf16["eager_s_per_image"] == document["runs"][0]["image"]["total"]["median_s"] and bf16["compiled_s_per_image"] is None
+    assert int8["speedup_vs_bf16"] == pytest.approx(int8["images_per_s"] / bf16["images_per_s"])
+    assert bf16["host_rss_peak_gb"] > 0 and bf16["peak_device_gb"] is None
+
+
+def test_smoke_markdown_and_output(smoke, capsys):
+    out, document = smoke
+    markdown = (out / "bench-tiny.md").read_text()
+    assert "| Model | Format | Eager (s/img) | Compiled (s/img) | img/s | Peak host RSS (GB) | vs BF16 |" in markdown
+    assert "| tiny | bf16 |" in markdown and "| tiny | int8 |" in markdown
+    assert "| int8 | eager |" in markdown and document["command"] in markdown
+
+
+def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
+    assert main(["bench", "--variant", "tiny", "--microbench-only", "--compile", "off", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    document = json.loads((tmp_path / "bench-tiny.json").read_text())
+    assert document["runs"] == [] and document["settings"] is None
+    timings = document["microbench"]["timings"]
+    assert {(t["in_features"], t["out_features"]) for t in timings} >= {(32, 32), (128, 32)}
+    assert all(t["tokens"] == 64 + 512 and t["bf16_tflops"] > 0 and t["int8_tops"] > 0 for t in timings)
+    assert "Int8Linear vs BF16 nn.Linear" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--variant", "klein-9b"], "--random-weights"),
+        (["--variant", "klein-9b", "--random-weights", "--transformer", "x.safetensors"], "exclude each other"),
+        (["--variant", "tiny", "--formats", "bf16,int4"], "--formats 'bf16,int4'"),
+        (["--variant", "tiny", "--compile", "maybe"], "--compile 'maybe'"),
+        (["--variant", "tiny", "--resolution", "100"], "multiple of 16"),
+        (["--variant", "tiny", "--repeats", "0"], "--repeats 0"),
+        (["--variant", "tiny", "--transformer", "x.safetensors"], "klein variants"),
+        (["--variant", "klein-4b", "--transformer", "missing.safetensors"], "missing.safetensors: no such file"),
+    ],
+)
+def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, options, message):
+    out = tmp_path / "out"
+    assert main(["bench", *options, "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("Error: ") and message in error
+    assert not out.exists()

@@ -1,0 +1,49 @@
+"""The linear-layer microbenchmark: shapes from the real models, timings and derived rates."""
+
+from __future__ import annotations
+
+import pytest
+
+from flux2_int8.bench.microbench import LinearShape, device_peak, klein_linear_shapes, run_microbench
+from flux2_int8.variants import KLEIN_4B, KLEIN_9B
+
+
+def _shapes_of(arch):
+    """The block linear shapes (K, N) of one size, written out from FORMATS.md (diffusers splits q/k/v)."""
+    hidden = arch.hidden_size
+    mlp = int(hidden * arch.mlp_ratio)
+    return {(hidden, hidden), (hidden, 2 * mlp), (mlp, hidden), (hidden, 3 * hidden + 2 * mlp), (hidden + mlp, hidden)}
+
+
+def test_klein_shapes_are_the_distinct_block_linears_of_4b_and_9b():
+    shapes = klein_linear_shapes({"klein-4b": KLEIN_4B.transformer_config(), "klein-9b": KLEIN_9B.transformer_config()})
+    found = {(shape.in_features, shape.out_features) for shape in shapes}
+    assert found == _shapes_of(KLEIN_4B) | _shapes_of(KLEIN_9B)
+    assert (4096, 36864) in found and (16384, 4096) in found  # 9B single-block linear1 / linear2 of FORMATS.md
+    by_shape = {(s.in_features, s.out_features): s.layers for s in shapes}
+    assert "klein-9b single_transformer_blocks.*.attn.to_qkv_mlp_proj" in by_shape[(4096, 36864)]
+    assert all("embedder" not in name and "modulation" not in name for layers in by_shape.values() for name in layers)
+
+
+def test_microbench_times_both_layers_eager_and_compiled_on_cpu():
+    shape = LinearShape(64, 96, ("test",))
+    result = run_microbench([shape], tokens=32, device="cpu", compile_modes=(False, True), repeats=3, warmup=1)
+    assert [timing.compiled for timing in result.timings] == [False, True]
+    assert result.peak is None  # no datasheet peak for a CPU
+    for timing in result.timings:
+        assert 0 < timing.bf16.min_s <= timing.bf16.median_s <= timing.bf16.max_s
+        assert 0 < timing.int8.min_s <= timing.int8.median_s <= timing.int8.max_s
+        assert timing.operations == 2 * 32 * 64 * 96
+        assert timing.bf16_tflops == pytest.approx(timing.operations / timing.bf16.median_s / 1e12)
+        assert timing.int8_speedup == pytest.approx(timing.int8_tops / timing.bf16_tflops)
+        row = timing.to_dict(None)
+        assert row["bf16_fraction_of_peak"] is None and row["layers"] == ["test"]
+
+
+def test_device_peaks_match_names_as_cuda_reports_them():
+    assert device_peak("NVIDIA H100 80GB HBM3").name == "H100 SXM"
+    assert device_peak("NVIDIA H100 PCIe").name == "H100 PCIe"
+    assert device_peak("NVIDIA H200").int8_tops == pytest.approx(2 * device_peak("NVIDIA H200").bf16_tflops, rel=0.01)
+    assert device_peak("NVIDIA GeForce RTX 4090").name == "RTX 4090"
+    assert device_peak("NVIDIA L40S").name == "L40S" and device_peak("NVIDIA L4").name == "L4"
+    assert device_peak("Some Future GPU") is None

@@ -53,8 +53,10 @@ class _ScaledLinear(nn.Module):
 class Int8Linear(_ScaledLinear):
     """W8A8 linear: int8 weight [N, K] with per-channel `weight_scale` [N], static `input_scale`.
 
-    `backend` is "auto" (int `_int_mm` on CUDA where its shape rules allow, exact float32
-    emulation elsewhere), or one of "int_mm", "emulated", "reference" to force one.
+    `backend` is "auto" (on CUDA the fused Triton kernel when triton is installed, else
+    `_int_mm` where its shape rules allow; exact float32 emulation elsewhere), or one of
+    "int_mm", "emulated", "reference", "triton", "triton_prequant" to force one
+    (see `kernels.pick_backend` and docs/kernels.md).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, device: torch.device | str | None = None) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 SIZE = 64
 STEPS = 2
@@ -41,12 +40,22 @@ def bf16_pipeline(tiny_base):
 
 
 @pytest.fixture(scope="session")
-def int8_checkpoint(bf16_pipeline, reference_files, tmp_path_factory) -> Path:
-    """The tiny transformer quantized to INT8 W8A8, calibrated over real pipeline calls."""
-    from flux2_int8.demo import quantize_tiny
+def int8_files(tiny_base, tmp_path_factory):
+    """The tiny transformer and text encoder quantized to INT8 W8A8 by `flux2_int8.quantize`."""
+    from flux2_int8 import quantize
 
-    references = {"reference-1.png": Image.open(reference_files[0]), "reference-2.png": Image.open(reference_files[1])}
-    return quantize_tiny(bf16_pipeline, references, tmp_path_factory.mktemp("int8") / "tiny-int8.safetensors", STEPS, SIZE)
+    out = tmp_path_factory.mktemp("int8") / "tiny-int8.safetensors"
+    return quantize(tiny_base, out, samples=4, resolution=SIZE, text_encoder=True, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session")
+def int8_checkpoint(int8_files) -> Path:
+    return int8_files.path
+
+
+@pytest.fixture(scope="session")
+def int8_text_encoder(int8_files) -> Path:
+    return int8_files.text_encoder_path
 
 
 @pytest.fixture(scope="session")

@@ -40,11 +40,12 @@ def test_each_task_writes_a_png_with_its_settings(precision, references, tmp_pat
     assert image.text["prompt"] == "A red cube" and image.text["seed"] == "7" and image.text["steps"] == "2"
     assert image.text["guidance"] == "1.0" and image.text["base"] == str(tiny_base)
     assert image.text["checkpoint"] == (str(int8_checkpoint) if precision == "int8" else "the base's transformer")
+    assert image.text["text_encoder"] == "the base's text encoder"
     assert json.loads(image.text["references"]) == [p.name for p in reference_files[:references]]
     assert f"{written}" in out and " s per image" in out
 
 
-def test_prompts_file_runs_a_batch_with_plain_and_jsonl_lines(tmp_path, capsys, tiny_base, int8_checkpoint, reference_files, monkeypatch):
+def test_prompts_file_runs_a_batch_with_plain_and_jsonl_lines(tmp_path, capsys, tiny_base, int8_checkpoint, int8_text_encoder, reference_files, monkeypatch):
     import flux2_int8.generate
 
     loads = []
@@ -54,7 +55,7 @@ def test_prompts_file_runs_a_batch_with_plain_and_jsonl_lines(tmp_path, capsys, 
     square, circle = reference_files
     lines = ["A red cube", "", json.dumps({"prompt": "Make it yellow", "images": [str(square)], "seed": 5}), json.dumps({"prompt": "Put them together", "images": [str(square), str(circle)]})]
     prompts.write_text("\n".join(lines) + "\n")
-    code, out, err = generate(capsys, "--base", str(tiny_base), "--transformer", str(int8_checkpoint), "--prompts", str(prompts), "--seed", "2", "--num-images", "2", *SMALL, "--out", str(tmp_path / "batch"))
+    code, out, err = generate(capsys, "--base", str(tiny_base), "--transformer", str(int8_checkpoint), "--text-encoder", str(int8_text_encoder), "--prompts", str(prompts), "--seed", "2", "--num-images", "2", *SMALL, "--out", str(tmp_path / "batch"))
     assert code == 0, err
     assert len(loads) == 1  # the model loads once for the whole file
     texts = [Image.open(p).text for p in pngs(tmp_path / "batch")]
@@ -66,6 +67,7 @@ def test_prompts_file_runs_a_batch_with_plain_and_jsonl_lines(tmp_path, capsys, 
         ("Put them together", "2", ["square.png", "circle.png"]),
         ("Put them together", "3", ["square.png", "circle.png"]),
     ]
+    assert all(t["text_encoder"] == str(int8_text_encoder) for t in texts)
     assert out.count(" s\n") == 6 and "6 image(s)" in out
 
 

@@ -7,6 +7,11 @@ prompts file.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..generate import Request
 
 DTYPES = ("bfloat16", "float16", "float32")
 
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> None:
     pipeline = load_pipeline(
         args.base,
         transformer=args.transformer,
+        text_encoder=args.text_encoder,
         device=args.device,
         dtype=getattr(torch, args.dtype),
         compile=args.compile,
@@ -46,14 +52,12 @@ def run(args: argparse.Namespace) -> None:
         print("note: this is a distilled model; it ignores --guidance")
     steps = args.steps or defaults.steps
     guidance = defaults.guidance if args.guidance is None or pipeline.config.is_distilled else args.guidance
-    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer)
+    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 
 
-def _requests(args: argparse.Namespace) -> list:
-    from pathlib import Path
-
+def _requests(args: argparse.Namespace) -> list[Request]:
     from ..generate import Request, RequestError, read_prompts_file
 
     if args.prompts is None:
@@ -67,6 +71,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="generate images: text-to-image, editing (one --image), composition (several)")
     parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub repository id, or local pipeline folder")
     parser.add_argument("--transformer", help="INT8/BF16/FP8 transformer checkpoint: a path, or a hub file owner/repo/file.safetensors (default: the base's own BF16 transformer)")
+    parser.add_argument("--text-encoder", help="INT8 text encoder file from `flux2-int8 quantize --text-encoder` (path or hub file; default: the base's)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", help="the prompt")
     source.add_argument("--prompts", metavar="FILE", help="a batch: one prompt per line, or JSONL lines {\"prompt\", \"images\", \"seed\"}")

@@ -66,7 +66,7 @@ def render_index(result: DemoResult) -> str:
 <body>
 <h1>flux2-int8 demo: FLUX.2 [klein] in BF16 and INT8 W8A8</h1>
 <p class="lead">The tiny random-weight klein pipeline (same layout and code path as the real 4B/9B models),
-its transformer quantized to INT8 by this demo, three tasks run with the same seeds in both precisions.
+its transformer quantized to INT8 W8A8 by <code>flux2_int8.quantize</code> on a few calibration prompts, three tasks run with the same seeds in both precisions.
 A random-weight model draws patterns, not pictures: what matters is how closely INT8 reproduces BF16 (PSNR, higher is closer).
 Its images are dominated by the seed's noise (another prompt also changes them by only about 45 dB), so this page shows the INT8
 path running end to end with a small error, not the quality of the real model (published INT8 klein 9B: 22.3 dB PSNR against BF16 at 1024&sup2;).</p>

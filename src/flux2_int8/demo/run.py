@@ -1,7 +1,7 @@
 """The demo: the whole job on the embedded tiny model, on a fresh machine without weights or GPU.
 
 It builds the tiny random-weight klein pipeline, quantizes its transformer to INT8
-W8A8 from ranges observed during real pipeline calls, then runs text-to-image, an
+W8A8 with `flux2_int8.quantize` (calibrated over real pipeline calls), then runs text-to-image, an
 edit and a composition in BF16 and in INT8 with the same seeds, and writes the
 PNGs, `results.json` and an `index.html` that shows them side by side. The images
 of a random-weight model are patterns, not pictures: what the page shows is how
@@ -19,14 +19,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from diffusers import Flux2KleinPipeline
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 from PIL import Image, ImageDraw
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
-from ..quantize.export import quantized_state_dict, write_bfl_checkpoint
-from ..quantize.observers import InputAmaxObserver, linear_names
+from ..quantize.api import quantize
 from ..testing import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 from .page import difference_image, write_index
 
@@ -47,12 +47,9 @@ TASKS = (
     Task("edit", "Make the square yellow and the background white", REFERENCE_FILES[:1], seed=1),
     Task("composition", "Put the circle from image 2 next to the square from image 1", REFERENCE_FILES, seed=2),
 )
-# Calibration uses other prompts than the tasks, as a real calibration set would.
-CALIBRATION = (
-    ("A watercolor painting of a mountain lake at sunrise", ()),
-    ("Replace the background with a sunny beach", REFERENCE_FILES[:1]),
-    ("Combine the person from the first image with the dress from the second image", REFERENCE_FILES),
-)
+# Calibration draws this many prompts (text-to-image, edits, compositions) from the shipped
+# set, none of them the tasks': enough for ranges on the tiny model, a few seconds on CPU.
+CALIBRATION_SAMPLES = 4
 
 
 @dataclass(frozen=True)
@@ -89,10 +86,23 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 
 def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None) -> DemoResult:
-    """Run the demo into folder `out` and return what it measured (also in `out/results.json`)."""
+    """Run the demo into folder `out` and return what it measured (also in `out/results.json`).
+
+    It runs on one CPU thread: the tiny model's operations are too small to share, and
+    with other work on the machine two spinning threads made it ten times slower.
+    """
     out = Path(out)
     check_sampling(Sampling(steps=steps, width=size, height=size))
     check_writable(out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(out, steps, size, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     folder = tiny_pipeline_cache()
@@ -101,10 +111,10 @@ def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | Non
         write_png(out / name, image, {"description": "demo reference image, drawn by flux2-int8"})
 
     with _no_loading_bars():
-        bf16 = _quiet(load_pipeline(folder, device=device))
         quantize_started = time.perf_counter()
-        checkpoint = quantize_tiny(bf16, references, out / CHECKPOINT_FILE, steps, size)
+        checkpoint = quantize_tiny(folder, out / CHECKPOINT_FILE, size, device)
         quantize_seconds = time.perf_counter() - quantize_started
+        bf16 = _quiet(load_pipeline(folder, device=device))
         int8 = _quiet(load_pipeline(folder, transformer=checkpoint, device=device))
 
     pipelines = {"bf16": (bf16, "the base's transformer"), "int8": (int8, CHECKPOINT_FILE)}
@@ -129,14 +139,9 @@ def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | Non
     return result
 
 
-def quantize_tiny(pipeline: Flux2KleinPipeline, references: dict[str, Image.Image], path: Path, steps: int, size: int) -> Path:
-    """Calibrate max |input| of every linear over real pipeline calls, then write an INT8 BFL file."""
-    transformer = pipeline.transformer
-    with InputAmaxObserver(transformer, linear_names(transformer)) as observer:
-        for prompt, names in CALIBRATION:
-            generate_image(pipeline, prompt, [references[n] for n in names], 100, steps, 1.0, size, size)
-    state = quantized_state_dict(transformer, observer.amax)
-    return write_bfl_checkpoint(path, state, {"source": "flux2-int8 demo: tiny random-weight klein, max calibration over 3 pipeline calls"})
+def quantize_tiny(folder: Path, path: Path, size: int, device: str | None, samples: int = CALIBRATION_SAMPLES) -> Path:
+    """The tiny transformer as INT8 W8A8 through `flux2_int8.quantize`, on a few shipped calibration prompts."""
+    return quantize(folder, path, samples=samples, resolution=size, device=device, progress=False).path
 
 
 def _run_task(task: Task, pipelines: dict, references: dict[str, Image.Image], out: Path, steps: int, size: int) -> TaskResult:

@@ -84,22 +84,25 @@ def transformer_config_of(folder: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: the base pipeline's transformer config cannot be read ({error})") from None
 
 
-def pipeline_patterns(skip_transformer_weights: bool) -> list[str]:
+def pipeline_patterns(skip_transformer_weights: bool, skip_text_encoder_weights: bool = False) -> list[str]:
     """The files of a klein hub repository the pipeline needs.
 
     The official repositories also hold a BFL single-file copy of the transformer at
-    their root; it is never fetched. With a transformer checkpoint given, only the
-    transformer's config.json is, so its BF16 weights (8-18 GB) are never downloaded.
+    their root; it is never fetched. For a component whose checkpoint is given, only
+    its config is, so the base's BF16 weights of it (8-18 GB for a transformer,
+    8-16 GB for a text encoder) are never downloaded.
     """
-    patterns = ["model_index.json", "scheduler/*", "tokenizer/*", "text_encoder/*", "vae/*"]
+    patterns = ["model_index.json", "scheduler/*", "tokenizer/*", "vae/*"]
     patterns.append("transformer/config.json" if skip_transformer_weights else "transformer/*")
+    patterns += ["text_encoder/config.json", "text_encoder/generation_config.json"] if skip_text_encoder_weights else ["text_encoder/*"]
     return patterns
 
 
-def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_only: bool) -> Path:
+def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_only: bool, skip_text_encoder_weights: bool = False) -> Path:
     """The local snapshot folder of a hub pipeline (from the cache, or downloaded into it)."""
+    patterns = pipeline_patterns(skip_transformer_weights, skip_text_encoder_weights)
     with hub_errors(f"the pipeline '{repo_id}'", repo_id, f"hf download {repo_id}", "pass a local pipeline folder as the base", local_files_only):
-        folder = Path(snapshot_download(repo_id, allow_patterns=pipeline_patterns(skip_transformer_weights), local_files_only=local_files_only))
+        folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local_files_only))
     check_pipeline_folder(folder)
     return folder
 

@@ -1,7 +1,7 @@
 """Output paths and PNG files: checked before the model loads, written whole or not at all.
 
 Each PNG carries the settings that made it in its text chunks (prompt, seed, steps,
-guidance, size, base, checkpoint, reference names), so an image found later can be
+guidance, size, base, checkpoint, text encoder, reference names), so an image found later can be
 made again; `PIL.Image.open(path).text` reads them back.
 """
 
@@ -57,7 +57,17 @@ def check_writable(out: str | Path) -> None:
         raise RequestError(f"cannot write to {folder}: {existing} is not writable ({error.strerror})") from None
 
 
-def png_metadata(prompt: str, seed: int, steps: int, guidance: float, size: tuple[int, int], base: str, checkpoint: str | None, references: tuple[Path, ...]) -> dict[str, str]:
+def png_metadata(
+    prompt: str,
+    seed: int,
+    steps: int,
+    guidance: float,
+    size: tuple[int, int],
+    base: str,
+    checkpoint: str | None,
+    references: tuple[Path, ...],
+    text_encoder: str | None = None,
+) -> dict[str, str]:
     """The text chunks of one generated PNG (reference images by file name)."""
     from .. import __version__  # the package imports this module: read the version at call time
 
@@ -70,6 +80,7 @@ def png_metadata(prompt: str, seed: int, steps: int, guidance: float, size: tupl
         "height": str(size[1]),
         "base": base,
         "checkpoint": checkpoint or "the base's transformer",
+        "text_encoder": text_encoder or "the base's text encoder",
         "references": json.dumps([path.name for path in references]),
         "software": f"flux2-int8 {__version__}",
     }

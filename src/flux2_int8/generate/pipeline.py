@@ -1,28 +1,34 @@
-"""`load_pipeline`: a standard diffusers `Flux2KleinPipeline` whose transformer is INT8.
+"""`load_pipeline`: a standard diffusers `Flux2KleinPipeline` whose transformer (and text encoder) is INT8.
 
-Users get back the pipeline they already know how to call; only the transformer is
-ours. When a checkpoint is given it is loaded first and handed to `from_pretrained`,
-so the base's own BF16 transformer is neither downloaded nor loaded.
+Users get back the pipeline they already know how to call; only the quantized
+components are ours. A given checkpoint is checked against the base from its header,
+loaded first and handed to `from_pretrained`, so the base's own BF16 copy of that
+component is neither downloaded nor loaded.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from diffusers import Flux2KleinPipeline, Flux2Transformer2DModel
+from diffusers import Flux2KleinPipeline
 
 from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
-from ..loading import load_transformer
+from ..formats.header import read_header
+from ..loading import load_text_encoder, load_transformer
 from ..loading.config import infer_config
+from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..variants import VARIANTS, architecture_of
 from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
 
 Offload = Literal["none", "model", "sequential"]
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
+# klein's transformer reads three Qwen3 hidden states (layers 9, 18, 27) concatenated.
+_TEXT_HIDDEN_STATES = 3
 # The config entries that decide tensor shapes: a checkpoint must agree with the base on all.
 _SHAPE_KEYS = ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "joint_attention_dim", "in_channels")
 
@@ -45,40 +51,52 @@ def sampling_defaults(pipeline: Flux2KleinPipeline) -> SamplingDefaults:
 def load_pipeline(
     base: str | Path,
     transformer: str | Path | None = None,
+    text_encoder: str | Path | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.bfloat16,
     compile: bool = False,
     offload: Offload = "none",
     local_files_only: bool = False,
 ) -> Flux2KleinPipeline:
-    """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer checkpoint.
+    """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
     `base` is a variant name (`klein-4b`, `klein-9b`, `klein-base-4b`, `klein-base-9b`), a
     hub repository id or a local pipeline folder. `transformer` is a checkpoint path (BFL
-    single file, diffusers or ModelOpt folder) or a hub file `owner/repo/file.safetensors`.
-    `device` defaults to CUDA when available. `offload` ("model" or "sequential") uses
-    diffusers' CPU offload and needs CUDA. `compile` wraps the transformer in
-    `torch.compile(fullgraph=True)`; the first call then compiles (slow), later ones are fast.
+    single file, diffusers or ModelOpt folder) or a hub file `owner/repo/file.safetensors`;
+    `text_encoder` an INT8 text encoder file from `flux2-int8 quantize --text-encoder`
+    (path or hub file). The base's own weights of a replaced component are neither
+    downloaded nor loaded. `device` defaults to CUDA when available. `offload` ("model"
+    or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` wraps the
+    transformer in `torch.compile(fullgraph=True)`; the first call then compiles (slow).
     """
     device = _resolve_device(device, offload)
     source = parse_base(base)
-    model = None
-    if transformer is not None:
-        checkpoint = resolve_checkpoint(transformer, local_files_only)
-        if source.variant is not None:  # checked before any download: a variant's shapes are known
-            check_checkpoint_fits(checkpoint, source.variant.architecture.transformer_config(), source.spec)
-        folder = _base_folder(source, skip_transformer_weights=True, local_files_only=local_files_only)
-        config = transformer_config_of(folder)
-        if source.variant is None:
-            check_checkpoint_fits(checkpoint, config, source.spec)
-        model = load_transformer(checkpoint, config=config, device=device if offload == "none" else "cpu", dtype=dtype)
-    else:
-        folder = _base_folder(source, skip_transformer_weights=False, local_files_only=local_files_only)
-    pipeline = _from_pretrained(folder, model, source, dtype)
+    checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None
+    encoder_file = resolve_checkpoint(text_encoder, local_files_only) if text_encoder is not None else None
+    if source.variant is not None:  # a variant's shapes are known: check before any download
+        _check_fits(checkpoint, encoder_file, source.variant.architecture.transformer_config(), source.spec)
+    folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only)
+    config = transformer_config_of(folder)
+    if source.variant is None:
+        _check_fits(checkpoint, encoder_file, config, source.spec)
+    load_device = device if offload == "none" else torch.device("cpu")
+    components: dict[str, Any] = {}
+    if checkpoint is not None:
+        components["transformer"] = load_transformer(checkpoint, config=config, device=load_device, dtype=dtype)
+    if encoder_file is not None:
+        components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
+    pipeline = _from_pretrained(folder, components, source, dtype)
     _place(pipeline, device, offload)
     if compile:
         pipeline.transformer.compile(fullgraph=True)
     return pipeline
+
+
+def _check_fits(checkpoint: Path | None, encoder_file: Path | None, transformer_config: dict[str, Any], base_label: str) -> None:
+    if checkpoint is not None:
+        check_checkpoint_fits(checkpoint, transformer_config, base_label)
+    if encoder_file is not None:
+        check_text_encoder_fits(encoder_file, transformer_config, base_label)
 
 
 def check_checkpoint_fits(checkpoint: Path, base_config: dict[str, Any], base_label: str) -> None:
@@ -90,6 +108,25 @@ def check_checkpoint_fits(checkpoint: Path, base_config: dict[str, Any], base_la
         f"{checkpoint} holds {_describe(found)}, but the base '{base_label}' needs {_describe(base_config)}: "
         "pass a checkpoint made for that base, or the base the checkpoint was made for"
     )
+
+
+def check_text_encoder_fits(path: Path, transformer_config: dict[str, Any], base_label: str) -> None:
+    """Refuse a text encoder whose hidden states the base's transformer cannot take (Qwen3-8B with a 4B base).
+
+    The transformer reads three of the encoder's hidden states concatenated, so its
+    `joint_attention_dim` is three times the encoder's hidden size. Read from the
+    config in the file's header; without one, `load_text_encoder` checks every shape.
+    """
+    document = read_header(path).metadata.get(TEXT_ENCODER_CONFIG)
+    if document is None:
+        return
+    hidden = json.loads(document).get("hidden_size")
+    expected = transformer_config["joint_attention_dim"] // _TEXT_HIDDEN_STATES
+    if hidden != expected:
+        raise ConfigError(
+            f"{path} is a text encoder of hidden size {hidden}, but the base '{base_label}' needs hidden size {expected} "
+            "(klein 4B uses Qwen3-4B, 2560; klein 9B uses Qwen3-8B, 4096)"
+        )
 
 
 def _describe(config: dict[str, Any]) -> str:
@@ -118,18 +155,16 @@ def _resolve_device(device: str | torch.device | None, offload: str) -> torch.de
     return resolved
 
 
-def _base_folder(source: BaseSource, skip_transformer_weights: bool, local_files_only: bool) -> Path:
+def _base_folder(source: BaseSource, skip_transformer_weights: bool, skip_text_encoder_weights: bool, local_files_only: bool) -> Path:
     if source.folder is not None:
         return source.folder
     assert source.repo_id is not None  # parse_base returns a folder or a repository
-    return download_pipeline(source.repo_id, skip_transformer_weights, local_files_only)
+    return download_pipeline(source.repo_id, skip_transformer_weights, local_files_only, skip_text_encoder_weights)
 
 
-def _from_pretrained(folder: Path, transformer: Flux2Transformer2DModel | None, source: BaseSource, dtype: torch.dtype) -> Flux2KleinPipeline:
-    """Build the pipeline from local files only; a variant name decides `is_distilled`."""
-    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
-    if transformer is not None:
-        kwargs["transformer"] = transformer
+def _from_pretrained(folder: Path, components: dict[str, Any], source: BaseSource, dtype: torch.dtype) -> Flux2KleinPipeline:
+    """Build the pipeline from local files only; given components replace the folder's, a variant name decides `is_distilled`."""
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, **components}
     if source.variant is not None:
         kwargs["is_distilled"] = source.variant.distilled
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 SEED = 20260101
@@ -163,10 +164,10 @@ def build_records(seed: int = SEED) -> list[dict]:
     rng = random.Random(seed)
     seen: set[str] = set()
 
-    def fresh(draw) -> str:  # type: ignore[no-untyped-def]
-        text = draw()
+    def fresh(draw: Callable[..., str], *args: object) -> str:
+        text = draw(*args)
         while text in seen:
-            text = draw()
+            text = draw(*args)
         seen.add(text)
         return text
 
@@ -176,17 +177,17 @@ def build_records(seed: int = SEED) -> list[dict]:
     rng.shuffle(order)
     for number, index in enumerate(order):
         nouns.append(SUBJECTS[index % len(SUBJECTS)][1])
-        prompt = fresh(lambda: text_to_image_prompt(rng, index)[0])
+        prompt = fresh(lambda r, i: text_to_image_prompt(r, i)[0], rng, index)
         records.append({"id": f"t2i-{number:03d}", "task": "t2i", "prompt": prompt})
     edited = rng.sample(range(PER_TASK), PER_TASK)  # every t2i image is edited once
     for number, source in enumerate(edited):
-        prompt = fresh(lambda: edit_prompt(rng, nouns[source]))
+        prompt = fresh(edit_prompt, rng, nouns[source])
         records.append({"id": f"edit-{number:03d}", "task": "edit", "prompt": prompt, "references": [f"t2i-{source:03d}"]})
     for number in range(PER_TASK):
         first, second = rng.sample(range(PER_TASK), 2)
         while nouns[first] == nouns[second]:
             first, second = rng.sample(range(PER_TASK), 2)
-        prompt = fresh(lambda: composition_prompt(rng, nouns[first], nouns[second]))
+        prompt = fresh(composition_prompt, rng, nouns[first], nouns[second])
         records.append({"id": f"composition-{number:03d}", "task": "composition", "prompt": prompt, "references": [f"t2i-{first:03d}", f"t2i-{second:03d}"]})
     return records
 

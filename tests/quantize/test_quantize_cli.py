@@ -112,3 +112,11 @@ def test_diffusers_format_writes_a_folder_that_loads_as_the_bfl_file_does(tmp_pa
     from_folder = transformer_output(load_transformer(folder, dtype=torch.float32), pipeline_inputs)
     from_file = transformer_output(load_transformer(default_run["path"], dtype=torch.float32), pipeline_inputs)
     torch.testing.assert_close(from_folder, from_file, rtol=0, atol=0)
+
+    again = quantize_json(folder, "--format", "diffusers", "--seed", "1")  # replaces its own earlier export
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    with safe_open(str(folder / "diffusion_pytorch_model.safetensors"), framework="pt") as handle:
+        scale = float(handle.get_tensor("transformer_blocks.0.ff.linear_out.input_scale"))
+    assert scale == float(torch.tensor(again["statistics"]["input_range"]["transformer_blocks.0.ff.linear_out"] / 127, dtype=torch.float32))
+    assert again["statistics"]["samples"] != report["statistics"]["samples"]

@@ -61,6 +61,14 @@ def test_unwritable_or_misnamed_out(tmp_path, tiny_base):
     assert [p.name for p in (tmp_path / "photos").iterdir()] == ["holiday.jpg"]
 
 
+def test_sequential_offload_is_refused(tmp_path, tiny_base):
+    import flux2_int8
+    from flux2_int8.errors import Flux2Int8Error
+
+    with pytest.raises(Flux2Int8Error, match="--offload sequential cannot be used to quantize"):
+        flux2_int8.quantize(tiny_base, tmp_path / "q.safetensors", offload="sequential")
+
+
 def test_a_quantized_transformer_is_refused_as_the_source(tmp_path, tiny_base, default_run):
     stderr = quantize_error(tiny_base, tmp_path / "q.safetensors", "--transformer", default_run["path"])
     assert "a bfl-int8 checkpoint; quantize needs a float (BF16) transformer" in stderr

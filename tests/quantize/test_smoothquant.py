@@ -37,7 +37,7 @@ def test_folding_keeps_the_function_and_balances_activation_and_weight_ranges(ti
     assert relative_error(after, before) < 1e-5
 
     smoothed = observe(model, tiny_inputs, consumers, channels=consumers)
-    for group, factor in zip(groups, factors):
+    for group, factor in zip(groups, factors, strict=True):
         activation = torch.stack([smoothed.channel_amax[n] for n in group.consumers]).amax(dim=0)
         weight = torch.stack([model.get_submodule(n).weight.abs().amax(dim=0) for n in group.consumers]).amax(dim=0)
         # alpha = 0.5: max|X_j / s_j| == max|W_j s_j| for every channel j of the group.

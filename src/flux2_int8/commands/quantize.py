@@ -71,7 +71,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("bfl", "diffusers"), default="bfl", help="bfl: one file with official key names (default); diffusers: a transformer folder")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--dtype", choices=_DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")
-    parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload for GPUs too small for the whole pipeline")
+    parser.add_argument("--offload", choices=("none", "model"), default="none", help="model: diffusers' CPU offload, for GPUs too small for the whole pipeline")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result and calibration statistics as JSON")
     parser.set_defaults(run=run)

@@ -12,13 +12,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import nn
 
 from ..errors import Flux2Int8Error
 from ..formats.keys import map_diffusers_module
+from ..generate.pipeline import Offload
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
@@ -27,6 +28,9 @@ from .prompts import PromptSet, draw_samples, load_prompts
 from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, unify_qkv
 from .smoothquant import apply_smoothquant, check_alpha, smoothed_consumers
 from .text_encoder import text_encoder_path, text_encoder_recipe, text_encoder_state_dict, write_text_encoder
+
+if TYPE_CHECKING:
+    from diffusers import Flux2KleinPipeline
 
 OutputFormat = Literal["bfl", "diffusers"]
 
@@ -98,7 +102,7 @@ def quantize(
     format: OutputFormat = "bfl",
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.bfloat16,
-    offload: str = "none",
+    offload: Offload = "none",
     progress: bool = True,
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
@@ -114,6 +118,8 @@ def quantize(
     `text_encoder` the Qwen3 linears are quantized too and written to
     `<out stem>-text-encoder.safetensors`. See docs/quantize.md.
     """
+    if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
+        raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
     plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed)
     drawn = draw_samples(plan.prompts, samples, seed)
     pipe = _load_float_pipeline(base, transformer, device, dtype, offload)
@@ -129,19 +135,19 @@ def quantize(
     ranges = _transformer_ranges(pipe.transformer, observer, targets, plan)
     encoder_ranges = _ranges(encoder_observer, encoder_targets, plan.method) if encoder_observer else {}
     statistics = _statistics(observer, ranges, encoder_observer, encoder_ranges, run, schedule)
-    kept = tuple(n for n in linear_names(pipe.transformer) if n not in set(targets))
+    kept = tuple(n for n in linear_names(pipe.transformer) if n not in targets)
     metadata = _metadata(plan, schedule, run, base, transformer, dtype)
-    encoder_path = None
     plan.out.parent.mkdir(parents=True, exist_ok=True)
-    if text_encoder:  # first, so a finished transformer file means the whole run finished
-        state = text_encoder_state_dict(pipe.text_encoder, encoder_ranges, encoder_recipe)
-        kept_encoder = [n for n in linear_names(pipe.text_encoder) if n not in set(encoder_targets)]
-        encoder_path = write_text_encoder(text_encoder_path(plan.out), state, pipe.text_encoder.config.to_json_string(), _with_kept(metadata, kept_encoder))
+    # The text encoder first, so a finished transformer file means the whole run finished.
+    encoder_path = _write_text_encoder(pipe.text_encoder, encoder_ranges, encoder_recipe, plan, metadata) if text_encoder else None
     path = _write_transformer(pipe.transformer, ranges, plan, metadata, kept)
     return QuantizeResult(path, encoder_path, statistics, kept, tuple(targets))
 
 
-def _plan(out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool, keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int) -> _Plan:
+def _plan(
+    out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool,
+    keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int,
+) -> _Plan:
     """Check every option that needs no model, so mistakes surface before loading anything."""
     if output_format not in ("bfl", "diffusers"):
         raise Flux2Int8Error(f"--format {output_format}: expected bfl (one .safetensors file) or diffusers (a transformer folder)")
@@ -154,10 +160,10 @@ def _plan(out: str | Path, output_format: str, calibration: str, smoothquant: fl
         raise Flux2Int8Error(f"--resolution {resolution}: must be a multiple of 16, at least 64")
     path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
-    return _Plan(path, output_format, method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed)  # type: ignore[arg-type]
+    return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed)
 
 
-def _load_float_pipeline(base: str | Path, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: str):  # type: ignore[no-untyped-def]
+def _load_float_pipeline(base: str | Path, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
     """The BF16 pipeline through `load_pipeline`; a quantized `transformer` file is refused."""
     from ..formats.checkpoint import open_checkpoint
     from ..generate import load_pipeline
@@ -169,19 +175,19 @@ def _load_float_pipeline(base: str | Path, transformer: str | Path | None, devic
         found = open_checkpoint(checkpoint).format
         if not found.endswith("-bf16"):
             raise Flux2Int8Error(f"--transformer {transformer}: a {found} checkpoint; quantize needs a float (BF16) transformer, as quantizing quantized weights compounds their rounding")
-    pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload)  # type: ignore[arg-type]
+    pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload)
     pipe.set_progress_bar_config(disable=True)  # one bar over the samples instead of one per call
     return pipe
 
 
-def _schedule(pipe, steps: int | None) -> Schedule:  # type: ignore[no-untyped-def]
+def _schedule(pipe: Flux2KleinPipeline, steps: int | None) -> Schedule:
     from ..generate import sampling_defaults
 
     defaults = sampling_defaults(pipe)
     return make_schedule(defaults.steps, defaults.guidance, steps)
 
 
-def _check_keep_patterns(patterns: tuple[str, ...], pipe, text_encoder: bool) -> None:  # type: ignore[no-untyped-def]
+def _check_keep_patterns(patterns: tuple[str, ...], pipe: Flux2KleinPipeline, text_encoder: bool) -> None:
     """A --keep pattern that matches no linear is a typo: say so instead of silently quantizing."""
     names = linear_names(pipe.transformer) + (linear_names(pipe.text_encoder) if text_encoder else [])
     for pattern in patterns:
@@ -191,9 +197,9 @@ def _check_keep_patterns(patterns: tuple[str, ...], pipe, text_encoder: bool) ->
 
 
 def _observer(model: nn.Module, targets: list[str], plan: _Plan) -> InputAmaxObserver:
-    channels = smoothed_consumers(model) if plan.smoothquant is not None and model is not None else []
+    channels = [c for c in smoothed_consumers(model) if c in targets] if plan.smoothquant is not None else []
     bins = HISTOGRAM_BINS if plan.method.percentile is not None else 0
-    return InputAmaxObserver(model, targets, channels=[c for c in channels if c in set(targets)], histogram_bins=bins)
+    return InputAmaxObserver(model, targets, channels=channels, histogram_bins=bins)
 
 
 def _ranges(observer: InputAmaxObserver, targets: list[str], method: CalibrationMethod) -> dict[str, float]:
@@ -215,7 +221,10 @@ def _transformer_ranges(model: nn.Module, observer: InputAmaxObserver, targets: 
     return unify_qkv(ranges)
 
 
-def _statistics(observer: InputAmaxObserver, ranges: dict[str, float], encoder_observer: InputAmaxObserver | None, encoder_ranges: dict[str, float], run: CalibrationRun, schedule: Schedule) -> CalibrationStatistics:
+def _statistics(
+    observer: InputAmaxObserver, ranges: dict[str, float], encoder_observer: InputAmaxObserver | None,
+    encoder_ranges: dict[str, float], run: CalibrationRun, schedule: Schedule,
+) -> CalibrationStatistics:
     return CalibrationStatistics(
         input_amax=observer.amax,
         input_range=ranges,
@@ -264,6 +273,12 @@ def _with_kept(metadata: dict[str, Any], kept: list[str]) -> dict[str, str]:
     """Header strings: the recipe as JSON with the file's kept layers."""
     recipe = {**metadata["recipe"], "kept_layers": kept}
     return {"format": metadata["format"], "flux2_int8_version": metadata["flux2_int8_version"], "quantization_recipe": json.dumps(recipe, sort_keys=True)}
+
+
+def _write_text_encoder(model: nn.Module, ranges: dict[str, float], recipe: Recipe, plan: _Plan, metadata: dict[str, Any]) -> Path:
+    state = text_encoder_state_dict(model, ranges, recipe)
+    kept = [name for name in linear_names(model) if name not in ranges]
+    return write_text_encoder(text_encoder_path(plan.out), state, model.config.to_json_string(), _with_kept(metadata, kept))
 
 
 def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: _Plan, metadata: dict[str, Any], kept: tuple[str, ...]) -> Path:

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from tqdm.auto import tqdm
 from ..errors import Flux2Int8Error
 from .observers import InputAmaxObserver
 from .prompts import PromptRecord, PromptSet
+
+if TYPE_CHECKING:
+    from diffusers import Flux2KleinPipeline
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class ReferenceImages:
     reference run is not a calibration sample). Image files named by a record are read.
     """
 
-    def __init__(self, pipe, prompts: PromptSet, schedule: Schedule, resolution: int, seed: int, observers: Sequence[InputAmaxObserver]):  # type: ignore[no-untyped-def]
+    def __init__(self, pipe: Flux2KleinPipeline, prompts: PromptSet, schedule: Schedule, resolution: int, seed: int, observers: Sequence[InputAmaxObserver]):
         self.pipe, self.prompts, self.schedule = pipe, prompts, schedule
         self.resolution, self.seed, self.observers = resolution, seed, observers
         self.generated: dict[str, Image.Image] = {}
@@ -97,7 +101,10 @@ class ReferenceImages:
         return self.generated[record_id]
 
 
-def run_calibration(pipe, samples: Sequence[PromptRecord], prompts: PromptSet, schedule: Schedule, resolution: int, seed: int, observers: Sequence[InputAmaxObserver], progress: bool = True) -> CalibrationRun:  # type: ignore[no-untyped-def]
+def run_calibration(
+    pipe: Flux2KleinPipeline, samples: Sequence[PromptRecord], prompts: PromptSet, schedule: Schedule,
+    resolution: int, seed: int, observers: Sequence[InputAmaxObserver], progress: bool = True,
+) -> CalibrationRun:
     """Run every sample through the pipeline with the observers attached."""
     references = ReferenceImages(pipe, prompts, schedule, resolution, seed, observers)
     start = time.perf_counter()
@@ -112,7 +119,7 @@ def run_calibration(pipe, samples: Sequence[PromptRecord], prompts: PromptSet, s
     return CalibrationRun(tuple(r.id for r in samples), len(references.generated), time.perf_counter() - start)
 
 
-def _call(pipe, record: PromptRecord, images: list[Image.Image], schedule: Schedule, resolution: int, seed: int, output_type: str):  # type: ignore[no-untyped-def]
+def _call(pipe: Flux2KleinPipeline, record: PromptRecord, images: list[Image.Image], schedule: Schedule, resolution: int, seed: int, output_type: str) -> Any:
     return pipe(
         image=images or None,
         prompt=record.prompt,

@@ -9,7 +9,7 @@ only the optional histograms (percentile calibration) read one value back per ca
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -96,7 +96,7 @@ class InputAmaxObserver:
         finally:
             self.recording = True
 
-    def _record(self, name: str):  # type: ignore[no-untyped-def]
+    def _record(self, name: str) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, args: tuple) -> None:
             if not self.recording:
                 return

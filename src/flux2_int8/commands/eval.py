@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> None:
         merge=args.merge,
         loader=default_loader(args.local_files_only),
     )
+    if result.merged is not None:
+        merged = result.merged
+        print(f"merged: {merged.copied} file(s) copied, {merged.present} already present, {merged.conflicts} present with other bytes (kept)")
     if result.document is None:
         print(f"shard {args.shard}: images written to {result.out}; score with a run without --shard (after --merge of every shard's folder)")
         return

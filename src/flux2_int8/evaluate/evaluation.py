@@ -10,10 +10,12 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..generate import Sampling, check_sampling
 from .layout import Layout, ModelSpec, RunSettings, parse_model_spec
 from .metrics import MetricModels, load_metric_models
 from .report import write_reports
-from .runner import Generator, PipelineLoader, Shard, default_loader, merge_folders, prepare_folder
+from .layout import read_settings, reconcile, write_settings
+from .runner import Generator, Merged, PipelineLoader, Shard, default_loader, merge_folders
 from .score import score
 from .suite import DEFAULT_SUITE, Suite, load_suite
 from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_weights
@@ -29,7 +31,8 @@ def parse_metrics(spec: str | Sequence[str]) -> set[str]:
         return set(METRICS)
     unknown = [n for n in names if n not in METRICS]
     if unknown or not names:
-        raise ConfigError(f"--metrics: unknown metric {unknown[0]!r}" if unknown else "--metrics: name at least one metric" + f" (choose from {', '.join(METRICS)}, or all)")
+        problem = f"unknown metric {unknown[0]!r}" if unknown else "name at least one metric"
+        raise ConfigError(f"--metrics: {problem} (choose from {', '.join(METRICS)}, or all)")
     return set(names)
 
 
@@ -46,12 +49,13 @@ class MetricOptions:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Where the run wrote, its metrics document (None for a shard, which only generates) and report paths."""
+    """Where the run wrote, its metrics document (None for a shard, which only generates), report paths, merge counts."""
 
     out: Path
     settings: RunSettings
     document: dict[str, Any] | None
     reports: dict[str, Path]
+    merged: Merged | None = None
 
 
 def evaluate(
@@ -80,21 +84,26 @@ def evaluate(
     candidate_specs = [c if isinstance(c, ModelSpec) else parse_model_spec(c) for c in candidates]
     _check_names(reference_spec, candidate_specs)
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    sampling = sampling or RunSettings(base)
+    check_sampling(Sampling(sampling.steps, sampling.guidance, sampling.width, sampling.height))
     scoring = shard.count == 1
     resolved = _preflight(options) if scoring and options.networks is None else ResolvedWeights()
     models = {m.name: m.transformer for m in (reference_spec, *candidate_specs)}
-    wanted = RunSettings(**{**asdict(sampling or RunSettings(base)), "base": str(base), "reference": reference_spec.name, "models": models})
+    wanted = RunSettings(**{**asdict(sampling), "base": str(base), "reference": reference_spec.name, "models": models})
     layout = Layout(out)
-    settings = merge_folders(layout, merge, wanted) if merge else prepare_folder(layout, wanted)
-    loader = loader or default_loader()
-    generator = Generator(layout, settings, loader, device, fidelity="fidelity" in options.metrics, progress=progress)
-    settings = generator.run(shard.select(suite.cases), reference_spec, candidate_specs)
+    settings = reconcile(read_settings(layout.run_file), wanted, layout.root)
+    merged = merge_folders(layout, merge, settings) if merge else None
+    settings = merged.settings if merged else settings
+    generator = Generator(layout, settings, loader or default_loader(), device, fidelity="fidelity" in options.metrics, progress=progress)
+    work = generator.plan(shard.select(suite.cases), reference_spec, candidate_specs)
+    write_settings(layout.run_file, settings)
+    settings = generator.run(work)
     if not scoring:
-        return EvalResult(layout.root, settings, None, {})
+        return EvalResult(layout.root, settings, None, {}, merged)
     networks = options.networks or load_metric_models(set(options.metrics), resolved, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     document = score(layout, suite, reference_spec.name, [c.name for c in candidate_specs], set(options.metrics), networks)
     document["settings"] = asdict(settings)
-    return EvalResult(layout.root, settings, document, write_reports(document, layout.root))
+    return EvalResult(layout.root, settings, document, write_reports(document, layout.root), merged)
 
 
 def _check_names(reference: ModelSpec, candidates: Sequence[ModelSpec]) -> None:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from ..errors import Flux2Int8Error
@@ -80,7 +80,7 @@ def load_trajectory(path: Path) -> list[dict[str, torch.Tensor]]:
         with safe_open(str(path), framework="pt") as handle:
             index = json.loads((handle.metadata() or {})["calls"])
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    except (OSError, KeyError, ValueError) as error:
+    except (OSError, KeyError, ValueError, SafetensorError) as error:
         raise Flux2Int8Error(f"{path}: not a readable trajectory file ({error}); delete it and the evaluation records it again") from None
     return [{name: tensors[key] for name, key in call.items()} for call in index]
 

@@ -12,6 +12,7 @@ import filecmp
 import gc
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -24,12 +25,13 @@ from tqdm.auto import tqdm
 from ..errors import CheckpointError, ConfigError
 from ..generate import generate_image, load_reference, png_metadata, sampling_defaults, write_png
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
-from .layout import DIGEST_KEY, Layout, ModelSpec, RunSettings, is_current, read_settings, reconcile, write_settings
+from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_settings, reconcile, write_settings
 from .suite import Case
 
 # (base, transformer or None, device, dtype) -> a loaded pipeline; `flux2_int8.load_pipeline` by default.
 PipelineLoader = Callable[[str, "str | None", "str | None", torch.dtype], Flux2KleinPipeline]
 _MERGED = ("inputs", "images", "trajectories", "fidelity")
+_HUB_FILE = re.compile(r"^[\w.-]+/[\w.-]+/\S+\.safetensors$")  # owner/repo/file.safetensors, as load_pipeline takes it
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,15 @@ def default_loader(local_files_only: bool = False) -> PipelineLoader:
     return load
 
 
+@dataclass(frozen=True)
+class Work:
+    """The cases one model still has to make, and how (reference: inputs and trajectories too)."""
+
+    model: ModelSpec
+    cases: list[Case]
+    make: Callable[[Flux2KleinPipeline, ModelSpec, Case], None]
+
+
 class Generator:
     """Makes whatever a folder lacks for the given cases, model by model."""
 
@@ -74,21 +85,22 @@ class Generator:
         self.fidelity = fidelity
         self.progress = progress
 
-    def run(self, cases: Sequence[Case], reference: ModelSpec, candidates: Sequence[ModelSpec]) -> RunSettings:
-        """Generate everything missing; returns the settings with steps and guidance resolved.
+    def plan(self, cases: Sequence[Case], reference: ModelSpec, candidates: Sequence[ModelSpec]) -> list[Work]:
+        """What each model lacks, reference first; every checkpoint with work to do is checked now."""
+        work = [Work(reference, [c for c in cases if self._reference_missing(c)], self._reference_case)]
+        work += [Work(model, [c for c in cases if self._candidate_missing(model, c)], self._candidate_case) for model in candidates]
+        for item in work:
+            if item.cases:
+                _check_checkpoint(item.model)
+        return work
 
-        Every checkpoint that has work to do is checked before the first model loads.
-        """
-        plan = [(reference, [c for c in cases if self._reference_missing(c)], self._reference_case)]
-        plan += [(model, [c for c in cases if self._candidate_missing(model, c)], self._candidate_case) for model in candidates]
-        for model, todo, _ in plan:
-            if todo:
-                _check_checkpoint(model)
-        for model, todo, make in plan:
-            if todo:
-                with self._loaded(model) as pipeline:
-                    for case in tqdm(todo, desc=model.name, disable=not self.progress):
-                        make(pipeline, model, case)
+    def run(self, work: Sequence[Work]) -> RunSettings:
+        """Make the planned cases, one model loaded at a time; returns the settings with steps and guidance resolved."""
+        for item in work:
+            if item.cases:
+                with self._loaded(item.model) as pipeline:
+                    for case in tqdm(item.cases, desc=item.model.name, disable=not self.progress):
+                        item.make(pipeline, item.model, case)
         return self.settings
 
     def _reference_missing(self, case: Case) -> bool:
@@ -108,18 +120,19 @@ class Generator:
             path = self.layout.input(case, k)
             if not is_current(path, case):
                 image = self._generate(pipeline, prompt, [], case.input_seed(k))
-                write_png(path, image, self._metadata(model, case, prompt, case.input_seed(k)))
+                write_png(path, image, self._metadata(model, case, prompt, case.input_seed(k), references=()))
         recorder = TrajectoryRecorder()
         with recorder.attached(pipeline.transformer):
             image = self._generate(pipeline, case.prompt, self._inputs(case), case.seed)
-        write_png(self.layout.image(model.name, case), image, self._metadata(model, case, case.prompt, case.seed))
+        write_png(self.layout.image(model.name, case), image, self._metadata(model, case, case.prompt, case.seed, tuple(self.layout.inputs(case))))
         if self.fidelity:
             save_trajectory(self.layout.trajectory(case), recorder.calls)
 
     def _candidate_case(self, pipeline: Flux2KleinPipeline, model: ModelSpec, case: Case) -> None:
         path = self.layout.image(model.name, case)
         if not is_current(path, case):
-            write_png(path, self._generate(pipeline, case.prompt, self._inputs(case), case.seed), self._metadata(model, case, case.prompt, case.seed))
+            image = self._generate(pipeline, case.prompt, self._inputs(case), case.seed)
+            write_png(path, image, self._metadata(model, case, case.prompt, case.seed, tuple(self.layout.inputs(case))))
         if self.fidelity:
             errors = replay(pipeline.transformer, load_trajectory(self.layout.trajectory(case)))
             _write_json(self.layout.fidelity(model.name, case), {"case": case.id, "seed": case.seed, "velocity_relative_error": errors})
@@ -131,9 +144,10 @@ class Generator:
         s = self.settings
         return generate_image(pipeline, prompt, inputs, seed, s.steps, s.guidance, s.width, s.height)
 
-    def _metadata(self, model: ModelSpec, case: Case, prompt: str, seed: int) -> dict[str, str]:
+    def _metadata(self, model: ModelSpec, case: Case, prompt: str, seed: int, references: tuple[Path, ...]) -> dict[str, str]:
+        """generate's PNG text chunks, plus the case, its digest (for staleness) and the model name."""
         s = self.settings
-        metadata = png_metadata(prompt, seed, s.steps, s.guidance, (s.width, s.height), s.base, model.transformer, tuple(self.layout.inputs(case)) if prompt == case.prompt else ())
+        metadata = png_metadata(prompt, seed, s.steps, s.guidance, (s.width, s.height), s.base, model.transformer, references)
         metadata[DIGEST_KEY] = case.digest
         metadata["case"] = case.id
         metadata["model"] = model.name
@@ -170,38 +184,41 @@ class _PipelineSession:
 def _check_checkpoint(model: ModelSpec) -> None:
     """Refuse a checkpoint path that is neither a local file/folder nor a hub file (owner/repo/file.safetensors)."""
     spec = model.transformer
-    if spec is None or Path(spec).expanduser().exists() or (spec.count("/") >= 2 and spec.endswith(".safetensors")):
+    if spec is None or Path(spec).expanduser().exists() or _HUB_FILE.match(spec):
         return
     raise CheckpointError(spec, f"no such file or folder (model '{model.name}'; a file on the hub is written owner/repo/file.safetensors)")
 
 
-def prepare_folder(layout: Layout, wanted: RunSettings) -> RunSettings:
-    """Check the folder against this run's settings and record the union in run.json."""
-    settings = reconcile(read_settings(layout.run_file), wanted, layout.root)
-    write_settings(layout.run_file, settings)
-    return settings
+@dataclass(frozen=True)
+class Merged:
+    """The settings after a merge, and how many files were copied, already present, or present with other bytes."""
+
+    settings: RunSettings
+    copied: int = 0
+    present: int = 0
+    conflicts: int = 0
 
 
-def merge_folders(layout: Layout, sources: Sequence[str | Path], wanted: RunSettings) -> dict[str, int]:
-    """Copy into `layout` every keyed file of `sources` it lacks; idempotent.
+def merge_folders(layout: Layout, sources: Sequence[str | Path], settings: RunSettings) -> Merged:
+    """Copy into `layout` every keyed file of `sources` it lacks (idempotent), and record the merged run.json.
 
-    Each source's run.json must agree with this run's settings. A file present on both
-    sides is kept as it is here (counted as `conflicts` if the bytes differ).
+    Each source's run.json must agree with `settings` (same base, size, dtype, steps,
+    reference; a model name means one checkpoint). A file present on both sides is
+    kept as it is here (a conflict if the bytes differ: nondeterministic hardware).
     """
     counts = {"copied": 0, "present": 0, "conflicts": 0}
-    settings = prepare_folder(layout, wanted)
     for source in sources:
         root = Path(source).expanduser()
-        recorded = read_settings(root / "run.json")
+        recorded = read_settings(root / RUN_FILE)
         if recorded is None:
-            raise ConfigError(f"--merge {root}: no run.json there; expected an evaluation folder (a shard's --out)")
+            raise ConfigError(f"--merge {root}: no {RUN_FILE} there; expected an evaluation folder (a shard's --out)")
         settings = reconcile(settings, recorded, root)
         for folder in _MERGED:
             for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
                 if path.is_file() and not path.name.startswith("."):
                     counts[_copy_missing(path, layout.root / path.relative_to(root))] += 1
     write_settings(layout.run_file, settings)
-    return counts
+    return Merged(settings, **counts)
 
 
 def _copy_missing(source: Path, target: Path) -> str:

@@ -153,7 +153,7 @@ def _clip_folder(clip_model: str, location: WeightsLocation, download: bool) -> 
     try:
         path = Path(snapshot_download(clip_model, allow_patterns=list(CLIP_FILES), cache_dir=cache, local_files_only=not download))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        raise MetricWeightsError(f"needs the hub repository {clip_model} ({', '.join(CLIP_FILES)}) in the Hugging Face cache {cache or 'HF_HOME'}") from None
+        raise MetricWeightsError(f"needs the hub repository {clip_model} (config, tokenizer and model.safetensors) in the Hugging Face cache {cache or 'HF_HOME'}") from None
     except (HfHubHTTPError, OSError, ValueError) as error:
         raise MetricWeightsError(f"needs the hub repository {clip_model}, which could not be fetched ({error})") from None
     if not (path / "model.safetensors").is_file():

@@ -1,0 +1,175 @@
+"""`evaluate` on the tiny model: BF16 reference, two INT8 recipes, every metric through tiny networks;
+caching, stale cases, shards and their merge, conflicting settings."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import replace
+
+import pytest
+from eval_helpers import HAS_LPIPS, HAS_TORCHMETRICS, STEPS
+from PIL import Image
+
+from flux2_int8.errors import ConfigError
+from flux2_int8.evaluate import Case, Layout, MetricOptions, Shard, Suite, evaluate, image_tensor, psnr
+from flux2_int8.evaluate.runner import default_loader
+
+CHEAP = MetricOptions(metrics=frozenset({"psnr", "fidelity"}))
+
+
+class CountingLoader:
+    """The real loader (`load_pipeline`), counting which models it loads."""
+
+    def __init__(self):
+        self.loaded: list[str | None] = []
+        self.load = default_loader()
+
+    def __call__(self, base, transformer, device, dtype):
+        self.loaded.append(transformer)
+        return self.load(base, transformer, device, dtype)
+
+
+def _run(out, tiny_base, candidates, suite, sampling, options=CHEAP, **kwargs):
+    loader = CountingLoader()
+    result = evaluate(str(tiny_base), candidates, out, suite=suite, options=options, sampling=sampling, device="cpu", loader=loader, progress=False, **kwargs)
+    return result, loader
+
+
+@pytest.fixture(scope="module")
+def candidates(int8_recipes) -> list[str]:
+    return [f"{name}={path}" for name, path in int8_recipes.items()]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tiny_base, candidates, tiny_suite, sampling, tiny_networks):
+    out = tmp_path_factory.mktemp("full")
+    result, loader = _run(out, tiny_base, candidates, tiny_suite, sampling, MetricOptions(networks=tiny_networks))
+    return result, loader
+
+
+def test_every_model_case_input_and_trajectory_is_written(full_run, tiny_suite):
+    result, loader = full_run
+    layout = Layout(result.out)
+    assert len(loader.loaded) == 3  # the reference and the two candidates, each loaded once
+    for case in tiny_suite.cases:
+        for model in ("bf16", "int8", "int8mod"):
+            assert layout.image(model, case).is_file()
+        assert layout.trajectory(case).is_file()
+        assert all(path.is_file() for path in layout.inputs(case))
+        assert layout.fidelity("int8", case).is_file() and not layout.fidelity("bf16", case).exists()
+    assert {path.name for path in result.out.iterdir()} >= {"metrics.json", "report.md", "report.html", "run.json"}
+
+
+def test_metrics_json_has_every_metric_per_task_and_overall(full_run):
+    document = json.loads((full_run[0].out / "metrics.json").read_text())
+    assert set(document["summary"]) == {"overall", "t2i", "edit", "composition"}
+    expected = {"clip_s", "clip_cosine", "psnr", "velocity_error", "velocity_error_per_step"}
+    expected |= {"lpips"} if HAS_LPIPS else set()
+    for subset in document["summary"].values():
+        assert set(subset["bf16"]) == {"count", "clip_s", "clip_cosine"}
+        # FID and KID need two images a set: only the overall set (3 cases) has them here.
+        sets = {"fid", "kid_mean", "kid_std"} if HAS_TORCHMETRICS and subset["int8"]["count"] >= 2 else set()
+        for name in ("int8", "int8mod"):
+            assert expected | sets <= set(subset[name])
+            assert not ({"fid", "kid_mean"} - sets) & set(subset[name])
+            assert len(subset[name]["velocity_error_per_step"]) == STEPS
+            assert 0 < subset[name]["velocity_error"] < 0.5
+    assert document["metric_models"]["clip"].startswith("tiny random CLIP")
+
+
+def test_scores_agree_with_the_images_on_disk(full_run, tiny_suite):
+    """PSNR recomputed from the PNGs, CLIP-S as the mean of 2.5 max(cos, 0), per-task means of per-case values."""
+    result, _ = full_run
+    document = result.document
+    layout = Layout(result.out)
+    for row, case in zip(document["cases"], tiny_suite.cases):
+        expected = psnr(image_tensor(Image.open(layout.image("int8", case))), image_tensor(Image.open(layout.image("bf16", case))))
+        assert row["scores"]["int8"]["psnr"] == pytest.approx(expected)
+        assert document["summary"][case.task]["int8"]["psnr"] == pytest.approx(expected)
+    cosines = [row["scores"]["int8mod"]["clip_cosine"] for row in document["cases"]]
+    assert document["summary"]["overall"]["int8mod"]["clip_s"] == pytest.approx(sum(2.5 * max(c, 0) for c in cosines) / len(cosines))
+
+
+def test_candidate_pairs_count_every_case(full_run):
+    pair = full_run[0].document["pairs"]["overall"][0]
+    assert (pair["a"], pair["b"], pair["count"]) == ("int8", "int8mod", 3)
+    assert sum(pair["closer"].values()) == 3
+    assert math.isfinite(pair["psnr"])
+
+
+def test_report_md_has_the_card_tables_per_task_and_the_pair_and_step_tables(full_run):
+    report = (full_run[0].out / "report.md").read_text()
+    for heading in ("## Overall (3 cases)", "## Text-to-image (1 case)", "## Editing (1 case)", "## Composition (1 case)", "## Candidate vs candidate", "## Transformer fidelity per denoising step"):
+        assert heading in report
+    assert "| Metric | bf16 (reference) | int8 | int8mod |" in report
+    for row in ("| CLIP-S (2.5·max(cos,0)) ↑ |", "| PSNR ↑ | — |", "| velocity rel. error ↓ | — |"):
+        assert row in report
+    if HAS_TORCHMETRICS:
+        assert "| FID ↓ | — |" in report and "rank <= 2" in report  # the small-sample note
+    if HAS_LPIPS:
+        assert "| LPIPS ↓ | — |" in report
+
+
+def test_report_html_shows_prompts_and_links_every_image(full_run, tiny_suite):
+    out = full_run[0].out
+    page = (out / "report.html").read_text()
+    for case in tiny_suite.cases:
+        assert case.prompt in page and all(prompt in page for prompt in case.input_prompts)
+    sources = re.findall(r"<img src='([^']+)'", page)
+    assert len(sources) == 3 * 3 + 3  # three models per case, plus three generated inputs
+    assert all((out / source).is_file() for source in sources)
+
+
+def test_a_rerun_loads_nothing_and_scores_the_same(full_run, tiny_base, candidates, tiny_suite, sampling, tiny_networks):
+    first = full_run[0]
+    again, loader = _run(first.out, tiny_base, candidates, tiny_suite, sampling, MetricOptions(networks=tiny_networks))
+    assert loader.loaded == []
+    assert again.document["summary"] == first.document["summary"]
+
+
+def test_an_edited_case_is_made_again_and_nothing_else(tmp_path, tiny_base, int8_recipes, sampling):
+    suite = Suite("two", (Case("a", "A red cube", 1), Case("b", "A blue cube", 2)))
+    _run(tmp_path, tiny_base, [f"int8={int8_recipes['int8']}"], suite, sampling)
+    layout = Layout(tmp_path)
+    untouched = layout.image("int8", suite.cases[0]).stat().st_mtime_ns
+    edited = Suite("two", (suite.cases[0], replace(suite.cases[1], prompt="A green cube")))
+    result, loader = _run(tmp_path, tiny_base, [f"int8={int8_recipes['int8']}"], edited, sampling)
+    assert len(loader.loaded) == 2
+    assert layout.image("int8", suite.cases[0]).stat().st_mtime_ns == untouched
+    assert Image.open(layout.image("int8", edited.cases[1])).text["prompt"] == "A green cube"
+    assert result.document["cases"][1]["prompt"] == "A green cube"
+
+
+def test_shards_merge_into_the_same_images_as_one_run_and_merging_is_idempotent(tmp_path, full_run, tiny_base, int8_recipes, tiny_suite, sampling):
+    candidate = [f"int8={int8_recipes['int8']}"]
+    for index in (0, 1):
+        shard, _ = _run(tmp_path / f"shard{index}", tiny_base, candidate, tiny_suite, sampling, shard=Shard(index, 2))
+        assert shard.document is None and not (tmp_path / f"shard{index}" / "report.md").exists()
+    sources = [tmp_path / "shard0", tmp_path / "shard1"]
+    merged, loader = _run(tmp_path / "merged", tiny_base, candidate, tiny_suite, sampling, merge=sources)
+    assert loader.loaded == [] and merged.merged.copied > 0 and merged.merged.conflicts == 0
+    single, full = Layout(full_run[0].out), Layout(merged.out)
+    for case in tiny_suite.cases:
+        for model in ("bf16", "int8"):
+            assert full.image(model, case).read_bytes() == single.image(model, case).read_bytes()
+    again, _ = _run(tmp_path / "merged", tiny_base, candidate, tiny_suite, sampling, merge=sources)
+    assert again.merged.copied == 0 and again.merged.present == merged.merged.copied
+    assert again.document["summary"] == merged.document["summary"]
+
+
+def test_a_folder_refuses_other_settings_and_a_renamed_checkpoint(full_run, tiny_base, int8_recipes, tiny_suite, sampling):
+    out = full_run[0].out
+    with pytest.raises(ConfigError, match="was made with width = 64, this run asks for 128"):
+        _run(out, tiny_base, [f"int8={int8_recipes['int8']}"], tiny_suite, replace(sampling, width=128))
+    with pytest.raises(ConfigError, match="model 'int8' was made from .*int8.safetensors.*pick another name"):
+        _run(out, tiny_base, [f"int8={int8_recipes['int8mod']}"], tiny_suite, sampling)
+
+
+def test_bad_models_are_refused_before_anything_is_written(tmp_path, tiny_base, int8_recipes, tiny_suite, sampling):
+    with pytest.raises(ConfigError, match="two models are named 'int8'"):
+        _run(tmp_path, tiny_base, [f"int8={int8_recipes['int8']}", f"int8={int8_recipes['int8mod']}"], tiny_suite, sampling)
+    with pytest.raises(Exception, match="missing.safetensors: no such file or folder"):
+        _run(tmp_path / "out", tiny_base, [f"int8={tmp_path / 'missing.safetensors'}"], tiny_suite, sampling)
+    assert not (tmp_path / "out").exists()

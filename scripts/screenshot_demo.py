@@ -48,7 +48,7 @@ def screenshot(page: Path, out: Path, window_size: str = "1280,1000", browser: s
     out.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="flux2-int8-chromium-") as profile:
         command = [browser, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={out}", f"--window-size={window_size}", page.absolute().as_uri()]
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        completed = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
     if not out.is_file():
         raise RuntimeError(f"{browser} wrote no screenshot (exit {completed.returncode}): {completed.stderr.strip()[-500:]}")
     return out

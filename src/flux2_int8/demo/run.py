@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from diffusers import Flux2KleinPipeline
 from diffusers.utils import logging as diffusers_logging
-from transformers.utils import logging as transformers_logging
 from PIL import Image, ImageDraw
+from transformers.utils import logging as transformers_logging
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
 from ..quantize.api import quantize

@@ -105,7 +105,8 @@ def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | Non
 def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    folder = tiny_pipeline_cache()
+    with _no_loading_bars():
+        folder = tiny_pipeline_cache()
     references = {name: image for name, image in zip(REFERENCE_FILES, draw_references(size))}
     for name, image in references.items():
         write_png(out / name, image, {"description": "demo reference image, drawn by flux2-int8"})
@@ -169,7 +170,7 @@ def draw_references(size: int) -> tuple[Image.Image, Image.Image]:
 
 @contextmanager
 def _no_loading_bars() -> Iterator[None]:
-    """Hide diffusers' and transformers' loading bars: loading the tiny model takes a blink."""
+    """Hide diffusers' and transformers' loading and saving bars: the tiny model takes a blink."""
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:

@@ -28,8 +28,15 @@ def write_safetensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor],
     try:
         contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         save_file(contiguous, temporary, metadata=metadata)
+        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -8,7 +8,7 @@ import pytest
 
 from flux2_int8.cli import main
 
-TOP_LEVEL = {"schema", "variant", "command", "environment", "settings", "source", "components_load_s", "runs", "summary", "microbench", "published_reference_rtx_5090"}
+TOP_LEVEL = {"schema", "variant", "command", "environment", "settings", "source", "components_load_s", "components_bytes", "runs", "summary", "microbench", "published_reference_rtx_5090"}
 RUN_FIELDS = {"format", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run"}
 STATS_FIELDS = {"median_s", "min_s", "max_s", "mean_s", "repeats"}
 
@@ -34,7 +34,7 @@ def test_smoke_json_has_every_field(smoke):
     assert document["environment"]["device_type"] == "cpu" and document["environment"]["torch"]
     assert document["settings"]["num_steps"] == 4 and document["settings"]["resolution"] == 128
     assert "--variant tiny" in document["command"] and "--compile off" in document["command"]
-    assert document["components_load_s"] > 0
+    assert document["components_load_s"] > 0 and document["components_bytes"] is None  # no device memory on CPU
     assert [(run["format"], run["compiled"]) for run in document["runs"]] == [("bf16", False), ("int8", False)]
     for run in document["runs"]:
         assert set(run) == RUN_FIELDS

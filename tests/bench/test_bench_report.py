@@ -23,7 +23,7 @@ def _run(fmt: str, compiled: bool, image_s: float, measured: bool = True) -> Run
 def _result(measured: bool = True) -> BenchResult:
     settings = BenchSettings(variant="klein-9b", random_weights=True, full_pipeline=measured)
     runs = [_run("bf16", False, 4.0, measured), _run("bf16", True, 2.0, measured), _run("int8", False, 3.0, measured), _run("int8", True, 1.0, measured)]
-    return BenchResult(settings=settings, runs=runs, components_load_s=12.0 if measured else None, source="random klein-9b weights")
+    return BenchResult(settings=settings, runs=runs, components_load_s=12.0 if measured else None, components_bytes=16_400_000_000 if measured else None, source="random klein-9b weights")
 
 
 def test_summary_rows_follow_the_runs():
@@ -42,6 +42,7 @@ def test_markdown_has_the_published_table_shape_and_every_run():
     assert "| klein-9b | int8 | 3.000 | 1.000 | 1.000 | 20.15 | 2.00x |" in text
     assert text.count("| int8 | compiled |") == 1 and text.count("| bf16 | eager |") == 1
     assert "NVIDIA H100 80GB HBM3" in text and "Published reference" in text and "estimated" not in text
+    assert "built in 12.00 s, 16.40 GB resident on the device" in text
 
 
 def test_estimated_image_latency_is_marked():

@@ -6,7 +6,7 @@ device; `run_microbench` times one `Int8Linear` against BF16 per klein linear sh
 `report` turns results into JSON and Markdown.
 """
 
-from .microbench import DEVICE_PEAKS, DevicePeak, LinearShape, MicrobenchResult, device_peak, klein_linear_shapes, run_microbench
+from .microbench import DEVICE_PEAKS, DevicePeak, LinearShape, MicrobenchResult, device_peak, klein_linear_shapes, run_microbench, run_variant_microbench
 from .pipeline_bench import TINY, BenchResult, BenchSettings, RunResult, run_benchmark
 from .random_weights import FORMATS, empty_transformer, planned_bytes, random_text_encoder, random_transformer, random_vae
 from .report import build_document, environment, format_markdown, write_report
@@ -35,6 +35,7 @@ __all__ = [
     "random_vae",
     "run_benchmark",
     "run_microbench",
+    "run_variant_microbench",
     "time_calls",
     "write_report",
 ]

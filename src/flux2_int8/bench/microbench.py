@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,9 @@ from torch import nn
 from ..int8.linear import Int8Linear
 from ..loading.config import build_empty_model
 from ..quantize.recipe import Recipe
+from ..testing import TINY_TRANSFORMER_CONFIG
+from ..variants import KLEIN_4B, KLEIN_9B
+from .pipeline_bench import TEXT_TOKENS, TINY, BenchSettings
 from .random_weights import fill_int8_linear_, quantized_linear_names, random_activation_amax
 from .timing import Stats, time_calls
 
@@ -199,3 +203,16 @@ def _device_name(device: torch.device) -> str:
     import platform
 
     return platform.processor() or platform.machine() or "cpu"
+
+
+def run_variant_microbench(settings: BenchSettings, progress: Callable[[str], None] = lambda message: None) -> MicrobenchResult:
+    """The microbenchmark a `bench` run asks for: every distinct quantized linear shape of klein 4B
+    and 9B (of the tiny model for 'tiny'), at M = batch x (image tokens + 512 text tokens)."""
+    if settings.variant == TINY:
+        configs = {TINY: dict(TINY_TRANSFORMER_CONFIG)}
+    else:
+        configs = {arch.name: arch.transformer_config() for arch in (KLEIN_4B, KLEIN_9B)}
+    progress("microbench: Int8Linear vs BF16 nn.Linear")
+    tokens = settings.batch * (settings.image_tokens + TEXT_TOKENS)
+    return run_microbench(klein_linear_shapes(configs), tokens, settings.device, settings.compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3))
+

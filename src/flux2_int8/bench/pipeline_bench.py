@@ -121,6 +121,7 @@ class BenchResult:
     settings: BenchSettings
     runs: list[RunResult] = field(default_factory=list)
     components_load_s: float | None = None
+    components_bytes: int | None = None  # device memory of text encoder + VAE (CUDA, --full-pipeline or tiny)
     source: str = ""
 
 
@@ -131,7 +132,10 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
     with tempfile.TemporaryDirectory(prefix="flux2-int8-bench-") as workdir:
         source = _make_source(settings, device, Path(workdir))
         result = BenchResult(settings=settings, source=source.description)
+        before = device_allocated_bytes(device)
         result.components_load_s = source.load_components()
+        if before is not None and result.components_load_s is not None:
+            result.components_bytes = device_allocated_bytes(device) - before  # type: ignore[operator]
         for fmt in source.formats(settings.formats):
             progress(f"{settings.variant} {fmt}: loading")
             result.runs.extend(_bench_format(source, fmt, settings, device, progress))

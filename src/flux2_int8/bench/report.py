@@ -25,7 +25,8 @@ from .pipeline_bench import BenchResult
 SCHEMA = "flux2-int8-bench/1"
 GB = 1e9  # the published figures are decimal gigabytes
 
-# Published INT8 figures on one RTX 5090 (1024x1024, 4 steps, batch 1). No img/s was given for 4B.
+# Figures published for klein on one RTX 5090 (1024x1024, 4 steps, batch 1), as quoted in
+# issue 6 (docs/benchmarks.md). No img/s was given for 4B.
 PUBLISHED_RTX_5090: dict[str, dict[str, float | None]] = {
     "klein-9b": {"eager_s": 3.04, "compiled_s": 1.09, "images_per_s": 0.917, "peak_gb": 20.15},
     "klein-4b": {"eager_s": 1.77, "compiled_s": 0.72, "images_per_s": None, "peak_gb": 11.25},
@@ -64,6 +65,7 @@ def build_document(result: BenchResult | None, microbench: MicrobenchResult | No
         "settings": None if result is None else result.settings.to_dict(),
         "source": None if result is None else result.source,
         "components_load_s": None if result is None else result.components_load_s,
+        "components_bytes": None if result is None else result.components_bytes,
         "runs": [] if result is None else [run.to_dict() for run in result.runs],
         "summary": [] if result is None else summary_rows(result),
         "microbench": None if microbench is None else microbench.to_dict(),
@@ -143,11 +145,12 @@ def format_markdown(document: dict[str, Any]) -> str:
 
 def _settings_lines(document: dict[str, Any]) -> list[str]:
     s = document["settings"]
-    components = document["components_load_s"]
+    seconds, size = document["components_load_s"], document["components_bytes"]
+    resident = "" if size is None else f", {size / GB:.2f} GB resident on the device through every run"
     return [
         f"- weights: {document['source']}",
         f"- {s['resolution']}x{s['resolution']} ({s['image_tokens']} image + {s['text_tokens']} text tokens), {s['num_steps']} steps, batch {s['batch']}, {s['repeats']} repeats after {s['warmup']} warm-up",
-        f"- text encoder + VAE + tokenizer load: {'none (transformer only)' if components is None else f'{components:.2f} s'}",
+        f"- text encoder + VAE + tokenizer: {'none (transformer only)' if seconds is None else f'built in {seconds:.2f} s{resident}'}",
     ]
 
 
@@ -186,7 +189,7 @@ def _details_table(document: dict[str, Any]) -> list[str]:
 def _published_table(document: dict[str, Any]) -> list[str]:
     ref = document["published_reference_rtx_5090"]
     return [
-        "Published reference (INT8, RTX 5090, 1024x1024, 4 steps, batch 1):",
+        "Published reference (RTX 5090, 1024x1024, 4 steps, batch 1; see docs/benchmarks.md):",
         "",
         "| Model | Eager (s/img) | Compiled (s/img) | img/s | Peak GPU memory (GB) |",
         "|---|---|---|---|---|",

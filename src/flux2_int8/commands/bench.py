@@ -47,15 +47,19 @@ def _check_out(out: str) -> Path:
     return path
 
 
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> None:
     import diffusers
+    import torch
     import transformers
 
     from ..bench import BenchSettings, build_document, environment, format_markdown, run_benchmark, write_report
+    from ..bench.microbench import run_variant_microbench
     from ..bench.pipeline_bench import check_settings
     from ..bench.random_weights import FORMATS
-
-    import torch
 
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -79,29 +83,12 @@ def run(args: argparse.Namespace) -> None:
     )
     check_settings(settings)
     out = _check_out(args.out)
-    progress = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    result = None if args.microbench_only else run_benchmark(settings, progress)
-    micro = _microbench(settings, progress) if args.microbench or args.microbench_only else None
+    result = None if args.microbench_only else run_benchmark(settings, _progress)
+    micro = run_variant_microbench(settings, _progress) if args.microbench or args.microbench_only else None
     document = build_document(result, micro, environment(settings.device), _command_line(args), settings.variant)
     json_path, md_path = write_report(out, document)
     print(format_markdown(document))
     print(f"wrote {json_path} and {md_path}")
-
-
-def _microbench(settings, progress):  # type: ignore[no-untyped-def]
-    """Every distinct quantized linear shape of klein 4B and 9B (or of the tiny model), at M = batch x tokens."""
-    from ..bench import klein_linear_shapes, run_microbench
-    from ..bench.pipeline_bench import TEXT_TOKENS, TINY
-    from ..testing import TINY_TRANSFORMER_CONFIG
-    from ..variants import KLEIN_4B, KLEIN_9B
-
-    if settings.variant == TINY:
-        configs = {TINY: dict(TINY_TRANSFORMER_CONFIG)}
-    else:
-        configs = {arch.name: arch.transformer_config() for arch in (KLEIN_4B, KLEIN_9B)}
-    progress("microbench: Int8Linear vs BF16 nn.Linear")
-    tokens = settings.batch * (settings.image_tokens + TEXT_TOKENS)
-    return run_microbench(klein_linear_shapes(configs), tokens, settings.device, settings.compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3))
 
 
 def register(commands: argparse._SubParsersAction) -> None:

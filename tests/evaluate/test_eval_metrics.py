@@ -68,6 +68,21 @@ def _projected(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+def test_load_clip_reads_a_saved_folder_and_scores_the_same(tmp_path):
+    """The offline path: a CLIPModel folder (safetensors, tokenizer, preprocessor) found and loaded."""
+    from flux2_int8.evaluate import WeightsLocation, resolve_weights
+    from flux2_int8.evaluate.metrics import load_clip
+
+    original = build_tiny_clip()
+    for part in (original.model, original.tokenizer, original.image_processor):
+        part.save_pretrained(tmp_path)
+    folder = resolve_weights({"clip"}, WeightsLocation(), clip_model=str(tmp_path)).clip
+    loaded = load_clip(folder, "saved tiny CLIP")
+    images = [Image.fromarray(_image(seed).permute(1, 2, 0).numpy()) for seed in (1, 2)]
+    texts = ["a red cube", "a green cat on the sofa"]
+    assert loaded.cosines(images, texts) == pytest.approx(original.cosines(images, texts), abs=1e-6)
+
+
 def test_clip_refuses_unpaired_inputs():
     with pytest.raises(ValueError, match="2 images but 1 texts"):
         build_tiny_clip().cosines([Image.new("RGB", (32, 32))] * 2, ["a cube"])

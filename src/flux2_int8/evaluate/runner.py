@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -95,13 +96,35 @@ class Generator:
         return work
 
     def run(self, work: Sequence[Work]) -> RunSettings:
-        """Make the planned cases, one model loaded at a time; returns the settings with steps and guidance resolved."""
+        """Make the planned cases, one model loaded at a time; returns the settings with steps and guidance resolved.
+
+        Each pipeline is released before the next loads, so a GPU holds one model at a time.
+        """
         for item in work:
-            if item.cases:
-                with self._loaded(item.model) as pipeline:
-                    for case in tqdm(item.cases, desc=item.model.name, disable=not self.progress):
-                        item.make(pipeline, item.model, case)
+            if not item.cases:
+                continue
+            pipeline = self._load(item.model)
+            try:
+                for case in tqdm(item.cases, desc=item.model.name, disable=not self.progress):
+                    item.make(pipeline, item.model, case)
+            finally:
+                del pipeline
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
         return self.settings
+
+    def _load(self, model: ModelSpec) -> Flux2KleinPipeline:
+        """Load a model's pipeline; the first load fixes the default steps and guidance in run.json."""
+        pipeline = self.loader(self.settings.base, model.transformer, self.device, getattr(torch, self.settings.dtype))
+        pipeline.set_progress_bar_config(disable=True)
+        defaults = sampling_defaults(pipeline)
+        steps = self.settings.steps or defaults.steps
+        guidance = defaults.guidance if self.settings.guidance is None else self.settings.guidance
+        if (steps, guidance) != (self.settings.steps, self.settings.guidance):
+            self.settings = replace(self.settings, steps=steps, guidance=guidance)
+            write_settings(self.layout.run_file, self.settings)
+        return pipeline
 
     def _reference_missing(self, case: Case) -> bool:
         inputs = all(is_current(self.layout.input(case, k), case) for k in range(len(case.input_prompts)))
@@ -112,9 +135,6 @@ class Generator:
         fidelity = not self.fidelity or self.layout.fidelity(candidate.name, case).is_file()
         return not (fidelity and is_current(self.layout.image(candidate.name, case), case))
 
-    def _loaded(self, model: ModelSpec):
-        return _PipelineSession(self, model)
-
     def _reference_case(self, pipeline: Flux2KleinPipeline, model: ModelSpec, case: Case) -> None:
         for k, prompt in enumerate(case.input_prompts):
             path = self.layout.input(case, k)
@@ -122,7 +142,7 @@ class Generator:
                 image = self._generate(pipeline, prompt, [], case.input_seed(k))
                 write_png(path, image, self._metadata(model, case, prompt, case.input_seed(k), references=()))
         recorder = TrajectoryRecorder()
-        with recorder.attached(pipeline.transformer):
+        with recorder.attached(pipeline.transformer) if self.fidelity else nullcontext():
             image = self._generate(pipeline, case.prompt, self._inputs(case), case.seed)
         write_png(self.layout.image(model.name, case), image, self._metadata(model, case, case.prompt, case.seed, tuple(self.layout.inputs(case))))
         if self.fidelity:
@@ -152,33 +172,6 @@ class Generator:
         metadata["case"] = case.id
         metadata["model"] = model.name
         return metadata
-
-
-class _PipelineSession:
-    """Loads a model's pipeline, fixes steps/guidance in run.json on first use, and frees it afterwards."""
-
-    def __init__(self, generator: Generator, model: ModelSpec):
-        self.generator = generator
-        self.model = model
-        self.pipeline: Flux2KleinPipeline | None = None
-
-    def __enter__(self) -> Flux2KleinPipeline:
-        g = self.generator
-        self.pipeline = g.loader(g.settings.base, self.model.transformer, g.device, getattr(torch, g.settings.dtype))
-        self.pipeline.set_progress_bar_config(disable=True)
-        defaults = sampling_defaults(self.pipeline)
-        steps = g.settings.steps or defaults.steps
-        guidance = defaults.guidance if g.settings.guidance is None else g.settings.guidance
-        if (steps, guidance) != (g.settings.steps, g.settings.guidance):
-            g.settings = replace(g.settings, steps=steps, guidance=guidance)
-            write_settings(g.layout.run_file, g.settings)
-        return self.pipeline
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.pipeline = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 def _check_checkpoint(model: ModelSpec) -> None:

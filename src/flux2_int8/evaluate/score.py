@@ -61,7 +61,7 @@ def score(layout: Layout, suite: Suite, reference: str, candidates: Sequence[str
 
 
 def _score_case(layout: Layout, case: Case, reference: str, candidates: Sequence[str], metrics: set[str], networks: MetricModels, features: dict) -> dict[str, Any]:
-    images = {model: Image.open(layout.image(model, case)).convert("RGB") for model in (reference, *candidates)}
+    images = {model: _read_rgb(layout.image(model, case)) for model in (reference, *candidates)}
     tensors = {model: image_tensor(image) for model, image in images.items()}
     scores: dict[str, dict[str, Any]] = {model: {} for model in images}
     if networks.clip is not None and "clip" in metrics:
@@ -175,6 +175,11 @@ def _notes(subsets: dict[str, list[Case]], features: dict, reference: str, metri
         dimension = next(iter(features[reference].values())).shape[0]
         notes += [note for note in {small_sample_note(len(cases), dimension) for cases in subsets.values()} if note]
     return sorted(notes)
+
+
+def _read_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
 def _relative(path: Path, root: Path) -> str:

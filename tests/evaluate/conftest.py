@@ -36,13 +36,14 @@ def int8_recipes(tiny_base, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_suite():
-    """One case per task: generated inputs for the edit and the composition."""
+    """Two text-to-image cases (so a task has an FID), an edit and a composition, with generated inputs."""
     from flux2_int8.evaluate import Case, Suite
 
     return Suite(
         "tiny",
         (
             Case("t2i-cube", "A red cube on a blue table", 11),
+            Case("t2i-cat", "A green cat on a sofa", 14),
             Case("edit-car", "Make the car yellow", 12, input_prompts=("A red car in a garage",)),
             Case("composition-cat", "Put the cat on the sofa", 13, input_prompts=("A cat", "A green sofa")),
         ),

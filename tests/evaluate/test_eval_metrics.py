@@ -127,14 +127,27 @@ def test_kid_is_near_zero_for_identical_sets_and_positive_for_different_ones():
     features = TinyFeatures()(torch.stack(images)).double()
     same = set_scores(features, features.clone(), fid=False)
     shifted = set_scores(features, features + 1.0, fid=False)
-    assert same.fid is None and shifted.kid_std is not None
+    assert same.fid is None and shifted.kid_std > 0
     assert abs(same.kid_mean) < 0.05 * shifted.kid_mean
+    assert set_scores(features, features + 1.0, fid=False) == shifted  # seeded: reruns agree
 
 
 @needs_torchmetrics
-def test_set_scores_needs_two_images_a_set():
-    one = torch.zeros(1, 4, dtype=torch.float64)
-    assert set_scores(one, one) .fid is None
+def test_kid_is_not_biased_negative_by_paired_near_duplicates():
+    """Candidate i is reference i plus a little noise: KID must not go below zero by much."""
+    generator = torch.Generator().manual_seed(1)
+    reference = torch.randn(48, 16, generator=generator, dtype=torch.float64)
+    candidate = reference + 0.01 * torch.randn(48, 16, generator=generator, dtype=torch.float64)
+    scores = set_scores(reference, candidate, fid=False)
+    assert abs(scores.kid_mean) < 2 * scores.kid_std
+
+
+@needs_torchmetrics
+def test_set_scores_needs_two_images_for_fid_and_four_for_kid():
+    three = torch.randn(3, 4, dtype=torch.float64)
+    scores = set_scores(three, three + 1.0)
+    assert scores.fid is not None and scores.kid_mean is None
+    assert set_scores(three[:1], three[:1]).fid is None
 
 
 def test_small_sample_note_names_the_rank_problem_only_when_it_exists():

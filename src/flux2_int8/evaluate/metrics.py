@@ -127,7 +127,7 @@ def load_clip(folder: Path, name: str, device: torch.device | str = "cpu") -> Cl
 
 
 class _Precomputed(nn.Module):
-    """Identity 'feature extractor': lets torchmetrics' FID/KID run on features we extracted once."""
+    """Identity 'feature extractor': lets torchmetrics' FID run on features we extracted once."""
 
     def __init__(self, num_features: int):
         super().__init__()
@@ -181,32 +181,32 @@ def load_inception(weights: Path, device: torch.device | str = "cpu") -> Incepti
 def set_scores(reference: torch.Tensor, candidate: torch.Tensor, fid: bool = True, kid: bool = True, seed: int = 0) -> SetScores:
     """FID and KID (torchmetrics) from float64 features [N, F] of the reference and candidate sets.
 
-    FID needs at least 2 images a set. KID averages `KID_SUBSETS` random subsets of half
-    the set (seeded, so reruns agree); on sets of a few dozen images FID is biased upward
-    (see `small_sample_note`) while KID is unbiased.
+    Row i of both sets is the same case (same prompt and seed). FID uses every row and
+    needs at least 2. KID's unbiased estimator assumes independent sets, which paired
+    near-duplicates are not (a shared case biases it negative), so each of `KID_SUBSETS`
+    seeded draws splits the cases in two halves and compares the reference images of one
+    half with the candidate images of the other; it needs at least 4 cases. On a few dozen
+    images FID is biased upward (see `small_sample_note`) while KID is not.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
+    from torchmetrics.image.kid import poly_mmd
 
     count = min(len(reference), len(candidate))
-    if count < 2:
-        return SetScores(count)
-    features = _Precomputed(reference.shape[1])
     result: dict[str, float] = {}
-    if fid:
-        metric = FrechetInceptionDistance(feature=features)
-        metric.update(reference.double(), real=True)
-        metric.update(candidate.double(), real=False)
+    if fid and count >= 2:
+        metric = FrechetInceptionDistance(feature=_Precomputed(reference.shape[1]))
+        metric.update(reference[:count].double(), real=True)
+        metric.update(candidate[:count].double(), real=False)
         result["fid"] = max(float(metric.compute()), 0.0)  # tiny negatives are eigenvalue round-off
-    if kid:
-        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
-            warnings.simplefilter("ignore", UserWarning)  # "will save all extracted features in buffer"
-            torch.manual_seed(seed)
-            metric = KernelInceptionDistance(feature=features, subsets=KID_SUBSETS, subset_size=max(2, count // 2))
-            metric.update(reference.double(), real=True)
-            metric.update(candidate.double(), real=False)
-            mean, std = metric.compute()
-        result["kid_mean"], result["kid_std"] = float(mean), float(std)
+    if kid and count >= 4:
+        generator = torch.Generator().manual_seed(seed)
+        half = count // 2
+        draws = []
+        for _ in range(KID_SUBSETS):
+            order = torch.randperm(count, generator=generator)
+            draws.append(poly_mmd(reference[order[:half]].double(), candidate[order[half : 2 * half]].double()))
+        values = torch.stack(draws)
+        result["kid_mean"], result["kid_std"] = float(values.mean()), float(values.std(unbiased=False))
     return SetScores(count, result.get("fid"), result.get("kid_mean"), result.get("kid_std"))
 
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from eval_helpers import needs_lpips, needs_torchmetrics
 
 from flux2_int8.evaluate import MetricWeightsError, WeightsLocation, parse_metrics, resolve_weights
 from flux2_int8.evaluate import weights as weights_module
@@ -17,8 +18,9 @@ def test_weightless_metrics_need_nothing(tmp_path):
     assert (resolved.clip, resolved.lpips, resolved.inception) == (None, None, None)
 
 
-def test_an_empty_weights_folder_names_every_missing_file_in_one_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights_module, "_missing_packages", lambda metrics: {})  # as if the eval extra were installed
+@needs_lpips
+@needs_torchmetrics
+def test_an_empty_weights_folder_names_every_missing_file_in_one_message(tmp_path):
     with pytest.raises(MetricWeightsError) as error:
         resolve_weights({"clip", "lpips", "fid"}, WeightsLocation(tmp_path))
     message = str(error.value)
@@ -46,7 +48,7 @@ def _fake_checkpoint(folder, stem: str, content: bytes) -> str:
 def test_a_torch_file_is_accepted_when_its_hash_matches_its_name(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_module, "_missing_packages", lambda metrics: {})
     url = _fake_checkpoint(tmp_path, "alexnet-owt", b"weights")
-    monkeypatch.setitem(weights_module.LPIPS_BACKBONES, "alex", url)
+    monkeypatch.setattr(weights_module, "backbone_url", lambda net: url)
     resolved = resolve_weights({"lpips"}, WeightsLocation(tmp_path))
     assert resolved.lpips == tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
 
@@ -56,7 +58,7 @@ def test_a_torch_file_whose_bytes_differ_from_its_name_is_refused(tmp_path, monk
     url = _fake_checkpoint(tmp_path, "alexnet-owt", b"weights")
     path = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
     path.write_bytes(b"tampered")
-    monkeypatch.setitem(weights_module.LPIPS_BACKBONES, "alex", url)
+    monkeypatch.setattr(weights_module, "backbone_url", lambda net: url)
     with pytest.raises(MetricWeightsError, match="does not match the SHA-256 in its name"):
         resolve_weights({"lpips"}, WeightsLocation(tmp_path))
 

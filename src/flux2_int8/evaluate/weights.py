@@ -30,13 +30,9 @@ from ..errors import Flux2Int8Error
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 DEFAULT_LPIPS_NET = "alex"
-# torchvision's ImageNet backbones, as lpips 0.1 loads them (`tv.alexnet(pretrained=True)`).
-LPIPS_BACKBONES = {
-    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
-}
-# torch-fidelity's InceptionV3 (its URL_INCEPTION_V3), the network FID is defined with.
-INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+# torchvision's ImageNet weights lpips 0.1 loads (`tv.alexnet(pretrained=True)` = IMAGENET1K_V1).
+# Today: alexnet-owt-7be5be79.pth and vgg16-397923af.pth.
+LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights"}
 CLIP_FILES = ("*.json", "*.txt", "model.safetensors")
 # Metrics that need weights, and the packages each imports.
 PACKAGES = {
@@ -103,20 +99,34 @@ def resolve_weights(metrics: Iterable[str], location: WeightsLocation, clip_mode
     if "clip" in wanted and "clip" not in problems:
         _try(problems, "clip", found, lambda: _clip_folder(clip_model, location, download))
     if "lpips" in wanted and "lpips" not in problems:
-        _try(problems, "lpips", found, lambda: _torch_file(LPIPS_BACKBONES[lpips_net], location, download))
+        _try(problems, "lpips", found, lambda: _torch_file(backbone_url(lpips_net), location, download))
     for metric in ("fid", "kid"):
         if metric in wanted and metric not in problems and "inception" not in found:
-            _try(problems, metric, found, lambda: _torch_file(INCEPTION_URL, location, download), key="inception")
+            _try(problems, metric, found, lambda: _torch_file(inception_url(), location, download), key="inception")
     if problems:
         raise MetricWeightsError(_problems_message(problems, location))
     return ResolvedWeights(found.get("clip"), clip_model, found.get("lpips"), lpips_net, found.get("inception"))
+
+
+def backbone_url(net: str) -> str:
+    """Where torchvision downloads the LPIPS backbone from (its weights enum is the one source of truth)."""
+    import torchvision.models
+
+    return getattr(torchvision.models, LPIPS_BACKBONES[net]).IMAGENET1K_V1.url
+
+
+def inception_url() -> str:
+    """torch-fidelity's InceptionV3 weights, the network FID is defined with (weights-inception-2015-12-05-6726825d.pth today)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    return URL_INCEPTION_V3
 
 
 def _try(problems: dict[str, str], metric: str, found: dict[str, Path], fetch, key: str | None = None) -> None:
     try:
         found[key or metric] = fetch()
     except MetricWeightsError as error:
-        problems[metric] = str(error)
+        problems[metric] = " ".join(str(error).split())  # library errors span lines; the message is one
 
 
 def _missing_packages(metrics: set[str]) -> dict[str, str]:
@@ -132,7 +142,7 @@ def _problems_message(problems: dict[str, str], location: WeightsLocation) -> st
     listed = "; ".join(f"{METRIC_LABELS[metric]} {problem}" for metric, problem in problems.items())
     target = location.root or "DIR"
     return (
-        f"metric weights missing ({listed}). Nothing was generated. On a machine with internet run "
+        f"metric weights missing ({listed}). On a machine with internet run "
         f"`flux2-int8 fetch-weights {target}`, copy the folder here and pass --metrics-weights {target}; "
         f"or leave these metrics out (e.g. --metrics psnr,fidelity)"
     )
@@ -152,7 +162,9 @@ def _clip_folder(clip_model: str, location: WeightsLocation, download: bool) -> 
     cache = location.hf_cache
     try:
         path = Path(snapshot_download(clip_model, allow_patterns=list(CLIP_FILES), cache_dir=cache, local_files_only=not download))
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+        if download:  # huggingface_hub reports an unreachable hub as a cache miss
+            raise MetricWeightsError(f"needs the hub repository {clip_model}, which could not be downloaded ({error})") from None
         raise MetricWeightsError(f"needs the hub repository {clip_model} (config, tokenizer and model.safetensors) in the Hugging Face cache {cache or 'HF_HOME'}") from None
     except (HfHubHTTPError, OSError, ValueError) as error:
         raise MetricWeightsError(f"needs the hub repository {clip_model}, which could not be fetched ({error})") from None

@@ -56,8 +56,10 @@ def _w8a8_kernel(
     M_BUCKET is only an autotuning key.
     """
     pid = tl.program_id(0)
-    tiles_m = tl.cdiv(M, BLOCK_M)
-    tiles_n = tl.cdiv(N, BLOCK_N)
+    # Builtins only (no `tl.cdiv`, `tl.zeros`): triton.language's own @jit helpers cannot run
+    # in the CPU interpreter when triton was imported before TRITON_INTERPRET was set.
+    tiles_m = (M + BLOCK_M - 1) // BLOCK_M
+    tiles_n = (N + BLOCK_N - 1) // BLOCK_N
     group_width = GROUP_M * tiles_n
     first_m = (pid // group_width) * GROUP_M
     group_rows = min(tiles_m - first_m, GROUP_M)
@@ -73,8 +75,8 @@ def _w8a8_kernel(
     w_ptrs = weight_ptr + offs_k[:, None] * stride_wk + cols[None, :] * stride_wn
     input_scale = tl.load(input_scale_ptr)
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
+    acc = tl.full((BLOCK_M, BLOCK_N), 0, dtype=tl.int32)
+    for k in range(0, (K + BLOCK_K - 1) // BLOCK_K):
         if EVEN_K:
             x = tl.load(x_ptrs)
             w = tl.load(w_ptrs)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -70,7 +76,7 @@ def test_rounding_is_half_to_even_and_saturates_like_torch_round():
     values = torch.tensor([0.125, 0.375, -0.125, -0.375, 0.625, 31.875, -32.125, 33.0, -40.0, 0.1, -0.2, 5.0, 6.875, -6.875, 0.0, 100.0])
     x = values.repeat(3, 1).to(torch.bfloat16)  # [3, 16]
     identity = torch.eye(16, dtype=torch.int8)  # y = q * s * 4 = q
-    y = triton_w8a8.launch_w8a8(x.to(DEVICE), identity.to(DEVICE), torch.full((16,), 4.0, device=DEVICE), input_scale.to(DEVICE), None, torch.float32, {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1})
+    y = triton_w8a8.launch_w8a8(x.to(DEVICE), identity.to(DEVICE), torch.full((16,), 4.0, device=DEVICE), input_scale.to(DEVICE), None, torch.float32, {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 1})
     assert y.cpu()[0].tolist() == quantize_activation(x, input_scale)[0].float().tolist()
     assert y.cpu()[0, :10].tolist() == [0.0, 2.0, 0.0, -2.0, 2.0, 127.0, -128.0, 127.0, -128.0, 0.0]
 
@@ -170,3 +176,44 @@ def test_compiled_modes_and_cuda_graphs_match_eager(mode):
     for _ in range(3):  # CUDA graphs record on a later call than the first
         out = compiled(x).clone()
     torch.testing.assert_close(out, layer(x), rtol=2**-7, atol=1e-3)
+
+
+_COMPILE_FOR_GPUS = textwrap.dedent(
+    """
+    import json, re, triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from flux2_int8.int8 import triton_w8a8 as tw
+
+    kernel, names = tw._w8a8_kernel, tw._w8a8_kernel.arg_names
+    types = {"x_ptr": "*bf16", "weight_ptr": "*i8", "weight_scale_ptr": "*fp32", "input_scale_ptr": "*fp32", "bias_ptr": "*fp32", "out_ptr": "*bf16"}
+    found = {}
+    for arch, config in ((90, tw.LARGE_M_CONFIGS[6]), (80, tw.LARGE_M_CONFIGS[4])):
+        constants = {"stride_xk": 1, "stride_wk": 1, "stride_on": 1, "QUANTIZE_X": True, "HAS_BIAS": True, "EVEN_K": True, **config.kwargs}
+        signature = {name: "constexpr" if name in constants else types.get(name, "i32") for name in names}
+        aligned = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(names) if name.endswith("_ptr") or name in ("N", "K", "stride_xm", "stride_wn", "stride_om")}
+        source = ASTSource(kernel, signature, {(names.index(k),): v for k, v in constants.items()}, aligned)
+        ptx = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": config.num_warps, "num_stages": config.num_stages}).asm["ptx"]
+        found[arch] = {
+            "wgmma_s8": len(re.findall(r"wgmma\\.mma_async[^\\n]*\\.s32\\.s8\\.s8", ptx)),
+            "mma_s8": len(re.findall(r"mma\\.sync[^\\n]*\\.s32\\.s8\\.s8", ptx)),
+            "div_rn": len(re.findall(r"div\\.rn\\.f32", ptx)),
+            "round_add": len(re.findall(r"add\\.f32[^\\n]*0f4B400000", ptx)),
+            "round_sub": len(re.findall(r"(?:add\\.f32[^\\n]*0fCB400000|sub\\.f32[^\\n]*0f4B400000)", ptx)),
+        }
+    print(json.dumps(found))
+    """
+)
+
+
+@pytest.mark.skipif(ON_GPU, reason="on a GPU the kernel runs for real above")
+def test_kernel_compiles_for_hopper_and_ampere_int8_tensor_cores():
+    """Triton compiles for sm_90 and sm_80 without a GPU: the checks the interpreter skips
+    (constexpr globals, dot operand layouts) and the instructions that matter."""
+    environment = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    child = subprocess.run([sys.executable, "-c", _COMPILE_FOR_GPUS], capture_output=True, text=True, env=environment, timeout=300)
+    assert child.returncode == 0, child.stderr[-2000:]
+    found = {int(arch): counts for arch, counts in json.loads(child.stdout.strip().splitlines()[-1]).items()}
+    assert found[90]["wgmma_s8"] > 0 and found[80]["mma_s8"] > 0  # int8 tensor cores: wgmma on Hopper, mma on Ampere
+    for counts in found.values():  # quantization: IEEE division, and the rounding adds survive optimization
+        assert counts["div_rn"] > 0 and counts["round_add"] > 0 and counts["round_add"] == counts["round_sub"]

@@ -25,7 +25,7 @@ from torch.library import triton_op, wrap_triton
 
 from .kernels import emulated_w8a8
 
-_ROUND_MAGIC = 12582912.0  # 1.5 * 2**23: v + magic - magic rounds v half to even
+_ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: v + magic - magic rounds v half to even (jit globals must be constexpr)
 # K is unmasked when every config's BLOCK_K divides it (all klein K are multiples of 256).
 _LARGEST_BLOCK_K = 256
 # M up to this runs the small-M configs (BLOCK_M 16 or 32), larger M the large-M ones (BLOCK_M >= 64).
@@ -66,8 +66,9 @@ def _w8a8_kernel(
     pid_m = first_m + (pid % group_width) % group_rows
     pid_n = (pid % group_width) // group_rows
 
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    # int64 offsets: M * N passes 2**31 at batch 4 and 2048^2 (67584 tokens x 36864).
+    offs_m = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     rows = offs_m % M
     cols = offs_n % N
@@ -127,9 +128,14 @@ SMALL_M_CONFIGS = [
 
 
 def shared_memory_bytes(config: triton.Config, x_element_bytes: int) -> int:
-    """Estimated shared memory of one config: pipelined x and weight tiles, plus the int8 x tile."""
+    """Shared memory of one config: stages - 1 x tiles, `stages` weight tiles, one int8 x tile.
+
+    Fitted to kernels compiled by Triton 3.9 (`triton.compile`, no GPU needed): exact for
+    sm_90 (wgmma keeps one more weight tile), one weight tile above sm_80/sm_86.
+    """
     block_m, block_n, block_k = (config.kwargs[name] for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
-    return config.num_stages * block_k * (block_m * x_element_bytes + block_n) + block_m * block_k
+    stages = config.num_stages
+    return (stages - 1) * block_k * block_m * x_element_bytes + stages * block_k * block_n + block_m * block_k
 
 
 def prune_configs(configs: list[triton.Config], m: int, x_element_bytes: int, shared_memory_limit: int) -> list[triton.Config]:

@@ -1,6 +1,6 @@
 """Write the calibration prompt set shipped with flux2-int8 (768 prompts), reproducibly.
 
-    python scripts/make_calibration_prompts.py [--out src/flux2_int8/quantize/data/calibration_prompts.jsonl]
+    python scripts/make_calibration_prompts.py [--out src/flux2_int8/quantization/data/calibration_prompts.jsonl]
 
 The set is ours: built from the word lists below with a fixed seed, so the shipped
 file is exactly what this script prints and anyone can see where every prompt came

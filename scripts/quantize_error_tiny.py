@@ -20,7 +20,7 @@ import torch
 from diffusers import Flux2KleinPipeline
 
 import flux2_int8
-from flux2_int8.quantize.prompts import draw_samples, load_prompts
+from flux2_int8.quantization.prompts import draw_samples, load_prompts
 from flux2_int8.testing import tiny_pipeline_cache
 from flux2_int8.testing.compare import relative_error
 

@@ -11,3 +11,19 @@ def test_make_tiny_writes_a_pipeline_and_its_bfl_file(tmp_path, capsys):
     assert (tmp_path / "tiny" / "transformer-bf16.safetensors").is_file()
     assert main(["inspect", str(tmp_path / "tiny" / "transformer-bf16.safetensors")]) == 0
     assert "bfl-bf16" in capsys.readouterr().out
+
+
+def test_help_builds_every_command_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from flux2_int8.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_public_api_resolves_lazily():
+    import flux2_int8
+
+    assert callable(flux2_int8.quantize) and callable(flux2_int8.load_transformer) and callable(flux2_int8.load_pipeline)
+    assert "load_text_encoder" in dir(flux2_int8)

@@ -1,29 +1,51 @@
-"""flux2-int8: INT8 W8A8 FLUX.2 [klein] on GPUs without FP8, through diffusers."""
+"""flux2-int8: INT8 W8A8 FLUX.2 [klein] on GPUs without FP8, through diffusers.
+
+The public API is imported on first use (PEP 562), so `import flux2_int8` and the
+CLI's `--help` stay instant instead of paying for torch and diffusers up front.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, ConfigError, Flux2Int8Error, UnsupportedFormatError
-from .generate import load_pipeline
-from .int8 import Fp8Linear, Int8Linear, set_int8_backend
-from .loading import load_text_encoder, load_transformer
-from .quantize import CalibrationStatistics, QuantizeResult, quantize  # binds `quantize` to the function, see quantize/__init__
-from .variants import VARIANTS, get_variant
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "VARIANTS",
-    "CalibrationStatistics",
-    "CheckpointError",
-    "ConfigError",
-    "Flux2Int8Error",
-    "Fp8Linear",
-    "Int8Linear",
-    "QuantizeResult",
-    "UnsupportedFormatError",
-    "__version__",
-    "get_variant",
-    "load_pipeline",
-    "load_text_encoder",
-    "load_transformer",
-    "quantize",
-    "set_int8_backend",
-]
+# public name -> module (relative to this package) that defines it
+_LAZY_EXPORTS = {
+    "load_transformer": ".loading",
+    "load_text_encoder": ".loading",
+    "load_pipeline": ".generate",
+    "quantize": ".quantization",
+    "CalibrationStatistics": ".quantization",
+    "QuantizeResult": ".quantization",
+    "Int8Linear": ".int8",
+    "Fp8Linear": ".int8",
+    "set_int8_backend": ".int8",
+    "VARIANTS": ".variants",
+    "get_variant": ".variants",
+}
+
+if TYPE_CHECKING:
+    from .generate import load_pipeline
+    from .int8 import Fp8Linear, Int8Linear, set_int8_backend
+    from .loading import load_text_encoder, load_transformer
+    from .quantization import CalibrationStatistics, QuantizeResult, quantize
+    from .variants import VARIANTS, get_variant
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_EXPORTS:
+        raise AttributeError(f"module 'flux2_int8' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_EXPORTS))
+
+
+__all__ = ["CheckpointError", "ConfigError", "Flux2Int8Error", "UnsupportedFormatError", "__version__", *_LAZY_EXPORTS]

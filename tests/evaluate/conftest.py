@@ -21,7 +21,7 @@ def int8_recipes(tiny_base, tmp_path_factory) -> dict[str, Path]:
     """The tiny transformer as INT8 BFL files: the default recipe, and one that also quantizes modulation."""
     from diffusers import Flux2Transformer2DModel
 
-    from flux2_int8.quantize.recipe import Recipe
+    from flux2_int8.quantization.recipe import Recipe
     from flux2_int8.testing import TINY_TRANSFORMER_CONFIG
     from flux2_int8.testing.checkpoints import calibrate, int8_state, transformer_inputs, write_bfl
 

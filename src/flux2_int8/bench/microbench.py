@@ -21,7 +21,7 @@ from torch import nn
 
 from ..int8.linear import Int8Linear
 from ..loading.config import build_empty_model
-from ..quantize.recipe import Recipe
+from ..quantization.recipe import Recipe
 from ..testing import TINY_TRANSFORMER_CONFIG
 from ..variants import KLEIN_4B, KLEIN_9B
 from .pipeline_bench import TEXT_TOKENS, TINY, BenchSettings

@@ -402,7 +402,7 @@ def write_tiny_quantized(folder: Path, fmt: str, path: Path) -> Path:
     """Quantize the tiny pipeline's transformer to `fmt` (amax from one forward) as a BFL file."""
     from diffusers import Flux2Transformer2DModel
 
-    from ..quantize.export import quantized_state_dict, write_bfl_checkpoint
+    from ..quantization.export import quantized_state_dict, write_bfl_checkpoint
     from ..testing.checkpoints import calibrate, fp8_state, transformer_inputs as tiny_inputs
 
     model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True).float().eval()

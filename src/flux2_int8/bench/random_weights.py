@@ -23,7 +23,7 @@ from transformers import Qwen3Config, Qwen3ForCausalLM
 from ..errors import ConfigError
 from ..int8.linear import FP8_MAX, Fp8Linear, Int8Linear
 from ..loading.config import build_empty_model
-from ..quantize.recipe import Recipe, input_scale_from_amax, quantize_weight, weight_scale_per_channel
+from ..quantization.recipe import Recipe, input_scale_from_amax, quantize_weight, weight_scale_per_channel
 from ..variants import Architecture
 
 FORMATS = ("bf16", "int8", "fp8")

@@ -11,7 +11,7 @@ _DTYPES = ("bfloat16", "float16", "float32")
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from ..quantize import quantize
+    from ..quantization import quantize
 
     if args.quiet:  # also the loading bars of diffusers and transformers (process-wide, fine for a command)
         import diffusers

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from transformers.utils import logging as transformers_logging
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
-from ..quantize.api import quantize
+from ..quantization.api import quantize
 from ..testing import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 from .page import difference_image, write_index
 

@@ -3,46 +3,56 @@
 `evaluate` generates a suite with the reference and each candidate, caches every image
 by (case id, seed, model), and scores CLIP, LPIPS, PSNR, FID/KID and the transformer's
 velocity error per step. Metric networks load lazily: without the `eval` extra, PSNR and
-the velocity error still work.
+the velocity error still work. Names load on first use (PEP 562), so the CLI can
+read defaults from `weights` without importing torch.
 """
 
-from .evaluation import METRICS, EvalResult, MetricOptions, evaluate, parse_metrics
-from .layout import Layout, ModelSpec, RunSettings, parse_model_spec
-from .metrics import ClipMetric, InceptionFeatures, LpipsMetric, MetricModels, clip_s, image_tensor, psnr, set_scores
-from .runner import Shard, merge_folders, parse_shard
-from .suite import TASKS, Case, Suite, SuiteError, convert_parti_prompts, load_suite
-from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, MetricWeightsError, WeightsLocation, resolve_weights
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_CLIP_MODEL",
-    "DEFAULT_LPIPS_NET",
-    "METRICS",
-    "TASKS",
-    "Case",
-    "ClipMetric",
-    "EvalResult",
-    "InceptionFeatures",
-    "Layout",
-    "LpipsMetric",
-    "MetricModels",
-    "MetricOptions",
-    "MetricWeightsError",
-    "ModelSpec",
-    "RunSettings",
-    "Shard",
-    "Suite",
-    "SuiteError",
-    "WeightsLocation",
-    "clip_s",
-    "convert_parti_prompts",
-    "evaluate",
-    "image_tensor",
-    "load_suite",
-    "merge_folders",
-    "parse_metrics",
-    "parse_model_spec",
-    "parse_shard",
-    "psnr",
-    "resolve_weights",
-    "set_scores",
-]
+import importlib
+from typing import Any
+
+_LAZY_EXPORTS = {
+    "METRICS": ".evaluation",
+    "EvalResult": ".evaluation",
+    "MetricOptions": ".evaluation",
+    "evaluate": ".evaluation",
+    "parse_metrics": ".evaluation",
+    "Layout": ".layout",
+    "ModelSpec": ".layout",
+    "RunSettings": ".layout",
+    "parse_model_spec": ".layout",
+    "ClipMetric": ".metrics",
+    "InceptionFeatures": ".metrics",
+    "LpipsMetric": ".metrics",
+    "MetricModels": ".metrics",
+    "clip_s": ".metrics",
+    "image_tensor": ".metrics",
+    "psnr": ".metrics",
+    "set_scores": ".metrics",
+    "Shard": ".runner",
+    "merge_folders": ".runner",
+    "parse_shard": ".runner",
+    "TASKS": ".suite",
+    "Case": ".suite",
+    "Suite": ".suite",
+    "SuiteError": ".suite",
+    "convert_parti_prompts": ".suite",
+    "load_suite": ".suite",
+    "DEFAULT_CLIP_MODEL": ".weights",
+    "DEFAULT_LPIPS_NET": ".weights",
+    "MetricWeightsError": ".weights",
+    "WeightsLocation": ".weights",
+    "resolve_weights": ".weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_EXPORTS:
+        raise AttributeError(f"module 'flux2_int8.evaluate' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(_LAZY_EXPORTS)

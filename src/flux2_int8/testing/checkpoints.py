@@ -19,9 +19,9 @@ from torch import nn
 from ..formats.keys import diffusers_to_bfl
 from ..formats.header import TORCH_DTYPES
 from ..formats.write import write_safetensors_atomic
-from ..quantize.export import quantized_state_dict
-from ..quantize.observers import InputAmaxObserver, linear_names
-from ..quantize.recipe import INT8_MAX, Recipe, unify_qkv
+from ..quantization.export import quantized_state_dict
+from ..quantization.observers import InputAmaxObserver, linear_names
+from ..quantization.recipe import INT8_MAX, Recipe, unify_qkv
 
 WeightScaleShape = Literal["[N]", "[N,1]", "0-d", "[1]"]
 InputScaleShape = Literal["0-d", "[1]"]

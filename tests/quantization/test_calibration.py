@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from flux2_int8.quantize.calibrate import make_schedule, run_calibration
-from flux2_int8.quantize.export import quantized_linears
-from flux2_int8.quantize.observers import InputAmaxObserver
-from flux2_int8.quantize.prompts import draw_samples, load_prompts
-from flux2_int8.quantize.recipe import Recipe
+from flux2_int8.quantization.calibrate import make_schedule, run_calibration
+from flux2_int8.quantization.export import quantized_linears
+from flux2_int8.quantization.observers import InputAmaxObserver
+from flux2_int8.quantization.prompts import draw_samples, load_prompts
+from flux2_int8.quantization.recipe import Recipe
 
 # One linear of each kind: q (image stream), text-stream output, MLP down projection, single-block fused input.
 WATCHED = ("transformer_blocks.0.attn.to_q", "transformer_blocks.1.attn.to_add_out", "transformer_blocks.0.ff.linear_out", "single_transformer_blocks.1.attn.to_qkv_mlp_proj")

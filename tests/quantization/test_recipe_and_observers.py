@@ -10,9 +10,9 @@ from torch import nn
 
 import flux2_int8
 from flux2_int8.errors import Flux2Int8Error
-from flux2_int8.quantize.export import quantized_linears
-from flux2_int8.quantize.observers import AbsHistogram, InputAmaxObserver
-from flux2_int8.quantize.recipe import Recipe, parse_calibration, unify_qkv
+from flux2_int8.quantization.export import quantized_linears
+from flux2_int8.quantization.observers import AbsHistogram, InputAmaxObserver
+from flux2_int8.quantization.recipe import Recipe, parse_calibration, unify_qkv
 
 
 def test_keep_patterns_match_diffusers_and_bfl_names_and_keep_qkv_together(tiny_model):
@@ -71,11 +71,11 @@ def test_observer_pauses_and_keeps_per_channel_maxima():
 
 
 def test_package_attribute_is_the_function_and_submodules_still_import():
-    from flux2_int8.quantize import recipe
-    from flux2_int8.quantize.api import quantize
-    from flux2_int8.quantize.recipe import Recipe as RecipeClass
+    from flux2_int8.quantization import recipe
+    from flux2_int8.quantization.api import quantize
+    from flux2_int8.quantization.recipe import Recipe as RecipeClass
 
     assert flux2_int8.quantize is quantize and callable(flux2_int8.quantize)
     assert recipe.Recipe is RecipeClass
-    assert importlib.import_module("flux2_int8.quantize.export").quantized_state_dict is not None
+    assert importlib.import_module("flux2_int8.quantization.export").quantized_state_dict is not None
     assert "quantize" in flux2_int8.__all__ and "load_text_encoder" in flux2_int8.__all__

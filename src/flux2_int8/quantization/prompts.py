@@ -68,7 +68,7 @@ def task_for(reference_count: int) -> str:
 def load_prompts(path: str | Path | None = None) -> PromptSet:
     """Read a prompt file (the shipped set of 768 when `path` is None) and check every record."""
     if path is None:
-        text = resources.files("flux2_int8.quantize").joinpath("data", BUILTIN_PROMPTS).read_text(encoding="utf-8")
+        text = resources.files("flux2_int8.quantization").joinpath("data", BUILTIN_PROMPTS).read_text(encoding="utf-8")
         return _parse(text, Path(BUILTIN_PROMPTS), base=None, source=f"builtin:{BUILTIN_PROMPTS}")
     path = Path(path)
     try:

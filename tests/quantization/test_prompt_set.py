@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flux2_int8.quantize.prompts import PromptFileError, draw_samples, load_prompts, reference_records
+from flux2_int8.quantization.prompts import PromptFileError, draw_samples, load_prompts, reference_records
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_calibration_prompts.py"
 
@@ -31,7 +31,7 @@ def test_shipped_set_is_exactly_what_the_generator_script_writes():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     generated = [json.dumps(record, ensure_ascii=False) for record in module.build_records()]
-    shipped = [r for r in (Path(__file__).resolve().parents[2] / "src/flux2_int8/quantize/data/calibration_prompts.jsonl").read_text(encoding="utf-8").splitlines()]
+    shipped = [r for r in (Path(__file__).resolve().parents[2] / "src/flux2_int8/quantization/data/calibration_prompts.jsonl").read_text(encoding="utf-8").splitlines()]
     assert generated == shipped
 
 

@@ -11,8 +11,8 @@ from quantize_helpers import quantize_json, transformer_output
 
 from flux2_int8 import load_transformer
 from flux2_int8.formats.inspect import describe
-from flux2_int8.quantize.observers import InputAmaxObserver
-from flux2_int8.quantize.smoothquant import apply_smoothquant, smoothed_consumers, smoothing_factors, smoothing_groups
+from flux2_int8.quantization.observers import InputAmaxObserver
+from flux2_int8.quantization.smoothquant import apply_smoothquant, smoothed_consumers, smoothing_factors, smoothing_groups
 from flux2_int8.testing.compare import relative_error
 
 

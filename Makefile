@@ -1,9 +1,11 @@
 # Set-up and the two jobs the README names: `make demo` and `make test`.
-# TORCH pins the one torch used everywhere (here and in CI); on a GPU machine keep
-# your own CUDA build instead: `pip install -e .` accepts any torch 2.5-2.x.
+# TORCH pins the one torch used everywhere (here and in CI). 2.14.1 with torchvision
+# 0.29.1 because LPIPS (the `eval` extra) needs torchvision, and PyPI's torchvision
+# does not import beside other torch files on these machines. On a GPU machine keep
+# your own CUDA build instead: `pip install -e ".[eval]"` accepts any torch 2.5-2.x.
 PYTHON ?= python3
 VENV ?= .venv
-TORCH ?= torch==2.13.0
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN = $(VENV)/bin
 
 .PHONY: install demo test bench-cpu clean
@@ -13,8 +15,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[test,eval]"
 	touch $@
 
 demo: install

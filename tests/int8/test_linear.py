@@ -63,7 +63,10 @@ def test_leading_dimensions_and_output_dtype_follow_the_input():
     assert y.shape == (2, 5, 16) and y.dtype == torch.bfloat16
 
 
-def test_auto_picks_int_mm_only_on_cuda_with_legal_shapes():
+def test_auto_picks_int_mm_only_on_cuda_with_legal_shapes(monkeypatch):
+    from flux2_int8.int8 import kernels
+
+    monkeypatch.setattr(kernels, "TRITON_IN_AUTO", False)  # the default: Triton is opt-in
     assert pick_backend(torch.device("cpu"), 4096, 3072, 3072) == "emulated"
     assert pick_backend(torch.device("cuda"), 4096, 3072, 3072) == "int_mm"
     assert pick_backend(torch.device("cuda"), 1, 3072, 3072) == "emulated"

@@ -24,6 +24,7 @@ _LAZY_EXPORTS = {
     "Int8Linear": ".int8",
     "Fp8Linear": ".int8",
     "set_int8_backend": ".int8",
+    "fuse_qkv_projections": ".int8.fusion",
     "VARIANTS": ".variants",
     "get_variant": ".variants",
 }
@@ -31,6 +32,7 @@ _LAZY_EXPORTS = {
 if TYPE_CHECKING:
     from .generate import load_pipeline
     from .int8 import Fp8Linear, Int8Linear, set_int8_backend
+    from .int8.fusion import fuse_qkv_projections
     from .loading import load_text_encoder, load_transformer
     from .quantization import CalibrationStatistics, QuantizeResult, quantize
     from .variants import VARIANTS, get_variant
@@ -48,4 +50,22 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY_EXPORTS))
 
 
-__all__ = ["CheckpointError", "ConfigError", "Flux2Int8Error", "UnsupportedFormatError", "__version__", *_LAZY_EXPORTS]
+__all__ = [
+    "VARIANTS",
+    "CalibrationStatistics",
+    "CheckpointError",
+    "ConfigError",
+    "Flux2Int8Error",
+    "Fp8Linear",
+    "Int8Linear",
+    "QuantizeResult",
+    "UnsupportedFormatError",
+    "__version__",
+    "fuse_qkv_projections",
+    "get_variant",
+    "load_pipeline",
+    "load_text_encoder",
+    "load_transformer",
+    "quantize",
+    "set_int8_backend",
+]

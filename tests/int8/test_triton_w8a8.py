@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from flux2_int8.errors import Flux2Int8Error
-from flux2_int8.int8 import Int8Linear, quantize_activation
-from flux2_int8.int8 import kernels
+from flux2_int8.int8 import Int8Linear, kernels, quantize_activation
 from flux2_int8.int8.kernels import reference_linear
 from flux2_int8.testing.compare import relative_error
 

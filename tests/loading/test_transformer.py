@@ -9,8 +9,8 @@ from torch import nn
 
 from flux2_int8 import Fp8Linear, Int8Linear, load_transformer
 from flux2_int8.errors import ConfigError
-from flux2_int8.testing.compare import relative_error
 from flux2_int8.testing.checkpoints import fp8_state, int8_state, write_bfl, write_modelopt
+from flux2_int8.testing.compare import relative_error
 
 
 def fake_quant_reference(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -11,10 +11,9 @@ import torch
 
 from ..errors import ConfigError
 from ..generate import Sampling, check_sampling
-from .layout import Layout, ModelSpec, RunSettings, parse_model_spec
+from .layout import Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, write_settings
 from .metrics import MetricModels, load_metric_models
 from .report import write_reports
-from .layout import read_settings, reconcile, write_settings
 from .runner import Generator, Merged, PipelineLoader, Shard, default_loader, merge_folders
 from .score import score
 from .suite import DEFAULT_SUITE, Suite, load_suite

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import Flux2Int8Error
 from ..generate.requests import MAX_REFERENCE_IMAGES, MAX_SEED
+from ..jsonlines import parse_json_object
 
 TASKS = ("t2i", "edit", "composition")
 DEFAULT_SUITE = "default"
@@ -138,16 +139,7 @@ def parse_jsonl(lines: Iterable[str], source: str, folder: Path) -> list[Case]:
 
 
 def _json_object(line: str, where: str) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise SuiteError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(record, dict):
-        raise SuiteError(f"{where}: expected a JSON object with keys {', '.join(_KEYS)}")
-    unknown = sorted(set(record) - set(_KEYS))
-    if unknown:
-        raise SuiteError(f"{where}: unknown key {unknown[0]!r}; a case may hold {', '.join(_KEYS)}")
-    return record
+    return parse_json_object(line, where, SuiteError, _KEYS)
 
 
 def _parse_record(record: dict[str, Any], where: str, folder: Path) -> Case:

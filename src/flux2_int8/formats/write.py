@@ -40,3 +40,21 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_folder_writable(folder: str | Path, what: str, error: type[Flux2Int8Error] = Flux2Int8Error) -> None:
+    """Refuse early, creating nothing, unless `folder` (or its nearest existing ancestor,
+    where missing folders would be made at write time) is a folder we can write in.
+
+    `what` starts the message (e.g. "--out q.safetensors"); `error` is the caller's class.
+    """
+    existing = Path(folder).expanduser().absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise error(f"{what}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as problem:
+        raise error(f"{what}: folder {existing} is not writable ({problem.strerror})") from None

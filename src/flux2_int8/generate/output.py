@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from ..formats.write import check_folder_writable
 from .requests import RequestError
 
 _SLUG_LENGTH = 40
@@ -45,16 +45,7 @@ def check_writable(out: str | Path) -> None:
     if is_file_target(out) and out.is_dir():
         raise RequestError(f"cannot write {out}: it is a folder")
     folder = out.parent if is_file_target(out) else out
-    existing = folder.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RequestError(f"cannot write to {folder}: {existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise RequestError(f"cannot write to {folder}: {existing} is not writable ({error.strerror})") from None
+    check_folder_writable(folder, f"cannot write to {folder}", RequestError)
 
 
 def png_metadata(

@@ -6,15 +6,14 @@ path or a width of 1000 should fail before that, with a message naming the input
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import Flux2Int8Error
+from ..jsonlines import parse_json_object
 
 # Black Forest Labs documents up to 4 reference images for FLUX.2 [klein] 4B and 9B
 # (docs.bfl.ai, "Reference Images per Model"). diffusers' Flux2KleinPipeline sets no
@@ -115,15 +114,7 @@ def read_prompts_file(path: str | Path, default_seed: int = 0) -> list[Request]:
 def _parse_line(line: str, source: str, folder: Path, default_seed: int) -> Request:
     if not line.startswith("{"):
         return Request(line, seed=default_seed, source=source)
-    try:
-        entry: Any = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise RequestError(f"{source}: not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(entry, dict):
-        raise RequestError(f"{source}: expected a JSON object with keys {', '.join(_JSONL_KEYS)}")
-    unknown = sorted(set(entry) - set(_JSONL_KEYS))
-    if unknown:
-        raise RequestError(f"{source}: unknown key {unknown[0]!r}; a line may hold {', '.join(_JSONL_KEYS)}")
+    entry = parse_json_object(line, source, RequestError, _JSONL_KEYS)
     prompt, images, seed = entry.get("prompt"), entry.get("images", []), entry.get("seed", default_seed)
     if not isinstance(prompt, str):
         raise RequestError(f"{source}: 'prompt' must be a string")

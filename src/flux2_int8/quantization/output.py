@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from ..errors import Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
+from ..formats.write import check_folder_writable
 
 
 def check_output(out: str | Path, output_format: str, text_encoder_path: Path | None) -> Path:
@@ -21,7 +21,7 @@ def check_output(out: str | Path, output_format: str, text_encoder_path: Path | 
         if path.suffix == ".safetensors":
             raise Flux2Int8Error(f"--out {out}: --format diffusers writes a folder; give a folder name, not *.safetensors")
         check_replaceable_folder(path)
-    _check_folder_writable(path)
+    check_folder_writable(path.parent, f"--out {path}")
     if text_encoder_path is not None and text_encoder_path.is_dir():
         raise Flux2Int8Error(f"cannot write the text encoder to {text_encoder_path}: it is a folder")
     return path
@@ -33,15 +33,3 @@ def check_replaceable_folder(folder: Path) -> None:
         raise Flux2Int8Error(f"--out {folder}: exists and is not a transformer folder written by flux2-int8; choose another path or remove it")
 
 
-def _check_folder_writable(path: Path) -> None:
-    """The nearest existing ancestor must be a writable folder (missing folders are made at write time)."""
-    existing = path.absolute().parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise Flux2Int8Error(f"--out {path}: {existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise Flux2Int8Error(f"--out {path}: folder {existing} is not writable ({error.strerror})") from None

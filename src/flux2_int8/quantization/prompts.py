@@ -16,7 +16,6 @@ must agree. `id` defaults to `line-N`.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 from ..errors import Flux2Int8Error
 from ..generate.requests import MAX_REFERENCE_IMAGES
+from ..jsonlines import parse_json_object
 
 BUILTIN_PROMPTS = "calibration_prompts.jsonl"
 TASKS = ("t2i", "edit", "composition")
@@ -83,10 +83,7 @@ def _parse(text: str, path: Path, base: Path | None, source: str) -> PromptSet:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            document = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PromptFileError(f"--prompts {path}, line {number}: not valid JSON ({error.msg})") from None
+        document = parse_json_object(line, f"--prompts {path}, line {number}", PromptFileError)
         record = _record(document, path, number, base)
         if record.id in records:
             raise PromptFileError(f"--prompts {path}, line {number}: id '{record.id}' is used twice")

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..formats.keys import diffusers_to_bfl
 from ..formats.header import TORCH_DTYPES
+from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
 from ..quantization.export import quantized_state_dict
 from ..quantization.observers import InputAmaxObserver, linear_names

@@ -11,14 +11,12 @@ closely INT8 reproduces BF16 (PSNR) and what each took.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import Flux2KleinPipeline
 from diffusers.utils import logging as diffusers_logging
@@ -78,11 +76,11 @@ class DemoResult:
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
-    """PSNR in dB between two 8-bit RGB images of one size (inf when identical)."""
-    x = np.asarray(a.convert("RGB"), dtype=np.float64)
-    y = np.asarray(b.convert("RGB"), dtype=np.float64)
-    mse = float(np.mean((x - y) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    """PSNR in dB between two 8-bit RGB images of one size (inf when identical): the eval tool's metric."""
+    from ..evaluate.metrics import image_tensor
+    from ..evaluate.metrics import psnr as tensor_psnr
+
+    return tensor_psnr(image_tensor(a), image_tensor(b))
 
 
 def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None) -> DemoResult:

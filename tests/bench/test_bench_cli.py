@@ -9,7 +9,7 @@ import pytest
 from flux2_int8.cli import main
 
 TOP_LEVEL = {"schema", "variant", "command", "environment", "settings", "source", "components_load_s", "components_bytes", "runs", "summary", "microbench", "published_reference_rtx_5090"}
-RUN_FIELDS = {"format", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run"}
+RUN_FIELDS = {"format", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "fused_attentions", "label"}
 STATS_FIELDS = {"median_s", "min_s", "max_s", "mean_s", "repeats"}
 
 
@@ -36,6 +36,8 @@ def test_smoke_json_has_every_field(smoke):
     assert "--variant tiny" in document["command"] and "--compile off" in document["command"]
     assert document["components_load_s"] > 0 and document["components_bytes"] is None  # no device memory on CPU
     assert [(run["format"], run["compiled"]) for run in document["runs"]] == [("bf16", False), ("int8", False)]
+    # Defaults: backend auto (not named in the label), nothing fused.
+    assert [(run["label"], run["int8_backend"], run["fused_qkv"], run["fused_attentions"]) for run in document["runs"]] == [("bf16", None, False, 0), ("int8", "auto", False, 0)]
     for run in document["runs"]:
         assert set(run) == RUN_FIELDS
         assert run["load_s"] > 0 and run["first_call_s"] > 0 and run["host_rss_peak_bytes"] > 0
@@ -71,13 +73,20 @@ def test_smoke_markdown_and_output(smoke, capsys):
 
 
 def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
-    assert main(["bench", "--variant", "tiny", "--microbench-only", "--compile", "off", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    command = ["bench", "--variant", "tiny", "--microbench-only", "--int8-backends", "emulated,reference", "--fuse-qkv", "--compile", "off", "--repeats", "1"]
+    assert main([*command, "--out", str(tmp_path)]) == 0
     document = json.loads((tmp_path / "bench-tiny.json").read_text())
     assert document["runs"] == [] and document["settings"] is None
+    assert document["microbench"]["int8_backends"] == ["emulated", "reference"]
     timings = document["microbench"]["timings"]
-    assert {(t["in_features"], t["out_features"]) for t in timings} >= {(32, 32), (128, 32)}
-    assert all(t["tokens"] == 64 + 512 and t["bf16_tflops"] > 0 and t["int8_tops"] > 0 for t in timings)
-    assert "Int8Linear vs BF16 nn.Linear" in capsys.readouterr().out
+    # (32, 96) exists only in the fused model: the double blocks' to_qkv (3 x 32 inner features).
+    assert {(t["in_features"], t["out_features"]) for t in timings} >= {(32, 32), (128, 32), (32, 96)}
+    for t in timings:
+        assert t["tokens"] == 64 + 512 and t["bf16_tflops"] > 0 and list(t["int8"]) == ["emulated", "reference"]
+        assert all(row["tops"] > 0 and row["speedup_vs_bf16"] > 0 for row in t["int8"].values())
+    out = capsys.readouterr().out
+    assert "Int8Linear (emulated, reference) vs BF16 nn.Linear" in out
+    assert "| emulated (ms) | emulated TOPS | emulated/BF16 | reference (ms) | reference TOPS | reference/BF16 |" in out
 
 
 @pytest.mark.parametrize(
@@ -91,6 +100,11 @@ def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
         (["--variant", "tiny", "--repeats", "0"], "--repeats 0"),
         (["--variant", "tiny", "--transformer", "x.safetensors"], "klein variants"),
         (["--variant", "klein-4b", "--transformer", "missing.safetensors"], "missing.safetensors: no such file"),
+        (["--variant", "tiny", "--int8-backends", "int_mm,cutlass"], "--int8-backends 'int_mm,cutlass'"),
+        (["--variant", "tiny", "--int8-backends", ""], "--int8-backends ''"),
+        (["--variant", "tiny", "--formats", "bf16", "--int8-backends", "int_mm"], "no int8 weights to run them on"),
+        (["--variant", "tiny", "--fuse-qkv", "maybe"], "--fuse-qkv 'maybe'"),
+        (["--variant", "tiny", "--formats", "int8,fp8", "--fuse-qkv"], "--fuse-qkv on: q/k/v fusion is for bf16 and int8"),
     ],
 )
 def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, options, message):

@@ -25,19 +25,38 @@ def test_klein_shapes_are_the_distinct_block_linears_of_4b_and_9b():
     assert all("embedder" not in name and "modulation" not in name for layers in by_shape.values() for name in layers)
 
 
+def test_fused_qkv_adds_the_fused_projection_shapes():
+    configs = {"klein-4b": KLEIN_4B.transformer_config(), "klein-9b": KLEIN_9B.transformer_config()}
+    unfused = {(s.in_features, s.out_features) for s in klein_linear_shapes(configs)}
+    both = klein_linear_shapes(configs, fuse_qkv_modes=(False, True))
+    by_shape = {(s.in_features, s.out_features): s.layers for s in both}
+    assert set(by_shape) == unfused | {(3072, 9216), (4096, 12288)}  # docs/kernels.md: 4B and 9B to_qkv after fusion
+    assert by_shape[(4096, 12288)] == ("klein-9b transformer_blocks.*.attn.to_qkv", "klein-9b transformer_blocks.*.attn.to_added_qkv")
+
+
+def test_microbench_times_every_backend_beside_one_bf16_timing():
+    result = run_microbench([LinearShape(64, 96)], tokens=32, device="cpu", compile_modes=(False,), repeats=2, warmup=1, int8_backends=("emulated", "reference"))
+    (timing,) = result.timings
+    assert list(timing.int8) == ["emulated", "reference"] and result.int8_backends == ("emulated", "reference")
+    for backend in ("emulated", "reference"):
+        assert timing.int8_speedup(backend) == pytest.approx(timing.bf16.median_s / timing.int8[backend].median_s)
+    assert list(timing.to_dict(None)["int8"]) == ["emulated", "reference"]
+
+
 def test_microbench_times_both_layers_eager_and_compiled_on_cpu():
     shape = LinearShape(64, 96, ("test",))
     result = run_microbench([shape], tokens=32, device="cpu", compile_modes=(False, True), repeats=3, warmup=1)
     assert [timing.compiled for timing in result.timings] == [False, True]
-    assert result.peak is None  # no datasheet peak for a CPU
+    assert result.peak is None and result.int8_backends == ("auto",)  # no datasheet peak for a CPU
     for timing in result.timings:
         assert 0 < timing.bf16.min_s <= timing.bf16.median_s <= timing.bf16.max_s
-        assert 0 < timing.int8.min_s <= timing.int8.median_s <= timing.int8.max_s
+        assert list(timing.int8) == ["auto"] and 0 < timing.int8["auto"].min_s <= timing.int8["auto"].median_s <= timing.int8["auto"].max_s
         assert timing.operations == 2 * 32 * 64 * 96
         assert timing.bf16_tflops == pytest.approx(timing.operations / timing.bf16.median_s / 1e12)
-        assert timing.int8_speedup == pytest.approx(timing.int8_tops / timing.bf16_tflops)
+        assert timing.int8_speedup("auto") == pytest.approx(timing.int8_tops("auto") / timing.bf16_tflops)
         row = timing.to_dict(None)
         assert row["bf16_fraction_of_peak"] is None and row["layers"] == ["test"]
+        assert row["int8"]["auto"]["fraction_of_peak"] is None and row["int8"]["auto"]["tops"] == pytest.approx(timing.int8_tops("auto"))
 
 
 def test_device_peaks_match_names_as_cuda_reports_them():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -10,7 +11,7 @@ from flux2_int8.bench.pipeline_bench import BenchResult, BenchSettings, ImageTim
 from flux2_int8.bench.report import build_document, format_markdown, write_report
 from flux2_int8.bench.timing import Stats
 
-ENV = {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "torch": "2.11.0", "diffusers": "0.42.1", "transformers": "5.17.0", "flux2_int8": "0.1.0", "python": "3.12.3", "cpu_count": 16, "torch_threads": 16, "date_utc": "2026-01-01T00:00:00Z"}
+ENV = {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "cuda": "13.0", "torch": "2.11.0", "diffusers": "0.42.1", "transformers": "5.17.0", "triton": "3.6.0", "int8_auto": "int_mm", "flux2_int8": "0.1.0", "python": "3.12.3", "cpu_count": 16, "torch_threads": 16, "date_utc": "2026-01-01T00:00:00Z"}
 
 
 def _run(fmt: str, compiled: bool, image_s: float, measured: bool = True) -> RunResult:
@@ -57,3 +58,34 @@ def test_write_report_writes_json_and_markdown(tmp_path):
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(document))
     assert md_path.read_text() == format_markdown(document)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bench-klein-9b.json", "bench-klein-9b.md"]
+
+
+def test_rows_follow_labels_and_compare_with_unfused_bf16():
+    """Summary rows group runs by plan label; the BF16 baseline is the unfused one wherever it sits."""
+
+    def plan(run: RunResult, backend: str | None, fused: bool, label: str) -> RunResult:
+        return replace(run, int8_backend=backend, fused_qkv=fused, label=label)
+
+    runs = [
+        plan(_run("bf16", True, 1.6), None, True, "bf16 (fused q/k/v)"),
+        plan(_run("bf16", True, 2.0), None, False, "bf16"),
+        plan(_run("int8", False, 3.0), "int_mm", False, "int8 (int_mm)"),
+        plan(_run("int8", True, 1.0), "int_mm", False, "int8 (int_mm)"),
+        plan(_run("int8", True, 0.8), "triton_prequant", True, "int8 (triton_prequant, fused q/k/v)"),
+    ]
+    result = BenchResult(settings=BenchSettings(variant="klein-9b", random_weights=True), runs=runs, source="random")
+    document = build_document(result, None, ENV, "cmd", "klein-9b")
+    rows = {row["label"]: row for row in document["summary"]}
+    assert list(rows) == ["bf16 (fused q/k/v)", "bf16", "int8 (int_mm)", "int8 (triton_prequant, fused q/k/v)"]
+    assert rows["bf16"]["speedup_vs_bf16"] == pytest.approx(1.0) and rows["bf16 (fused q/k/v)"]["speedup_vs_bf16"] == pytest.approx(2.0 / 1.6)
+    assert (rows["int8 (int_mm)"]["eager_s_per_image"], rows["int8 (int_mm)"]["compiled_s_per_image"]) == (3.0, 1.0)
+    assert rows["int8 (triton_prequant, fused q/k/v)"]["fused_qkv"] and rows["int8 (int_mm)"]["int8_backend"] == "int_mm"
+    text = format_markdown(document)
+    assert "| klein-9b | int8 (triton_prequant, fused q/k/v) | - | 0.800 | 1.250 | 20.15 | 2.50x |" in text
+    assert "| int8 (int_mm) | eager |" in text and "Int8Linear backend 'auto' here: int_mm" in text
+
+
+def test_a_run_without_a_label_is_named_from_its_plan():
+    assert _run("int8", False, 1.0).label == "int8"
+    assert replace(_run("int8", False, 1.0), int8_backend="triton", fused_qkv=True, label="").label == "int8 (triton, fused q/k/v)"
+    assert replace(_run("bf16", False, 1.0), fused_qkv=True, label="").label == "bf16 (fused q/k/v)"

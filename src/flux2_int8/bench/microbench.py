@@ -3,8 +3,9 @@
 This isolates the matrix product from the rest of the model: if INT8 does not beat
 BF16 here, it cannot beat it in the transformer. Each shape runs at M = image tokens
 + 512 text tokens (4608 at 1024x1024), eager and compiled (Inductor fuses the
-activation quantization and the rescale around `torch._int_mm`), and is reported as
-achieved TFLOPS (BF16) / TOPS (INT8) next to the device's dense peak, where known.
+activation quantization and the rescale around the INT8 GEMM), once per requested
+`Int8Linear` backend beside one BF16 timing, and is reported as achieved TFLOPS (BF16)
+/ TOPS (INT8) next to the device's dense peak, where known.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..int8.linear import Int8Linear
+from ..int8.fusion import fuse_qkv_projections
+from ..int8.linear import Int8Linear, set_int8_backend
 from ..loading.config import build_empty_model
 from ..quantization.recipe import Recipe
 from ..testing import TINY_TRANSFORMER_CONFIG
@@ -75,13 +77,13 @@ class LinearShape:
 
 @dataclass(frozen=True)
 class LinearTiming:
-    """BF16 and INT8 timings of one shape at M tokens, eager or compiled."""
+    """One shape at M tokens, eager or compiled: BF16 once, INT8 once per backend."""
 
     shape: LinearShape
     tokens: int
     compiled: bool
     bf16: Stats
-    int8: Stats
+    int8: dict[str, Stats]  # Int8Linear backend -> timing, in the order asked for
 
     @property
     def operations(self) -> int:
@@ -92,16 +94,23 @@ class LinearTiming:
     def bf16_tflops(self) -> float:
         return self.operations / self.bf16.median_s / 1e12
 
-    @property
-    def int8_tops(self) -> float:
-        return self.operations / self.int8.median_s / 1e12
+    def int8_tops(self, backend: str) -> float:
+        return self.operations / self.int8[backend].median_s / 1e12
 
-    @property
-    def int8_speedup(self) -> float:
+    def int8_speedup(self, backend: str) -> float:
         """INT8 TOPS / BF16 TFLOPS, the same as BF16 time / INT8 time."""
-        return self.bf16.median_s / self.int8.median_s
+        return self.bf16.median_s / self.int8[backend].median_s
 
     def to_dict(self, peak: DevicePeak | None) -> dict[str, Any]:
+        int8 = {
+            backend: {
+                "time": stats.to_dict(),
+                "tops": self.int8_tops(backend),
+                "speedup_vs_bf16": self.int8_speedup(backend),
+                "fraction_of_peak": self.int8_tops(backend) / peak.int8_tops if peak else None,
+            }
+            for backend, stats in self.int8.items()
+        }
         return {
             "in_features": self.shape.in_features,
             "out_features": self.shape.out_features,
@@ -109,12 +118,9 @@ class LinearTiming:
             "tokens": self.tokens,
             "compiled": self.compiled,
             "bf16": self.bf16.to_dict(),
-            "int8": self.int8.to_dict(),
             "bf16_tflops": self.bf16_tflops,
-            "int8_tops": self.int8_tops,
-            "int8_speedup": self.int8_speedup,
             "bf16_fraction_of_peak": self.bf16_tflops / peak.bf16_tflops if peak else None,
-            "int8_fraction_of_peak": self.int8_tops / peak.int8_tops if peak else None,
+            "int8": int8,
         }
 
 
@@ -122,25 +128,30 @@ class LinearTiming:
 class MicrobenchResult:
     device_name: str
     peak: DevicePeak | None
+    int8_backends: tuple[str, ...] = ("auto",)
     timings: list[LinearTiming] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "device_name": self.device_name,
             "peak": None if self.peak is None else vars(self.peak),
+            "int8_backends": list(self.int8_backends),
             "timings": [timing.to_dict(self.peak) for timing in self.timings],
         }
 
 
-def klein_linear_shapes(configs: dict[str, dict[str, Any]], recipe: Recipe = Recipe()) -> list[LinearShape]:
+def klein_linear_shapes(configs: dict[str, dict[str, Any]], recipe: Recipe = Recipe(), fuse_qkv_modes: tuple[bool, ...] = (False,)) -> list[LinearShape]:
     """Distinct (K, N) of the linears `recipe` quantizes, over transformer configs keyed by a label.
 
     Built on meta (free); block indices are folded, so 'klein-9b transformer_blocks.*.ff.linear_in'
-    stands for all 8 of them.
+    stands for all 8 of them. With True in `fuse_qkv_modes` the shapes of the q/k/v-fused
+    model join them (`attn.to_qkv`, [3 x inner, hidden]).
     """
     found: dict[tuple[int, int], list[str]] = {}
-    for label, config in configs.items():
+    for (label, config), fused in itertools.product(configs.items(), fuse_qkv_modes):
         model = build_empty_model(config)
+        if fused:
+            fuse_qkv_projections(model)
         for name in quantized_linear_names(model, recipe):
             layer = model.get_submodule(name)
             generic = f"{label} {_BLOCK_INDEX.sub('.*.', name)}"
@@ -158,18 +169,24 @@ def run_microbench(
     repeats: int = 20,
     warmup: int = 3,
     seed: int = 0,
+    int8_backends: tuple[str, ...] = ("auto",),
 ) -> MicrobenchResult:
-    """Time BF16 `nn.Linear` and `Int8Linear` (backend auto) on each shape at M = `tokens`."""
+    """Time BF16 `nn.Linear`, then the same weights in `Int8Linear` under each of `int8_backends`,
+    on each shape at M = `tokens`."""
     device = torch.device(device)
-    result = MicrobenchResult(device_name=_device_name(device), peak=None)
+    result = MicrobenchResult(device_name=_device_name(device), peak=None, int8_backends=tuple(int8_backends))
     result.peak = device_peak(result.device_name) if device.type == "cuda" else None
     generator = torch.Generator(device=device).manual_seed(seed)
     for shape in shapes:
         bf16_layer, int8_layer = _layer_pair(shape, device, generator)
         inputs = [torch.randn(tokens, shape.in_features, device=device, generator=generator, dtype=torch.bfloat16) for _ in range(_ROTATING_INPUTS)]
         for compiled in compile_modes:
-            timings = {label: _time_layer(layer, inputs, compiled, device, repeats, warmup) for label, layer in (("bf16", bf16_layer), ("int8", int8_layer))}
-            result.timings.append(LinearTiming(shape, tokens, compiled, timings["bf16"], timings["int8"]))
+            bf16 = _time_layer(bf16_layer, inputs, compiled, device, repeats, warmup)
+            int8 = {}
+            for backend in int8_backends:
+                set_int8_backend(int8_layer, backend)
+                int8[backend] = _time_layer(int8_layer, inputs, compiled, device, repeats, warmup)
+            result.timings.append(LinearTiming(shape, tokens, compiled, bf16, int8))
         del bf16_layer, int8_layer, inputs
     return result
 
@@ -207,12 +224,14 @@ def _device_name(device: torch.device) -> str:
 
 def run_variant_microbench(settings: BenchSettings, progress: Callable[[str], None] = lambda message: None) -> MicrobenchResult:
     """The microbenchmark a `bench` run asks for: every distinct quantized linear shape of klein 4B
-    and 9B (of the tiny model for 'tiny'), at M = batch x (image tokens + 512 text tokens)."""
+    and 9B (of the tiny model for 'tiny'; fused q/k/v shapes too when fusion is asked for), at
+    M = batch x (image tokens + 512 text tokens), per INT8 backend of `settings`."""
     if settings.variant == TINY:
         configs = {TINY: dict(TINY_TRANSFORMER_CONFIG)}
     else:
         configs = {arch.name: arch.transformer_config() for arch in (KLEIN_4B, KLEIN_9B)}
-    progress("microbench: Int8Linear vs BF16 nn.Linear")
+    progress(f"microbench: Int8Linear ({', '.join(settings.int8_backends)}) vs BF16 nn.Linear")
     tokens = settings.batch * (settings.image_tokens + TEXT_TOKENS)
-    return run_microbench(klein_linear_shapes(configs), tokens, settings.device, settings.compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3))
+    shapes = klein_linear_shapes(configs, fuse_qkv_modes=settings.fuse_qkv_modes)
+    return run_microbench(shapes, tokens, settings.device, settings.compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3), int8_backends=settings.int8_backends)
 

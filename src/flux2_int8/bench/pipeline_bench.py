@@ -1,10 +1,14 @@
 """Speed and memory of a klein transformer (and pipeline) in several weight formats.
 
-For each format the transformer is built or loaded once (load time), then run eager
-and, after `Module.compile(fullgraph=True)` in place, compiled. Each mode measures
-its first call (compilation, for compiled), the per-step transformer latency and,
-where a pipeline is at hand, one whole image split into its three phases: text
-encoding (`encode_prompt`), denoising (the pipeline with `prompt_embeds` and
+Each run plan (a format; for INT8 weights, each requested `Int8Linear` backend; with and/or
+without q/k/v fusion) builds or loads its own transformer (load time), applies its
+options, then runs eager and, after `Module.compile(fullgraph=True)` in place, compiled.
+A fresh model per plan keeps plans independent: fusion cannot be undone and a compiled
+module cannot be switched back to eager.
+
+Each mode measures its first call (compilation, for compiled), the per-step transformer
+latency and, where a pipeline is at hand, one whole image split into its three phases:
+text encoding (`encode_prompt`), denoising (the pipeline with `prompt_embeds` and
 `output_type="latent"`) and VAE decoding (`vae.decode` + postprocessing to PIL).
 Without a pipeline, image latency is steps x step latency, and says so.
 """
@@ -24,6 +28,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..formats.checkpoint import open_checkpoint
+from ..int8 import kernels
+from ..int8.fusion import fuse_qkv_projections
+from ..int8.linear import set_int8_backend
 from ..loading import load_transformer
 from ..testing import BFL_CHECKPOINT_FILE, KLEIN_SCHEDULER_CONFIG, TINY_TRANSFORMER_CONFIG, tiny_pipeline_cache
 from ..variants import Architecture, get_variant
@@ -43,6 +50,8 @@ TINY = "tiny"
 TEXT_TOKENS = 512  # Flux2KleinPipeline pads every prompt to 512 tokens
 PIXELS_PER_TOKEN = 16  # VAE downsampling 8 x 2x2 patchify, for the real and the tiny VAE alike
 DEFAULT_PROMPT = "A photo of a cat sitting on a green sofa next to a window, soft morning light"
+INT8_BACKENDS = ("auto", *kernels.BACKENDS)
+FUSED_QKV_LABEL = "fused q/k/v"
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class BenchSettings:
     variant: str
     formats: tuple[str, ...] = ("bf16", "int8")
     compile_modes: tuple[bool, ...] = (False, True)
+    int8_backends: tuple[str, ...] = ("auto",)  # every INT8 run is repeated per backend
+    fuse_qkv_modes: tuple[bool, ...] = (False,)  # every bf16/int8 run is repeated per mode
     resolution: int = 1024
     steps: int | None = None
     batch: int = 1
@@ -95,9 +106,19 @@ class ImageTiming:
     vae_decode: Stats | None = None
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """One transformer to build and time: a format, the INT8 backend forced on it, q/k/v fusion."""
+
+    format: str
+    int8_backend: str | None  # None: the format has no Int8Linear layers
+    fused_qkv: bool
+    label: str  # the row name in reports: "int8 (triton, fused q/k/v)"
+
+
 @dataclass
 class RunResult:
-    """One format in one compile mode."""
+    """One run plan in one compile mode."""
 
     format: str
     compiled: bool
@@ -111,6 +132,14 @@ class RunResult:
     peak_image_bytes: int | None
     host_rss_peak_bytes: int
     host_peak_is_per_run: bool
+    int8_backend: str | None = None
+    fused_qkv: bool = False
+    fused_attentions: int = 0  # attentions `fuse_qkv_projections` fused in this model
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = run_label(self.format, self.int8_backend if self.int8_backend != "auto" else None, self.fused_qkv)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,10 +165,44 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
         result.components_load_s = source.load_components()
         if before is not None and result.components_load_s is not None:
             result.components_bytes = device_allocated_bytes(device) - before  # type: ignore[operator]
-        for fmt in source.formats(settings.formats):
-            progress(f"{settings.variant} {fmt}: loading")
-            result.runs.extend(_bench_format(source, fmt, settings, device, progress))
+        for plan in run_plans(source.formats(settings.formats), settings):
+            progress(f"{settings.variant} {plan.label}: loading")
+            result.runs.extend(_bench_plan(source, plan, settings, device, progress))
     return result
+
+
+def is_int8_format(fmt: str) -> bool:
+    """'int8' and the checkpoint formats holding Int8Linear layers ('bfl-int8', 'modelopt-int8', ...)."""
+    return fmt == "int8" or fmt.endswith("-int8")
+
+
+def run_label(fmt: str, int8_backend: str | None, fused_qkv: bool) -> str:
+    """'int8', 'int8 (int_mm)', 'bf16 (fused q/k/v)', 'int8 (triton, fused q/k/v)'."""
+    qualifiers = [int8_backend] if int8_backend else []
+    qualifiers += [FUSED_QKV_LABEL] if fused_qkv else []
+    return f"{fmt} ({', '.join(qualifiers)})" if qualifiers else fmt
+
+
+def run_plans(formats: tuple[str, ...], settings: BenchSettings) -> list[RunPlan]:
+    """Every (format, INT8 backend, fusion) to time, in report order: each backend's unfused
+    and fused runs side by side. The backend is named in labels unless only 'auto' was asked for."""
+    name_backend = settings.int8_backends != ("auto",)
+    plans = []
+    for fmt in formats:
+        for backend in settings.int8_backends if is_int8_format(fmt) else (None,):
+            for fused in settings.fuse_qkv_modes:
+                plans.append(RunPlan(fmt, backend, fused, run_label(fmt, backend if name_backend else None, fused)))
+    return plans
+
+
+def configure_transformer(model: nn.Module, int8_backend: str | None, fuse_qkv: bool) -> int:
+    """Apply a plan's options to a freshly loaded transformer, in place: fuse q/k/v
+    (`fuse_qkv_projections`), then force `int8_backend` on every Int8Linear, fused ones
+    included. Returns the number of attentions fused (0 when `fuse_qkv` is False)."""
+    fused = fuse_qkv_projections(model) if fuse_qkv else 0
+    if int8_backend is not None:
+        set_int8_backend(model, int8_backend)
+    return fused
 
 
 def check_settings(settings: BenchSettings) -> None:
@@ -152,10 +215,11 @@ def check_settings(settings: BenchSettings) -> None:
         raise ConfigError("--transformer is for the klein variants; 'tiny' always uses the cached tiny pipeline")
     if settings.random_weights and settings.transformer_path:
         raise ConfigError("--random-weights and --transformer exclude each other: choose one source of weights")
-    if settings.transformer_path:
-        open_checkpoint(settings.transformer_path)  # headers only: a bad path fails now, not after the first format
     for fmt in settings.formats:
         check_format(fmt)
+    # Headers only: a bad path fails now, not after the first format.
+    formats = (open_checkpoint(settings.transformer_path).format,) if settings.transformer_path else settings.formats
+    _check_run_options(settings, formats)
     if settings.resolution <= 0 or settings.resolution % PIXELS_PER_TOKEN:
         raise ConfigError(f"--resolution {settings.resolution}: expected a positive multiple of {PIXELS_PER_TOKEN}")
     for option, value in (("--batch", settings.batch), ("--repeats", settings.repeats), ("--steps", settings.num_steps)):
@@ -169,28 +233,55 @@ def check_settings(settings: BenchSettings) -> None:
         raise ConfigError(f"--device {settings.device}: CUDA is not available here")
 
 
-def _bench_format(source: _Source, fmt: str, settings: BenchSettings, device: torch.device, progress: Callable[[str], None]) -> list[RunResult]:
-    """Load once, run eager then compiled (compiled in place), free everything."""
-    source.prepare(fmt)
+def _check_run_options(settings: BenchSettings, formats: tuple[str, ...]) -> None:
+    """--int8-backends and --fuse-qkv against the formats that will run."""
+    backends = ",".join(settings.int8_backends)
+    if not settings.int8_backends:
+        raise ConfigError(f"--int8-backends: expected a comma-separated list of {', '.join(INT8_BACKENDS)}")
+    for backend in settings.int8_backends:
+        if backend not in INT8_BACKENDS:
+            raise ConfigError(f"--int8-backends {backends}: unknown INT8 backend '{backend}', expected one of {', '.join(INT8_BACKENDS)}")
+        if backend.startswith("triton") and torch.device(settings.device).type == "cuda" and not kernels.TRITON_INSTALLED:
+            raise ConfigError(f"--int8-backends {backends}: '{backend}' on CUDA needs the triton package, which is not installed: pip install 'flux2-int8[gpu]'")
+    if settings.int8_backends != ("auto",) and not any(is_int8_format(fmt) for fmt in formats):
+        raise ConfigError(f"--int8-backends {backends}: no int8 weights to run them on (formats: {', '.join(formats)}); add int8 to --formats")
+    if not settings.fuse_qkv_modes:
+        raise ConfigError("--fuse-qkv: expected off, on, or off,on")
+    fp8 = [fmt for fmt in formats if fmt == "fp8" or fmt.endswith("-fp8")]
+    if True in settings.fuse_qkv_modes and fp8:
+        raise ConfigError(f"--fuse-qkv on: q/k/v fusion is for bf16 and int8 weights, not {fp8[0]} (Fp8Linear); drop fp8 from --formats or use --fuse-qkv off")
+
+
+def _bench_plan(source: _Source, plan: RunPlan, settings: BenchSettings, device: torch.device, progress: Callable[[str], None]) -> list[RunResult]:
+    """Load once, apply the plan's options, run eager then compiled (compiled in place), free everything.
+
+    `weights` is measured after fusion: the fused model holds the same bytes, the separate
+    q/k/v layers having been freed.
+    """
+    source.prepare(plan.format)
     baseline = device_allocated_bytes(device)
-    load_s, model = time_once(lambda: source.transformer(fmt), device)
+    load_s, model = time_once(lambda: source.transformer(plan.format), device)
+    fused_attentions = configure_transformer(model, plan.int8_backend, plan.fused_qkv)
     weights = None if baseline is None else device_allocated_bytes(device) - baseline  # type: ignore[operator]
     pipe = source.pipeline(model)
     inputs = transformer_inputs(model.config, settings, device, model.dtype)
+    plan_fields = {"int8_backend": plan.int8_backend, "fused_qkv": plan.fused_qkv, "fused_attentions": fused_attentions, "label": plan.label}
     runs = []
     try:
         for compiled in settings.compile_modes:
             if compiled:
                 model.compile(fullgraph=True)
-            progress(f"{settings.variant} {fmt}: {'compiled' if compiled else 'eager'}")
-            runs.append(_measure(model, pipe, inputs, fmt, compiled, load_s, weights, settings, device))
+            progress(f"{settings.variant} {plan.label}: {'compiled' if compiled else 'eager'}")
+            measured = _measure(model, pipe, inputs, settings, device)
+            runs.append(RunResult(format=plan.format, compiled=compiled, load_s=load_s, weights_bytes=weights, **plan_fields, **measured))
     finally:
         del model, pipe, inputs
         _free(device)
     return runs
 
 
-def _measure(model: nn.Module, pipe: Flux2KleinPipeline | None, inputs: dict[str, Any], fmt: str, compiled: bool, load_s: float, weights: int | None, settings: BenchSettings, device: torch.device) -> RunResult:
+def _measure(model: nn.Module, pipe: Flux2KleinPipeline | None, inputs: dict[str, Any], settings: BenchSettings, device: torch.device) -> dict[str, Any]:
+    """The timed fields of one RunResult: first call, step, image, memory peaks."""
     per_run = reset_peak_memory(device)
     # no_grad, as the pipeline's own __call__: under inference_mode the pipeline's tensors would
     # differ in dispatch keys from `inputs`, and a compiled model would recompile for them.
@@ -205,20 +296,16 @@ def _measure(model: nn.Module, pipe: Flux2KleinPipeline | None, inputs: dict[str
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             image, peak_image = time_images(pipe, settings, device), device_peak_bytes(device)
-    return RunResult(
-        format=fmt,
-        compiled=compiled,
-        load_s=load_s,
-        first_call_s=first_call_s,
-        step=step,
-        image=image,
-        images_per_s=settings.batch / image.total.median_s,
-        weights_bytes=weights,
-        peak_step_bytes=peak_step,
-        peak_image_bytes=peak_image,
-        host_rss_peak_bytes=host_rss_peak_bytes(),
-        host_peak_is_per_run=per_run,
-    )
+    return {
+        "first_call_s": first_call_s,
+        "step": step,
+        "image": image,
+        "images_per_s": settings.batch / image.total.median_s,
+        "peak_step_bytes": peak_step,
+        "peak_image_bytes": peak_image,
+        "host_rss_peak_bytes": host_rss_peak_bytes(),
+        "host_peak_is_per_run": per_run,
+    }
 
 
 def transformer_inputs(config: Any, settings: BenchSettings, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
@@ -403,7 +490,8 @@ def write_tiny_quantized(folder: Path, fmt: str, path: Path) -> Path:
     from diffusers import Flux2Transformer2DModel
 
     from ..quantization.export import quantized_state_dict, write_bfl_checkpoint
-    from ..testing.checkpoints import calibrate, fp8_state, transformer_inputs as tiny_inputs
+    from ..testing.checkpoints import calibrate, fp8_state
+    from ..testing.checkpoints import transformer_inputs as tiny_inputs
 
     model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True).float().eval()
     amax = calibrate(model, tiny_inputs(dict(TINY_TRANSFORMER_CONFIG)))

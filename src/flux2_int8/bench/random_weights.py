@@ -21,6 +21,7 @@ from torch import nn
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from ..errors import ConfigError
+from ..int8.fusion import QKV_GROUPS
 from ..int8.linear import FP8_MAX, Fp8Linear, Int8Linear
 from ..loading.config import build_empty_model
 from ..quantization.recipe import Recipe, input_scale_from_amax, quantize_weight, weight_scale_per_channel
@@ -90,7 +91,24 @@ def random_transformer(
         config = config.transformer_config()
     model = empty_transformer(config, fmt, dtype, recipe)
     materialize_random_(model, device, dtype, seed)
+    share_qkv_input_scales_(model)
     return model.eval().requires_grad_(False)
+
+
+def share_qkv_input_scales_(model: nn.Module) -> None:
+    """Give the q, k and v layers of each attention one `input_scale`, the largest of the three.
+
+    The three read the same input, so calibration gives them one range (and BFL files store
+    one scale for the fused q/k/v); independent random draws would not, and
+    `fuse_qkv_projections` refuses layers whose input scales differ.
+    """
+    for module in model.modules():
+        for separate, _ in QKV_GROUPS:
+            layers = [getattr(module, name, None) for name in separate]
+            if all(isinstance(layer, Int8Linear | Fp8Linear) for layer in layers):
+                shared = torch.stack([layer.input_scale for layer in layers]).amax()
+                for layer in layers:
+                    layer.input_scale = shared.clone()
 
 
 def planned_bytes(model: nn.Module) -> int:

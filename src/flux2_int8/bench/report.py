@@ -3,11 +3,13 @@
 The Markdown is made from the JSON alone, so the two never disagree and a report
 can be re-rendered from a saved JSON file. The first table has the shape of the
 published one (eager and compiled seconds per image, images per second, peak
-memory); the tables after it hold every measured field.
+memory), one row per run plan ('int8 (triton, fused q/k/v)'); the tables after it
+hold every measured field.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -19,10 +21,12 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..int8 import kernels
 from .microbench import MicrobenchResult
 from .pipeline_bench import BenchResult
 
-SCHEMA = "flux2-int8-bench/1"
+# 2: runs and summary rows carry label, int8_backend, fused_qkv; microbench INT8 timings per backend.
+SCHEMA = "flux2-int8-bench/2"
 GB = 1e9  # the published figures are decimal gigabytes
 
 # Figures published for klein on one RTX 5090 (1024x1024, 4 steps, batch 1), as quoted in
@@ -47,12 +51,30 @@ def environment(device: torch.device | str) -> dict[str, Any]:
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
+        "triton": _package_version("triton"),
+        "int8_auto": auto_backend_description(device),
         "flux2_int8": __version__,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def auto_backend_description(device: torch.device) -> str:
+    """What Int8Linear's 'auto' runs on `device` in this process (`kernels.pick_backend`)."""
+    if device.type != "cuda":
+        return "emulated"
+    if kernels.TRITON_IN_AUTO:
+        return "triton eager, triton_prequant compiled (FLUX2_INT8_TRITON=1)"
+    return "int_mm (emulated where M <= 16 or K, N not multiples of 8); Triton only with FLUX2_INT8_TRITON=1"
 
 
 def build_document(result: BenchResult | None, microbench: MicrobenchResult | None, env: dict[str, Any], command: str, variant: str) -> dict[str, Any]:
@@ -74,14 +96,18 @@ def build_document(result: BenchResult | None, microbench: MicrobenchResult | No
 
 
 def summary_rows(result: BenchResult) -> list[dict[str, Any]]:
-    """One row per format: seconds per image eager and compiled, best images/s, peak memory, speed-up vs BF16."""
+    """One row per run plan (label): seconds per image eager and compiled, best images/s, peak
+    memory, speed-up vs BF16 (the unfused BF16 row, the model as diffusers runs it, when there is one)."""
     rows = []
-    for fmt in dict.fromkeys(run.format for run in result.runs):
-        runs = [run for run in result.runs if run.format == fmt]
+    for label in dict.fromkeys(run.label for run in result.runs):
+        runs = [run for run in result.runs if run.label == label]
         by_mode = {run.compiled: run.image.total.median_s / result.settings.batch for run in runs}
         rows.append(
             {
-                "format": fmt,
+                "label": label,
+                "format": runs[0].format,
+                "int8_backend": runs[0].int8_backend,
+                "fused_qkv": runs[0].fused_qkv,
                 "eager_s_per_image": by_mode.get(False),
                 "compiled_s_per_image": by_mode.get(True),
                 "images_per_s": max(run.images_per_s for run in runs),
@@ -90,7 +116,8 @@ def summary_rows(result: BenchResult) -> list[dict[str, Any]]:
                 "image_latency_measured": all(run.image.measured for run in runs),
             }
         )
-    bf16 = next((row for row in rows if row["format"] == "bf16"), None)
+    bf16_rows = [row for row in rows if row["format"] == "bf16"]
+    bf16 = next((row for row in bf16_rows if not row["fused_qkv"]), bf16_rows[0] if bf16_rows else None)
     for row in rows:
         row["speedup_vs_bf16"] = None if bf16 is None else row["images_per_s"] / bf16["images_per_s"]
     return rows
@@ -130,7 +157,8 @@ def format_markdown(document: dict[str, Any]) -> str:
         f"# flux2-int8 bench: {document['variant']}",
         "",
         f"- device: {env['device_name']} ({env['device_type']}{', CUDA ' + env['cuda'] if env['cuda'] else ''})",
-        f"- torch {env['torch']}, diffusers {env['diffusers']}, transformers {env['transformers']}, flux2-int8 {env['flux2_int8']}, Python {env['python']}",
+        f"- torch {env['torch']}, diffusers {env['diffusers']}, transformers {env['transformers']}, triton {env['triton'] or '-'}, flux2-int8 {env['flux2_int8']}, Python {env['python']}",
+        f"- Int8Linear backend 'auto' here: {env['int8_auto']}",
         f"- date: {env['date_utc']}",
         f"- command: `{document['command']}`",
     ]
@@ -151,6 +179,7 @@ def _settings_lines(document: dict[str, Any]) -> list[str]:
         f"- weights: {document['source']}",
         f"- {s['resolution']}x{s['resolution']} ({s['image_tokens']} image + {s['text_tokens']} text tokens), {s['num_steps']} steps, batch {s['batch']}, {s['repeats']} repeats after {s['warmup']} warm-up",
         f"- text encoder + VAE + tokenizer: {'none (transformer only)' if seconds is None else f'built in {seconds:.2f} s{resident}'}",
+        f"- INT8 backends: {', '.join(s['int8_backends'])}; q/k/v fused: {', '.join('on' if on else 'off' for on in s['fuse_qkv_modes'])}",
     ]
 
 
@@ -162,7 +191,7 @@ def _summary_table(document: dict[str, Any]) -> list[str]:
         mark = "" if row["image_latency_measured"] else "*"
         peak = row["peak_device_gb"] if on_cuda else row["host_rss_peak_gb"]
         lines.append(
-            f"| {document['variant']} | {row['format']} | {_num(row['eager_s_per_image'], 3)}{mark} | {_num(row['compiled_s_per_image'], 3)}{mark} "
+            f"| {document['variant']} | {row['label']} | {_num(row['eager_s_per_image'], 3)}{mark} | {_num(row['compiled_s_per_image'], 3)}{mark} "
             f"| {_num(row['images_per_s'], 3)}{mark} | {_num(peak, 2)} | {_ratio(row['speedup_vs_bf16'])} |"
         )
     if any(not row["image_latency_measured"] for row in document["summary"]):
@@ -178,7 +207,7 @@ def _details_table(document: dict[str, Any]) -> list[str]:
     for run in document["runs"]:
         image, step = run["image"], run["step"]
         lines.append(
-            f"| {run['format']} | {'compiled' if run['compiled'] else 'eager'} | {_num(run['load_s'], 2)} | {_num(run['first_call_s'], 2)} "
+            f"| {run['label']} | {'compiled' if run['compiled'] else 'eager'} | {_num(run['load_s'], 2)} | {_num(run['first_call_s'], 2)} "
             f"| {_num(step['median_s'] * 1e3, 1)} | {_num(step['min_s'] * 1e3, 1)}-{_num(step['max_s'] * 1e3, 1)} "
             f"| {_stat(image['text_encoding'])} | {_stat(image['denoising'])} | {_stat(image['vae_decode'])} | {_num(image['total']['median_s'], 3)}{'' if image['measured'] else '*'} "
             f"| {_num(run['images_per_s'], 3)} | {_bytes(run['weights_bytes'])} | {_bytes(run['peak_step_bytes'])} | {_bytes(run['peak_image_bytes'])} | {_bytes(run['host_rss_peak_bytes'])} |"
@@ -198,22 +227,32 @@ def _published_table(document: dict[str, Any]) -> list[str]:
 
 
 def _microbench_table(micro: dict[str, Any]) -> list[str]:
+    """One row per shape and mode; BF16 then, per INT8 backend, time, TOPS (% of peak) and INT8/BF16."""
     peak = micro["peak"]
     head = f"peak {peak['bf16_tflops']} BF16 TFLOPS / {peak['int8_tops']} INT8 TOPS dense ({peak['name']} datasheet)" if peak else "no datasheet peak known for this device"
+    backends = micro["int8_backends"]
+    columns = ["K", "N", "Layers", "M", "Mode", "BF16 (ms)", "BF16 TFLOPS"]
+    for backend in backends:
+        columns += [f"{backend} (ms)", f"{backend} TOPS", f"{backend}/BF16"]
     lines = [
-        f"Int8Linear vs BF16 nn.Linear on {micro['device_name']}: {head}.",
+        f"Int8Linear ({', '.join(backends)}) vs BF16 nn.Linear on {micro['device_name']}: {head}. TFLOPS/TOPS: % of that peak in parentheses.",
         "",
-        "| K | N | Layers | M | Mode | BF16 (ms) | INT8 (ms) | BF16 TFLOPS | INT8 TOPS | INT8/BF16 | BF16 % peak | INT8 % peak |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     for t in micro["timings"]:
         layers = t["layers"][0] + (f" (+{len(t['layers']) - 1})" if len(t["layers"]) > 1 else "") if t["layers"] else ""
-        lines.append(
-            f"| {t['in_features']} | {t['out_features']} | {layers} | {t['tokens']} | {'compiled' if t['compiled'] else 'eager'} "
-            f"| {_num(t['bf16']['median_s'] * 1e3, 3)} | {_num(t['int8']['median_s'] * 1e3, 3)} | {_num(t['bf16_tflops'], 1)} | {_num(t['int8_tops'], 1)} "
-            f"| {_ratio(t['int8_speedup'])} | {_percent(t['bf16_fraction_of_peak'])} | {_percent(t['int8_fraction_of_peak'])} |"
-        )
+        cells = [str(t["in_features"]), str(t["out_features"]), layers, str(t["tokens"]), "compiled" if t["compiled"] else "eager"]
+        cells += [_num(t["bf16"]["median_s"] * 1e3, 3), _rate(t["bf16_tflops"], t["bf16_fraction_of_peak"])]
+        for backend in backends:
+            int8 = t["int8"][backend]
+            cells += [_num(int8["time"]["median_s"] * 1e3, 3), _rate(int8["tops"], int8["fraction_of_peak"]), _ratio(int8["speedup_vs_bf16"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _rate(value: float, fraction_of_peak: float | None) -> str:
+    return _num(value, 1) + ("" if fraction_of_peak is None else f" ({_percent(fraction_of_peak)})")
 
 
 def _num(value: float | None, digits: int) -> str:

@@ -1,4 +1,5 @@
-"""`flux2-int8 bench`: speed and memory of BF16 vs INT8 (vs FP8), eager vs compiled.
+"""`flux2-int8 bench`: speed and memory of BF16 vs INT8 (vs FP8), eager vs compiled,
+per INT8 backend and with or without fused q/k/v.
 
 Writes `bench-<variant>.json` and `bench-<variant>.md` into --out and prints the
 Markdown. See docs/benchmarks.md for the method.
@@ -12,7 +13,9 @@ import sys
 from pathlib import Path
 
 VARIANT_CHOICES = ("klein-4b", "klein-9b", "klein-base-4b", "klein-base-9b", "tiny")
-_COMPILE_MODES = {"off": False, "on": True}
+_SWITCH = {"off": False, "on": True}
+# Spelled out here so --help imports no torch; run() checks them against kernels.BACKENDS.
+INT8_BACKEND_NAMES = "auto, int_mm, emulated, reference, triton, triton_prequant"
 # The tiny model runs on CPU in CI: at 1024x1024 its VAE decode alone takes seconds there.
 DEFAULT_RESOLUTION, TINY_DEFAULT_RESOLUTION = 1024, 128
 
@@ -30,6 +33,7 @@ def _parse_list(value: str, allowed: tuple[str, ...], option: str) -> tuple[str,
 def _command_line(args: argparse.Namespace) -> str:
     """The invocation with every option spelled out, so a report says exactly how to reproduce it."""
     words = ["flux2-int8", "bench", "--variant", args.variant, "--formats", args.formats, "--resolution", str(args.resolution)]
+    words += ["--int8-backends", args.int8_backends, "--fuse-qkv", args.fuse_qkv]
     words += ["--batch", str(args.batch), "--compile", args.compile, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
     words += [] if args.steps is None else ["--steps", str(args.steps)]
     words += [flag for flag, on in (("--random-weights", args.random_weights), ("--full-pipeline", args.full_pipeline), ("--microbench", args.microbench), ("--microbench-only", args.microbench_only)) if on]
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
 
     from ..bench import BenchSettings, build_document, environment, format_markdown, run_benchmark, write_report
     from ..bench.microbench import run_variant_microbench
-    from ..bench.pipeline_bench import check_settings
+    from ..bench.pipeline_bench import INT8_BACKENDS, check_settings
     from ..bench.random_weights import FORMATS
 
     if args.device == "auto":
@@ -70,7 +74,9 @@ def run(args: argparse.Namespace) -> None:
     settings = BenchSettings(
         variant=args.variant,
         formats=_parse_list(args.formats, FORMATS, "--formats"),
-        compile_modes=tuple(_COMPILE_MODES[mode] for mode in _parse_list(args.compile, tuple(_COMPILE_MODES), "--compile")),
+        compile_modes=tuple(_SWITCH[mode] for mode in _parse_list(args.compile, tuple(_SWITCH), "--compile")),
+        int8_backends=_parse_list(args.int8_backends, INT8_BACKENDS, "--int8-backends"),
+        fuse_qkv_modes=tuple(_SWITCH[mode] for mode in _parse_list(args.fuse_qkv, tuple(_SWITCH), "--fuse-qkv")),
         resolution=args.resolution,
         steps=args.steps,
         batch=args.batch,
@@ -101,6 +107,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resolution", type=int, default=None, help=f"image side in pixels, a multiple of 16 (default: {DEFAULT_RESOLUTION}; {TINY_DEFAULT_RESOLUTION} for tiny)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the variant's, 4 for distilled)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
+    parser.add_argument("--int8-backends", default="auto", metavar="LIST", help=f"comma-separated Int8Linear backends; every int8 run is repeated per backend, one report row each: {INT8_BACKEND_NAMES} (default: auto)")
+    parser.add_argument("--fuse-qkv", nargs="?", const="on", default="off", metavar="off|on|off,on", help="fuse each attention's q/k/v (bf16 and int8) into one GEMM before timing; the flag alone means on, off,on times both (default: off)")
     parser.add_argument("--compile", default="off,on", help="off, on, or off,on: eager and/or torch.compile(fullgraph=True) (default: off,on)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default: 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default: 1)")

@@ -53,8 +53,8 @@ class _ScaledLinear(nn.Module):
 class Int8Linear(_ScaledLinear):
     """W8A8 linear: int8 weight [N, K] with per-channel `weight_scale` [N], static `input_scale`.
 
-    `backend` is "auto" (on CUDA the fused Triton kernel when triton is installed, else
-    `_int_mm` where its shape rules allow; exact float32 emulation elsewhere), or one of
+    `backend` is "auto" (on CUDA `_int_mm` where its shape rules allow, or the fused Triton
+    kernel with FLUX2_INT8_TRITON=1; exact float32 emulation elsewhere), or one of
     "int_mm", "emulated", "reference", "triton", "triton_prequant" to force one
     (see `kernels.pick_backend` and docs/kernels.md).
     """

@@ -36,8 +36,6 @@ def test_every_backend_matches_exact_integer_math(backend, m, k, n, bias):
     layer = make_layer(k, n, bias)
     x = torch.randn(m, k) * 1.5
     layer.backend = backend
-    if backend == "int_mm" and not (m > 16 and k % 8 == 0 and n % 8 == 0):
-        pytest.skip("torch._int_mm's shape rules")
     assert relative_error(layer(x), integer_reference(layer, x)) < 1e-6
 
 
@@ -63,11 +61,14 @@ def test_leading_dimensions_and_output_dtype_follow_the_input():
     assert y.shape == (2, 5, 16) and y.dtype == torch.bfloat16
 
 
-def test_auto_picks_int_mm_only_on_cuda_with_legal_shapes(monkeypatch):
+def test_auto_picks_int_mm_on_cuda_with_legal_shapes_and_on_vnni_cpus(monkeypatch):
     from flux2_int8.int8 import kernels
 
     monkeypatch.setattr(kernels, "TRITON_IN_AUTO", False)  # the default: Triton is opt-in
+    monkeypatch.setattr(kernels, "CPU_HAS_VNNI", False)
     assert pick_backend(torch.device("cpu"), 4096, 3072, 3072) == "emulated"
+    monkeypatch.setattr(kernels, "CPU_HAS_VNNI", True)
+    assert pick_backend(torch.device("cpu"), 1, 3072, 3070) == "int_mm"
     assert pick_backend(torch.device("cuda"), 4096, 3072, 3072) == "int_mm"
     assert pick_backend(torch.device("cuda"), 1, 3072, 3072) == "emulated"
     assert pick_backend(torch.device("cuda"), 64, 3072, 3070) == "emulated"

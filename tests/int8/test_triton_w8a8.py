@@ -129,13 +129,14 @@ def test_configs_are_pruned_by_m_and_shared_memory():
 
 def test_auto_uses_triton_on_cuda_quantizing_in_the_load_eagerly_and_in_the_producer_when_compiled(monkeypatch):
     monkeypatch.setattr(kernels, "TRITON_IN_AUTO", True)
+    monkeypatch.setattr(kernels, "CPU_HAS_VNNI", False)
     cuda = torch.device("cuda")
     assert kernels.pick_backend(cuda, 1, 3072, 18432) == "triton"  # M <= 16: too small for torch._int_mm
     assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "triton"
     assert kernels.pick_backend(torch.device("cpu"), 4608, 3072, 3072) == "emulated"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "triton_prequant"
-    monkeypatch.setattr(kernels, "TRITON_IN_AUTO", False)  # FLUX2_INT8_TRITON=0, or no triton
+    monkeypatch.setattr(kernels, "TRITON_IN_AUTO", False)  # the default, or no triton
     assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "int_mm"
 
 

@@ -42,7 +42,7 @@ def rescale_accumulator(accumulator: torch.Tensor, input_scale: torch.Tensor, we
 
 
 def can_use_int_mm(m: int, k: int, n: int) -> bool:
-    """`torch._int_mm` on CUDA needs M > 16 and K, N multiples of 8."""
+    """`torch._int_mm` on CUDA needs M > 16 and K, N multiples of 8 (on the CPU any shape goes)."""
     return m > 16 and k % 8 == 0 and n % 8 == 0
 
 
@@ -134,6 +134,12 @@ TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 # torch._int_mm's speed is known. Flip the default once docs/benchmarks.md shows it wins.
 TRITON_IN_AUTO = TRITON_INSTALLED and os.environ.get("FLUX2_INT8_TRITON", "0") == "1" and torch.cuda.is_available()
 
+# On a CPU with VNNI (AVX512-VNNI / AVX-VNNI), oneDNN's int8 GEMM behind `torch._int_mm`
+# is exact, takes any shape and ran 2.7x faster than the float32 emulation at
+# M=4096, K=N=3072 (benchmarks/cpu_int8_linear.py --int-mm, AMD EPYC, torch 2.13);
+# without VNNI it is many times slower than float32, so the emulation stays the default there.
+CPU_HAS_VNNI = bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
+
 
 def pick_backend(device: torch.device, m: int, k: int, n: int) -> str:
     """The fastest exact backend for a device and shape (the `auto` choice).
@@ -145,5 +151,7 @@ def pick_backend(device: torch.device, m: int, k: int, n: int) -> str:
     if device.type == "cuda" and TRITON_IN_AUTO:
         return "triton_prequant" if torch.compiler.is_compiling() else "triton"
     if device.type == "cuda" and can_use_int_mm(m, k, n):
+        return "int_mm"
+    if device.type == "cpu" and CPU_HAS_VNNI:
         return "int_mm"
     return "emulated"

@@ -131,7 +131,7 @@ def test_auto_uses_triton_on_cuda_quantizing_in_the_load_eagerly_and_in_the_prod
     monkeypatch.setattr(kernels, "TRITON_IN_AUTO", True)
     monkeypatch.setattr(kernels, "CPU_HAS_VNNI", False)
     cuda = torch.device("cuda")
-    assert kernels.pick_backend(cuda, 1, 3072, 18432) == "triton"  # M <= 16: too small for torch._int_mm
+    assert kernels.pick_backend(cuda, 1, 3072, 18432) == "triton"  # M <= 16: no padding needed
     assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "triton"
     assert kernels.pick_backend(torch.device("cpu"), 4608, 3072, 3072) == "emulated"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)

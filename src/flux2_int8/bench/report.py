@@ -74,7 +74,7 @@ def auto_backend_description(device: torch.device) -> str:
         return "emulated"
     if kernels.TRITON_IN_AUTO:
         return "triton eager, triton_prequant compiled (FLUX2_INT8_TRITON=1)"
-    return "int_mm (emulated where M <= 16 or K, N not multiples of 8); Triton only with FLUX2_INT8_TRITON=1"
+    return "int_mm (M <= 16 padded to 17 rows; emulated where K, N are not multiples of 8); Triton only with FLUX2_INT8_TRITON=1"
 
 
 def build_document(result: BenchResult | None, microbench: MicrobenchResult | None, env: dict[str, Any], command: str, variant: str) -> dict[str, Any]:

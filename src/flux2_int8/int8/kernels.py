@@ -41,18 +41,27 @@ def rescale_accumulator(accumulator: torch.Tensor, input_scale: torch.Tensor, we
     return y.to(dtype)
 
 
+INT_MM_MIN_ROWS = 17  # torch._int_mm on CUDA needs M > 16
+
+
 def can_use_int_mm(m: int, k: int, n: int) -> bool:
-    """`torch._int_mm` on CUDA needs M > 16 and K, N multiples of 8 (on the CPU any shape goes)."""
-    return m > 16 and k % 8 == 0 and n % 8 == 0
+    """`torch._int_mm` on CUDA needs K, N multiples of 8 (M <= 16 is padded; on a CPU any shape goes)."""
+    return k % 8 == 0 and n % 8 == 0
 
 
 def int_mm_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """CUDA tensor-core path: int8 x int8 -> int32 with `torch._int_mm`.
+    """Tensor-core path: int8 x int8 -> int32 with `torch._int_mm`.
 
     Under `torch.compile`, Inductor fuses the quantization into the producer of `x`
     and the rescale into the epilogue, so only the int8 GEMM is left as a separate op.
+    A short activation (the modulation layers run at M = batch) is padded with zero
+    rows up to 17: cheaper than widening a [24576, 4096] weight to float on every call.
     """
-    accumulator = torch._int_mm(quantize_activation(x, input_scale), weight.t())
+    quantized = quantize_activation(x, input_scale)
+    rows = quantized.shape[0]
+    if rows < INT_MM_MIN_ROWS:
+        quantized = torch.nn.functional.pad(quantized, (0, 0, 0, INT_MM_MIN_ROWS - rows))
+    accumulator = torch._int_mm(quantized, weight.t())[:rows]
     return rescale_accumulator(accumulator, input_scale, weight_scale, bias, x.dtype)
 
 

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..int8.fusion import QKV_GROUPS
 from ..int8.linear import FP8_MAX, Fp8Linear, Int8Linear
 from ..loading.config import build_empty_model
-from ..quantization.recipe import Recipe, input_scale_from_amax, quantize_weight, weight_scale_per_channel
+from ..quantization.recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, weight_scale_per_channel
 from ..variants import Architecture
 
 FORMATS = ("bf16", "int8", "fp8")
@@ -167,8 +167,8 @@ def fill_fp8_linear_(layer: Fp8Linear, weight: torch.Tensor, activation_amax: fl
     The weight scale is stored as [N] (one value repeated) because that is the shape
     `Fp8Linear` holds after loading a 0-d scale from a file.
     """
-    scale = weight.float().abs().amax() / FP8_MAX
-    layer.weight = nn.Parameter((weight.float() / scale).to(torch.float8_e4m3fn), requires_grad=False)
+    fp8_weight, scale = quantize_weight_fp8(weight)
+    layer.weight = nn.Parameter(fp8_weight, requires_grad=False)
     layer.weight_scale = scale.reshape(1).expand(layer.out_features).clone().float()
     layer.input_scale = torch.tensor(activation_amax / FP8_MAX, dtype=torch.float32, device=weight.device)
     layer.has_input_scale = True

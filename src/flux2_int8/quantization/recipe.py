@@ -14,6 +14,7 @@ import torch
 
 from ..errors import Flux2Int8Error
 from ..formats.keys import map_diffusers_module
+from ..int8.linear import FP8_MAX
 
 INT8_MAX = 127.0
 # Embedders and the output layer stay BF16 (published recipe): they are small, see raw
@@ -114,3 +115,13 @@ def input_scale_from_amax(amax: float) -> torch.Tensor:
     if not amax > 0:
         raise ValueError(f"calibrated amax must be > 0, got {amax}")
     return torch.tensor(amax / INT8_MAX, dtype=torch.float32)
+
+
+def quantize_weight_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float [N, K] -> (float8_e4m3fn [N, K], 0-d float32 scale): BFL's per-tensor FP8 layout.
+
+    FP8 files are written only to compare with INT8 (tests, benchmarks); the scale is
+    amax / 448, the largest finite float8_e4m3fn.
+    """
+    scale = weight.float().abs().amax() / FP8_MAX
+    return (weight.float() / scale).to(torch.float8_e4m3fn), scale.reshape(())

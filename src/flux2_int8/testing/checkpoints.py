@@ -19,13 +19,13 @@ from torch import nn
 from ..formats.header import TORCH_DTYPES
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
+from ..int8.linear import FP8_MAX
 from ..quantization.export import quantized_state_dict
 from ..quantization.observers import InputAmaxObserver, linear_names
-from ..quantization.recipe import INT8_MAX, Recipe, unify_qkv
+from ..quantization.recipe import INT8_MAX, Recipe, quantize_weight, quantize_weight_fp8, unify_qkv
 
 WeightScaleShape = Literal["[N]", "[N,1]", "0-d", "[1]"]
 InputScaleShape = Literal["0-d", "[1]"]
-FP8_MAX = 448.0
 
 
 def transformer_inputs(config: dict[str, Any], image_side: int = 4, text_tokens: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
@@ -70,9 +70,9 @@ def _per_tensor_weights(state: dict[str, torch.Tensor]) -> None:
     for key in [k for k in state if k.endswith(".weight_scale")]:
         module = key[: -len(".weight_scale")]
         dequantized = state[f"{module}.weight"].float() * state[key][:, None]
-        scale = dequantized.abs().amax() / INT8_MAX
-        state[f"{module}.weight"] = torch.clamp(torch.round(dequantized / scale), -INT8_MAX, INT8_MAX).to(torch.int8)
-        state[key] = scale.reshape(())
+        scale = (dequantized.abs().amax() / INT8_MAX).reshape(())
+        state[f"{module}.weight"] = quantize_weight(dequantized, scale.expand(dequantized.shape[0]))
+        state[key] = scale
 
 
 def fp8_state(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
@@ -81,9 +81,7 @@ def fp8_state(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = R
     for key, tensor in model.state_dict().items():
         module, _, param = key.rpartition(".")
         if module in input_amax and param == "weight" and not recipe.keeps(module):
-            scale = tensor.float().abs().amax() / FP8_MAX
-            state[key] = (tensor.float() / scale).to(torch.float8_e4m3fn)
-            state[f"{module}.weight_scale"] = scale.reshape(())
+            state[key], state[f"{module}.weight_scale"] = quantize_weight_fp8(tensor)
             state[f"{module}.input_scale"] = torch.tensor(input_amax[module] / FP8_MAX)
         else:
             state[key] = tensor.detach().to(torch.bfloat16)

@@ -6,10 +6,10 @@ CLI's `--help` stay instant instead of paying for torch and diffusers up front.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, ConfigError, Flux2Int8Error, UnsupportedFormatError
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -38,12 +38,7 @@ if TYPE_CHECKING:
     from .variants import VARIANTS, get_variant
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY_EXPORTS:
-        raise AttributeError(f"module 'flux2_int8' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY_EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -9,8 +9,7 @@ read defaults from `weights` without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_getattr
 
 _LAZY_EXPORTS = {
     "METRICS": ".evaluation",
@@ -47,12 +46,7 @@ _LAZY_EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY_EXPORTS:
-        raise AttributeError(f"module 'flux2_int8.evaluate' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY_EXPORTS)
 
 
 __all__ = list(_LAZY_EXPORTS)

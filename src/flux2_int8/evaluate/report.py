@@ -30,6 +30,11 @@ METRIC_ROWS = (
     ("fid", "FID ↓", "{:.2f}"),
     ("kid_mean", "KID ↓", "{:.4f}"),
     ("velocity_error", "velocity rel. error ↓", "{:.4f}"),
+    ("accuracy", "prompt accuracy ↑", "{:.1%}"),
+    ("accuracy_background", "background colour ↑", "{:.1%}"),
+    ("accuracy_colour", "object colour ↑", "{:.1%}"),
+    ("accuracy_count", "object count ↑", "{:.1%}"),
+    ("accuracy_shape", "shape ↑", "{:.1%}"),
 )
 Table = tuple[list[str], list[list[str]]]
 

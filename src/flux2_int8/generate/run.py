@@ -13,6 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .output import output_path, png_metadata, write_png
+from .pipeline import KLEIN_MAX_SEQUENCE_LENGTH
 from .requests import Request, load_reference
 
 
@@ -55,12 +56,15 @@ def generate_image(
     width: int | None = None,
     height: int | None = None,
     on_step: Callable[[], None] | None = None,
+    max_sequence_length: int = KLEIN_MAX_SEQUENCE_LENGTH,
 ) -> Image.Image:
     """One image: text-to-image without references, an edit with one, a composition with several.
 
     The initial noise comes from a CPU generator, so a seed gives the same noise on
     every device, and a BF16 and an INT8 pipeline start from the same latents.
     Without width/height the pipeline uses the first reference's size (else 1024).
+    Prompts are padded to `max_sequence_length` tokens (klein: 512; nano: 32, see
+    `sampling_defaults`).
     """
 
     def step_callback(pipe: Flux2KleinPipeline, step: int, timestep: torch.Tensor, tensors: dict) -> dict:
@@ -77,6 +81,7 @@ def generate_image(
         guidance_scale=guidance,
         generator=torch.Generator("cpu").manual_seed(seed),
         callback_on_step_end=step_callback,
+        max_sequence_length=max_sequence_length,
     )
     return result.images[0]
 
@@ -92,6 +97,7 @@ def run_jobs(
     checkpoint: str | None,
     text_encoder: str | None = None,
     progress: bool = True,
+    max_sequence_length: int = KLEIN_MAX_SEQUENCE_LENGTH,
 ) -> list[Generated]:
     """Make and write every image, with one progress bar over all denoising steps.
 
@@ -104,7 +110,10 @@ def run_jobs(
         for job in jobs:
             references = [load_reference(path) for path in job.request.images]
             start = time.perf_counter()
-            image = generate_image(pipeline, job.request.prompt, references, job.seed, steps, guidance, width, height, on_step=lambda: bar.update(1))
+            image = generate_image(
+                pipeline, job.request.prompt, references, job.seed, steps, guidance, width, height,
+                on_step=lambda: bar.update(1), max_sequence_length=max_sequence_length,
+            )
             seconds = time.perf_counter() - start
             metadata = png_metadata(job.request.prompt, job.seed, steps, guidance, image.size, base, checkpoint, job.request.images, text_encoder)
             write_png(job.path, image, metadata)

@@ -21,15 +21,10 @@ from tokenizers.trainers import BpeTrainer
 from transformers import PreTrainedTokenizerFast, Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 from ..testing import tiny
+from . import NANO_MAX_SEQUENCE_LENGTH, NANO_SHAPE, NANO_SIZE, NANO_STEPS
 from .grammar import all_scenes
 
-NANO_VERSION = 1
-
-# The chat template wraps a prompt in about 14 tokens and a prompt has at most 7 words;
-# 32 instead of klein's 512 keeps the transformer's text sequence (and its cost) small.
-NANO_MAX_SEQUENCE_LENGTH = 32
-NANO_STEPS = 4
-NANO_SIZE = 128
+__all__ = ["NANO_MAX_SEQUENCE_LENGTH", "NANO_SIZE", "NANO_STEPS"]
 
 NANO_TEXT_ENCODER_CONFIG: dict[str, Any] = {**tiny.TINY_TEXT_ENCODER_CONFIG, "max_position_embeddings": 64}
 
@@ -41,14 +36,12 @@ NANO_VAE_CONFIG: dict[str, Any] = {
 
 NANO_TRANSFORMER_CONFIG: dict[str, Any] = {
     **tiny.TINY_TRANSFORMER_CONFIG,
-    "in_channels": 4 * NANO_VAE_CONFIG["latent_channels"],
-    "num_layers": 2,
-    "num_single_layers": 3,
-    "attention_head_dim": 16,
-    "num_attention_heads": 4,
-    "joint_attention_dim": len(tiny.TEXT_ENCODER_OUT_LAYERS) * NANO_TEXT_ENCODER_CONFIG["hidden_size"],
+    **NANO_SHAPE,
     "timestep_guidance_channels": 64,
 }
+# Latents are patchified 2x2; the transformer reads three text-encoder layers concatenated.
+assert NANO_SHAPE["in_channels"] == 4 * NANO_VAE_CONFIG["latent_channels"]
+assert NANO_SHAPE["joint_attention_dim"] == len(tiny.TEXT_ENCODER_OUT_LAYERS) * NANO_TEXT_ENCODER_CONFIG["hidden_size"]
 
 
 def build_text_encoder(seed: int) -> Qwen3ForCausalLM:

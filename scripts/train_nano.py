@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder to write the trained pipeline to")
     parser.add_argument("--log", help="also append each log record to this JSON-lines file")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared machine)")
+    parser.add_argument("--resume", help="continue the transformer of a pipeline folder this script wrote (VAE kept; use another --seed)")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(flag, type=type(field.default), default=field.default)
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             log_file.flush()
 
     log({"phase": "start", "config": dataclasses.asdict(config), "torch": torch.__version__})
-    train_nano(config, args.out, log)
+    train_nano(config, args.out, log, resume=args.resume)
     log({"phase": "done", "wall_s": round(time.monotonic() - start, 1), "out": args.out})
     return 0
 

@@ -55,22 +55,31 @@ class TrainConfig:
 Log = Callable[[dict[str, Any]], None]
 
 
-def train_nano(config: TrainConfig, out: str | Path, log: Log = print) -> Path:
+def train_nano(config: TrainConfig, out: str | Path, log: Log = print, resume: str | Path | None = None) -> Path:
     """Train nano and write it to `out` as a diffusers folder (bf16); return `out`.
 
     Every `checkpoint_minutes` of transformer training the current weights are
     written to `out` too, so a run stopped early still leaves a usable model.
+    With `resume` (a folder this function wrote) the VAE, text encoder and
+    tokenizer are taken from there and the transformer continues from its
+    weights; give such a run another `seed`, so it draws new pictures.
     """
     out = Path(out)
     torch.set_flush_denormal(True)  # denormal floats slow CPU training several-fold
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train_scenes, _ = split_scenes()
-    tokenizer = model.build_tokenizer()
-    text_encoder = model.build_text_encoder(config.seed)
-    vae = train_vae(config, train_scenes, rng, log)
-    set_latent_statistics(vae, train_scenes, rng)
-    transformer = model.build_transformer(config.seed + 1)
+    if resume is None:
+        tokenizer = model.build_tokenizer()
+        text_encoder = model.build_text_encoder(config.seed)
+        vae = train_vae(config, train_scenes, rng, log)
+        set_latent_statistics(vae, train_scenes, rng)
+        transformer = model.build_transformer(config.seed + 1)
+    else:
+        trained = Flux2KleinPipeline.from_pretrained(resume, dtype=torch.float32, local_files_only=True)
+        tokenizer, text_encoder, vae, transformer = trained.tokenizer, trained.text_encoder, trained.vae, trained.transformer
+        text_encoder.eval().requires_grad_(False)
+        vae.eval().requires_grad_(False)
     parts = (vae, text_encoder, tokenizer)
     ema = train_transformer(config, transformer, parts, train_scenes, rng, out, log)
     export(ema, parts, out)

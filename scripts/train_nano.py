@@ -4,7 +4,8 @@
 The shipped weights (src/flux2_int8/nano/weights) came from the defaults:
     python scripts/train_nano.py --out src/flux2_int8/nano/weights --log nano-train.jsonl
 A 20-step smoke run (what CI does):
-    python scripts/train_nano.py --out /tmp/nano --vae-steps 10 --transformer-steps 10 --vae-batch 2 --transformer-batch 4
+    python scripts/train_nano.py --out /tmp/nano --vae-steps 10 --vae-batch 2 \
+        --transformer-steps 10 --transformer-batch 4 --latent-pool 8 --pool-refresh 2
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("train") / "nano"
     command = [
         sys.executable, str(REPOSITORY / "scripts" / "train_nano.py"), "--out", str(out), "--threads", "1",
-        "--vae-steps", "10", "--vae-batch", "2", "--transformer-steps", "10", "--transformer-batch", "4", "--log-every", "5",
+        "--vae-steps", "10", "--vae-batch", "2", "--transformer-steps", "10", "--transformer-batch", "4", "--latent-pool", "8", "--pool-refresh", "2", "--log-every", "5",
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert completed.returncode == 0, completed.stderr[-2000:]

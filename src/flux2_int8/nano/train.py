@@ -46,6 +46,10 @@ class TrainConfig:
     transformer_lr: float = 1e-3
     transformer_minutes: float = 58.0
     kl_weight: float = 1e-3
+    # Encoding pictures costs as much as a transformer step on CPU, so a pool of encoded
+    # pictures is reused (with fresh noise and sigma each time) and partly renewed each step.
+    latent_pool: int = 2048
+    pool_refresh: int = 8  # new pictures per step
     ema_decay: float = 0.999
     pipeline_sigma_fraction: float = 0.75  # share of samples at the pipeline's own four sigmas
     checkpoint_minutes: float = 10.0
@@ -140,12 +144,13 @@ def train_transformer(
     transformer.train()
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.transformer_lr, weight_decay=0.01)
     pipeline_sigmas = sampling_sigmas()
+    pool = LatentPool(vae, scenes, rng, config.latent_pool)
     clock = _Clock(config.transformer_steps, config.transformer_minutes)
     last_checkpoint = time.monotonic()
     while not clock.done():
         _set_lr(optimizer, config.transformer_lr, clock.progress(), warmup=0.01)
-        batch = _pick(scenes, config.transformer_batch, rng)
-        loss = flow_matching_loss(transformer, vae, embeds, batch, rng, pipeline_sigmas, config.pipeline_sigma_fraction)
+        batch, latents = pool.draw(config.transformer_batch, config.pool_refresh)
+        loss = flow_matching_loss(transformer, latents, [embeds[scene.prompt] for scene in batch], rng, pipeline_sigmas, config.pipeline_sigma_fraction)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
@@ -161,22 +166,51 @@ def train_transformer(
     return ema
 
 
+class LatentPool:
+    """Encoded training pictures, reused: `draw` renews `refresh` random entries, then samples a batch.
+
+    With `size` 0 every batch is drawn and encoded afresh.
+    """
+
+    def __init__(self, vae: AutoencoderKLFlux2, scenes: list[Scene], rng: np.random.Generator, size: int) -> None:
+        self.vae, self.scenes, self.rng = vae, scenes, rng
+        self.pool_scenes = _pick(scenes, size, rng)
+        self.latents = torch.cat([self.encode(self.pool_scenes[i : i + 64]) for i in range(0, size, 64)]) if size else None
+
+    @torch.no_grad()
+    def encode(self, scenes: list[Scene]) -> torch.Tensor:
+        """(B, 32, 8, 8) normalised, patchified latents: what the pipeline's transformer sees at 128 px."""
+        return _normalise(self.vae, _patchified_latents(self.vae, draw_batch(scenes, self.rng)))
+
+    def draw(self, batch: int, refresh: int) -> tuple[list[Scene], torch.Tensor]:
+        if self.latents is None:
+            scenes = _pick(self.scenes, batch, self.rng)
+            return scenes, self.encode(scenes)
+        slots = self.rng.choice(len(self.pool_scenes), size=refresh, replace=False)
+        fresh = _pick(self.scenes, refresh, self.rng)
+        self.latents[slots] = self.encode(fresh)
+        for slot, scene in zip(slots, fresh):
+            self.pool_scenes[slot] = scene
+        chosen = self.rng.integers(0, len(self.pool_scenes), size=batch)
+        return [self.pool_scenes[i] for i in chosen], self.latents[chosen]
+
+
 def flow_matching_loss(
     transformer: Flux2Transformer2DModel,
-    vae: AutoencoderKLFlux2,
-    embeds: dict[str, torch.Tensor],
-    scenes: list[Scene],
+    latents: torch.Tensor,
+    prompt_embeds: list[torch.Tensor],
     rng: np.random.Generator,
     pipeline_sigmas: torch.Tensor,
     pipeline_sigma_fraction: float,
 ) -> torch.Tensor:
-    """MSE between the predicted and the true velocity noise - x0 at x_t = (1 - sigma) x0 + sigma noise."""
-    with torch.no_grad():
-        latents = _normalise(vae, _patchified_latents(vae, draw_batch(scenes, rng)))
+    """MSE between the predicted and the true velocity noise - x0 at x_t = (1 - sigma) x0 + sigma noise.
+
+    `latents` are (B, 32, 8, 8) normalised patchified latents, `prompt_embeds` B (32, 96) text features.
+    """
     batch = latents.shape[0]
     image_ids = Flux2KleinPipeline._prepare_latent_ids(latents)
     x0 = Flux2KleinPipeline._pack_latents(latents)  # (B, 64, 32) at 128x128
-    prompt_embeds = torch.stack([embeds[scene.prompt] for scene in scenes])
+    prompt_embeds = torch.stack(prompt_embeds)
     text_ids = Flux2KleinPipeline._prepare_text_ids(prompt_embeds)
     sigma = _draw_sigmas(batch, rng, pipeline_sigmas, pipeline_sigma_fraction)
     noise = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32))

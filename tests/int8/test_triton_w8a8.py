@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from flux2_int8.errors import Flux2Int8Error
-from flux2_int8.int8 import Int8Linear, kernels, quantize_activation
+from flux2_int8.int8 import Int8Linear, backends, quantize_activation
 from flux2_int8.int8.kernels import reference_linear
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 triton = pytest.importorskip("triton", reason="the Triton backends need the optional triton package")
 from flux2_int8.int8 import triton_w8a8  # noqa: E402  (after the skip: it imports triton)
@@ -128,25 +128,25 @@ def test_configs_are_pruned_by_m_and_shared_memory():
 
 
 def test_auto_uses_triton_on_cuda_quantizing_in_the_load_eagerly_and_in_the_producer_when_compiled(monkeypatch):
-    monkeypatch.setattr(kernels, "TRITON_IN_AUTO", True)
-    monkeypatch.setattr(kernels, "CPU_HAS_VNNI", False)
+    monkeypatch.setattr(backends, "TRITON_IN_AUTO", True)
+    monkeypatch.setattr(backends, "CPU_HAS_VNNI", False)
     cuda = torch.device("cuda")
-    assert kernels.pick_backend(cuda, 1, 3072, 18432) == "triton"  # M <= 16: no padding needed
-    assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "triton"
-    assert kernels.pick_backend(torch.device("cpu"), 4608, 3072, 3072) == "emulated"
+    assert backends.pick_backend(cuda, 3072, 18432) == "triton"  # M <= 16: no padding needed
+    assert backends.pick_backend(cuda, 3072, 3072) == "triton"
+    assert backends.pick_backend(torch.device("cpu"), 3072, 3072) == "emulated"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "triton_prequant"
-    monkeypatch.setattr(kernels, "TRITON_IN_AUTO", False)  # the default, or no triton
-    assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "int_mm"
+    assert backends.pick_backend(cuda, 3072, 3072) == "triton_prequant"
+    monkeypatch.setattr(backends, "TRITON_IN_AUTO", False)  # the default, or no triton
+    assert backends.pick_backend(cuda, 3072, 3072) == "int_mm"
 
 
 def test_without_triton_cpu_emulates_and_cuda_is_refused_clearly(monkeypatch):
-    monkeypatch.setattr(kernels, "TRITON_INSTALLED", False)
+    monkeypatch.setattr(backends, "TRITON_INSTALLED", False)
     x, weight, weight_scale, input_scale, bias = (t.cpu() if t is not None else None for t in random_operands(9, 32, 16, torch.float32, True, seed=2))
-    y = kernels.triton_linear(x, weight, weight_scale, input_scale, bias)
+    y = backends.triton_linear(x, weight, weight_scale, input_scale, bias)
     assert relative_error(y, reference_linear(x, weight, weight_scale, input_scale, bias)) < 1e-6
     with pytest.raises(Flux2Int8Error, match=r"pip install 'flux2-int8\[gpu\]'"):
-        kernels._triton_op(torch.device("cuda"))
+        backends._triton_op(torch.device("cuda"))
 
 
 @pytest.mark.gpu

@@ -21,10 +21,9 @@ from diffusers.models.transformers.transformer_flux2 import Flux2AttnProcessor, 
 from torch import nn
 
 from ..errors import Flux2Int8Error
+from ..formats.keys import QKV_GROUPS
 from .linear import Int8Linear
 
-# (separate layers, fused name) in diffusers' naming.
-QKV_GROUPS = ((("to_q", "to_k", "to_v"), "to_qkv"), (("add_q_proj", "add_k_proj", "add_v_proj"), "to_added_qkv"))
 # Processors that call `attn.to_qkv` / `attn.to_added_qkv` when `attn.fused_projections` is set.
 _FUSION_AWARE_PROCESSORS = (Flux2AttnProcessor, Flux2KVAttnProcessor)
 

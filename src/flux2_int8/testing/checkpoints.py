@@ -1,4 +1,4 @@
-"""Writers of small checkpoints in every layout users hold, for tests.
+"""Writers of small checkpoints in every layout users hold, for tests alone.
 
 A float transformer is quantized with the package's recipe, its scales reshaped into
 each stored form the loader accepts, then written as a BFL single file (optionally
@@ -19,36 +19,12 @@ from torch import nn
 from ..formats.header import TORCH_DTYPES
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
-from ..int8.linear import FP8_MAX
 from ..quantization.export import quantized_state_dict
-from ..quantization.observers import InputAmaxObserver, linear_names
-from ..quantization.recipe import INT8_MAX, Recipe, quantize_weight, quantize_weight_fp8, unify_qkv
+from ..int8.kernels import INT8_MAX
+from ..quantization.recipe import Recipe, quantize_weight
 
 WeightScaleShape = Literal["[N]", "[N,1]", "0-d", "[1]"]
 InputScaleShape = Literal["0-d", "[1]"]
-
-
-def transformer_inputs(config: dict[str, Any], image_side: int = 4, text_tokens: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """Random but deterministic inputs for one `Flux2Transformer2DModel` forward."""
-    generator = torch.Generator().manual_seed(seed)
-    rows, columns = torch.meshgrid(torch.arange(image_side), torch.arange(image_side), indexing="ij")
-    img_ids = torch.stack([torch.zeros_like(rows), rows, columns, torch.zeros_like(rows)], -1).reshape(-1, 4)
-    txt_ids = torch.zeros(text_tokens, 4, dtype=torch.long)
-    txt_ids[:, 3] = torch.arange(text_tokens)
-    return {
-        "hidden_states": torch.randn(1, image_side**2, config["in_channels"], generator=generator).to(dtype),
-        "encoder_hidden_states": torch.randn(1, text_tokens, config["joint_attention_dim"], generator=generator).to(dtype),
-        "timestep": torch.tensor([0.7], dtype=dtype),
-        "img_ids": img_ids,
-        "txt_ids": txt_ids,
-    }
-
-
-def calibrate(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Max |input| of every linear over one forward, q/k/v unified (enough for a test file)."""
-    with InputAmaxObserver(model, linear_names(model)) as observer, torch.no_grad():
-        model(**inputs)
-    return unify_qkv(observer.amax)
 
 
 def int8_state(model: nn.Module, input_amax: dict[str, float], weight_scale: WeightScaleShape = "[N,1]", input_scale: InputScaleShape = "0-d", recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
@@ -73,19 +49,6 @@ def _per_tensor_weights(state: dict[str, torch.Tensor]) -> None:
         scale = (dequantized.abs().amax() / INT8_MAX).reshape(())
         state[f"{module}.weight"] = quantize_weight(dequantized, scale.expand(dequantized.shape[0]))
         state[key] = scale
-
-
-def fp8_state(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
-    """A diffusers-named BFL-style FP8 state dict: float8_e4m3fn weights, 0-d float32 scales."""
-    state: dict[str, torch.Tensor] = {}
-    for key, tensor in model.state_dict().items():
-        module, _, param = key.rpartition(".")
-        if module in input_amax and param == "weight" and not recipe.keeps(module):
-            state[key], state[f"{module}.weight_scale"] = quantize_weight_fp8(tensor)
-            state[f"{module}.input_scale"] = torch.tensor(input_amax[module] / FP8_MAX)
-        else:
-            state[key] = tensor.detach().to(torch.bfloat16)
-    return state
 
 
 def write_bfl(path: str | Path, state: dict[str, torch.Tensor], prefix: str = "", metadata: dict[str, str] | None = None) -> Path:

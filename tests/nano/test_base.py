@@ -15,7 +15,7 @@ from flux2_int8.generate.hub import parse_base
 from flux2_int8.nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, nano_folder
 from flux2_int8.nano.grammar import split_scenes
 from flux2_int8.quantization.prompts import load_prompts
-from flux2_int8.testing import tiny_pipeline_cache
+from flux2_int8.tiny import tiny_pipeline_cache
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,20 +30,13 @@ from ..nano.grammar import parse_prompt, split_scenes
 from ..nano.score import read_image
 from ..quantization.api import quantize
 from .page import difference_image, write_index
+from .results import DemoResult, Task, TaskResult
 
 CHECKPOINT_FILE = "nano-int8.safetensors"
 TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"  # nano's BF16 transformer, in its folder
 
 
-@dataclass(frozen=True)
-class Task:
-    name: str
-    prompt: str
-    references: tuple[str, ...]  # file names in the demo folder (nano draws from text only: none)
-    seed: int
-
-
-# Prompts nano never saw in training first, then ones it did; one of each count.
+# Prompts nano never saw in training first, then one it did.
 TASKS = (
     Task("held-out-1", "two yellow squares on a blue background", (), seed=0),
     Task("held-out-2", "three red circles on a black background", (), seed=1),
@@ -52,34 +45,6 @@ TASKS = (
 )
 # Calibration draws this many of nano's training prompts: enough for its ranges, seconds on CPU.
 CALIBRATION_SAMPLES = 8
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    task: Task
-    bf16_file: str
-    int8_file: str
-    diff_file: str
-    bf16_seconds: float
-    int8_seconds: float
-    psnr_db: float
-    held_out: bool  # the prompt is one nano never trained on
-    read_bf16: str  # what the scorer read in each picture
-    read_int8: str
-
-
-@dataclass(frozen=True)
-class DemoResult:
-    out: Path
-    index: Path
-    tasks: list[TaskResult]
-    steps: int
-    size: int
-    device: str
-    quantize_seconds: float
-    total_seconds: float
-    bf16_checkpoint_bytes: int
-    int8_checkpoint_bytes: int
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:

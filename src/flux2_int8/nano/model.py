@@ -20,7 +20,8 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 from transformers import PreTrainedTokenizerFast, Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-from ..testing import tiny
+from ..tiny import pipeline as tiny
+from ..variants import KLEIN_SCHEDULER_CONFIG
 from . import NANO_MAX_SEQUENCE_LENGTH, NANO_SHAPE, NANO_SIZE, NANO_STEPS
 from .grammar import all_scenes
 
@@ -106,7 +107,7 @@ def build_tokenizer() -> Qwen2TokenizerFast:
 
 
 def build_scheduler() -> FlowMatchEulerDiscreteScheduler:
-    return FlowMatchEulerDiscreteScheduler(**tiny.KLEIN_SCHEDULER_CONFIG)
+    return FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER_CONFIG)
 
 
 def assemble_pipeline(

@@ -23,6 +23,7 @@ from ..formats.checkpoint import FP8, INT8, Checkpoint, TensorKind, open_checkpo
 from ..formats.config import ConfigLike, resolve_config
 from ..formats.validate import check_structure
 from ..int8.linear import Fp8Linear, Int8Linear
+from .dtypes import resolve_dtype
 from .skeleton import build_empty_model, check_shapes
 
 ActivationChoice = Literal["auto", "static", "dynamic"]
@@ -83,7 +84,7 @@ def load_transformer(
     --------
     >>> transformer = load_transformer("flux-2-klein-9b-int8.safetensors", device="cuda")  # doctest: +SKIP
     """
-    dtype = _one_dtype(dtype, torch_dtype)
+    dtype = resolve_dtype(dtype, torch_dtype)
     if activations not in ACTIVATION_CHOICES:
         raise ConfigError(f"activations must be one of {', '.join(ACTIVATION_CHOICES)}, not {activations!r}")
     checkpoint = open_checkpoint(path)
@@ -98,16 +99,6 @@ def load_transformer(
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.requires_grad_(False)
     return model.eval()
-
-
-def _one_dtype(dtype: torch.dtype | None, torch_dtype: torch.dtype | None) -> torch.dtype:
-    """`dtype` and diffusers' `torch_dtype` name one thing: accept either, refuse two different ones."""
-    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
-        raise ConfigError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")
-    chosen = dtype or torch_dtype or torch.bfloat16
-    if not isinstance(chosen, torch.dtype) or not chosen.is_floating_point:
-        raise ConfigError(f"dtype must be a floating torch.dtype such as torch.bfloat16, not {chosen!r}")
-    return chosen
 
 
 def static_input_scales(checkpoint: Checkpoint, state_dict: dict[str, torch.Tensor], activations: ActivationChoice) -> set[str]:

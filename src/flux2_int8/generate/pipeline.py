@@ -25,6 +25,7 @@ from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS, is_nano
 from ..variants import VARIANTS, architecture_of
+from .quiet import silence_ignored_guidance_warning
 from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
 
 Offload = Literal["none", "model", "sequential"]
@@ -87,6 +88,7 @@ def load_pipeline(
     `activations` is how INT8 layers quantize their input (see `load_transformer`): "auto"
     (the file's calibrated scales, else per token), "static" or "dynamic".
     """
+    silence_ignored_guidance_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
     checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None

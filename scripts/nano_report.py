@@ -28,7 +28,7 @@ from flux2_int8.quantization import quantize
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for grid.png and loss.svg")
-    parser.add_argument("--log", help="the training log (JSON lines) to draw loss.svg from")
+    parser.add_argument("--log", action="append", default=[], help="a training log (JSON lines) to draw loss.svg from; repeat for a run and its --resume runs, in order")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_grid([item for item in drawn if item.seed == 0], out / "grid.png")
     (out / "accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.log:
-        write_loss_svg(Path(args.log), out / "loss.svg")
+        write_loss_svg([Path(log) for log in args.log], out / "loss.svg")
     return 0
 
 
@@ -63,20 +63,26 @@ def write_grid(drawn: list[Drawn], path: Path, columns: int = 12) -> None:
     grid.save(path)
 
 
-def write_loss_svg(log: Path, path: Path, width: int = 640, height: int = 240) -> None:
-    """The VAE and transformer losses against step, log scale, as a small hand-written SVG."""
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+def write_loss_svg(logs: list[Path], path: Path, width: int = 640, height: int = 240) -> None:
+    """The VAE and transformer losses against step, log scale, as a small hand-written SVG.
+
+    A resumed run counts its steps from 0 again; its points follow the previous log's last step.
+    """
     panels = []
     for index, phase in enumerate(("vae", "transformer")):
-        points = [(r["step"], r["loss"]) for r in records if r.get("phase") == phase]
+        points: list[tuple[float, float]] = []
+        for log in logs:
+            offset = points[-1][0] if points else 0
+            records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            points += [(offset + r["step"], r["loss"]) for r in records if r.get("phase") == phase]
         if not points:
             continue
         steps, losses = np.array(points, dtype=float).T
-        logs = np.log10(losses)
+        decades = np.log10(losses)
         x0 = index * width / 2 + 40
         w, h = width / 2 - 60, height - 50
         xs = x0 + w * steps / steps.max()
-        ys = 20 + h * (logs.max() - logs) / max(logs.max() - logs.min(), 1e-9)
+        ys = 20 + h * (decades.max() - decades) / max(decades.max() - decades.min(), 1e-9)
         line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
         panels.append(
             f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{line}"/>'

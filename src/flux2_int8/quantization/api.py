@@ -123,7 +123,8 @@ def quantize(
     BF16 checkpoint (e.g. a fine-tune) that replaces the base's transformer. `samples`
     prompts are drawn with `seed` from `prompts` (a JSONL file, or `nano`; default the
     shipped set of 768, and nano's training prompts for the `nano` base) and run through
-    the pipeline at `resolution`, visiting `steps` of the model's generation steps (default all: 4 distilled, 50 base with CFG). `calibration`
+    the pipeline at `resolution`, visiting `steps` of the model's generation steps
+    (default all: 4 distilled, 50 base with CFG). `calibration`
     is "max" or "percentile:P"; `smoothquant` an alpha in (0, 1] (experimental).
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
     `format` "bfl" writes one single file, "diffusers" a transformer folder; with

@@ -71,7 +71,12 @@ class LoadItem:
             check_scale_values(self.checkpoint_path, self.source_key, stored)
         parts = bfl_tensor_to_diffusers(self.mapping, self.param, stored) if self.mapping else {self.targets[0]: stored}
         if self.kind is TensorKind.SCALE:
-            return {key: canonical_scale(self.param, part, self.target_rows[key]) for key, part in parts.items()}
+            parts = {key: canonical_scale(self.param, part, self.target_rows[key]) for key, part in parts.items()}
+        if len(parts) > 1:
+            # Each layer owns its tensors: q, k and v as views of one fused tensor (or one
+            # shared input_scale) would tie the layers together, and diffusers'
+            # `save_pretrained` refuses tensors that share memory.
+            parts = {key: part.clone() for key, part in parts.items()}
         return parts
 
 

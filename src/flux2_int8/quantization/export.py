@@ -15,13 +15,12 @@ from torch import nn
 from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
+from ..formats.config import FORMAT_NAME, quantization_config
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
 from .output import check_replaceable_folder
 from ..int8.linear import FP8_MAX
 from .recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, unify_qkv, weight_scale_per_channel
-
-FORMAT_NAME = "flux2-int8/w8a8"
 
 
 def quantized_linears(model: nn.Module, recipe: Recipe) -> list[str]:
@@ -86,7 +85,7 @@ def write_diffusers_folder(folder: str | Path, state_dict: dict[str, torch.Tenso
     kept = sorted({k.rsplit(".", 1)[0] for k, v in state_dict.items() if k.endswith(".weight") and v.dtype != torch.int8 and v.dim() == 2})
     document = {k: v for k, v in config.items() if not k.startswith("_")}
     document["_class_name"] = "Flux2Transformer2DModel"
-    document["quantization_config"] = {"quant_method": "flux2-int8", "quant_algo": "W8A8", "format": FORMAT_NAME, "ignore": kept}
+    document["quantization_config"] = quantization_config(kept)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
         write_safetensors_atomic(staging / DIFFUSERS_WEIGHTS, _unified_state(state_dict), metadata)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, UnsupportedFormatError
-from .foreign import COMFY_MARKER, recognise
+from .comfy import COMFY_MARKER
+from .foreign import recognise
 from .header import SafetensorsHeader, TensorInfo, read_header
 from .keys import ModuleMapping, Transform, bfl_tensor_to_diffusers, is_row_tensor, map_bfl_module, split_param, strip_prefix
 from .scales import SCALE_PARAMS, canonical_scale, check_scale_values

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..variants import ARCHITECTURES
+from .comfy import COMFY_MARKER, QUANTIZATION_METADATA
 from .header import SafetensorsHeader
 
-QUANTIZATION_METADATA = "_quantization_metadata"
-COMFY_MARKER = "comfy_quant"
 # Words that mark weights rotated by ConvRot/QuaRot/QuIP-style transforms: such weights
 # are not plain INT8 and would give noise if read as if they were.
 ROTATION_WORDS = ("convrot", "quarot", "hadamard", "rotation", "rotated", "quip")

@@ -9,7 +9,7 @@ the tensor as the file spells it, and what was expected.
 from __future__ import annotations
 
 from ..errors import CheckpointError
-from .checkpoint import FLOAT, INT8, Checkpoint, SourceTensor
+from .checkpoint import FLOAT, Checkpoint, SourceTensor
 from .keys import split_param
 from .scales import SCALE_PARAMS, check_stored_scale
 
@@ -37,11 +37,9 @@ def _refuse_scales_on_float(checkpoint: Checkpoint, weight: SourceTensor, scales
 
 
 def _check_quantized(checkpoint: Checkpoint, kind: str, weight: SourceTensor, scales: dict[str, SourceTensor | None]) -> None:
-    required = ("weight_scale", "input_scale") if kind == INT8 else ("weight_scale",)
-    for param in required:
-        if scales[param] is None:
-            why = " (static W8A8 needs the calibrated activation scale)" if param == "input_scale" else ""
-            raise CheckpointError(checkpoint.path, f"{weight.info.dtype} weight without {param}{why}", tensor=weight.key)
+    # input_scale is optional: without it (ComfyUI's INT8 files) activations are quantized per token at run time.
+    if scales["weight_scale"] is None:
+        raise CheckpointError(checkpoint.path, f"{weight.info.dtype} weight without weight_scale", tensor=weight.key)
     for param, source in scales.items():
         if source is not None:
             # As stored: a fused q/k/v and its scales have all rows.

@@ -3,7 +3,9 @@
     y = (clamp(round(x / input_scale), -128, 127) @ weight.T) * (input_scale * weight_scale) + bias
 
 Shapes: x [M, K] (any float dtype), weight int8 [N, K], weight_scale float32 [N],
-input_scale float32 0-d, bias [N] or None; y [M, N] in x's dtype.
+bias [N] or None; y [M, N] in x's dtype. input_scale is float32 0-d for static
+activations (calibrated once), or [M, 1] for dynamic ones (`dynamic_input_scale`, one
+scale per row, i.e. per token): every function below broadcasts either form the same way.
 
 This is the ground floor of `int8/`: the Triton op (`triton_w8a8`) builds on it, the
 backend table (`backends`) on both, the layers (`linear`) on the table.
@@ -19,6 +21,16 @@ INT8_MIN, INT8_MAX = -128, 127
 def quantize_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
     """Static per-tensor quantization: float [M, K] -> int8 [M, K] (round half to even)."""
     return torch.clamp(torch.round(x.float() / input_scale), INT8_MIN, INT8_MAX).to(torch.int8)
+
+
+def dynamic_input_scale(x: torch.Tensor) -> torch.Tensor:
+    """Per-row (per-token) activation scale, float32 [M, 1]: max |x_row| / 127, as ComfyUI's INT8 runs.
+
+    An all-zero row gets 1 (any scale quantizes it to zeros). Under `torch.compile` this
+    row reduction fuses into the op producing `x`.
+    """
+    amax = x.abs().amax(dim=-1, keepdim=True).float()
+    return torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))
 
 
 def _integer_valued_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,18 @@ every output channel.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .backends import BACKENDS, pick_backend
+from .kernels import dynamic_input_scale
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
+Activations = Literal["static", "dynamic"]
+ACTIVATION_MODES: tuple[Activations, ...] = ("static", "dynamic")
 
 
 class _ScaledLinear(nn.Module):
@@ -65,7 +70,11 @@ class _ScaledLinear(nn.Module):
 
 
 class Int8Linear(_ScaledLinear):
-    """W8A8 linear: int8 weight [N, K] with per-channel `weight_scale` [N], static `input_scale`.
+    """W8A8 linear: int8 weight [N, K] with per-channel `weight_scale` [N].
+
+    Activations are quantized with the calibrated static `input_scale` (0-d), or, built
+    with `activations="dynamic"` (no `input_scale`), with a scale per row computed at run
+    time (`kernels.dynamic_input_scale`), as ComfyUI's INT8 files expect.
 
     `backend` is "auto" (on CUDA `_int_mm` where its shape rules allow, or the fused Triton
     kernel with FLUX2_INT8_TRITON=1; exact float32 emulation elsewhere), or one of
@@ -80,17 +89,26 @@ class Int8Linear(_ScaledLinear):
         bias: bool = False,
         device: torch.device | str | None = None,
         *,
+        activations: Activations = "static",
         pre_quant_scale: bool = False,
     ) -> None:
-        super().__init__(in_features, out_features, torch.int8, bias, input_scale=True, pre_quant_scale=pre_quant_scale, device=device)
+        if activations not in ACTIVATION_MODES:
+            raise ValueError(f"activations must be one of {', '.join(ACTIVATION_MODES)}, not {activations!r}")
+        super().__init__(in_features, out_features, torch.int8, bias, input_scale=activations == "static", pre_quant_scale=pre_quant_scale, device=device)
         self.backend = "auto"
+
+    @property
+    def activations(self) -> Activations:
+        """"static" (a calibrated `input_scale`) or "dynamic" (a scale per row at run time)."""
+        return "static" if self.input_scale is not None else "dynamic"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._scaled_input(x)
         leading = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
         name = self.backend if self.backend != "auto" else pick_backend(x.device, self.in_features, self.out_features)
-        y = BACKENDS[name](x2d, self.weight, self.weight_scale, self.input_scale, self.bias)
+        input_scale = self.input_scale if self.input_scale is not None else dynamic_input_scale(x2d)
+        y = BACKENDS[name](x2d, self.weight, self.weight_scale, input_scale, self.bias)
         return y.reshape(*leading, self.out_features)
 
 

@@ -92,7 +92,8 @@ class Flux2Int8Quantizer(DiffusersQuantizer):
     def _process_model_before_weight_loading(self, model: nn.Module, **kwargs: Any) -> None:
         if self.checkpoint is None:
             raise ValueError("flux2-int8 folders load from safetensors weight files (use_safetensors=True)")
-        swap_quantized_linears(model, self.checkpoint)
+        static = {name for name in self.checkpoint.linear_kinds if f"{name}.input_scale" in self.checkpoint.tensors}
+        swap_quantized_linears(model, self.checkpoint, static)
 
     def maybe_update_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         return {key: value.view(torch.int32) if _is_float32_scale(key, value) else value for key, value in state_dict.items()}

@@ -46,10 +46,11 @@ def check_shapes(model: Flux2Transformer2DModel, checkpoint: Checkpoint, source:
     raise ConfigError(f"{checkpoint.path}: shapes do not fit the config from {source}: " + "; ".join(details))
 
 
-def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint) -> None:
+def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint, static: set[str]) -> None:
     """Replace each `nn.Linear` whose weight is int8/fp8 in the file with our layer (on meta).
 
-    The layer is built whole: which scales it holds is told by the checkpoint.
+    The layer is built whole: which scales it holds is told by the checkpoint, and whether
+    it quantizes activations statically by `static` (names of layers keeping `input_scale`).
     """
     for name, kind in checkpoint.linear_kinds.items():
         if kind not in (INT8, FP8):
@@ -59,8 +60,9 @@ def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint) -> None:
         bias = original.bias is not None
         pre_quant_scale = f"{name}.pre_quant_scale" in checkpoint.tensors
         if kind == INT8:
-            layer: nn.Module = Int8Linear(*shape, bias=bias, device="meta", pre_quant_scale=pre_quant_scale)
+            mode = "static" if name in static else "dynamic"
+            layer: nn.Module = Int8Linear(*shape, bias=bias, device="meta", activations=mode, pre_quant_scale=pre_quant_scale)
         else:
-            layer = Fp8Linear(*shape, bias=bias, device="meta", input_scale=f"{name}.input_scale" in checkpoint.tensors, pre_quant_scale=pre_quant_scale)
+            layer = Fp8Linear(*shape, bias=bias, device="meta", input_scale=name in static, pre_quant_scale=pre_quant_scale)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, layer)

@@ -8,18 +8,23 @@ assigned. An INT8 weight is never widened to BF16 on the way.
 
 from __future__ import annotations
 
+import warnings
 from itertools import groupby
 from pathlib import Path
+from typing import Literal
 
 import torch
 from diffusers import Flux2Transformer2DModel
 from safetensors import safe_open
-from torch import nn
 
+from ..errors import CheckpointError, ConfigError
 from ..formats.checkpoint import FLOAT, FP8, INT8, Checkpoint, TensorKind, open_checkpoint
 from ..formats.config import ConfigLike, quantization_config, resolve_config
 from ..formats.validate import check_structure
 from .skeleton import build_empty_model, check_shapes, swap_quantized_linears
+
+ActivationChoice = Literal["auto", "static", "dynamic"]
+ACTIVATION_CHOICES: tuple[ActivationChoice, ...] = ("auto", "static", "dynamic")
 
 
 def load_transformer(
@@ -27,20 +32,29 @@ def load_transformer(
     config: ConfigLike = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.bfloat16,
+    activations: ActivationChoice = "auto",
 ) -> Flux2Transformer2DModel:
-    """Load a FLUX.2 transformer checkpoint (BFL INT8/BF16/FP8 file, ModelOpt or diffusers folder).
+    """Load a FLUX.2 transformer checkpoint (BFL INT8/BF16/FP8 file, ComfyUI INT8, ModelOpt or diffusers folder).
 
     `config` is a variant name (`klein-4b`, ...), a config dict, or a folder holding a
     diffusers `config.json`; by default it is read from the folder or inferred from the
     shapes. `dtype` is the compute dtype of activations and of the layers kept in float;
-    INT8 weights stay int8 and scales stay float32.
+    INT8 weights stay int8 and scales stay float32. `activations` says how INT8 layers
+    quantize their input: "static" with the file's calibrated `input_scale`, "dynamic"
+    with a scale per token computed at run time, or "auto" (static where the file has
+    calibrated scales, dynamic where it has none or only placeholders of 1.0).
     """
+    if activations not in ACTIVATION_CHOICES:
+        raise ConfigError(f"activations must be one of {', '.join(ACTIVATION_CHOICES)}, not {activations!r}")
     checkpoint = open_checkpoint(path)
     check_structure(checkpoint)
     model = build_empty_model(resolve_config(config, checkpoint))
     check_shapes(model, checkpoint, source=str(config) if config is not None else "the checkpoint")
-    swap_quantized_linears(model, checkpoint)
     state_dict = read_state_dict(checkpoint, torch.device(device), dtype)
+    static = static_input_scales(checkpoint, state_dict, activations)
+    for name in set(checkpoint.linear_kinds) - static:
+        state_dict.pop(f"{name}.input_scale", None)
+    swap_quantized_linears(model, checkpoint, static)
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.requires_grad_(False)
     _record_quantization(model, checkpoint)
@@ -54,6 +68,30 @@ def _record_quantization(model: Flux2Transformer2DModel, checkpoint: Checkpoint)
     if kinds & {INT8, FP8}:
         kept = [name for name, kind in checkpoint.linear_kinds.items() if kind == FLOAT]
         model.register_to_config(quantization_config=quantization_config(kept, "W8A8" if INT8 in kinds else "FP8"))
+
+
+def static_input_scales(checkpoint: Checkpoint, state_dict: dict[str, torch.Tensor], activations: ActivationChoice) -> set[str]:
+    """The quantized layers that will use the file's `input_scale` (the rest quantize dynamically).
+
+    A file whose every INT8 (or every FP8) `input_scale` is exactly 1.0 was not calibrated:
+    converters write 1.0 as a placeholder, which would round every activation to an
+    integer. "auto" warns and ignores such scales; "static" uses them as told.
+    """
+    present = {name for name in checkpoint.linear_kinds if f"{name}.input_scale" in state_dict}
+    if activations == "dynamic":
+        return {name for name in present if checkpoint.linear_kinds[name] == FP8}
+    if activations == "static":
+        missing = sorted(name for name, kind in checkpoint.linear_kinds.items() if kind == INT8 and name not in present)
+        if missing:
+            source = checkpoint.tensors[f"{missing[0]}.weight"].key
+            raise CheckpointError(checkpoint.path, "int8 weight without input_scale; activations='static' needs the calibrated activation scale (use 'auto' or 'dynamic' to quantize per token at run time)", tensor=source)
+        return present
+    for kind in (INT8, FP8):
+        of_kind = {name for name in present if checkpoint.linear_kinds[name] == kind}
+        if of_kind and all(bool((state_dict[f"{name}.input_scale"] == 1.0).all()) for name in of_kind):
+            warnings.warn(f"{checkpoint.path}: every {kind} input_scale is 1.0, a placeholder rather than a calibration; ignoring them ({'dynamic per-token activations' if kind == INT8 else 'unquantized activations'}). Pass activations='static' to use them anyway.", UserWarning, stacklevel=3)
+            present -= of_kind
+    return present
 
 
 def read_state_dict(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:

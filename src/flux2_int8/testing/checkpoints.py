@@ -16,9 +16,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..formats.keys import diffusers_to_bfl
+from ..formats.keys import diffusers_to_bfl, map_diffusers_module
 from ..formats.write import write_safetensors_atomic
-from ..quantization.export import quantized_state_dict
+from ..quantization.export import quantized_linears, quantized_state_dict
 from ..int8.kernels import INT8_MAX
 from ..quantization.recipe import Recipe, quantize_weight
 
@@ -108,3 +108,32 @@ def write_sparse_header(path: str | Path, tensors: dict[str, torch.Tensor], meta
         handle.write(struct.pack("<Q", len(raw)) + raw)
         handle.truncate(8 + len(raw) + offset)
     return path
+
+
+def write_comfy_int8(path: str | Path, model: nn.Module, per_row: bool = True, prefix: str = "", recipe: Recipe = Recipe()) -> Path:
+    """An INT8 file as ComfyUI's converter `convert_to_quant --int8 --comfy_quant` writes it.
+
+    The float model is converted to BFL key names first (optionally under
+    `model.diffusion_model.`), then each quantized BFL weight (a fused q/k/v as one tensor)
+    becomes I8 with an F32 `weight_scale` [N, 1] (`--scaling_mode row`) or 0-d (`tensor`),
+    beside a `.comfy_quant` uint8 marker holding JSON; the header carries
+    `_quantization_metadata`. No `input_scale`: ComfyUI quantizes activations per token.
+    """
+    quantized_bfl = {map_diffusers_module(name)[0] for name in quantized_linears(model, recipe)}  # type: ignore[index]
+    bfl = diffusers_to_bfl({key: value.detach().float() for key, value in model.state_dict().items()})
+    layers: dict[str, dict[str, Any]] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in bfl.items():
+        module, _, param = key.rpartition(".")
+        if module in quantized_bfl and param == "weight":
+            amax = value.abs().amax(dim=1, keepdim=True) if per_row else value.abs().amax()
+            scale = (amax / INT8_MAX).float()
+            tensors[prefix + key] = torch.clamp(torch.round(value / scale), -INT8_MAX, INT8_MAX).to(torch.int8)
+            tensors[f"{prefix}{module}.weight_scale"] = scale
+            marker = {"format": "int8_tensorwise", "per_row": True} if per_row else {"format": "int8_tensorwise"}
+            tensors[f"{prefix}{module}.comfy_quant"] = torch.tensor(list(json.dumps(marker).encode()), dtype=torch.uint8)
+            layers[module] = {"format": "int8_tensorwise"}
+        else:
+            tensors[prefix + key] = value.to(torch.bfloat16)
+    metadata = {"_quantization_metadata": json.dumps({"format_version": "1.0", "layers": layers})}
+    return write_safetensors_atomic(path, tensors, metadata)

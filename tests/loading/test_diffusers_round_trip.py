@@ -104,3 +104,14 @@ def test_import_flux2_int8_registers_the_quantizer_once_diffusers_is_loaded():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
+
+
+def test_dynamic_layers_round_trip(tiny_model, tiny_amax, tiny_inputs, tmp_path):
+    """A ComfyUI-style file without input_scale loads dynamic; saved and reopened, it stays dynamic."""
+    state = {k: v for k, v in int8_state(tiny_model, tiny_amax).items() if not k.endswith(".input_scale")}
+    loaded = load_transformer(write_bfl(tmp_path / "dynamic.safetensors", state), dtype=DTYPE)
+    loaded.save_pretrained(tmp_path / "saved")
+    reloaded = Flux2Transformer2DModel.from_pretrained(tmp_path / "saved", torch_dtype=DTYPE)
+    assert reloaded.transformer_blocks[0].attn.to_q.input_scale is None
+    assert_same_model(loaded, reloaded)
+    assert torch.equal(forward(loaded, tiny_inputs), forward(reloaded, tiny_inputs))

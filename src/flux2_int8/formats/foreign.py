@@ -48,7 +48,7 @@ _COMFY_FORMATS = {
     "asym_w4a8_int8": ("w4a8", "asymmetric W4A8 (4-bit weights with group scales)"),
 }
 _ADVICE = {
-    "nvfp4": "NVFP4 runs on Blackwell GPUs in ComfyUI or diffusers with ModelOpt; flux2-int8 runs INT8: " + _QUANTIZE_ADVICE,
+    "nvfp4": "NVFP4 needs a Blackwell GPU: run it in ComfyUI or diffusers (its bfl / modelopt quantizers); flux2-int8 runs INT8: " + _QUANTIZE_ADVICE,
     "mxfp8": "run it in ComfyUI; flux2-int8 runs INT8: " + _QUANTIZE_ADVICE,
     "int8-blockwise": "run it in ComfyUI (int8_blockwise); flux2-int8 reads per-channel or per-tensor INT8: " + _QUANTIZE_ADVICE,
     "fp8-blockwise": "run it in ComfyUI; flux2-int8 reads per-tensor FP8 and INT8: " + _QUANTIZE_ADVICE,

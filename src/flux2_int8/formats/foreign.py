@@ -26,7 +26,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from ..variants import ARCHITECTURES
 from .comfy import COMFY_MARKER, QUANTIZATION_METADATA
@@ -247,20 +247,22 @@ def layer_layouts(headers: list[SafetensorsHeader]) -> dict[str, dict]:
             layouts.update({str(k): v if isinstance(v, dict) else {} for k, v in layers.items()})
         elif document:
             layouts[QUANTIZATION_METADATA] = document if isinstance(document, dict) else {"value": document}
-        for key, info in header.tensors.items():
-            if key.endswith("." + COMFY_MARKER):
-                marker = _json(read_marker(header.path, info.offset, info.numel))
+        markers = {key: info for key, info in header.tensors.items() if key.endswith("." + COMFY_MARKER)}
+        if not markers:
+            continue
+        with header.path.open("rb") as handle:
+            for key, info in markers.items():
+                marker = _json(read_marker(handle, info.offset, info.numel))
                 layouts[key[: -len(COMFY_MARKER) - 1]] = marker if isinstance(marker, dict) else {"value": marker}
     return layouts
 
 
-def read_marker(path: Path, offset: int, size: int) -> str:
+def read_marker(handle: BinaryIO, offset: int, size: int) -> str:
     """A ComfyUI `comfy_quant` marker: a small uint8 tensor holding JSON, read as bytes."""
     if size > _MARKER_BYTES_LIMIT:
         return ""
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        return handle.read(size).decode("utf-8", errors="replace")
+    handle.seek(offset)
+    return handle.read(size).decode("utf-8", errors="replace")
 
 
 def mentions_rotation(document: object) -> bool:

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Train klein-nano from scratch and write it as a diffusers folder (bf16 safetensors).
 
-The shipped weights (src/flux2_int8/nano/weights) came from the defaults:
-    python scripts/train_nano.py --out src/flux2_int8/nano/weights --log nano-train.jsonl
+From scratch (VAE, then transformer), then more transformer training:
+    python scripts/train_nano.py --out nano-run --log nano-train.jsonl
+    python scripts/train_nano.py --out nano-run2 --resume nano-run --seed 1 --log nano-train-2.jsonl
+The exact commands behind the shipped weights (src/flux2_int8/nano/weights) are in docs/nano.md.
 A 20-step smoke run (what CI does):
     python scripts/train_nano.py --out /tmp/nano --vae-steps 10 --vae-batch 2 \
         --transformer-steps 10 --transformer-batch 4 --latent-pool 8 --pool-refresh 2

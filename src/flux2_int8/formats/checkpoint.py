@@ -128,6 +128,7 @@ def _weight_files(folder: Path) -> list[Path]:
 
 
 def _build(path: Path, headers: list[SafetensorsHeader], config: dict | None) -> Checkpoint:
+    _refuse_lora(path, headers)
     raw = {strip_prefix(key): (header.path, key, info) for header in headers for key, info in header.tensors.items()}
     _refuse_rotations(path, headers, raw)
     layout = _layout(path, raw)
@@ -151,6 +152,15 @@ def _add_bfl_tensor(path: Path, tensors: dict[str, SourceTensor], file: Path, ke
         raise CheckpointError(path, "unknown tensor for a FLUX.2 transformer in BFL layout", tensor=key)
     for target in mapping.diffusers_modules:
         tensors[f"{target}.{param}"] = SourceTensor(file, key, info, mapping=mapping, param=param)
+
+
+def _refuse_lora(path: Path, headers: list[SafetensorsHeader]) -> None:
+    """A LoRA passed where a model goes: say what it is (its keys would otherwise read as unknown tensors)."""
+    from ..lora.files import describe_lora_keys
+
+    lora = describe_lora_keys({key: info.shape for header in headers for key, info in header.tensors.items()})
+    if lora is not None:
+        raise UnsupportedFormatError(path, f"this is {lora.describe()}, not a transformer checkpoint; load the base model and apply it with `flux2-int8 generate --lora {path}` or `pipe.load_lora_weights(...)`")
 
 
 def _layout(path: Path, raw: dict[str, tuple[Path, str, TensorInfo]]) -> str:

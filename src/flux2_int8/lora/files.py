@@ -1,0 +1,67 @@
+"""Recognising a LoRA file from its safetensors header: which tool wrote it, its rank, its layers.
+
+Header only (names and shapes), no torch: `load_transformer` asks this before it says
+"no FLUX.2 transformer tensors found", so a user who passed a LoRA where a model goes
+is told what the file is, and `inspect` names LoRA files the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# The key that carries each layer's rank (its first dimension), per layout.
+_RANK_SUFFIXES = (".lora_A.weight", ".lora_down.weight", ".lokr_w1_a", ".lokr_w2_a")
+_LAYER_SUFFIX = re.compile(r"\.(lora_A|lora_B|lora_down|lora_up|lora_mid|alpha|lokr_w1|lokr_w1_a|lokr_w1_b|lokr_w2|lokr_w2_a|lokr_w2_b|lokr_t2|dora_scale)(\.weight|\.bias)?$")
+
+
+@dataclass(frozen=True)
+class LoraFileInfo:
+    """What a LoRA file is: `format` (the tool's layout), its ranks, how many layers it targets."""
+
+    format: str
+    ranks: tuple[int, ...]
+    layers: int
+
+    @property
+    def rank(self) -> str:
+        """"16", or "4-32" when layers differ, or "full" for LoKr factors stored whole."""
+        if not self.ranks:
+            return "full"
+        return str(self.ranks[0]) if len(self.ranks) == 1 else f"{self.ranks[0]}-{self.ranks[-1]}"
+
+    def describe(self) -> str:
+        return f"a LoRA ({self.format} format, rank {self.rank}, {self.layers} layers)"
+
+
+def describe_lora_keys(shapes: Mapping[str, Sequence[int]]) -> LoraFileInfo | None:
+    """The LoRA a header describes (tensor name -> shape), or None when it is not a LoRA."""
+    keys = list(shapes)
+    layer_keys = [key for key in keys if _LAYER_SUFFIX.search(key)]
+    if not any(not key.endswith((".alpha", ".dora_scale")) for key in layer_keys):
+        return None
+    ranks = sorted({int(shapes[key][0]) for key in layer_keys if key.endswith(_RANK_SUFFIXES) and len(shapes[key]) >= 1})
+    layers = len({_LAYER_SUFFIX.sub("", key) for key in layer_keys if not key.endswith((".alpha", ".dora_scale"))})
+    return LoraFileInfo(_format(keys), tuple(ranks), layers)
+
+
+def _format(keys: list[str]) -> str:
+    if any(".lokr_" in key for key in keys):
+        return "LyCORIS LoKr" if any(key.startswith("lycoris_") for key in keys) else "LoKr"
+    if any(".lora_down." in key for key in keys):
+        return "kohya" if any(key.startswith("lora_unet_") for key in keys) else "lora_down/lora_up"
+    if any(key.startswith("base_model.model.") for key in keys):
+        return "PEFT"
+    if any(key.startswith("diffusion_model.") for key in keys):
+        return "ai-toolkit/BFL"
+    return "diffusers"
+
+
+def describe_lora_file(path: str | Path) -> LoraFileInfo | None:
+    """`describe_lora_keys` over a file's header (None when it is not a LoRA)."""
+    from ..formats.header import read_header
+
+    header = read_header(path)
+    return describe_lora_keys({key: info.shape for key, info in header.tensors.items()})

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> None:
         compile=args.compile,
         offload=args.offload,
         local_files_only=args.local_files_only,
+        loras=args.lora,
+        fuse_loras=args.fuse_lora,
     )
     defaults = sampling_defaults(pipeline)
     if args.guidance is not None and pipeline.config.is_distilled:
@@ -87,5 +89,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")
+    parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRAs into the weights (INT8: re-quantized per channel) for plain INT8 speed, instead of running them beside the INT8 layers")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
     parser.set_defaults(run=run)

@@ -9,6 +9,7 @@ component is neither downloaded nor loaded.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,8 @@ from ..loading import load_text_encoder, load_transformer
 from ..loading.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..variants import VARIANTS, architecture_of
-from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
+from ..lora.apply import load_loras, parse_lora_spec
+from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
 
 Offload = Literal["none", "model", "sequential"]
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
@@ -57,6 +59,8 @@ def load_pipeline(
     compile: bool = False,
     offload: Offload = "none",
     local_files_only: bool = False,
+    loras: Sequence[str] = (),
+    fuse_loras: bool = False,
 ) -> Flux2KleinPipeline:
     """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
@@ -68,11 +72,16 @@ def load_pipeline(
     downloaded nor loaded. `device` defaults to CUDA when available. `offload` ("model"
     or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` wraps the
     transformer in `torch.compile(fullgraph=True)`; the first call then compiles (slow).
+    `loras` are `PATH_OR_REPO[:SCALE]` specs, checked against the transformer and loaded
+    (unfused, before compiling) with diffusers' `load_lora_weights`; `fuse_loras` merges
+    them into the weights instead (see docs/generate.md, LoRA).
     """
     device = _resolve_device(device, offload)
     source = parse_base(base)
     checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None
     encoder_file = resolve_checkpoint(text_encoder, local_files_only) if text_encoder is not None else None
+    lora_specs = [parse_lora_spec(spec) for spec in loras]
+    lora_files = [resolve_lora(spec.source, local_files_only) for spec in lora_specs]
     if source.variant is not None:  # a variant's shapes are known: check before any download
         _check_fits(checkpoint, encoder_file, source.variant.architecture.transformer_config(), source.spec)
     folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only)
@@ -86,6 +95,8 @@ def load_pipeline(
     if encoder_file is not None:
         components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
     pipeline = _from_pretrained(folder, components, source, dtype)
+    if lora_files:
+        load_loras(pipeline, lora_files, [spec.scale for spec in lora_specs], fuse=fuse_loras)
     _place(pipeline, device, offload)
     if compile:
         pipeline.transformer.compile(fullgraph=True)

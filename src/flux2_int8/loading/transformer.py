@@ -19,6 +19,7 @@ from ..formats.checkpoint import FP8, INT8, Checkpoint, SourceTensor, open_check
 from ..formats.keys import bfl_tensor_to_diffusers, split_param
 from ..formats.validate import SCALE_PARAMS, check_scale_values, check_structure
 from ..int8.linear import Fp8Linear, Int8Linear
+from ..lora import register_peft_layers
 from .config import ConfigLike, build_empty_model, resolve_config
 
 _QUANTIZED_CLASSES = {INT8: Int8Linear, FP8: Fp8Linear}
@@ -41,6 +42,7 @@ def load_transformer(
     check_structure(checkpoint)
     model = build_empty_model(resolve_config(config, checkpoint))
     swap_quantized_linears(model, checkpoint)
+    register_peft_layers()  # so diffusers' LoRA API (pipe.load_lora_weights) takes the quantized layers
     state_dict = read_state_dict(checkpoint, model, torch.device(device), dtype)
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.requires_grad_(False)

@@ -81,6 +81,10 @@ class _QuantizedLoraLinear(PeftLoraLinear):
     def _get_in_out_features(self, module: nn.Module) -> tuple[int, int]:
         return module.in_features, module.out_features
 
+    def _get_base_layer_device_and_dtype(self, base_layer: nn.Module) -> tuple[torch.device, None]:
+        """The device only: PEFT would cast adapters to a float8 weight's dtype, as it does to a bf16 one."""
+        return base_layer.weight.device, None
+
     def _requantize(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 

@@ -85,6 +85,8 @@ def check_lora_fits(path: str | Path, state: dict[str, torch.Tensor], transforme
     """
     if not state:
         raise CheckpointError(path, "this LoRA has no tensors for the transformer")
+    if any(".lokr_" in key for key in state) and _has_quantized_layers(transformer):
+        raise CheckpointError(path, "a LoKr adapter cannot be applied to INT8/FP8 layers yet (PEFT's LoKr wraps only nn.Linear); use it with a BF16 transformer")
     for module_name, factors in _factors_by_layer(state).items():
         layer = _linear(transformer, module_name)
         if layer is None:
@@ -96,6 +98,12 @@ def check_lora_fits(path: str | Path, state: dict[str, torch.Tensor], transforme
                 path,
                 f"does not fit this transformer: layer '{module_name}' is {expected[1]} -> {expected[0]} features, the LoRA's is {found[1]} -> {found[0]} (a LoRA for another model or klein size?)",
             )
+
+
+def _has_quantized_layers(transformer: nn.Module) -> bool:
+    from ..int8.linear import Fp8Linear, Int8Linear
+
+    return any(isinstance(module, (Int8Linear, Fp8Linear)) for module in transformer.modules())
 
 
 def _factors_by_layer(state: dict[str, torch.Tensor]) -> dict[str, dict[str, tuple[int, ...]]]:

@@ -87,7 +87,10 @@ def check_lora_fits(path: str | Path, state: dict[str, torch.Tensor], transforme
         raise CheckpointError(path, "this LoRA has no tensors for the transformer")
     if any(".lokr_" in key for key in state) and _has_quantized_layers(transformer):
         raise CheckpointError(path, "a LoKr adapter cannot be applied to INT8/FP8 layers yet (PEFT's LoKr wraps only nn.Linear); use it with a BF16 transformer")
-    for module_name, factors in _factors_by_layer(state).items():
+    layers = _factors_by_layer(state)
+    order = {name: index for index, (name, _) in enumerate(transformer.named_modules())}
+    for module_name in sorted(layers, key=lambda name: order.get(name, len(order))):  # first in the model's order
+        factors = layers[module_name]
         layer = _linear(transformer, module_name)
         if layer is None:
             raise CheckpointError(path, f"does not fit this transformer: it targets layer '{module_name}', which this transformer does not have (a LoRA for another model? or q/k/v were fused: load LoRAs first)")

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
         print("note: this is a distilled model; it ignores --guidance")
     steps = args.steps or defaults.steps
     guidance = defaults.guidance if args.guidance is None or pipeline.config.is_distilled else args.guidance
-    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder)
+    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 

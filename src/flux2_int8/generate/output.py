@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -58,10 +59,13 @@ def png_metadata(
     checkpoint: str | None,
     references: tuple[Path, ...],
     text_encoder: str | None = None,
+    loras: Sequence[str] = (),
+    fused_loras: bool = False,
 ) -> dict[str, str]:
-    """The text chunks of one generated PNG (reference images by file name)."""
+    """The text chunks of one generated PNG (reference images by file name; LoRAs as given, when any)."""
     from .. import __version__  # the package imports this module: read the version at call time
 
+    lora_chunks = {"loras": json.dumps(list(loras)), "lora_mode": "fused" if fused_loras else "unfused"} if loras else {}
     return {
         "prompt": prompt,
         "seed": str(seed),
@@ -73,6 +77,7 @@ def png_metadata(
         "checkpoint": checkpoint or "the base's transformer",
         "text_encoder": text_encoder or "the base's text encoder",
         "references": json.dumps([path.name for path in references]),
+        **lora_chunks,
         "software": f"flux2-int8 {__version__}",
     }
 

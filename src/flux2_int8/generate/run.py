@@ -92,6 +92,8 @@ def run_jobs(
     checkpoint: str | None,
     text_encoder: str | None = None,
     progress: bool = True,
+    loras: Sequence[str] = (),
+    fused_loras: bool = False,
 ) -> list[Generated]:
     """Make and write every image, with one progress bar over all denoising steps.
 
@@ -106,7 +108,7 @@ def run_jobs(
             start = time.perf_counter()
             image = generate_image(pipeline, job.request.prompt, references, job.seed, steps, guidance, width, height, on_step=lambda: bar.update(1))
             seconds = time.perf_counter() - start
-            metadata = png_metadata(job.request.prompt, job.seed, steps, guidance, image.size, base, checkpoint, job.request.images, text_encoder)
+            metadata = png_metadata(job.request.prompt, job.seed, steps, guidance, image.size, base, checkpoint, job.request.images, text_encoder, loras, fused_loras)
             write_png(job.path, image, metadata)
             done.append(Generated(job, seconds, image.size))
             tqdm.write(f"{job.path}  {image.width}x{image.height}  seed {job.seed}  {seconds:.2f} s")

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> None:
     suite = load_suite(args.suite, limit=args.limit)
     weights = WeightsLocation(Path(args.metrics_weights).expanduser() if args.metrics_weights else None)
     options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net)
-    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance)
+    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance, loras=list(args.lora))
     result = evaluate(
         args.base,
         args.candidate,
@@ -67,5 +67,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics-weights", metavar="DIR", help="read metric weights only from DIR (made by `flux2-int8 fetch-weights DIR`); never download")
     parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help=f"CLIP hub repository or local folder (default {DEFAULT_CLIP_MODEL})")
     parser.add_argument("--lpips-net", choices=tuple(LPIPS_BACKBONES), default=DEFAULT_LPIPS_NET, help=f"LPIPS backbone (default {DEFAULT_LPIPS_NET}, the lpips package's default)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA applied (unfused) to the reference and every candidate alike; repeatable; recorded in the folder's run.json")
     parser.add_argument("--local-files-only", action="store_true", help="pipelines and checkpoints from the Hugging Face cache only, never the network")
     parser.set_defaults(run=run)

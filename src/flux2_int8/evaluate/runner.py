@@ -24,7 +24,7 @@ from diffusers import Flux2KleinPipeline
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError
-from ..generate import generate_image, load_reference, png_metadata, sampling_defaults, write_png
+from ..generate import apply_loras, generate_image, load_reference, png_metadata, sampling_defaults, write_png
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
 from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_settings, reconcile, write_settings
 from .suite import Case
@@ -117,6 +117,8 @@ class Generator:
     def _load(self, model: ModelSpec) -> Flux2KleinPipeline:
         """Load a model's pipeline; the first load fixes the default steps and guidance in run.json."""
         pipeline = self.loader(self.settings.base, model.transformer, self.device, getattr(torch, self.settings.dtype))
+        if self.settings.loras:
+            apply_loras(pipeline, self.settings.loras)
         pipeline.set_progress_bar_config(disable=True)
         defaults = sampling_defaults(pipeline)
         steps = self.settings.steps or defaults.steps

@@ -1,7 +1,7 @@
 """Generating images with INT8 FLUX.2 [klein]: load a pipeline, check requests, write PNGs."""
 
 from .output import check_writable, png_metadata, write_png
-from .pipeline import OFFLOAD_MODES, SamplingDefaults, check_checkpoint_fits, load_pipeline, sampling_defaults
+from .pipeline import OFFLOAD_MODES, SamplingDefaults, apply_loras, check_checkpoint_fits, load_pipeline, sampling_defaults
 from .requests import MAX_REFERENCE_IMAGES, Request, RequestError, Sampling, check_request, check_sampling, load_reference, read_prompts_file
 from .run import Generated, Job, generate_image, plan_jobs, run_jobs
 
@@ -14,6 +14,7 @@ __all__ = [
     "RequestError",
     "Sampling",
     "SamplingDefaults",
+    "apply_loras",
     "check_checkpoint_fits",
     "check_request",
     "check_sampling",

@@ -80,8 +80,7 @@ def load_pipeline(
     source = parse_base(base)
     checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None
     encoder_file = resolve_checkpoint(text_encoder, local_files_only) if text_encoder is not None else None
-    lora_specs = [parse_lora_spec(spec) for spec in loras]
-    lora_files = [resolve_lora(spec.source, local_files_only) for spec in lora_specs]
+    lora_files = resolve_loras(loras, local_files_only)
     if source.variant is not None:  # a variant's shapes are known: check before any download
         _check_fits(checkpoint, encoder_file, source.variant.architecture.transformer_config(), source.spec)
     folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only)
@@ -96,11 +95,23 @@ def load_pipeline(
         components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
     pipeline = _from_pretrained(folder, components, source, dtype)
     if lora_files:
-        load_loras(pipeline, lora_files, [spec.scale for spec in lora_specs], fuse=fuse_loras)
+        load_loras(pipeline, [path for path, _ in lora_files], [scale for _, scale in lora_files], fuse=fuse_loras)
     _place(pipeline, device, offload)
     if compile:
         pipeline.transformer.compile(fullgraph=True)
     return pipeline
+
+
+def resolve_loras(specs: Sequence[str], local_files_only: bool = False) -> list[tuple[Path, float]]:
+    """`PATH_OR_REPO[:SCALE]` specs -> (local file, scale), hub LoRAs fetched through the cache."""
+    parsed = [parse_lora_spec(spec) for spec in specs]
+    return [(resolve_lora(spec.source, local_files_only), spec.scale) for spec in parsed]
+
+
+def apply_loras(pipeline: Flux2KleinPipeline, specs: Sequence[str], fuse: bool = False, local_files_only: bool = False) -> list[str]:
+    """Load `PATH_OR_REPO[:SCALE]` LoRAs into a loaded pipeline (checked first; see `flux2_int8.lora.load_loras`)."""
+    files = resolve_loras(specs, local_files_only)
+    return load_loras(pipeline, [path for path, _ in files], [scale for _, scale in files], fuse=fuse)
 
 
 def _check_fits(checkpoint: Path | None, encoder_file: Path | None, transformer_config: dict[str, Any], base_label: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from lora_helpers import draw_lora, run, write_lora
@@ -97,3 +99,21 @@ def test_parse_lora_spec(text, spec):
 def test_parse_lora_spec_refuses_empty():
     with pytest.raises(Flux2Int8Error):
         parse_lora_spec("")
+
+
+def test_inspect_names_a_lora_its_rank_layers_and_the_size_it_fits(tmp_path, capsys, tiny_config):
+    from flux2_int8.cli import main
+
+    path, _ = write_lora("kohya", tmp_path, draw_lora(tiny_config, rank=16))
+    assert main(["inspect", str(path)]) == 0
+    report = capsys.readouterr().out
+    assert "LoRA (kohya format)" in report and "rank:    16" in report and "lora_unet_double_blocks_0_img_attn_proj" in report
+    assert "fits:    no klein size (another model?) (hidden size 32)" in report  # the tiny model is no klein size
+    assert main(["inspect", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "lora" and summary["layers"] == 20 and summary["hidden_size"] == 32
+
+
+def test_a_klein_9b_lora_is_said_to_fit_klein_9b():
+    info = describe_lora_keys({"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": (16, 4096), "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": (12288, 16)})
+    assert info.fits == ("klein-9b",) and info.format == "ai-toolkit/BFL"

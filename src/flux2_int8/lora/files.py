@@ -8,9 +8,13 @@ is told what the file is, and `inspect` names LoRA files the same way.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from ..variants import ARCHITECTURES
 
 # The key that carries each layer's rank (its first dimension), per layout.
 _RANK_SUFFIXES = (".lora_A.weight", ".lora_down.weight", ".lokr_w1_a", ".lokr_w2_a")
@@ -19,11 +23,39 @@ _LAYER_SUFFIX = re.compile(r"\.(lora_A|lora_B|lora_down|lora_up|lora_mid|alpha|l
 
 @dataclass(frozen=True)
 class LoraFileInfo:
-    """What a LoRA file is: `format` (the tool's layout), its ranks, how many layers it targets."""
+    """What a LoRA file is: `format` (the tool's layout), its ranks, the layers it targets (as stored).
+
+    `hidden_size` is the input width most of its layers take, which for a FLUX.2 LoRA is
+    the transformer's hidden size: it tells the klein size the LoRA was made for.
+    """
 
     format: str
     ranks: tuple[int, ...]
-    layers: int
+    modules: tuple[str, ...]
+    hidden_size: int | None = None
+
+    @property
+    def layers(self) -> int:
+        return len(self.modules)
+
+    @property
+    def fits(self) -> tuple[str, ...]:
+        """The klein architectures of that hidden size (shapes cannot tell distilled from base)."""
+        return tuple(a.name for a in ARCHITECTURES if a.hidden_size == self.hidden_size)
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": "lora", "format": self.format, "rank": self.rank, "layers": self.layers, "hidden_size": self.hidden_size, "fits": list(self.fits), "modules": list(self.modules)}
+
+    def report(self, path: str | Path) -> str:
+        fits = " or ".join(self.fits) if self.fits else "no klein size (another model?)"
+        shown = ", ".join(self.modules[:4]) + (f", ... ({self.layers} in all)" if self.layers > 4 else "")
+        return "\n".join([
+            f"{path}",
+            f"  kind:    LoRA ({self.format} format); apply it with generate --lora, not --transformer",
+            f"  rank:    {self.rank}",
+            f"  layers:  {shown}",
+            f"  fits:    {fits} (hidden size {self.hidden_size})",
+        ])  # fmt: skip
 
     @property
     def rank(self) -> str:
@@ -43,8 +75,10 @@ def describe_lora_keys(shapes: Mapping[str, Sequence[int]]) -> LoraFileInfo | No
     if not any(not key.endswith((".alpha", ".dora_scale")) for key in layer_keys):
         return None
     ranks = sorted({int(shapes[key][0]) for key in layer_keys if key.endswith(_RANK_SUFFIXES) and len(shapes[key]) >= 1})
-    layers = len({_LAYER_SUFFIX.sub("", key) for key in layer_keys if not key.endswith((".alpha", ".dora_scale"))})
-    return LoraFileInfo(_format(keys), tuple(ranks), layers)
+    modules = sorted({_LAYER_SUFFIX.sub("", key) for key in layer_keys if not key.endswith((".alpha", ".dora_scale"))})
+    widths = Counter(int(shapes[key][-1]) for key in layer_keys if key.endswith((".lora_A.weight", ".lora_down.weight")) and len(shapes[key]) == 2)
+    hidden = widths.most_common(1)[0][0] if widths else None
+    return LoraFileInfo(_format(keys), tuple(ranks), tuple(modules), hidden)
 
 
 def _format(keys: list[str]) -> str:

@@ -23,7 +23,7 @@ from flux2_int8.bench.random_weights import random_transformer
 from flux2_int8.int8 import Int8Linear
 from flux2_int8.int8.kernels import CPU_HAS_VNNI
 from flux2_int8.lora import register_peft_layers
-from flux2_int8.testing.checkpoints import transformer_inputs
+from flux2_int8.tiny import random_transformer_inputs
 from flux2_int8.variants import get_variant
 
 
@@ -57,8 +57,11 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     config = {**get_variant(args.variant).architecture.transformer_config(), "num_layers": args.double, "num_single_layers": args.single}
     register_peft_layers()
-    unfused = random_transformer(config, "int8", "cpu", dtype=dtype)
-    targets = [name for name, module in unfused.named_modules() if isinstance(module, Int8Linear)]
+    original = random_transformer(config, "int8", "cpu", dtype=dtype)
+    targets = [name for name, module in original.named_modules() if isinstance(module, Int8Linear)]
+    # Three copies made alike, so no model is favoured by where its tensors happen to lie.
+    plain, unfused = copy.deepcopy(original), copy.deepcopy(original)
+    del original
     unfused.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, target_modules=targets, init_lora_weights="gaussian"), adapter_name="style")
     for module in unfused.modules():  # adapters in the compute dtype, as `load_loras` casts them
         if hasattr(module, "lora_A"):
@@ -66,18 +69,13 @@ def main() -> None:
             module.lora_B.to(dtype)
     fused = copy.deepcopy(unfused)
     fused.fuse_lora(adapter_names=["style"])
-    inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in transformer_inputs(config, image_side=args.side, text_tokens=args.text).items()}
+    inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in random_transformer_inputs(config, image_side=args.side, text_tokens=args.text).items()}
 
-    def step(model, lora: bool):  # type: ignore[no-untyped-def]
-        def run() -> None:
-            if model is unfused:
-                model.enable_lora() if lora else model.disable_lora()
-            model(**inputs, return_dict=False)
-
-        return run
+    def step(model):  # type: ignore[no-untyped-def]
+        return lambda: model(**inputs, return_dict=False)
 
     with torch.no_grad():
-        medians = interleaved_medians({"int8": step(unfused, False), "unfused": step(unfused, True), "fused": step(fused, True)}, args.repeats)
+        medians = interleaved_medians({"int8": step(plain), "unfused": step(unfused), "fused": step(fused)}, args.repeats)
     base = medians["int8"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, VNNI: {CPU_HAS_VNNI}, {args.dtype}")
     print(f"{args.variant} shapes, {args.double} double + {args.single} single blocks, {args.side**2} image + {args.text} text tokens, LoRA rank {args.rank} on {len(targets)} layers")

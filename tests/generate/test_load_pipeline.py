@@ -15,7 +15,7 @@ from diffusers import Flux2KleinPipeline, Flux2Transformer2DModel
 from flux2_int8 import Int8Linear, load_pipeline
 from flux2_int8.errors import ConfigError, Flux2Int8Error
 from flux2_int8.generate import sampling_defaults
-from flux2_int8.testing import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
+from flux2_int8.tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -193,3 +193,16 @@ def test_text_encoder_of_another_size_is_refused_before_any_download(int8_text_e
     save_file(load_file(int8_text_encoder), relabelled, metadata=metadata)
     with pytest.raises(ConfigError, match="hidden size 4096, but the base 'klein-4b' needs hidden size 2560"):
         load_pipeline("klein-4b", text_encoder=relabelled, device="cpu", local_files_only=True)
+
+
+def test_distilled_pipelines_do_not_warn_about_the_guidance_diffusers_chose(tiny_base, caplog):
+    import logging
+
+    pipeline = load_pipeline(tiny_base, device="cpu", dtype=torch.float32)
+    pipeline.set_progress_bar_config(disable=True)
+    with caplog.at_level(logging.WARNING):
+        pipeline(prompt="a cube", num_inference_steps=1, height=64, width=64, output_type="latent")
+        logging.getLogger("diffusers.pipelines.flux2.pipeline_flux2_klein").warning("another message passes")
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("is ignored for step-wise distilled models" in m for m in messages)
+    assert "another message passes" in messages

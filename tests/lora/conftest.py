@@ -8,7 +8,7 @@ import torch
 
 @pytest.fixture(scope="session")
 def tiny_base():
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     return tiny_pipeline_cache()
 
@@ -24,7 +24,8 @@ def int8_file(tmp_path_factory, tiny_model, tiny_amax):
 
 @pytest.fixture(scope="session")
 def fp8_file(tmp_path_factory, tiny_model, tiny_amax):
-    from flux2_int8.testing.checkpoints import fp8_state, write_bfl
+    from flux2_int8.quantization.export import fp8_state_dict as fp8_state
+    from flux2_int8.testing.checkpoints import write_bfl
 
     state = fp8_state(tiny_model, tiny_amax)
     return write_bfl(tmp_path_factory.mktemp("fp8") / "fp8.safetensors", state), state

@@ -6,7 +6,7 @@ import torch
 from lora_helpers import draw_lora, expected_updates, reference_transformer, run, write_lora
 
 from flux2_int8 import Int8Linear
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 TOLERANCE = 1e-4  # float32 pipeline vs float64 reference (see test_layouts.py)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from lora_helpers import draw_lora, run, write_lora
 
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 
 class CountingBackend:

@@ -10,7 +10,7 @@ from flux2_int8 import Int8Linear
 from flux2_int8.lora import Int8LoraLinear
 from flux2_int8.lora.layers import requantize_int8
 from flux2_int8.quantization.recipe import quantize_weight, weight_scale_per_channel
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 
 def merged_then_requantized(state: dict, updates: dict, lora_scale: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from flux2_int8.lora import Fp8LoraLinear, Int8LoraLinear
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 from lora_helpers import draw_lora, expected_updates, reference_transformer, run, write_lora
 

@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .options import ACTIVATIONS, ACTIVATIONS_HELP
+
 if TYPE_CHECKING:
     from ..generate import Request
 
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> None:
         compile=args.compile,
         offload=args.offload,
         local_files_only=args.local_files_only,
+        activations=args.activations,
         loras=args.lora,
         fuse_loras=args.fuse_lora,
     )
@@ -87,6 +90,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="outputs", help="a folder (created), or a .png path for a single image (default: outputs)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
+    parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from ..version import __version__
 from ..formats.write import check_folder_writable
 from .requests import RequestError
 
@@ -63,8 +64,6 @@ def png_metadata(
     fused_loras: bool = False,
 ) -> dict[str, str]:
     """The text chunks of one generated PNG (reference images by file name; LoRAs as given, when any)."""
-    from .. import __version__  # the package imports this module: read the version at call time
-
     lora_chunks = {"loras": json.dumps(list(loras)), "lora_mode": "fused" if fused_loras else "unfused"} if loras else {}
     return {
         "prompt": prompt,

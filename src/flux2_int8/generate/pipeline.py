@@ -21,11 +21,14 @@ from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
 from ..formats.header import read_header
 from ..loading import load_text_encoder, load_transformer
-from ..loading.config import infer_config
+from ..loading.transformer import ACTIVATION_CHOICES, ActivationChoice
+from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
-from ..variants import VARIANTS, architecture_of
 from ..lora.apply import load_loras, parse_lora_spec
+from ..lora.files import naming_loras
+from ..variants import VARIANTS, architecture_of
 from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
+from .quiet import silence_ignored_guidance_warning
 
 Offload = Literal["none", "model", "sequential"]
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
@@ -59,6 +62,7 @@ def load_pipeline(
     compile: bool = False,
     offload: Offload = "none",
     local_files_only: bool = False,
+    activations: ActivationChoice = "auto",
     loras: Sequence[str] = (),
     fuse_loras: bool = False,
 ) -> Flux2KleinPipeline:
@@ -72,10 +76,13 @@ def load_pipeline(
     downloaded nor loaded. `device` defaults to CUDA when available. `offload` ("model"
     or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` wraps the
     transformer in `torch.compile(fullgraph=True)`; the first call then compiles (slow).
+    `activations` is how INT8 layers quantize their input (see `load_transformer`): "auto"
+    (the file's calibrated scales, else per token), "static" or "dynamic".
     `loras` are `PATH_OR_REPO[:SCALE]` specs, checked against the transformer and loaded
     (unfused, before compiling) with diffusers' `load_lora_weights`; `fuse_loras` merges
     them into the weights instead (see docs/generate.md, LoRA).
     """
+    silence_ignored_guidance_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
     checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None
@@ -90,7 +97,7 @@ def load_pipeline(
     load_device = device if offload == "none" else torch.device("cpu")
     components: dict[str, Any] = {}
     if checkpoint is not None:
-        components["transformer"] = load_transformer(checkpoint, config=config, device=load_device, dtype=dtype)
+        components["transformer"] = load_transformer(checkpoint, config=config, device=load_device, dtype=dtype, activations=activations)
     if encoder_file is not None:
         components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
     pipeline = _from_pretrained(folder, components, source, dtype)
@@ -123,7 +130,8 @@ def _check_fits(checkpoint: Path | None, encoder_file: Path | None, transformer_
 
 def check_checkpoint_fits(checkpoint: Path, base_config: dict[str, Any], base_label: str) -> None:
     """Refuse a checkpoint of another size than the base (e.g. 9B weights with a 4B base), from headers only."""
-    found = infer_config(open_checkpoint(checkpoint))
+    with naming_loras(checkpoint):
+        found = infer_config(open_checkpoint(checkpoint))
     if all(found.get(key) == base_config.get(key) for key in _SHAPE_KEYS):
         return
     raise ConfigError(

@@ -1,19 +1,23 @@
 """Recognising a LoRA file from its safetensors header: which tool wrote it, its rank, its layers.
 
-Header only (names and shapes), no torch: `load_transformer` asks this before it says
-"no FLUX.2 transformer tensors found", so a user who passed a LoRA where a model goes
-is told what the file is, and `inspect` names LoRA files the same way.
+Header only (names and shapes): when a file given as a transformer checkpoint is not one
+(`formats` says "no FLUX.2 transformer tensors found" or "unknown tensor"), the loaders
+ask this (`naming_loras`) so a user who passed a LoRA where a model goes is told what the
+file is; `inspect` names LoRA files the same way. `formats/` sits below this package and
+cannot ask it, hence the question is put where the error comes out.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import CheckpointError, UnsupportedFormatError
 from ..variants import ARCHITECTURES
 
 # The key that carries each layer's rank (its first dimension), per layout.
@@ -99,3 +103,18 @@ def describe_lora_file(path: str | Path) -> LoraFileInfo | None:
 
     header = read_header(path)
     return describe_lora_keys({key: info.shape for key, info in header.tensors.items()})
+
+
+@contextmanager
+def naming_loras(path: str | Path) -> Iterator[None]:
+    """Around reading `path` as a transformer checkpoint: a refusal of a LoRA file says it is a LoRA."""
+    try:
+        yield
+    except CheckpointError:
+        try:
+            lora = describe_lora_file(path) if Path(path).is_file() else None
+        except CheckpointError:
+            lora = None
+        if lora is None:
+            raise
+        raise UnsupportedFormatError(path, f"this is {lora.describe()}, not a transformer checkpoint; load the base model and apply it with `flux2-int8 generate --lora {path}` or `pipe.load_lora_weights(...)`") from None

@@ -5,7 +5,9 @@
 pipeline unchanged. `load_loras` adds the checks the CLI wants first (the file is a
 LoRA, it fits this transformer) and `describe_lora_file` names a LoRA file from its
 header. Exports are imported on first use, so `import flux2_int8.lora` (and the
-header-only format detection that asks "is this a LoRA?") does not import PEFT.
+header-only question "is this a LoRA?") does not import PEFT.
+
+May import: errors, variants, formats, int8 (never loading and above).
 """
 
 from __future__ import annotations

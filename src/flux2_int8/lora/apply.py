@@ -77,11 +77,23 @@ def read_lora(path: Path, pipeline_class: Any) -> dict[str, torch.Tensor]:
 
 
 def check_lora_fits(path: str | Path, state: dict[str, torch.Tensor], transformer: nn.Module) -> None:
-    """Raise `CheckpointError` naming the file and the first layer whose shape the LoRA does not fit.
+    """Refuse a LoRA that does not fit `transformer`, naming the file and the first layer (in model order).
 
-    `state` is diffusers-named (as `read_lora` returns it). LoRA factors must give
-    A [r, in_features] and B [out_features, r]; LoKr factors w1 (x) w2 must give
-    [out_features, in_features]. Nothing is changed.
+    Parameters
+    ----------
+    path : str or Path
+        The LoRA file, for the message.
+    state : dict of str to Tensor
+        Its tensors in diffusers' naming (`transformer.<module>.lora_A.weight`, as
+        `read_lora` returns them). LoRA factors must be A [r, in_features] and
+        B [out_features, r]; LoKr factors w1 (x) w2 must make [out_features, in_features].
+    transformer : nn.Module
+        The model the LoRA is meant for; it is not changed.
+
+    Raises
+    ------
+    CheckpointError
+        A targeted layer is missing, has other shapes, or is quantized under a LoKr.
     """
     if not state:
         raise CheckpointError(path, "this LoRA has no tensors for the transformer")
@@ -145,11 +157,32 @@ def load_loras(pipeline: Any, paths: Sequence[str | Path], scales: Sequence[floa
     """Check every LoRA against `pipeline.transformer`, then load them with `pipeline.load_lora_weights`.
 
     All files are checked before the first one is loaded, so a refusal leaves the
-    pipeline as it was. Adapters are named after their files and activated together
-    with `scales` (default 1.0 each); their weights are cast to the transformer's
-    dtype, so the branch runs in the compute dtype. With `fuse`, they are merged into
-    the weights (re-quantized per channel on INT8 layers) and the adapter layers
-    removed: plain INT8 speed and memory, no unfuse. Returns the adapter names.
+    pipeline as it was. Adapters are named after their files and activated together;
+    their factors are cast to the transformer's dtype, so the branch runs in the
+    compute dtype without a cast per call.
+
+    Parameters
+    ----------
+    pipeline : Flux2KleinPipeline
+        A loaded pipeline (INT8, FP8 or BF16 transformer).
+    paths : sequence of str or Path
+        Local LoRA `.safetensors` files, in any layout diffusers converts.
+    scales : sequence of float, optional
+        The adapter weight of each (default 1.0 each), as `set_adapters` takes them.
+    fuse : bool
+        Merge the LoRAs into the weights (INT8 layers re-quantized per channel) and drop
+        the adapter layers: plain INT8 speed and memory, and no way back (no unfuse).
+
+    Returns
+    -------
+    list of str
+        The adapter names given to diffusers.
+
+    Raises
+    ------
+    CheckpointError
+        A file that is not a LoRA, that diffusers cannot convert, or that does not fit
+        this transformer (naming the file and the first layer that does not fit).
     """
     register_peft_layers()
     paths = [Path(path) for path in paths]

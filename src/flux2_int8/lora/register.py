@@ -16,7 +16,17 @@ _registered = False
 
 
 def register_peft_layers() -> None:
-    """Make PEFT wrap `Int8Linear` / `Fp8Linear` in our LoRA layers (idempotent; the loaders call it)."""
+    """Make PEFT wrap `Int8Linear` / `Fp8Linear` in our LoRA layers, for every LoRA config made afterwards.
+
+    Idempotent and cheap after the first call. `load_transformer` calls it, so a model
+    loaded by this package takes `pipe.load_lora_weights(...)` at once; call it yourself
+    only for quantized models you build by hand.
+
+    Examples
+    --------
+    >>> from flux2_int8.lora import register_peft_layers
+    >>> register_peft_layers()
+    """
     global _registered
     if _registered:
         return

@@ -72,3 +72,17 @@ def test_bfloat16_pipeline_runs_the_branch_in_bfloat16(tmp_path, tiny_base, tiny
     expected = run(reference_transformer(tiny_config, int8_file[1], [(expected_updates(lora, with_alpha), 1.0)]), tiny_inputs, torch.float64)
     # bfloat16 keeps 8 bits of mantissa: 2**-8 relative rounding per op, a few percent end to end.
     assert relative_error(run(pipeline.transformer, tiny_inputs, torch.bfloat16), expected) < 0.05
+
+
+def test_hotswap_replaces_values_and_scale_in_place(tmp_path, tiny_config, tiny_inputs, int8_file, int8_pipeline):
+    """PEFT's hotswap writes new factors and scale into the existing layers (what keeps a compiled model compiled)."""
+    first, second = draw_lora(tiny_config, rank=4, alpha=8.0, seed=12), draw_lora(tiny_config, rank=4, alpha=2.0, seed=13)
+    first_path, _ = write_lora("diffusers", tmp_path, first, name="first")
+    second_path, with_alpha = write_lora("diffusers", tmp_path, second, name="second")
+    int8_pipeline.load_lora_weights(str(first_path), adapter_name="style", use_safetensors=True)
+    layer = int8_pipeline.transformer.transformer_blocks[0].attn.to_q
+    scale_tensor = layer.lora_scale_tensor["style"]
+    int8_pipeline.load_lora_weights(str(second_path), adapter_name="style", hotswap=True, use_safetensors=True)
+    assert layer.lora_scale_tensor["style"] is scale_tensor and float(scale_tensor) == 0.5  # alpha 2 / rank 4
+    expected = run(reference_transformer(tiny_config, int8_file[1], [(expected_updates(second, with_alpha), 1.0)]), tiny_inputs, torch.float64)
+    assert relative_error(run(int8_pipeline.transformer, tiny_inputs, torch.float32), expected) < TOLERANCE

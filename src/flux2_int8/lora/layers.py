@@ -12,9 +12,10 @@ What differs, and why:
   quantization) and the LoRA branch runs in the activation dtype on the *unquantized*
   input: y = base(x) + scale * B(A(x)). Quantizing the branch would add error for no
   speed, since it is two thin GEMMs.
-- Each adapter's scale is also kept as a 0-d tensor that `set_scale` fills in place,
-  so `set_adapters(..., adapter_weights=...)` on a compiled model changes a tensor,
-  not a Python float Dynamo would have burnt into the graph: no recompile.
+- Each adapter's scale is also kept as a 0-d tensor that every write to `scaling` fills
+  in place (`_ScaleMirror`), so `set_adapters(..., adapter_weights=...)` or a hotswap on
+  a compiled model changes a tensor, not a Python float Dynamo would have burnt into the
+  graph: no recompile.
 - Fusing (`merge`) dequantizes the *original* weight, adds every merged adapter's
   delta and re-quantizes per output channel (new weight scales; the static
   `input_scale` is kept, since the layer's input does not change). The original
@@ -93,26 +94,10 @@ class _QuantizedLoraLinear(PeftLoraLinear):
     def update_layer(self, adapter_name: str, r: int, lora_alpha: int, config: Any, **kwargs: Any) -> None:
         if "lora_scale_tensor" not in self._modules:  # PEFT's constructor resets modules, so made here
             self.lora_scale_tensor = BufferDict({}, persistent=False)
-        super().update_layer(adapter_name, r, lora_alpha, config=config, **kwargs)
+            self.scaling = _ScaleMirror(self.lora_scale_tensor, self.scaling)
         device = self.get_base_layer().weight.device
-        self.lora_scale_tensor[adapter_name] = torch.tensor(float(self.scaling[adapter_name]), dtype=torch.float32, device=device)
-
-    def _sync_scale_tensors(self) -> None:
-        for name, value in self.scaling.items():
-            if name in self.lora_scale_tensor:
-                self.lora_scale_tensor[name].fill_(float(value))
-
-    def set_scale(self, adapter: str, scale: float) -> None:
-        super().set_scale(adapter, scale)
-        self._sync_scale_tensors()
-
-    def scale_layer(self, scale: float) -> None:
-        super().scale_layer(scale)
-        self._sync_scale_tensors()
-
-    def unscale_layer(self, scale: float | None = None) -> None:
-        super().unscale_layer(scale)
-        self._sync_scale_tensors()
+        self.lora_scale_tensor[adapter_name] = torch.zeros((), dtype=torch.float32, device=device)
+        super().update_layer(adapter_name, r, lora_alpha, config=config, **kwargs)  # writes scaling[adapter_name]
 
     # --- unfused forward -------------------------------------------------------------
 
@@ -220,6 +205,28 @@ class Fp8LoraLinear(_QuantizedLoraLinear):
 
     def _requantize(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return requantize_fp8(weight)
+
+
+class _ScaleMirror(dict):
+    """A layer's `scaling`: PEFT writes each adapter's scale here (update_layer, set_scale,
+    scale_layer, hotswap's `_update_scaling`); every write is mirrored into the layer's 0-d
+    tensor of that adapter, which is what `forward` reads (a tensor, so no recompile).
+
+    Values stay Python floats, as PEFT expects them; a tensor written here (PEFT's
+    compiled-hotswap preparation) is stored as its float, so later updates come back here.
+    """
+
+    def __init__(self, tensors: BufferDict, initial: dict[str, float]) -> None:
+        super().__init__()
+        self.tensors = tensors
+        for name, value in initial.items():
+            self[name] = value
+
+    def __setitem__(self, name: str, value: float | torch.Tensor) -> None:
+        scale = float(value)
+        super().__setitem__(name, scale)
+        if name in self.tensors:  # looked up now: `.to(device)` replaces the buffer objects
+            self.tensors[name].fill_(scale)
 
 
 # Base layer type -> its LoRA layer type, as PEFT's `_register_custom_module` takes it.

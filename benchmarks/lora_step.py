@@ -21,7 +21,7 @@ import torch
 
 from flux2_int8.bench.random_weights import random_transformer
 from flux2_int8.int8 import Int8Linear
-from flux2_int8.int8.kernels import CPU_HAS_VNNI
+from flux2_int8.int8.backends import CPU_HAS_VNNI
 from flux2_int8.lora import register_peft_layers
 from flux2_int8.tiny import random_transformer_inputs
 from flux2_int8.variants import get_variant

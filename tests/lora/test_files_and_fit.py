@@ -1,8 +1,6 @@
-"""Telling a LoRA file apart, and refusing a LoRA that does not fit before anything changes."""
+"""A LoRA file where a model goes is named; a LoRA that does not fit is refused before anything changes."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
@@ -11,7 +9,7 @@ from safetensors.torch import save_file
 
 from flux2_int8 import Int8Linear, load_transformer
 from flux2_int8.errors import CheckpointError, Flux2Int8Error, UnsupportedFormatError
-from flux2_int8.lora import LoraSpec, describe_lora_file, describe_lora_keys, load_loras, parse_lora_spec
+from flux2_int8.lora import LoraSpec, load_loras, parse_lora_spec
 
 
 def write_lokr(path, config: dict) -> None:
@@ -23,23 +21,11 @@ def write_lokr(path, config: dict) -> None:
     }, str(path))
 
 
-@pytest.mark.parametrize(("layout", "name"), [("diffusers", "diffusers"), ("kohya", "kohya"), ("ai-toolkit", "ai-toolkit/BFL")])
-def test_each_layout_is_named_with_its_rank(tmp_path, tiny_config, layout, name):
-    path, _ = write_lora(layout, tmp_path, draw_lora(tiny_config, rank=8))
-    info = describe_lora_file(path)
-    assert info is not None and info.format == name and info.rank == "8"
-
-
-def test_lokr_and_non_lora_headers():
-    assert describe_lora_keys({"a.lokr_w1": (3, 2), "a.lokr_w2": (32, 16)}).format == "LoKr"
-    assert describe_lora_keys({"double_blocks.0.img_attn.qkv.weight": (96, 32)}) is None
-    assert describe_lora_keys({"x.alpha": ()}) is None  # an alpha alone is not a LoRA
-
-
 @pytest.mark.parametrize("layout", ["diffusers", "kohya", "ai-toolkit"])
 def test_load_transformer_on_a_lora_says_it_is_a_lora(tmp_path, tiny_config, layout):
     path, _ = write_lora(layout, tmp_path, draw_lora(tiny_config, rank=4))
-    with pytest.raises(UnsupportedFormatError, match=r"this is a LoRA \(.* format, rank 4, \d+ layers\), not a transformer checkpoint"):
+    # formats.foreign names the file; this checks it does so for the files the tools write
+    with pytest.raises(UnsupportedFormatError, match=r"a LoRA adapter \(.*; rank 4, \d+ layers; .*\), not a transformer checkpoint"):
         load_transformer(path)
 
 
@@ -100,20 +86,3 @@ def test_parse_lora_spec_refuses_empty():
     with pytest.raises(Flux2Int8Error):
         parse_lora_spec("")
 
-
-def test_inspect_names_a_lora_its_rank_layers_and_the_size_it_fits(tmp_path, capsys, tiny_config):
-    from flux2_int8.cli import main
-
-    path, _ = write_lora("kohya", tmp_path, draw_lora(tiny_config, rank=16))
-    assert main(["inspect", str(path)]) == 0
-    report = capsys.readouterr().out
-    assert "LoRA (kohya format)" in report and "rank:    16" in report and "lora_unet_double_blocks_0_img_attn_proj" in report
-    assert "fits:    no klein size (another model?) (hidden size 32)" in report  # the tiny model is no klein size
-    assert main(["inspect", str(path), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["kind"] == "lora" and summary["layers"] == 20 and summary["hidden_size"] == 32
-
-
-def test_a_klein_9b_lora_is_said_to_fit_klein_9b():
-    info = describe_lora_keys({"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": (16, 4096), "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": (12288, 16)})
-    assert info.fits == ("klein-9b",) and info.format == "ai-toolkit/BFL"

@@ -46,4 +46,4 @@ def test_a_lora_passed_as_transformer_is_named(tmp_path, capsys, tiny_base, tiny
     lora, _ = write_lora("ai-toolkit", tmp_path, draw_lora(tiny_config, rank=16))
     code = main(["generate", "--base", str(tiny_base), "--transformer", str(lora), *SMALL, "--out", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
-    assert code == 2 and "this is a LoRA (ai-toolkit/BFL format, rank 16" in err and "--lora" in err
+    assert code == 2 and "a LoRA adapter (BFL/ai-toolkit" in err and "rank 16" in err

@@ -25,7 +25,6 @@ from ..loading.transformer import ACTIVATION_CHOICES, ActivationChoice
 from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..lora.apply import load_loras, parse_lora_spec
-from ..lora.files import naming_loras
 from ..variants import VARIANTS, architecture_of
 from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
 from .quiet import silence_ignored_guidance_warning
@@ -130,8 +129,7 @@ def _check_fits(checkpoint: Path | None, encoder_file: Path | None, transformer_
 
 def check_checkpoint_fits(checkpoint: Path, base_config: dict[str, Any], base_label: str) -> None:
     """Refuse a checkpoint of another size than the base (e.g. 9B weights with a 4B base), from headers only."""
-    with naming_loras(checkpoint):
-        found = infer_config(open_checkpoint(checkpoint))
+    found = infer_config(open_checkpoint(checkpoint))
     if all(found.get(key) == base_config.get(key) for key in _SHAPE_KEYS):
         return
     raise ConfigError(

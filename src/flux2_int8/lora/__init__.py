@@ -3,9 +3,8 @@
 `register_peft_layers()` (called by the loaders) teaches PEFT our LoRA layer types, so
 `pipe.load_lora_weights(...)`, `set_adapters`, `fuse_lora` and the rest work on an INT8
 pipeline unchanged. `load_loras` adds the checks the CLI wants first (the file is a
-LoRA, it fits this transformer) and `describe_lora_file` names a LoRA file from its
-header. Exports are imported on first use, so `import flux2_int8.lora` (and the
-header-only question "is this a LoRA?") does not import PEFT.
+LoRA, it fits this transformer). Naming a LoRA file from its header is `formats.foreign`'s
+job. Exports are imported on first use, so `import flux2_int8.lora` does not import PEFT.
 
 May import: errors, variants, formats, int8 (never loading and above).
 """
@@ -20,9 +19,6 @@ _LAZY_EXPORTS = {
     "register_peft_layers": ".register",
     "Int8LoraLinear": ".layers",
     "Fp8LoraLinear": ".layers",
-    "LoraFileInfo": ".files",
-    "describe_lora_keys": ".files",
-    "describe_lora_file": ".files",
     "LoraSpec": ".apply",
     "parse_lora_spec": ".apply",
     "check_lora_fits": ".apply",
@@ -31,7 +27,6 @@ _LAZY_EXPORTS = {
 
 if TYPE_CHECKING:
     from .apply import LoraSpec, check_lora_fits, load_loras, parse_lora_spec
-    from .files import LoraFileInfo, describe_lora_file, describe_lora_keys
     from .layers import Fp8LoraLinear, Int8LoraLinear
     from .register import register_peft_layers
 

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, Flux2Int8Error
-from .files import describe_lora_file
+from ..formats.foreign import recognise
+from ..formats.header import read_header
 from .register import register_peft_layers
 
 _TRANSFORMER_PREFIX = "transformer."
@@ -66,13 +67,13 @@ def adapter_name(path: Path, taken: set[str]) -> str:
 
 def read_lora(path: Path, pipeline_class: Any) -> dict[str, torch.Tensor]:
     """The LoRA's transformer tensors, converted by diffusers to its own `transformer.<module>.lora_A.weight` naming."""
-    info = describe_lora_file(path)
-    if info is None:
+    found = recognise([read_header(path)])
+    if found is None or found.lora is None:
         raise CheckpointError(path, "not a LoRA: no lora_A/lora_B, lora_down/lora_up or lokr_* tensors (a transformer checkpoint goes to --transformer)")
     try:
         state = pipeline_class.lora_state_dict(str(path), use_safetensors=True)
     except (ValueError, KeyError, IndexError, RuntimeError, AssertionError) as error:
-        raise CheckpointError(path, f"diffusers could not convert this {info.format} LoRA for FLUX.2 ({error})") from None
+        raise CheckpointError(path, f"diffusers could not convert this {found.lora.format} LoRA for FLUX.2 ({error})") from None
     return {key: value for key, value in state.items() if key.startswith(_TRANSFORMER_PREFIX)}
 
 

@@ -92,3 +92,30 @@ def test_fuse_then_unload_leaves_plain_int8_layers(tmp_path, tiny_config, tiny_i
     layer = int8_pipeline.transformer.transformer_blocks[0].attn.to_q
     assert type(layer) is Int8Linear and layer.weight.dtype == torch.int8
     assert torch.equal(run(int8_pipeline.transformer, tiny_inputs, torch.float32), fused)
+
+
+def test_smoothquant_layers_fuse_in_their_own_input_domain():
+    """With ModelOpt's pre_quant_scale s the layer computes (x * s) @ W.T, so the merged weight takes delta / s."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from flux2_int8.lora import register_peft_layers
+
+    register_peft_layers()
+    generator = torch.Generator().manual_seed(0)
+    float_weight = torch.randn(48, 32, generator=generator)
+    layer = Int8Linear(32, 48, pre_quant_scale=True)
+    layer.pre_quant_scale.copy_(torch.rand(32, generator=generator) + 0.5)
+    layer.weight.data, weight_scale = requantize_int8(float_weight * layer.pre_quant_scale)
+    layer.weight_scale.copy_(weight_scale)
+    layer.input_scale.fill_(0.05)
+    model = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=8, target_modules=["0"]), torch.nn.Sequential(layer))
+    wrapped = model[0]
+    with torch.no_grad():
+        wrapped.lora_B["default"].weight.normal_(generator=generator)
+    a, b = wrapped.lora_A["default"].weight.detach().double(), wrapped.lora_B["default"].weight.detach().double()
+    wrapped.merge()
+    original = wrapped._original_tensors
+    merged = original["weight"].double() * original["weight_scale"].double()[:, None] + 2.0 * (b @ a) / layer.pre_quant_scale.double()[None, :]
+    expected_scale = weight_scale_per_channel(merged)
+    assert torch.allclose(layer.weight_scale, expected_scale.float(), rtol=1e-6)
+    assert (layer.weight.int() - quantize_weight(merged, expected_scale).int()).abs().max() <= 1

@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import ray_options
+
 if TYPE_CHECKING:
     from ..generate import Request
 
@@ -36,6 +38,9 @@ def run(args: argparse.Namespace) -> None:
         check_request(request)
     check_writable(args.out)
     jobs = plan_jobs(requests, args.num_images, args.out)
+    ray_cluster = ray_options.connect(args)
+    if ray_cluster is not None:
+        return ray_options.generate(ray_cluster, args, jobs)
 
     pipeline = load_pipeline(
         args.base,
@@ -88,4 +93,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

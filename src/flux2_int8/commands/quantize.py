@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import ray_options
+
 _DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -19,6 +21,7 @@ def run(args: argparse.Namespace) -> None:
 
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
+    ray_cluster = ray_options.connect(args)
     result = quantize(
         args.base,
         args.out,
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> None:
         dtype=getattr(torch, args.dtype),
         offload=args.offload,
         progress=not args.quiet,
+        calibrator=ray_options.calibrator(ray_cluster, args),
     )
     statistics = result.statistics
     if args.json:
@@ -74,4 +78,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--offload", choices=("none", "model"), default="none", help="model: diffusers' CPU offload, for GPUs too small for the whole pipeline")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result and calibration statistics as JSON")
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -1,0 +1,185 @@
+"""The one fan-out every command uses: items through a pool of model-holding actors on Ray Data.
+
+`FanOut.map` streams item indices through `Dataset.map_batches` with an actor pool
+(`ActorPoolStrategy`): each actor builds its worker once (loads the model), then
+turns items into results. Ray Data does the scheduling, the back-pressure and the
+fault tolerance (an actor whose process dies is restarted and its batch retried,
+by default without limit); we add only what a user of our commands needs on top:
+
+- a ledger actor that counts how often each item was started, so a run can say how
+  many were retried (an item started twice was retried once);
+- a check that every item came back exactly once;
+- one progress bar for the whole run, instead of Ray Data's bar per operator.
+
+Results travel pickled in a binary column: they are our own dataclasses, made by our
+own workers (no user file is ever unpickled).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from tqdm.auto import tqdm
+
+from ..errors import Flux2Int8Error
+from .cluster import Cluster, ScaleOutError, import_ray
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+# Built once per actor (loads the model): then called on each item of its batches.
+WorkerFactory = Callable[[], Callable[[Item], Result]]
+
+
+class FanOut(Generic[Item, Result]):
+    """One progress bar and one retry ledger over the successive `map`s of a run."""
+
+    def __init__(self, cluster: Cluster, total: int, description: str, unit: str, progress: bool = True):
+        self.cluster = cluster
+        self.ray = import_ray()
+        self.ledger = _ledger_class(self.ray).remote()
+        self.bar = tqdm(total=total, desc=description, unit=unit, disable=not progress, dynamic_ncols=True)
+
+    @property
+    def retried(self) -> int:
+        """Items started more than once so far (a worker died, or its node was lost, while on them)."""
+        return int(self.ray.get(self.ledger.retried.remote()))
+
+    def map(self, label: str, items: Sequence[Item], factory: WorkerFactory, sizes: Sequence[int] | None = None, batch_size: int = 1) -> list[Result]:
+        """Every item's result, in item order; each item is counted once on the bar (or `sizes[i]` units).
+
+        `factory` and `items` are shipped to each actor once (cloudpickle); only the
+        indices stream through the dataset.
+        """
+        if not items:
+            return []
+        ray = self.ray
+        dataset = ray.data.from_items([{"index": i} for i in range(len(items))], override_num_blocks=math.ceil(len(items) / batch_size))
+        dataset = dataset.map_batches(
+            _actor_class(factory, items, self.ledger, label, self.cluster.cpus_per_worker),
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=min(self.cluster.workers, len(items))),
+            num_gpus=self.cluster.gpus_per_worker or None,
+            num_cpus=self.cluster.cpus_per_worker,
+        )
+        results: dict[int, Result] = {}
+        self.bar.set_postfix_str(label)
+        with _ray_data_quiet(ray), _worker_errors():
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for index, payload in zip(batch["index"].tolist(), batch["result"].tolist(), strict=True):
+                    if index in results:
+                        raise ScaleOutError(f"{label}: item {index} came back twice; Ray Data broke its exactly-once promise")
+                    results[index] = pickle.loads(payload)
+                    self.bar.update(sizes[index] if sizes else 1)
+                retried = self.retried
+                self.bar.set_postfix_str(f"{label}, {retried} retried" if retried else label)
+        missing = [i for i in range(len(items)) if i not in results]
+        if missing:
+            raise ScaleOutError(f"{label}: {len(missing)} item(s) never came back (first: {missing[0]})")
+        return [results[i] for i in range(len(items))]
+
+    def close(self) -> None:
+        self.bar.close()
+        self.ray.kill(self.ledger)
+
+
+@contextmanager
+def fan_out(cluster: Cluster, total: int, description: str, unit: str = "image", progress: bool = True) -> Iterator[FanOut]:
+    pool: FanOut = FanOut(cluster, total, description, unit, progress)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def _actor_class(factory: WorkerFactory, items: Sequence[Any], ledger: Any, label: str, cpus: float) -> type:
+    """The callable class Ray Data makes its actors from; a closure, so no constructor arguments.
+
+    (Constructor arguments would live in the object store, and an actor restarted after
+    they were freed could not be rebuilt.) torch gets one thread per CPU the actor holds,
+    whatever the node has, so actors on one node do not oversubscribe it.
+    """
+
+    class Worker:
+        def __init__(self) -> None:
+            import torch
+
+            torch.set_num_threads(max(1, int(cpus)))
+            self.process = factory()
+
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            import numpy as np
+            import ray
+
+            indices = [int(i) for i in batch["index"]]
+            payloads = []
+            for index in indices:
+                ray.get(ledger.started.remote(label, index))
+                payloads.append(pickle.dumps(self.process(items[index])))
+            return {"index": np.array(indices, dtype=np.int64), "result": np.array(payloads, dtype=object)}
+
+    Worker.__name__ = Worker.__qualname__ = f"Worker[{label}]"
+    return Worker
+
+
+def _ledger_class(ray: Any) -> Any:
+    @ray.remote(num_cpus=0, max_restarts=0)
+    class Ledger:
+        """How many times each (label, item) was started."""
+
+        def __init__(self) -> None:
+            self.starts: dict[tuple[str, int], int] = {}
+
+        def started(self, label: str, index: int) -> int:
+            key = (label, index)
+            self.starts[key] = self.starts.get(key, 0) + 1
+            return self.starts[key]
+
+        def retried(self) -> int:
+            return sum(count - 1 for count in self.starts.values())
+
+    return Ledger
+
+
+@contextmanager
+def _ray_data_quiet(ray: Any) -> Iterator[None]:
+    """No Ray Data bars or INFO lines while ours runs (restored after)."""
+    context = ray.data.DataContext.get_current()
+    logger = logging.getLogger("ray.data")
+    saved = (context.enable_progress_bars, context.print_on_execution_start, logger.level)
+    context.enable_progress_bars, context.print_on_execution_start = False, False
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        context.enable_progress_bars, context.print_on_execution_start = saved[:2]
+        logger.setLevel(saved[2])
+
+
+@contextmanager
+def _worker_errors() -> Iterator[None]:
+    """A user mistake raised in a worker (a bad checkpoint, say) surfaces as itself, not a Ray traceback."""
+    try:
+        yield
+    except Flux2Int8Error:
+        raise
+    except Exception as error:
+        cause = _flux2_cause(error)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def _flux2_cause(error: BaseException) -> Flux2Int8Error | None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Flux2Int8Error):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,0 +1,47 @@
+"""`quantize --ray local --workers 2` and `generate --prompts --ray`: the single-process files, bit for bit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+# 6 samples (two of each task, with generated reference images), 2 of the 4 steps, 64x64.
+TINY_QUANTIZE = ("--samples", "6", "--steps", "2", "--resolution", "64", "--device", "cpu", "--dtype", "float32", "--quiet", "--json")
+
+
+def _quantize(tiny_base, out, *extra) -> dict:
+    """The run's statistics, less the time it took."""
+    code, stdout, stderr = run_cli("quantize", "--base", str(tiny_base), "--out", str(out), *TINY_QUANTIZE, *extra)
+    assert code == 0, stderr
+    statistics = json.loads(stdout)["statistics"]
+    del statistics["seconds"]
+    return statistics
+
+
+@pytest.mark.parametrize("recipe", [("--calibration", "percentile:99.9", "--text-encoder")], ids=["percentile-text-encoder"])
+def test_ray_quantize_writes_the_single_process_checkpoint(ray_session, tmp_path, tiny_base, recipe):
+    """Percentile calibration merges the fixed-bin histograms; the text encoder adds a second observer."""
+    single, ray = tmp_path / "single" / "q.safetensors", tmp_path / "ray" / "q.safetensors"
+    said = _quantize(tiny_base, single, *recipe)
+    said_on_ray = _quantize(tiny_base, ray, *recipe, "--ray", "local", "--workers", "2")
+    assert ray.read_bytes() == single.read_bytes()
+    encoder = "q-text-encoder.safetensors"
+    assert (ray.parent / encoder).read_bytes() == (single.parent / encoder).read_bytes()
+    # The same ranges, samples, transformer calls and reference images are reported.
+    assert said_on_ray == said
+
+
+def test_ray_generate_writes_the_single_process_images(ray_session, tmp_path, tiny_base):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("A red cube on a blue table\nA green cat on a sofa\nA yellow car\n")
+    common = ("generate", "--base", str(tiny_base), "--prompts", str(prompts), "--num-images", "2", "--steps", "2", "--width", "64", "--height", "64", "--dtype", "float32", "--device", "cpu")
+    code, _, stderr = run_cli(*common, "--out", str(tmp_path / "single"))
+    assert code == 0, stderr
+    code, stdout, stderr = run_cli(*common, "--out", str(tmp_path / "ray"), "--ray", "local", "--workers", "2")
+    assert code == 0, stderr
+    single = {p.name: p.read_bytes() for p in (tmp_path / "single").glob("*.png")}
+    assert len(single) == 6
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ray").glob("*.png")} == single
+    assert stdout.startswith("6 image(s) on 2 worker(s)")

@@ -64,7 +64,7 @@ def test_ray_eval_writes_the_single_process_images_and_metrics(ray_run, single_p
 def test_a_killed_worker_is_replaced_and_its_cases_retried(ray_run):
     _, outcome = ray_run
     assert outcome["killed"] is not None, "no worker was found to kill"
-    said = [line for line in outcome["stdout"].splitlines() if "retried" in line]
+    said = [line for line in outcome["stdout"].splitlines() if "case(s) retried after a worker was lost" in line]
     assert said and int(said[0].split()[0]) >= 1, outcome["stdout"]
 
 

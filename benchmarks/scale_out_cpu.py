@@ -23,7 +23,7 @@ import torch
 
 from flux2_int8.generate import Request, plan_jobs
 from flux2_int8.scale_out import ClusterOptions, GenerateSpec, connect, generate_on_cluster
-from flux2_int8.testing import tiny_pipeline_cache
+from flux2_int8.tiny import tiny_pipeline_cache
 
 PROMPTS = ("A red cube on a blue table", "A green cat on a sofa", "A yellow car in a garage", "A lighthouse at dusk")
 

@@ -36,7 +36,7 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def tiny_base() -> Path:
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     return tiny_pipeline_cache()
 
@@ -46,11 +46,11 @@ def int8_candidate(tiny_base, tmp_path_factory) -> Path:
     """The tiny transformer as an INT8 BFL file."""
     from diffusers import Flux2Transformer2DModel
 
-    from flux2_int8.testing import TINY_TRANSFORMER_CONFIG
-    from flux2_int8.testing.checkpoints import calibrate, int8_state, transformer_inputs, write_bfl
+    from flux2_int8.testing.checkpoints import int8_state, write_bfl
+    from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG, one_forward_amax, random_transformer_inputs
 
     model = Flux2Transformer2DModel.from_pretrained(tiny_base / "transformer").float().eval()
-    amax = calibrate(model, transformer_inputs(TINY_TRANSFORMER_CONFIG))
+    amax = one_forward_amax(model, random_transformer_inputs(TINY_TRANSFORMER_CONFIG))
     return write_bfl(tmp_path_factory.mktemp("candidate") / "int8.safetensors", int8_state(model, amax))
 
 

@@ -70,7 +70,12 @@ def calibrate_on_cluster(
     cluster: Cluster, pipeline: PipelineSpec, pipe: Flux2KleinPipeline, samples: Sequence[PromptRecord], prompts: PromptSet,
     schedule: Schedule, resolution: int, seed: int, observers: Sequence[InputAmaxObserver], progress: bool = True,
 ) -> CalibrationRun:
-    """`run_calibration` over the cluster: the merged statistics go into `observers` (never attached here)."""
+    """`run_calibration` over the cluster: the merged statistics go into `observers` (never attached here).
+
+    Nothing to calibrate (dynamic activations without SmoothQuant or text encoder) starts no pool.
+    """
+    if not samples:
+        return run_calibration(pipe, samples, prompts, schedule, resolution, seed, observers, progress)
     specs = [_spec(pipe, observer) for observer in observers]
     batches = _batches(list(samples), cluster.workers)
     start = time.perf_counter()

@@ -68,19 +68,23 @@ def test_a_killed_worker_is_replaced_and_its_cases_retried(ray_run):
     assert said and int(said[0].split()[0]) >= 1, outcome["stdout"]
 
 
-def _kill_a_worker_once_images_appear(folder, timeout=240.0):
-    """SIGKILL one of this session's Ray Data actors as soon as the first reference image is written."""
+def _kill_a_worker_once_images_appear(folder, timeout=300.0):
+    """SIGKILL one of this session's Ray Data actors in the middle of a case, once the first reference image is written.
+
+    Ray titles a worker process `ray::MapWorker(...).submit` while it runs a batch (a case).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if folder.is_dir() and any(folder.glob("*.png")):
             for process in psutil.Process(os.getpid()).children(recursive=True):
                 try:
-                    if "MapWorker" in " ".join(process.cmdline()):
+                    title = " ".join(process.cmdline())
+                    if "MapWorker" in title and title.strip().endswith(".submit"):
                         os.kill(process.pid, signal.SIGKILL)
                         return process.pid
                 except psutil.Error:
                     continue
-        time.sleep(0.02)
+        time.sleep(0.01)
     return None
 
 

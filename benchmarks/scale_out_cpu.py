@@ -34,7 +34,7 @@ def run_pool(workers: int, images: int, size: int, steps: int, base: Path, out: 
     cluster = connect(ClusterOptions("local", workers, 0, 1.0), device="cpu")
     spec = GenerateSpec({"base": base, "device": "cpu", "dtype": torch.float32}, steps, None, size, size)
     start = time.perf_counter()
-    done, _, _ = generate_on_cluster(cluster, jobs, spec, progress=False)
+    done, _ = generate_on_cluster(cluster, jobs, spec, progress=False)
     wall = time.perf_counter() - start
     per_image = sum(item.seconds for item in done) / len(done)
     return {"wall": wall, "rate": len(done) / wall, "busy": workers / per_image, "per_image": per_image}

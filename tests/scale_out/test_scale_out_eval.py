@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -64,8 +65,8 @@ def test_ray_eval_writes_the_single_process_images_and_metrics(ray_run, single_p
 def test_a_killed_worker_is_replaced_and_its_cases_retried(ray_run):
     _, outcome = ray_run
     assert outcome["killed"] is not None, "no worker was found to kill"
-    said = [line for line in outcome["stdout"].splitlines() if "case(s) retried after a worker was lost" in line]
-    assert said and int(said[0].split()[0]) >= 1, outcome["stdout"]
+    said = re.search(r"(\d+) work item\(s\) retried after a worker was lost; each came back exactly once", outcome["stderr"])
+    assert said and int(said.group(1)) >= 1, outcome["stderr"]
 
 
 def _kill_a_worker_once_images_appear(folder, timeout=300.0):

@@ -54,3 +54,16 @@ def test_ray_generate_writes_the_single_process_images(ray_session, tmp_path, ti
     assert len(single) == 6
     assert {p.name: p.read_bytes() for p in (tmp_path / "ray").glob("*.png")} == single
     assert stdout.startswith("6 image(s) on 2 worker(s)")
+
+
+def test_a_mistake_met_in_a_worker_is_one_error_line(ray_session, tmp_path, tiny_base):
+    """A checkpoint only the workers open (the driver loads nothing for generate --ray) fails as it would here."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("A red cube\n")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\xff" * 64)
+    code, _, stderr = run_cli("generate", "--base", str(tiny_base), "--transformer", str(garbage), "--prompts", str(prompts), "--steps", "2", "--width", "64", "--height", "64", "--dtype", "float32", "--device", "cpu", "--out", str(tmp_path / "out"), "--ray", "local", "--workers", "1")
+    assert code == 2
+    errors = [line for line in stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [f"Error: {garbage}: not a safetensors file: its first 8 bytes are not a plausible header length"], stderr[-2000:]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -67,7 +67,6 @@ def generate(cluster: Cluster, args: argparse.Namespace, jobs: Sequence[Any]) ->
     from ..scale_out import GenerateSpec, generate_on_cluster
 
     load = {"base": args.base, "transformer": args.transformer, "text_encoder": args.text_encoder, "device": args.device, "dtype": getattr(torch, args.dtype), "compile": args.compile, "offload": args.offload, "local_files_only": args.local_files_only, "activations": args.activations}
-    done, steps, retried = generate_on_cluster(cluster, jobs, GenerateSpec(load, args.steps, args.guidance, args.width, args.height))
+    done, steps = generate_on_cluster(cluster, jobs, GenerateSpec(load, args.steps, args.guidance, args.width, args.height))
     total = sum(item.seconds for item in done)
-    retries = f", {retried} retried after a worker was lost" if retried else ""
-    print(f"{len(done)} image(s) on {cluster.workers} worker(s), {total:.2f} s of pipeline time, {total / len(done):.2f} s per image ({steps} steps){retries}")
+    print(f"{len(done)} image(s) on {cluster.workers} worker(s), {total:.2f} s of pipeline time, {total / len(done):.2f} s per image ({steps} steps)")

@@ -39,8 +39,6 @@ def generate_on_cluster(cluster: Cluster, generator: Generator, work: Sequence[W
             if done and (done[0].steps, done[0].guidance) != (generator.settings.steps, generator.settings.guidance):
                 generator.settings = replace(generator.settings, steps=done[0].steps, guidance=done[0].guidance)
                 write_settings(generator.layout.run_file, generator.settings)
-        if pool.retried:
-            pool.bar.write(f"{pool.retried} case(s) retried after a worker was lost; every case was made once")
     return generator.settings
 
 

@@ -37,12 +37,11 @@ class JobDone:
     steps: int
 
 
-def generate_on_cluster(cluster: Cluster, jobs: Sequence[Job], spec: GenerateSpec, progress: bool = True) -> tuple[list[Generated], int, int]:
-    """Make every job on the cluster: (what was made, in job order; the steps used; how many were retried)."""
+def generate_on_cluster(cluster: Cluster, jobs: Sequence[Job], spec: GenerateSpec, progress: bool = True) -> tuple[list[Generated], int]:
+    """Make every job on the cluster: (what was made, in job order; the steps used)."""
     with fan_out(cluster, len(jobs), "generating", "image", progress) as pool:
         done: list[JobDone] = pool.map("images", jobs, partial(_job_worker, spec))
-        retried = pool.retried
-    return [item.generated for item in done], done[0].steps if done else 0, retried
+    return [item.generated for item in done], done[0].steps if done else 0
 
 
 def _job_worker(spec: GenerateSpec) -> Callable[[Job], JobDone]:

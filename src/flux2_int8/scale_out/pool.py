@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -35,11 +37,20 @@ Result = TypeVar("Result")
 WorkerFactory = Callable[[], Callable[[Item], Result]]
 
 
+class WorkerError(Flux2Int8Error):
+    """A user mistake a worker met (a bad checkpoint, say), carried back as its one-line message.
+
+    Our other errors do not all survive pickling (their constructors take several
+    arguments), so a worker sends this plain one instead.
+    """
+
+
 class FanOut(Generic[Item, Result]):
     """One progress bar and one retry ledger over the successive `map`s of a run."""
 
     def __init__(self, cluster: Cluster, total: int, description: str, unit: str, progress: bool = True):
         self.cluster = cluster
+        self.unit = unit
         self.ray = import_ray()
         self.ledger = _ledger_class(self.ray).remote()
         self.bar = tqdm(total=total, desc=description, unit=unit, disable=not progress, dynamic_ncols=True)
@@ -83,6 +94,10 @@ class FanOut(Generic[Item, Result]):
         return [results[i] for i in range(len(items))]
 
     def close(self) -> None:
+        """Close the bar, saying how many items were retried (on stderr: stdout may be a --json document)."""
+        retried = self.retried
+        if retried:
+            self.bar.write(f"{retried} work item(s) retried after a worker was lost; each came back exactly once", file=sys.stderr)
         self.bar.close()
         self.ray.kill(self.ledger)
 
@@ -109,7 +124,7 @@ def _actor_class(factory: WorkerFactory, items: Sequence[Any], ledger: Any, labe
             import torch
 
             torch.set_num_threads(max(1, int(cpus)))
-            self.process = factory()
+            self.process = _portable_errors(factory)
 
         def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
             import numpy as np
@@ -119,11 +134,18 @@ def _actor_class(factory: WorkerFactory, items: Sequence[Any], ledger: Any, labe
             payloads = []
             for index in indices:
                 ray.get(ledger.started.remote(label, index))
-                payloads.append(pickle.dumps(self.process(items[index])))
+                payloads.append(pickle.dumps(_portable_errors(self.process, items[index])))
             return {"index": np.array(indices, dtype=np.int64), "result": np.array(payloads, dtype=object)}
 
     Worker.__name__ = Worker.__qualname__ = f"Worker[{label}]"
     return Worker
+
+
+def _portable_errors(function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return function(*args)
+    except Flux2Int8Error as error:
+        raise WorkerError(str(error)) from None
 
 
 def _ledger_class(ray: Any) -> Any:
@@ -162,24 +184,30 @@ def _ray_data_quiet(ray: Any) -> Iterator[None]:
 
 @contextmanager
 def _worker_errors() -> Iterator[None]:
-    """A user mistake raised in a worker (a bad checkpoint, say) surfaces as itself, not a Ray traceback."""
+    """A user mistake raised in a worker surfaces as its own line, not as a Ray traceback."""
     try:
         yield
-    except Flux2Int8Error:
-        raise
     except Exception as error:
-        cause = _flux2_cause(error)
-        if cause is None:
+        message = _worker_message(error)
+        if message is None:
             raise
-        raise cause from None
+        raise WorkerError(message) from None
 
 
-def _flux2_cause(error: BaseException) -> Flux2Int8Error | None:
+def _worker_message(error: BaseException) -> str | None:
+    """The message of the `WorkerError` somewhere in Ray's chain of wrappers, if any."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, Flux2Int8Error):
-            return current
         seen.add(id(current))
+        cause = getattr(current, "cause", None)  # RayTaskError keeps the worker's exception here
+        if isinstance(cause, WorkerError):
+            return str(cause)
+        if type(current) is WorkerError:
+            return str(current)
+        # An actor that failed to start (its model did not load) comes back as text only.
+        found = re.findall(rf"{re.escape(WorkerError.__module__)}\.WorkerError: (.+)", str(current))
+        if found:
+            return found[-1].strip()
         current = current.__cause__ or current.__context__
     return None

@@ -18,7 +18,6 @@ own workers (no user file is ever unpickled).
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 import re
 import sys
@@ -60,19 +59,19 @@ class FanOut(Generic[Item, Result]):
         """Items started more than once so far (a worker died, or its node was lost, while on them)."""
         return int(self.ray.get(self.ledger.retried.remote()))
 
-    def map(self, label: str, items: Sequence[Item], factory: WorkerFactory, sizes: Sequence[int] | None = None, batch_size: int = 1) -> list[Result]:
+    def map(self, label: str, items: Sequence[Item], factory: WorkerFactory, sizes: Sequence[int] | None = None) -> list[Result]:
         """Every item's result, in item order; each item is counted once on the bar (or `sizes[i]` units).
 
         `factory` and `items` are shipped to each actor once (cloudpickle); only the
-        indices stream through the dataset.
+        indices stream through the dataset, one per batch, so a lost worker costs one item.
         """
         if not items:
             return []
         ray = self.ray
-        dataset = ray.data.from_items([{"index": i} for i in range(len(items))], override_num_blocks=math.ceil(len(items) / batch_size))
+        dataset = ray.data.from_items([{"index": i} for i in range(len(items))], override_num_blocks=len(items))
         dataset = dataset.map_batches(
             _actor_class(factory, items, self.ledger, label, self.cluster.cpus_per_worker),
-            batch_size=batch_size,
+            batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(self.cluster.workers, len(items))),
             num_gpus=self.cluster.gpus_per_worker or None,
             num_cpus=self.cluster.cpus_per_worker,

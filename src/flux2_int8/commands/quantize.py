@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> None:
         keep=args.keep,
         text_encoder=args.text_encoder,
         format=args.format,
-        device=args.device,
+        device=args.device if ray_cluster is None else "cpu",  # with --ray: the workers calibrate, this copy only exports
         dtype=getattr(torch, args.dtype),
-        offload=args.offload,
+        offload=args.offload if ray_cluster is None else "none",
         progress=not args.quiet,
         activations=args.activations,
         calibrator=ray_options.calibrator(ray_cluster, args),

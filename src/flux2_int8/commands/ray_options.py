@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scale-out on a Ray cluster (pip install 'flux2-int8[ray]'; see docs/scale-out.md)")
     group.add_argument("--ray", metavar="ADDRESS", help="run on Ray: local (start one here), auto (this machine's cluster), ray://HOST:PORT or HOST:PORT")
     group.add_argument("--workers", type=int, default=1, metavar="N", help="actors, each holding one copy of the model (default 1)")
-    group.add_argument("--gpus-per-worker", type=float, metavar="G", help="GPUs per actor (default 1 when the cluster has GPUs and --device is not cpu, else 0)")
+    group.add_argument("--gpus-per-worker", type=float, metavar="G", help="GPUs per actor (default 0 with --device cpu, else 1 where the cluster has GPUs or --device is cuda)")
     group.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C", help="CPUs per actor, and its torch threads (default 1)")
 
 

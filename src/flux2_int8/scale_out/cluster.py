@@ -28,8 +28,8 @@ class ClusterOptions:
 
     `address` is `local` (start Ray on this machine, or use the one this process
     already started), `auto` (the cluster this machine belongs to), `ray://host:port`
-    or `host:port`. `gpus_per_worker` None means 1 where the cluster has GPUs and the
-    device is not `cpu`, else 0.
+    or `host:port`. `gpus_per_worker` None means 0 for `--device cpu`, 1 for a CUDA
+    device, and without `--device` 1 where the cluster has GPUs, else 0.
     """
 
     address: str = LOCAL
@@ -85,8 +85,8 @@ def connect(options: ClusterOptions, device: str | None = None) -> Cluster:
         _init(ray, options.address)
     resources = ray.cluster_resources()
     gpus = options.gpus_per_worker
-    if gpus is None:
-        gpus = 1.0 if resources.get("GPU", 0) > 0 and device != "cpu" else 0.0
+    if gpus is None:  # a GPU each where there are GPUs, or where --device asks for one
+        gpus = 0.0 if device == "cpu" or (device is None and not resources.get("GPU")) else 1.0
     if gpus == 0 and device is not None and device.startswith("cuda"):
         raise ScaleOutError(f"--device {device} with --gpus-per-worker 0: the workers would see no GPU; give --gpus-per-worker 1 (or more)")
     cluster = Cluster(options.address, options.workers, gpus, options.cpus_per_worker)

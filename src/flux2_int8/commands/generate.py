@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import ray_options
 from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ DTYPES = ("bfloat16", "float16", "float32")
 def run(args: argparse.Namespace) -> None:
     import torch
 
+    from ..errors import Flux2Int8Error
     from ..generate import (
         Sampling,
         check_request,
@@ -28,8 +30,8 @@ def run(args: argparse.Namespace) -> None:
         check_writable,
         load_pipeline,
         plan_jobs,
+        resolve_sampling,
         run_jobs,
-        sampling_defaults,
     )
 
     requests = _requests(args)
@@ -38,6 +40,11 @@ def run(args: argparse.Namespace) -> None:
         check_request(request)
     check_writable(args.out)
     jobs = plan_jobs(requests, args.num_images, args.out)
+    if args.lora and args.ray is not None:
+        raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")
+    ray_cluster = ray_options.connect(args)
+    if ray_cluster is not None:
+        return ray_options.generate(ray_cluster, args, jobs)
 
     pipeline = load_pipeline(
         args.base,
@@ -52,11 +59,9 @@ def run(args: argparse.Namespace) -> None:
         loras=args.lora,
         fuse_loras=args.fuse_lora,
     )
-    defaults = sampling_defaults(pipeline)
     if args.guidance is not None and pipeline.config.is_distilled:
         print("note: this is a distilled model; it ignores --guidance")
-    steps = args.steps or defaults.steps
-    guidance = defaults.guidance if args.guidance is None or pipeline.config.is_distilled else args.guidance
+    steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
     done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
@@ -96,4 +101,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")
     parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRAs into the weights (INT8: re-quantized per channel) for plain INT8 speed, instead of running them beside the INT8 layers")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

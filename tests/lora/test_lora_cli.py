@@ -47,3 +47,11 @@ def test_a_lora_passed_as_transformer_is_named(tmp_path, capsys, tiny_base, tiny
     code = main(["generate", "--base", str(tiny_base), "--transformer", str(lora), *SMALL, "--out", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert code == 2 and "a LoRA adapter (BFL/ai-toolkit" in err and "rank 16" in err
+
+
+def test_lora_with_ray_is_refused_before_any_cluster(tmp_path, capsys, tiny_base, tiny_config):
+    lora, _ = write_lora("kohya", tmp_path, draw_lora(tiny_config))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("A red cube\n")
+    code = main(["generate", "--base", str(tiny_base), "--prompts", str(prompts), "--lora", str(lora), "--ray", "local", "--out", str(tmp_path / "out")])
+    assert code == 2 and "--lora does not go with --ray yet" in capsys.readouterr().err

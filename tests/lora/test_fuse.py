@@ -8,8 +8,8 @@ from lora_helpers import draw_lora, expected_updates, run, write_lora
 
 from flux2_int8 import Int8Linear
 from flux2_int8.lora import Int8LoraLinear
+from flux2_int8.int8.weights import quantize_weight, weight_scale_per_channel
 from flux2_int8.lora.layers import requantize_int8
-from flux2_int8.quantization.recipe import quantize_weight, weight_scale_per_channel
 from flux2_int8.evaluate.metrics import relative_error
 
 
@@ -19,17 +19,10 @@ def merged_then_requantized(state: dict, updates: dict, lora_scale: float) -> di
     for module, (a, b, scale) in updates.items():
         weight = state[f"{module}.weight"].double() * state[f"{module}.weight_scale"].double().reshape(-1, 1)
         merged = weight + lora_scale * scale * (b.double() @ a.double())
-        weight_scale = weight_scale_per_channel(merged)
-        fused[module] = (quantize_weight(merged, weight_scale), weight_scale)
+        amax = merged.abs().amax(dim=1)
+        weight_scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).float()  # written out: independent of the package
+        fused[module] = (torch.clamp(torch.round(merged.float() / weight_scale[:, None]), -127, 127).to(torch.int8), weight_scale)
     return fused
-
-
-def test_requantize_is_the_recipe_rule():
-    weight = torch.randn(48, 32) * torch.logspace(-2, 1, 48)[:, None]
-    weight[3] = 0  # an all-zero row keeps scale 1, as the recipe writes it
-    quantized, scale = requantize_int8(weight)
-    assert torch.equal(scale, weight_scale_per_channel(weight))
-    assert torch.equal(quantized, quantize_weight(weight, weight_scale_per_channel(weight)))
 
 
 @pytest.mark.parametrize("lora_scale", [1.0, 0.6])

@@ -7,21 +7,11 @@ the process is taken as it is).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pytest
-
-SIZE, STEPS = 64, 2
-# Four cases: two t2i (so a set has an FID), an edit and a composition with generated inputs.
-SUITE = [
-    {"id": "t2i-cube", "prompt": "A red cube on a blue table", "seed": 11},
-    {"id": "t2i-cat", "prompt": "A green cat on a sofa", "seed": 14},
-    {"id": "edit-car", "input_prompts": ["A red car in a garage"], "prompt": "Make the car yellow", "seed": 12},
-    {"id": "composition-cat", "input_prompts": ["A cat", "A green sofa"], "prompt": "Put the cat on the sofa", "seed": 13},
-]
+from scale_out_helpers import SUITE
 
 
 @pytest.fixture(scope="session")
@@ -59,21 +49,3 @@ def suite_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("suite") / "tiny.jsonl"
     path.write_text("\n".join(json.dumps(record) for record in SUITE) + "\n")
     return path
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """`flux2-int8 ARGS` in this process: (exit code, stdout, stderr)."""
-    from flux2_int8.cli import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = main(list(args))
-        except SystemExit as exit:
-            code = int(exit.code or 0)
-    return code, stdout.getvalue(), stderr.getvalue()
-
-
-def folder_bytes(root: Path, folders=("images", "inputs", "trajectories", "fidelity")) -> dict[str, bytes]:
-    """Every keyed file of an evaluation folder, by relative path."""
-    return {str(p.relative_to(root)): p.read_bytes() for folder in folders for p in sorted((root / folder).rglob("*")) if p.is_file()}

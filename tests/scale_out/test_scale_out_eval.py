@@ -11,7 +11,8 @@ import time
 
 import psutil
 import pytest
-from conftest import SIZE, STEPS, folder_bytes, run_cli
+from cli_helpers import run_cli
+from scale_out_helpers import SIZE, STEPS, folder_bytes
 
 
 def _eval_args(tiny_base, int8_candidate, suite_file, out, *extra):

@@ -6,7 +6,7 @@ import json
 import struct
 
 import pytest
-from conftest import run_cli
+from cli_helpers import run_cli
 
 # 6 samples (two of each task, with generated reference images), 2 of the 4 steps, 64x64.
 TINY_QUANTIZE = ("--samples", "6", "--steps", "2", "--resolution", "64", "--device", "cpu", "--dtype", "float32", "--quiet", "--json")

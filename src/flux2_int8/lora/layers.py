@@ -35,22 +35,15 @@ from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from peft.tuners.tuners_utils import check_adapters_to_merge
 from torch import nn
 
-from ..int8.linear import FP8_MAX, Fp8Linear, Int8Linear
-
-INT8_MAX = 127.0  # symmetric: the weight grid is [-127, 127], as the quantization recipe writes it
+from ..int8.kernels import FP8_MAX
+from ..int8.linear import Fp8Linear, Int8Linear
+from ..int8.weights import quantize_weight, weight_scale_per_channel
 
 
 def requantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """float [N, K] -> (int8 [N, K], float32 [N]): per-channel amax / 127, round half to even.
-
-    The same rule as `quantization.recipe.weight_scale_per_channel` + `quantize_weight`
-    (tests/lora check they agree); repeated here because the recipe's package sits
-    above this one and pulls in the whole calibration stack.
-    """
-    amax = weight.float().abs().amax(dim=1)
-    scale = torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))
-    quantized = torch.clamp(torch.round(weight.float() / scale[:, None]), -INT8_MAX, INT8_MAX).to(torch.int8)
-    return quantized, scale
+    """float [N, K] -> (int8 [N, K], float32 [N]): the quantizer's own per-channel rule."""
+    scale = weight_scale_per_channel(weight)
+    return quantize_weight(weight, scale), scale
 
 
 def requantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ prompts file.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,16 @@ if TYPE_CHECKING:
     from ..generate import Request
 
 DTYPES = ("bfloat16", "float16", "float32")
+# `--compile` alone, the flag's old spelling (a switch for a whole-model compile).
+BARE_COMPILE = "bare"
+
+
+def _compile_choice(value: str) -> str:
+    """The --compile value, `on` for the deprecated bare flag (with a note on stderr)."""
+    if value != BARE_COMPILE:
+        return value
+    print("note: --compile without a value is deprecated; it now means --compile on (regional); use --compile full for a whole-model compile", file=sys.stderr)
+    return "on"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -43,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
         text_encoder=args.text_encoder,
         device=args.device,
         dtype=getattr(torch, args.dtype),
-        compile=args.compile,
+        compile=_compile_choice(args.compile),
         offload=args.offload,
         local_files_only=args.local_files_only,
     )
@@ -86,6 +97,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const=BARE_COMPILE,
+        default="off",
+        metavar="off|full|regional|on",
+        help="torch.compile the transformer: whole (full), or each repeated block once (regional, much faster to compile; on means regional); the first image compiles (default off)",
+    )
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
     parser.set_defaults(run=run)

@@ -10,7 +10,8 @@ runs whenever any time is left.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -49,3 +50,10 @@ class Budget:
 
     def record(self, kind: str, seconds: float) -> None:
         self.finished.setdefault(kind, []).append(seconds)
+
+    @contextmanager
+    def timed(self, kind: str) -> Iterator[None]:
+        """Record the duration of the enclosed unit of `kind` (only when it finishes)."""
+        started = self.clock()
+        yield
+        self.record(kind, self.clock() - started)

@@ -19,7 +19,6 @@ in Triton's CPU interpreter by the test suite), as `kernels` does everywhere off
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -117,9 +116,8 @@ def run_check(
         if reason is not None:
             result.skipped.append({"what": f"{shape.in_features}x{shape.out_features}", "why": reason})
         else:
-            started = time.monotonic()
-            result.cases.extend(_check_shape(shape, device, generator, result))
-            budget.record(SHAPE_KIND, time.monotonic() - started)
+            with budget.timed(SHAPE_KIND):
+                result.cases.extend(_check_shape(shape, device, generator, result))
         on_update(result)
     return result
 

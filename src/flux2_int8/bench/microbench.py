@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,9 +191,8 @@ def run_microbench(
             result.skipped.append({"what": f"{shape.in_features}x{shape.out_features} at M={tokens}", "why": reason})
             on_update(result)
             continue
-        started = time.monotonic()
-        _time_shape(result, shape, tokens, device, generator, compile_modes, repeats, warmup)
-        budget.record(SHAPE_KIND, time.monotonic() - started)
+        with budget.timed(SHAPE_KIND):
+            _time_shape(result, shape, tokens, device, generator, compile_modes, repeats, warmup)
         on_update(result)
     return result
 

@@ -19,7 +19,7 @@ from typing import Any
 VARIANT_CHOICES = ("klein-4b", "klein-9b", "klein-base-4b", "klein-base-9b", "tiny")
 _SWITCH = {"off": False, "on": True}
 # Spelled out here so --help imports no torch; run() checks them against kernels.BACKENDS
-# and generate.compilation.COMPILE_MODES ('on' is 'regional' there too).
+# and generate.compilation.COMPILE_MODES ('on' is 'full' there too).
 INT8_BACKEND_NAMES = "auto, int_mm, emulated, reference, triton, triton_prequant"
 COMPILE_CHOICES = ("off", "full", "regional", "on")
 CHECK_BACKEND_NAMES = "int_mm,triton,triton_prequant,auto"
@@ -232,7 +232,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
     parser.add_argument("--int8-backends", default=None, metavar="LIST", help=f"comma-separated Int8Linear backends; every int8 run is repeated per backend, one report row each: {INT8_BACKEND_NAMES} (default: auto; with --check {CHECK_BACKEND_NAMES})")
     parser.add_argument("--fuse-qkv", nargs="?", const="on", default="off", metavar="off|on|off,on", help="fuse each attention's q/k/v (bf16 and int8) into one GEMM before timing; the flag alone means on, off,on times both (default: off)")
-    parser.add_argument("--compile", default="off,on", metavar="LIST", help="comma-separated: off (eager), full (the whole transformer compiled), regional (each repeated block, compiled once per block class), on (regional) (default: off,on)")
+    parser.add_argument("--compile", default="off,on", metavar="LIST", help="comma-separated: off (eager), full (the whole transformer compiled), regional (each repeated block, compiled once per block class), on (full) (default: off,on)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default: 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default: 1)")
     parser.add_argument("--microbench", action="store_true", help="also time Int8Linear vs BF16 nn.Linear on every klein linear shape")

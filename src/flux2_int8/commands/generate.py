@@ -23,7 +23,7 @@ def _compile_choice(value: str) -> str:
     """The --compile value, `on` for the deprecated bare flag (with a note on stderr)."""
     if value != BARE_COMPILE:
         return value
-    print("note: --compile without a value is deprecated; it now means --compile on (regional); use --compile full for a whole-model compile", file=sys.stderr)
+    print("note: --compile without a value is deprecated: write --compile full (what it does) or --compile regional (compiles much faster)", file=sys.stderr)
     return "on"
 
 
@@ -103,7 +103,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         const=BARE_COMPILE,
         default="off",
         metavar="off|full|regional|on",
-        help="torch.compile the transformer: whole (full), or each repeated block once (regional, much faster to compile; on means regional); the first image compiles (default off)",
+        help="torch.compile the transformer: whole (full; also 'on'), or each repeated block once (regional, much faster to compile); the first image compiles (default off)",
     )
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
     parser.set_defaults(run=run)

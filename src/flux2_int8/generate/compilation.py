@@ -7,8 +7,11 @@ it for every copy, so compiling costs about two blocks instead of the whole mode
 each block still gets Inductor's fusions (the activation quantization fused into the
 producing norm or modulation, the rescale into the GEMM epilogue). What stays eager is the
 glue between blocks (embedders, rotary tables, the final layer): a few small ops per step.
-`on` means `regional`: diffusers and the PyTorch regional-compilation recipe report the
-same step time as a whole-model compile for Flux at a fraction of the compile time.
+Each compiled block call costs Dynamo's guard checks and input gathering on the host
+(about 4 ms per block on a busy 2-core CPU for the tiny INT8 model), which a GPU hides only
+while a block's kernels take longer. So `on` still means `full` (the spelling's old
+meaning) until a GPU measurement shows `regional` no slower per step
+(docs/benchmarks.md, "Regional vs full compilation").
 """
 
 from __future__ import annotations
@@ -23,20 +26,20 @@ from ..errors import ConfigError
 CompileMode = Literal["off", "full", "regional"]
 COMPILE_MODES: tuple[str, ...] = ("off", "full", "regional")
 # Spellings accepted besides the modes themselves.
-COMPILE_ALIASES: dict[str, str] = {"on": "regional"}
+COMPILE_ALIASES: dict[str, str] = {"on": "full"}
 
 
 def resolve_compile_mode(value: str | bool) -> str:
-    """'off', 'full' or 'regional' from a user's choice ('on' is 'regional').
+    """'off', 'full' or 'regional' from a user's choice ('on' is 'full').
 
     A bool is the old `compile=True/False` spelling: it still works, with a warning.
     """
     if isinstance(value, bool):
-        warnings.warn("compile=True/False is deprecated: pass compile='regional', 'full' or 'off' (True now means 'regional')", FutureWarning, stacklevel=3)
-        return "regional" if value else "off"
+        warnings.warn("compile=True/False is deprecated: pass compile='full', 'regional' or 'off'", FutureWarning, stacklevel=3)
+        return "full" if value else "off"
     mode = COMPILE_ALIASES.get(str(value).strip().lower(), str(value).strip().lower())
     if mode not in COMPILE_MODES:
-        raise ConfigError(f"compile mode '{value}': expected one of {', '.join(COMPILE_MODES)} (or on, meaning regional)")
+        raise ConfigError(f"compile mode '{value}': expected one of {', '.join(COMPILE_MODES)} (or on, meaning full)")
     return mode
 
 

@@ -70,7 +70,7 @@ def load_pipeline(
     or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` is "off",
     "full" (the whole transformer under `torch.compile(fullgraph=True)`), "regional" (each
     repeated block, compiled once per block class: much faster to compile) or "on"
-    (regional); the first call then compiles. `True`/`False` still work, with a warning.
+    (full, until regional is measured no slower per step on a GPU); the first call then compiles. `True`/`False` still work, with a warning.
     """
     compile_mode = resolve_compile_mode(compile)
     device = _resolve_device(device, offload)

@@ -162,12 +162,13 @@ def write_report(out_dir: str | Path, document: dict[str, Any]) -> tuple[Path, P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{document['variant']}"
-    json_path = _write_atomic(out_dir / f"{stem}.json", json.dumps(document, indent=2) + "\n")
-    md_path = _write_atomic(out_dir / f"{stem}.md", format_markdown(document))
+    json_path = write_text_atomic(out_dir / f"{stem}.json", json.dumps(document, indent=2) + "\n")
+    md_path = write_text_atomic(out_dir / f"{stem}.md", format_markdown(document))
     return json_path, md_path
 
 
-def _write_atomic(path: Path, text: str) -> Path:
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and a rename: readers see the old or the new file, never a part."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w") as file:

@@ -10,6 +10,7 @@ docs/benchmarks.md for the method.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -24,6 +25,7 @@ INT8_BACKEND_NAMES = "auto, int_mm, emulated, reference, triton, triton_prequant
 COMPILE_CHOICES = ("off", "full", "regional", "on")
 CHECK_BACKEND_NAMES = "int_mm,triton,triton_prequant,auto"
 EXIT_CHECK_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 # The tiny model runs on CPU in CI: at 1024x1024 its VAE decode alone takes seconds there.
 DEFAULT_RESOLUTION, TINY_DEFAULT_RESOLUTION = 1024, 128
 
@@ -129,11 +131,12 @@ def run(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     report = _Report(out, _command_line(args), settings, environment(settings.device), args.time_budget)
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    terminated = False
     try:
         _run_parts(args, settings, check_tokens, report)
         status = "complete"
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a timeout): keep every finished run
-        status = "interrupted"
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM (a timeout): keep every finished run
+        status, terminated = "interrupted", isinstance(interrupt, _Interrupted)
     finally:
         signal.signal(signal.SIGTERM, previous)
     json_path, md_path = report.write(status)
@@ -141,7 +144,11 @@ def run(args: argparse.Namespace) -> None:
     print(f"wrote {json_path} and {md_path}")
     if status == "interrupted":
         print("interrupted: the report holds every run finished before the signal", file=sys.stderr)
-        raise SystemExit(130)
+        if terminated:  # stopped mid-compile, Inductor's workers can hold up a normal exit: leave now, files are written
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        raise SystemExit(EXIT_INTERRUPTED)
     check = report.parts["check"]
     if check is not None and not check.passed:
         print(f"check FAILED: {sum(not case.passed for case in check.cases)} of {len(check.cases)} cases outside the tolerance", file=sys.stderr)

@@ -189,6 +189,7 @@ def format_markdown(document: dict[str, Any]) -> str:
         f"- device: {env['device_name']} ({env['device_type']}{', CUDA ' + env['cuda'] if env['cuda'] else ''})",
         f"- torch {env['torch']}, diffusers {env['diffusers']}, transformers {env['transformers']}, triton {env['triton'] or '-'}, flux2-int8 {env['flux2_int8']}, Python {env['python']}",
         f"- Int8Linear backend 'auto' here: {env['int8_auto']}",
+        *([f"- Inductor/Triton caches: {env['compile_caches']}"] if env.get("compile_caches") else []),
         f"- date: {env['date_utc']}",
         f"- command: `{document['command']}`",
         f"- status: {document['status']}" + ("" if document["time_budget_s"] is None else f", time budget {document['time_budget_s']:.0f} s"),

@@ -10,10 +10,13 @@ docs/benchmarks.md for the method.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ INT8_BACKEND_NAMES = "auto, int_mm, emulated, reference, triton, triton_prequant
 COMPILE_CHOICES = ("off", "full", "regional", "on")
 CHECK_BACKEND_NAMES = "int_mm,triton,triton_prequant,auto"
 EXIT_CHECK_FAILED = 1
+_CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 # The tiny model runs on CPU in CI: at 1024x1024 its VAE decode alone takes seconds there.
 DEFAULT_RESOLUTION, TINY_DEFAULT_RESOLUTION = 1024, 128
@@ -113,6 +117,8 @@ class _Report:
 
 
 def run(args: argparse.Namespace) -> None:
+    # Read before torch is imported: importing it can set TORCHINDUCTOR_CACHE_DIR to its default.
+    chosen_caches = {name: os.environ[name] for name in _CACHE_VARIABLES if os.environ.get(name)}
     import diffusers
     import torch
     import transformers
@@ -133,7 +139,8 @@ def run(args: argparse.Namespace) -> None:
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     terminated = False
     try:
-        _run_parts(args, settings, check_tokens, report)
+        with _fresh_compile_caches(report.env, chosen_caches):
+            _run_parts(args, settings, check_tokens, report)
         status = "complete"
     except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM (a timeout): keep every finished run
         status, terminated = "interrupted", isinstance(interrupt, _Interrupted)
@@ -206,6 +213,31 @@ def _check_options(args: argparse.Namespace, settings: Any) -> tuple[int, ...] |
     if args.check_tokens is not None:
         return _parse_tokens(args.check_tokens)
     return CPU_KLEIN_CHECK_TOKENS if settings.variant != "tiny" and settings.device == "cpu" else CHECK_TOKENS
+
+
+@contextlib.contextmanager
+def _fresh_compile_caches(env: dict[str, Any], chosen: dict[str, str]) -> Iterator[None]:
+    """Empty Inductor and Triton caches for this run, unless the caller chose their own folders.
+
+    Inductor keeps compiled graphs on disk across processes, so a second run would report a
+    compile time of seconds for what costs minutes the first time a user runs it.
+    """
+    if chosen:
+        env["compile_caches"] = ", ".join(f"{name}={value}" for name, value in chosen.items())
+        yield
+        return
+    env["compile_caches"] = "fresh for this run"
+    saved = {name: os.environ.get(name) for name in _CACHE_VARIABLES}
+    with tempfile.TemporaryDirectory(prefix="flux2-int8-bench-caches-") as folder:
+        os.environ.update({name: os.path.join(folder, name.lower()) for name in _CACHE_VARIABLES})
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _run_parts(args: argparse.Namespace, settings: Any, check_tokens: tuple[int, ...] | None, report: _Report) -> None:

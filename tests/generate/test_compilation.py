@@ -9,17 +9,16 @@ from torch._dynamo.testing import CompileCounter
 from flux2_int8.bench.random_weights import random_transformer
 from flux2_int8.commands import generate as generate_command
 from flux2_int8.generate.compilation import compile_transformer, resolve_compile_mode
-from flux2_int8.int8.kernels import BACKENDS
+from flux2_int8.int8.backends import BACKENDS
 from flux2_int8.int8.linear import set_int8_backend
-from flux2_int8.testing import TINY_TRANSFORMER_CONFIG
-from flux2_int8.testing.checkpoints import transformer_inputs
+from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG, random_transformer_inputs
 
 BLOCK_CLASSES = 2  # Flux2TransformerBlock, Flux2SingleTransformerBlock
 
 
 @pytest.fixture(scope="module")
 def inputs():
-    return dict(transformer_inputs(dict(TINY_TRANSFORMER_CONFIG)), return_dict=False)
+    return dict(random_transformer_inputs(dict(TINY_TRANSFORMER_CONFIG)), return_dict=False)
 
 
 @pytest.mark.parametrize("backend", ["auto", *BACKENDS])

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from .. import __version__
-from ..int8 import kernels
 from ..generate.compilation import COMPILE_MODES
+from ..int8 import backends
+from ..version import __version__
 from .check import CheckResult
 from .microbench import MicrobenchResult
 from .pipeline_bench import BenchResult
@@ -77,11 +77,11 @@ def _package_version(name: str) -> str | None:
 
 
 def auto_backend_description(device: torch.device) -> str:
-    """What Int8Linear's 'auto' runs on `device` in this process (`kernels.pick_backend`)."""
+    """What Int8Linear's 'auto' runs on `device` in this process (`backends.pick_backend`)."""
     if device.type != "cuda":
-        picked = kernels.pick_backend(device, kernels.INT_MM_MIN_ROWS, 64, 64)  # on a CPU the choice ignores the shape
+        picked = backends.pick_backend(device, 64, 64)  # on a CPU the choice ignores the shape
         return "int_mm (oneDNN int8 GEMM: this CPU has VNNI)" if picked == "int_mm" else f"{picked} (no VNNI on this CPU)"
-    if kernels.TRITON_IN_AUTO:
+    if backends.TRITON_IN_AUTO:
         return "triton eager, triton_prequant compiled (FLUX2_INT8_TRITON=1)"
     return "int_mm (M <= 16 padded to 17 rows; emulated where K, N are not multiples of 8); Triton only with FLUX2_INT8_TRITON=1"
 
@@ -256,22 +256,22 @@ def check_table(check: dict[str, Any]) -> list[str]:
         f"Correctness check on {check['device_name']}: every INT8 backend vs the float64 reference, {len(check['cases'])} cases: **{verdict}**.",
         f"Tolerance: {check['tolerance']}.",
         "",
-        "| Backend | Ran | dtype | M | Shapes | Max abs error | Relative error | Worst error / tolerance | Result |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Backend | Ran | Activations | dtype | M | Shapes | Max abs error | Relative error | Worst error / tolerance | Result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str, int], list[dict[str, Any]]] = {}
     for case in check["cases"]:
-        groups.setdefault((case["backend"], case["ran"], case["dtype"], case["tokens"]), []).append(case)
-    for (backend, ran, dtype, tokens), cases in groups.items():
+        groups.setdefault((case["backend"], case["ran"], case["activations"], case["dtype"], case["tokens"]), []).append(case)
+    for (backend, ran, activations, dtype, tokens), cases in groups.items():
         passed = all(case["passed"] for case in cases)
         lines.append(
-            f"| {backend} | {ran} | {dtype} | {tokens} | {len(cases)} | {max(c['max_abs_error'] for c in cases):.3g} | {max(c['relative_error'] for c in cases):.3g} "
+            f"| {backend} | {ran} | {activations} | {dtype} | {tokens} | {len(cases)} | {max(c['max_abs_error'] for c in cases):.3g} | {max(c['relative_error'] for c in cases):.3g} "
             f"| {max(c['worst_tolerance_ratio'] for c in cases):.2f} | {'pass' if passed else 'FAIL'} |"
         )
     failures = [case for case in check["cases"] if not case["passed"]]
     if failures:
         lines += ["", "Failed cases:", ""]
-        lines += [f"- {c['backend']} ({c['ran']}) {c['in_features']}x{c['out_features']} M={c['tokens']} {c['dtype']}: max abs error {c['max_abs_error']:.3g}, {c['worst_tolerance_ratio']:.2f}x the tolerance" for c in failures]
+        lines += [f"- {c['backend']} ({c['ran']}) {c['in_features']}x{c['out_features']} M={c['tokens']} {c['dtype']} {c['activations']}: max abs error {c['max_abs_error']:.3g}, {c['worst_tolerance_ratio']:.2f}x the tolerance" for c in failures]
     return lines
 
 

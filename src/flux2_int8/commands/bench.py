@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-VARIANT_CHOICES = ("klein-4b", "klein-9b", "klein-base-4b", "klein-base-9b", "tiny")
+from ..variants import VARIANTS
+
+VARIANT_CHOICES = (*VARIANTS, "tiny")
 _SWITCH = {"off": False, "on": True}
-# Spelled out here so --help imports no torch; run() checks them against kernels.BACKENDS
+# Spelled out here so --help imports no torch; run() checks them against backends.BACKENDS
 # and generate.compilation.COMPILE_MODES ('on' is 'full' there too).
 INT8_BACKEND_NAMES = "auto, int_mm, emulated, reference, triton, triton_prequant"
 COMPILE_CHOICES = ("off", "full", "regional", "on")

@@ -6,7 +6,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..testing import make_tiny_pipeline
+    from ..tiny import make_tiny_pipeline
 
     folder = make_tiny_pipeline(args.directory, seed=args.seed, distilled=not args.base)
     print(f"wrote a tiny random-weight klein pipeline to {folder}")

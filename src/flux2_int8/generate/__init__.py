@@ -1,4 +1,7 @@
-"""Generating images with INT8 FLUX.2 [klein]: load a pipeline, check requests, write PNGs."""
+"""Generating images with INT8 FLUX.2 [klein]: load a pipeline, check requests, write PNGs.
+
+May import: errors, variants, formats, int8, loading.
+"""
 
 from .compilation import COMPILE_MODES, compile_transformer, resolve_compile_mode
 from .output import check_writable, png_metadata, write_png

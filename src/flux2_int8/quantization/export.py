@@ -12,12 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
 from .output import check_replaceable_folder
-from .recipe import Recipe, input_scale_from_amax, quantize_weight, unify_qkv, weight_scale_per_channel
+from ..int8.linear import FP8_MAX
+from .recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, unify_qkv, weight_scale_per_channel
 
 FORMAT_NAME = "flux2-int8/w8a8"
 
@@ -27,12 +29,14 @@ def quantized_linears(model: nn.Module, recipe: Recipe) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and not recipe.keeps(name)]
 
 
-def quantized_state_dict(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe(), kept_dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+def quantized_state_dict(model: nn.Module, input_amax: dict[str, float] | None, recipe: Recipe = Recipe(), kept_dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
     """Diffusers-named state dict: int8 weights with float32 scales for every linear the
-    recipe quantizes, `kept_dtype` for the rest. Every quantized linear needs an amax."""
+    recipe quantizes, `kept_dtype` for the rest. Every quantized linear needs an amax, or
+    `input_amax` is None: dynamic activations, and no `input_scale` is written."""
     state: dict[str, torch.Tensor] = {}
     quantized = set(quantized_linears(model, recipe))
-    for name in sorted(quantized - input_amax.keys()):
+    missing = sorted(quantized - input_amax.keys()) if input_amax is not None else []
+    for name in missing:
         raise KeyError(f"no calibrated input range for linear '{name}'")
     for key, tensor in model.state_dict().items():
         module, _, param = key.rpartition(".")
@@ -40,16 +44,31 @@ def quantized_state_dict(model: nn.Module, input_amax: dict[str, float], recipe:
             scale = weight_scale_per_channel(tensor)
             state[key] = quantize_weight(tensor, scale)
             state[f"{module}.weight_scale"] = scale
-            state[f"{module}.input_scale"] = input_scale_from_amax(input_amax[module])
+            if input_amax is not None:
+                state[f"{module}.input_scale"] = input_scale_from_amax(input_amax[module])
         else:
             state[key] = tensor.detach().to(kept_dtype)
     return state
 
 
+def fp8_state_dict(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
+    """A diffusers-named BFL-style FP8 state dict: float8_e4m3fn weights, 0-d float32 scales.
+
+    The FP8 sibling of `quantized_state_dict`, so FP8 files can be made for comparisons.
+    """
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        module, _, param = key.rpartition(".")
+        if module in input_amax and param == "weight" and not recipe.keeps(module):
+            state[key], state[f"{module}.weight_scale"] = quantize_weight_fp8(tensor)
+            state[f"{module}.input_scale"] = torch.tensor(input_amax[module] / FP8_MAX)
+        else:
+            state[key] = tensor.detach().to(torch.bfloat16)
+    return state
+
+
 def write_bfl_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     """Write a diffusers-named state dict as one BFL single-file checkpoint (official key names)."""
-    from .. import __version__  # here, not at import time: flux2_int8/__init__ imports this package
-
     header = {"producer": f"flux2-int8 {__version__}", **(metadata or {})}
     return write_safetensors_atomic(path, diffusers_to_bfl(state_dict), header)
 

@@ -15,10 +15,12 @@ N and K are the stored weight's rows and columns (a fused q/k/v has all rows).
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError
+
+if TYPE_CHECKING:  # tensor methods only: reading headers (`inspect`) stays torch-free
+    import torch
 
 SCALE_PARAMS = ("weight_scale", "input_scale", "pre_quant_scale")
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
@@ -68,8 +70,8 @@ def check_scale_values(path: Path, key: str, values: torch.Tensor) -> None:
     """Raise `CheckpointError` unless every scale value is finite and positive."""
     values = values.float()
     problems = (
-        (torch.isnan(values), "NaN"),
-        (torch.isinf(values), "infinite"),
+        (values.isnan(), "NaN"),
+        (values.isinf(), "infinite"),
         (values == 0, "zero"),
         (values < 0, "negative"),
     )

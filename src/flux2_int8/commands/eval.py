@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import ray_options
 from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
 DTYPES = ("bfloat16", "float16", "float32")
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> None:
     weights = WeightsLocation(Path(args.metrics_weights).expanduser() if args.metrics_weights else None)
     options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net)
     sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations)
+    ray_cluster = ray_options.connect(args)
     result = evaluate(
         args.base,
         args.candidate,
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> None:
         shard=shard,
         merge=args.merge,
         loader=default_loader(args.local_files_only, args.activations),
+        fan_out=ray_options.eval_fan_out(ray_cluster),
     )
     if result.merged is not None:
         merged = result.merged
@@ -71,4 +74,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help=f"CLIP hub repository or local folder (default {DEFAULT_CLIP_MODEL})")
     parser.add_argument("--lpips-net", choices=tuple(LPIPS_BACKBONES), default=DEFAULT_LPIPS_NET, help=f"LPIPS backbone (default {DEFAULT_LPIPS_NET}, the lpips package's default)")
     parser.add_argument("--local-files-only", action="store_true", help="pipelines and checkpoints from the Hugging Face cache only, never the network")
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

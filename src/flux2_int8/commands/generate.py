@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import ray_options
 from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
 if TYPE_CHECKING:
@@ -39,16 +40,20 @@ def run(args: argparse.Namespace) -> None:
         check_writable,
         load_pipeline,
         plan_jobs,
+        resolve_sampling,
         run_jobs,
-        sampling_defaults,
     )
 
+    args.compile = _compile_choice(args.compile)  # before any path reads it (local or --ray)
     requests = _requests(args)
     check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
     for request in requests:
         check_request(request)
     check_writable(args.out)
     jobs = plan_jobs(requests, args.num_images, args.out)
+    ray_cluster = ray_options.connect(args)
+    if ray_cluster is not None:
+        return ray_options.generate(ray_cluster, args, jobs)
 
     pipeline = load_pipeline(
         args.base,
@@ -56,16 +61,14 @@ def run(args: argparse.Namespace) -> None:
         text_encoder=args.text_encoder,
         device=args.device,
         dtype=getattr(torch, args.dtype),
-        compile=_compile_choice(args.compile),
+        compile=args.compile,
         offload=args.offload,
         local_files_only=args.local_files_only,
         activations=args.activations,
     )
-    defaults = sampling_defaults(pipeline)
     if args.guidance is not None and pipeline.config.is_distilled:
         print("note: this is a distilled model; it ignores --guidance")
-    steps = args.steps or defaults.steps
-    guidance = defaults.guidance if args.guidance is None or pipeline.config.is_distilled else args.guidance
+    steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
     done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
@@ -110,4 +113,5 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="torch.compile the transformer: whole (full; also 'on'), or each repeated block once (regional, much faster to compile); the first image compiles (default off)",
     )
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

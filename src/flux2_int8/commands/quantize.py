@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import ray_options
+
 _DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -19,6 +21,7 @@ def run(args: argparse.Namespace) -> None:
 
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
+    ray_cluster = ray_options.connect(args)
     result = quantize(
         args.base,
         args.out,
@@ -34,11 +37,12 @@ def run(args: argparse.Namespace) -> None:
         keep=args.keep,
         text_encoder=args.text_encoder,
         format=args.format,
-        device=args.device,
+        device=args.device if ray_cluster is None else "cpu",  # with --ray: the workers calibrate, this copy only exports
         dtype=getattr(torch, args.dtype),
-        offload=args.offload,
+        offload=args.offload if ray_cluster is None else "none",
         progress=not args.quiet,
         activations=args.activations,
+        calibrator=ray_options.calibrator(ray_cluster, args),
     )
     statistics = result.statistics
     if args.json:
@@ -76,4 +80,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--offload", choices=("none", "model"), default="none", help="model: diffusers' CPU offload, for GPUs too small for the whole pipeline")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result and calibration statistics as JSON")
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -103,7 +103,7 @@ class Generator:
         for item in work:
             if not item.cases:
                 continue
-            pipeline = self._load(item.model)
+            pipeline = self.load(item.model)
             try:
                 for case in tqdm(item.cases, desc=item.model.name, disable=not self.progress):
                     item.make(pipeline, item.model, case)
@@ -114,7 +114,7 @@ class Generator:
                     torch.cuda.empty_cache()
         return self.settings
 
-    def _load(self, model: ModelSpec) -> Flux2KleinPipeline:
+    def load(self, model: ModelSpec) -> Flux2KleinPipeline:
         """Load a model's pipeline; the first load fixes the default steps and guidance in run.json."""
         pipeline = self.loader(self.settings.base, model.transformer, self.device, getattr(torch, self.settings.dtype))
         pipeline.set_progress_bar_config(disable=True)

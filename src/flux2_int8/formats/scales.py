@@ -50,8 +50,6 @@ def check_stored_scale(path: Path, key: str, param: str, dtype: str, shape: tupl
     rows, columns = weight_shape
     if dtype not in FLOAT_DTYPES:
         raise CheckpointError(path, f"{param} has dtype {dtype}; expected a float (float32)", tensor=key)
-    if param == "weight_scale" and len(shape) == 2 and shape[1] != 1:
-        raise CheckpointError(path, f"a block-wise weight_scale {list(shape)} (one scale per tile of the weight, as ComfyUI's int8_blockwise writes) is not supported; expected {spelled_shapes(param, rows, columns)} (convert per row, e.g. convert_to_quant --int8 --scaling_mode row)", tensor=key)
     if shape not in stored_shapes(param, rows, columns):
         raise CheckpointError(path, f"{param} of shape {list(shape)} for weight {list(weight_shape)}; expected {spelled_shapes(param, rows, columns)}", tensor=key)
 

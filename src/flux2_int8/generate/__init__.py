@@ -7,7 +7,7 @@ from .compilation import COMPILE_MODES, compile_transformer, resolve_compile_mod
 from .output import check_writable, png_metadata, write_png
 from .pipeline import OFFLOAD_MODES, SamplingDefaults, check_checkpoint_fits, load_pipeline, sampling_defaults
 from .requests import MAX_REFERENCE_IMAGES, Request, RequestError, Sampling, check_request, check_sampling, load_reference, read_prompts_file
-from .run import Generated, Job, generate_image, plan_jobs, run_jobs
+from .run import Generated, Job, generate_image, plan_jobs, resolve_sampling, run_job, run_jobs
 
 __all__ = [
     "COMPILE_MODES",
@@ -31,6 +31,8 @@ __all__ = [
     "png_metadata",
     "read_prompts_file",
     "resolve_compile_mode",
+    "resolve_sampling",
+    "run_job",
     "run_jobs",
     "sampling_defaults",
     "write_png",

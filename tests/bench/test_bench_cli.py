@@ -8,8 +8,8 @@ import pytest
 
 from flux2_int8.cli import main
 
-TOP_LEVEL = {"schema", "variant", "command", "environment", "settings", "source", "components_load_s", "components_bytes", "runs", "summary", "microbench", "published_reference_rtx_5090"}
-RUN_FIELDS = {"format", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "fused_attentions", "label"}
+TOP_LEVEL = {"schema", "variant", "command", "status", "time_budget_s", "skipped", "check", "environment", "settings", "source", "components_load_s", "components_bytes", "runs", "summary", "microbench", "published_reference_rtx_5090"}
+RUN_FIELDS = {"format", "compile", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "fused_attentions", "label"}
 STATS_FIELDS = {"median_s", "min_s", "max_s", "mean_s", "repeats"}
 
 
@@ -96,6 +96,10 @@ def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
         (["--variant", "klein-9b", "--random-weights", "--transformer", "x.safetensors"], "exclude each other"),
         (["--variant", "tiny", "--formats", "bf16,int4"], "--formats 'bf16,int4'"),
         (["--variant", "tiny", "--compile", "maybe"], "--compile 'maybe'"),
+        (["--variant", "tiny", "--time-budget", "0"], "--time-budget 0"),
+        (["--variant", "tiny", "--check", "--check-tokens", "1,x"], "--check-tokens '1,x'"),
+        (["--variant", "tiny", "--check-tokens", "1"], "--check-tokens goes with --check"),
+        (["--variant", "tiny", "--check", "--microbench-only"], "choose one"),
         (["--variant", "tiny", "--resolution", "100"], "multiple of 16"),
         (["--variant", "tiny", "--repeats", "0"], "--repeats 0"),
         (["--variant", "tiny", "--transformer", "x.safetensors"], "klein variants"),

@@ -7,6 +7,7 @@ prompts file.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,16 @@ if TYPE_CHECKING:
     from ..generate import Request
 
 DTYPES = ("bfloat16", "float16", "float32")
+# `--compile` alone, the flag's old spelling (a switch for a whole-model compile).
+BARE_COMPILE = "bare"
+
+
+def _compile_choice(value: str) -> str:
+    """The --compile value, `on` for the deprecated bare flag (with a note on stderr)."""
+    if value != BARE_COMPILE:
+        return value
+    print("note: --compile without a value is deprecated: write --compile full (what it does) or --compile regional (compiles much faster)", file=sys.stderr)
+    return "on"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -45,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
         text_encoder=args.text_encoder,
         device=args.device,
         dtype=getattr(torch, args.dtype),
-        compile=args.compile,
+        compile=_compile_choice(args.compile),
         offload=args.offload,
         local_files_only=args.local_files_only,
         activations=args.activations,
@@ -90,6 +101,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const=BARE_COMPILE,
+        default="off",
+        metavar="off|full|regional|on",
+        help="torch.compile the transformer: whole (full; also 'on'), or each repeated block once (regional, much faster to compile); the first image compiles (default off)",
+    )
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
     parser.set_defaults(run=run)

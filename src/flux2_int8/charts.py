@@ -76,7 +76,7 @@ def label_of(value: float | None, fmt: Callable[[float], str]) -> str:
     return fmt(value)
 
 
-def bar_chart(title: str, groups: Sequence[str], series: Sequence[Series], fmt: Callable[[float], str] = significant, kind: str = "", flag_note: str = "noisy", layout: ChartSize = ChartSize()) -> str:
+def bar_chart(title: str, groups: Sequence[str], series: Sequence[Series], fmt: Callable[[float], str] = significant, kind: str = "", flag_note: str = "noisy", flag_mark: str = "†", layout: ChartSize = ChartSize()) -> str:
     """Grouped bars: one cluster per group (a task, a plan), one bar per series, each labelled with its value.
 
     Returns an `<svg class="chart">` element; `kind` goes to its `data-kind` attribute.
@@ -95,10 +95,61 @@ def bar_chart(title: str, groups: Sequence[str], series: Sequence[Series], fmt: 
         for s, item in enumerate(series):
             value = item.values[g] if g < len(item.values) else None
             flagged = g < len(item.flags) and item.flags[g]
-            parts.append(_bar(start + s * bar, bar, value, y, colours[s], item.name, group, flagged, fmt, flag_note, upright))
+            parts.append(_bar(start + s * bar, bar, value, y, colours[s], item.name, group, flagged, fmt, flag_note, flag_mark, upright))
         parts.append(_text(layout.left + (g + 0.5) * slot, layout.height - layout.bottom + 16, group, anchor="middle", size=12))
-    parts.append(_legend(series, colours, layout, flagged=any(any(s.flags) for s in series), flag_note=flag_note))
+    parts.append(_legend(series, colours, layout, flagged=any(any(s.flags) for s in series), flag_note=f"{flag_mark} hatched: {flag_note}"))
     return "".join(parts) + "</svg>"
+
+
+def hbar_chart(title: str, groups: Sequence[str], series: Sequence[Series], fmt: Callable[[float], str] = significant, kind: str = "", flag_note: str = "noisy", flag_mark: str = "†", width: int = 580) -> str:
+    """Horizontal grouped bars: a row per group (long names such as 'int8 (triton, fused q/k/v)' stay
+    readable, and the chart grows with the rows), one bar per series, each labelled with its value."""
+    colours = _colours(series)
+    present = [item for item in series if any(v is not None for v in item.values)]  # a mode not run has no bars
+    bar, gap = 16, 10
+    left = min(260, 16 + 7 * max(map(len, groups), default=0))
+    layout = ChartSize(width=width, height=0, left=left, right=90, top=40, bottom=0)
+    rows_height = len(groups) * (len(present) * bar + gap)
+    height = layout.top + rows_height + 52
+    ticks = _ticks([v for s in series for v in s.values], 1.0, intervals=5)
+    span = ticks[-1] - ticks[0]
+
+    def x(value: float) -> float:
+        return left + (value - ticks[0]) / span * layout.plot_width
+
+    parts = [_frame(title, kind, ChartSize(width=width, height=height, left=left)), *[_hatch(colour) for colour, item in zip(colours, series) if any(item.flags)]]
+    bottom = layout.top + rows_height
+    for value in ticks:
+        parts.append(f"<line x1='{x(value):.1f}' x2='{x(value):.1f}' y1='{layout.top}' y2='{bottom}' stroke='#e4e4e4'/>")
+        parts.append(_text(x(value), bottom + 14, significant(value), anchor="middle", size=10, colour="#777"))
+    parts.append(f"<line x1='{x(0.0):.1f}' x2='{x(0.0):.1f}' y1='{layout.top}' y2='{bottom}' stroke='#555'/>")
+    top = float(layout.top)
+    for g, group in enumerate(groups):
+        parts.append(_text(left - 8, top + len(present) * bar / 2 + 4, group, anchor="end", size=12))
+        for s, item in enumerate(present):
+            value = item.values[g] if g < len(item.values) else None
+            flagged = g < len(item.flags) and item.flags[g]
+            parts.append(_hbar(top + s * bar, bar, value, x, colours[series.index(item)], item.name, group, flagged, fmt, flag_note, flag_mark))
+        top += len(present) * bar + gap
+    legend = ChartSize(width=width, height=height, left=left)
+    parts.append(_legend(present, [colours[series.index(item)] for item in present], legend, flagged=any(any(s.flags) for s in series), flag_note=f"{flag_mark} hatched: {flag_note}"))
+    return "".join(parts) + "</svg>"
+
+
+def _hbar(y: float, height: float, value: float | None, x: Callable[[float], float], colour: str, name: str, group: str, flagged: bool, fmt: Callable[[float], str], flag_note: str, flag_mark: str) -> str:
+    label = label_of(value, fmt) + (f" {flag_mark}" if flagged else "")
+    zero = x(0.0)
+    if not drawable(value):
+        return _text(zero + 4, y + height - 4, label, size=11)
+    end = x(value)
+    fill = f"url(#hatch-{colour.lstrip('#')})" if flagged else colour
+    note = f" ({flag_note})" if flagged else ""
+    rect = (
+        f"<rect class='bar' data-series='{escape(name)}' data-group='{escape(group)}' data-value='{value!r}' data-flagged='{str(flagged).lower()}' "
+        f"x='{min(zero, end):.1f}' y='{y + 1:.1f}' width='{max(abs(end - zero), 1):.1f}' height='{height - 2:.1f}' fill='{fill}' stroke='{colour}'>"
+        f"<title>{escape(name)}, {escape(group)}: {escape(label)}{escape(note)}</title></rect>"
+    )
+    return rect + _text(max(zero, end) + 4, y + height - 4, label, size=11)
 
 
 def line_chart(title: str, x_labels: Sequence[str], series: Sequence[Series], fmt: Callable[[float], str] = significant, kind: str = "", x_title: str = "", layout: ChartSize = ChartSize()) -> str:
@@ -134,13 +185,13 @@ def _colours(series: Sequence[Series]) -> list[str]:
     return [item.colour or next(cycle) for item in series]
 
 
-def _ticks(values: Sequence[float | None], headroom: float = 1.12) -> list[float]:
+def _ticks(values: Sequence[float | None], headroom: float = 1.12, intervals: int = 4) -> list[float]:
     """Gridline values: a round step (1, 2 or 5 times a power of ten), from zero (or below it) past the largest value."""
     finite = [v for v in values if drawable(v)]
     low, high = min([0.0, *finite]) * headroom, max([0.0, *finite]) * headroom
     if high == low:
         high = low + 1.0
-    raw = (high - low) / 4
+    raw = (high - low) / intervals
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
@@ -177,7 +228,7 @@ def _axis(ticks: Sequence[float], y: Callable[[float], float], layout: ChartSize
     return parts
 
 
-def _bar(x: float, width: float, value: float | None, y: Callable[[float], float], colour: str, name: str, group: str, flagged: bool, fmt: Callable[[float], str], flag_note: str, upright: bool) -> str:
+def _bar(x: float, width: float, value: float | None, y: Callable[[float], float], colour: str, name: str, group: str, flagged: bool, fmt: Callable[[float], str], flag_note: str, flag_mark: str, upright: bool) -> str:
     label = label_of(value, fmt)
     zero = y(0.0)
     if not drawable(value):
@@ -190,7 +241,7 @@ def _bar(x: float, width: float, value: float | None, y: Callable[[float], float
         f"x='{x + 1:.1f}' y='{min(top, zero):.1f}' width='{max(width - 2, 1):.1f}' height='{abs(zero - top):.1f}' fill='{fill}' stroke='{colour}'>"
         f"<title>{escape(name)}, {escape(group)}: {escape(label)}{escape(note)}</title></rect>"
     )
-    text = label + ("*" if flagged else "")
+    text = label + (f" {flag_mark}" if flagged else "")
     if upright:
         return rect + _text(x + width / 2, top - 4 if value >= 0 else top + 12, text, anchor="middle", size=11)
     edge = top - 4 if value >= 0 else top + 4
@@ -214,7 +265,7 @@ def _legend(series: Sequence[Series], colours: Sequence[str], layout: ChartSize,
         parts.append(_text(x + 16, y, item.name, size=12))
         x += 28 + 7 * len(item.name)
     if flagged:
-        parts.append(_text(x, y, f"* hatched: {flag_note}", size=12, colour="#a00"))
+        parts.append(_text(x, y, flag_note, size=12, colour="#a00"))
     return f"<g class='legend'>{''.join(parts)}</g>"
 
 

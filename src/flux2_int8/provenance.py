@@ -47,9 +47,21 @@ def device_description(device: Any) -> dict[str, str | None]:
     on_cuda = device.type == "cuda"
     return {
         "device_type": device.type,
-        "device_name": torch.cuda.get_device_name(device) if on_cuda else (platform.processor() or platform.machine()),
+        "device_name": torch.cuda.get_device_name(device) if on_cuda else cpu_name(),
         "cuda": torch.version.cuda if on_cuda else None,
     }
+
+
+def cpu_name() -> str:
+    """The CPU's model name ('AMD EPYC 9654', from /proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def utc_now() -> str:

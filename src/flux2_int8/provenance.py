@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import secrets
 import shlex
 import sys
 from collections.abc import Sequence
@@ -74,8 +75,8 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 
 
 def provenance(device: Any, command: str | None = None) -> dict[str, Any]:
-    """One record: date, command, device and versions (eval's run.json keeps one per run)."""
-    return {"date_utc": utc_now(), "command": command or command_line(), **device_description(device), "versions": versions()}
+    """One record: date, command, device and versions (eval's run.json keeps one per run; `id` tells two runs of one second apart)."""
+    return {"id": secrets.token_hex(6), "date_utc": utc_now(), "command": command or command_line(), **device_description(device), "versions": versions()}
 
 
 def versions_line(found: dict[str, str | None]) -> str:

@@ -72,7 +72,7 @@ def test_smoke_numbers_are_consistent(smoke):
 def test_smoke_markdown_and_output(smoke, capsys):
     out, document, _ = smoke
     markdown = (out / "bench-tiny.md").read_text()
-    assert "| Model | Format | Eager (s/img) | Compiled (s/img) | img/s | Peak host RSS (GB) | vs BF16 |" in markdown
+    assert "| Model | Format | Eager (s/img) | img/s | Peak host RSS (GB) | vs BF16 |" in markdown  # only the modes that ran
     assert "| tiny | bf16 |" in markdown and "| tiny | int8 |" in markdown
     assert "| int8 | eager |" in markdown and document["command"] in markdown
 
@@ -135,3 +135,24 @@ def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, options, message
     error = capsys.readouterr().err
     assert error.startswith("Error: ") and message in error
     assert not out.exists()
+
+
+def test_compile_modes_side_by_side_give_a_row_per_format_and_mode(tmp_path, capsys):
+    """The issue's command: eager, whole-model and regional compilation in one run, each with its first call."""
+    command = ["bench", "--variant", "tiny", "--formats", "bf16,int8", "--compile", "off,full,regional", "--repeats", "2", "--resolution", "64", "--out", str(tmp_path)]
+    assert main(command) == 0
+    document = json.loads((tmp_path / "bench-tiny.json").read_text())
+    assert [(run["format"], run["compile"], run["compiled"]) for run in document["runs"]] == [
+        (fmt, mode, mode != "off") for fmt in ("bf16", "int8") for mode in ("off", "full", "regional")
+    ]
+    for run in document["runs"]:
+        assert run["first_call_s"] > 0
+        _check_stats(run["step"], 2)
+    for row in document["summary"]:
+        assert set(row["s_per_image"]) == set(row["first_call_s"]) == {"off", "full", "regional"}
+        assert row["compiled_s_per_image"] == min(row["s_per_image"]["full"], row["s_per_image"]["regional"])
+        # Compiling costs more than an eager call.
+        assert row["first_call_s"]["full"] > row["first_call_s"]["off"] and row["first_call_s"]["regional"] > row["first_call_s"]["off"]
+    markdown = (tmp_path / "bench-tiny.md").read_text()
+    assert "| Eager (s/img) | Full compile (s/img) | Regional compile (s/img) | Full compile: first call (s) | Regional compile: first call (s) |" in markdown
+    assert "| int8 | regional compile |" in markdown

@@ -13,9 +13,10 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..charts import Series, hbar_chart
+from ..charts import PALETTE, Series, hbar_chart
 
 MODE_TITLES = {"off": "Eager", "full": "Full compile", "regional": "Regional compile"}
+MODE_COLOURS = dict(zip(MODE_TITLES, PALETTE))  # a mode keeps its colour from chart to chart
 NOISY_MARK = "†"
 NOISY_NOTE = f"{NOISY_MARK} noisy: the timing's spread (max - min) is wider than half its median; a ratio from it is unreliable (rerun with more --repeats on a quiet machine)."
 GB = 1e9
@@ -53,14 +54,14 @@ def _compiled_modes(document: dict[str, Any]) -> list[str]:
 def latency_chart(document: dict[str, Any]) -> str:
     """Seconds per image, a row per plan, a bar per compile mode; noisy timings hatched."""
     rows = document["summary"]
-    series = [Series(MODE_TITLES[mode], [row["s_per_image"].get(mode) for row in rows], flags=[bool(row.get("noisy", {}).get(mode)) for row in rows]) for mode in _modes(document)]
+    series = [Series(MODE_TITLES[mode], [row["s_per_image"].get(mode) for row in rows], MODE_COLOURS[mode], flags=[bool(row.get("noisy", {}).get(mode)) for row in rows]) for mode in _modes(document)]
     estimated = "" if all(row["image_latency_measured"] for row in rows) else " (estimated: steps x step latency)"
     return hbar_chart(f"Seconds per image, lower is faster{estimated}", [row["label"] for row in rows], series, kind="latency")
 
 
 def first_call_chart(document: dict[str, Any]) -> str:
     rows = document["summary"]
-    series = [Series(MODE_TITLES[mode], [row["first_call_s"].get(mode) for row in rows]) for mode in _compiled_modes(document)]
+    series = [Series(MODE_TITLES[mode], [row["first_call_s"].get(mode) for row in rows], MODE_COLOURS[mode]) for mode in _compiled_modes(document)]
     return hbar_chart("First call, seconds (compiling included)", [row["label"] for row in rows], series, kind="first_call")
 
 

@@ -159,5 +159,13 @@ def console_summary(document: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) if i < 2 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    against = f"LPIPS, PSNR (dB) and velocity error against {document['reference']}; FID/KID of each image set against {document['reference']}'s; CLIP against the prompt."
-    return "\n".join([f"Summary, mean over cases ({against})", *lines])
+    return "\n".join([f"Summary, mean over cases ({_against(header[2:], document['reference'])})", *lines])
+
+
+def _against(columns: list[str], reference: str) -> str:
+    """What the printed columns compare with: the reference's images, its image set, or the prompt."""
+    pairs = [name for name in ("LPIPS", "PSNR", "vel. err") if name in columns]
+    parts = [f"{', '.join(pairs)} against {reference}"] if pairs else []
+    parts += [f"{'/'.join(n for n in ('FID', 'KID') if n in columns)} of each image set against {reference}'s"] if {"FID", "KID"} & set(columns) else []
+    parts += ["CLIP against the prompt"] if "CLIP-S" in columns else []
+    return "; ".join(parts)

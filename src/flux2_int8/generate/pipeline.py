@@ -25,6 +25,7 @@ from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..variants import VARIANTS, architecture_of
 from .compilation import compile_transformer, resolve_compile_mode
+from .quiet import silence_ignored_guidance_warning
 from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
 
 Offload = Literal["none", "model", "sequential"]
@@ -78,6 +79,7 @@ def load_pipeline(
     token), "static" or "dynamic".
     """
     compile_mode = resolve_compile_mode(compile)
+    silence_ignored_guidance_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
     checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None

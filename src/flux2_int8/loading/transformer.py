@@ -16,14 +16,13 @@ from typing import Literal
 import torch
 from diffusers import Flux2Transformer2DModel
 from safetensors import safe_open
-from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..formats.checkpoint import FP8, INT8, Checkpoint, TensorKind, open_checkpoint
-from ..formats.config import ConfigLike, resolve_config
+from ..formats.checkpoint import FLOAT, FP8, INT8, Checkpoint, TensorKind, open_checkpoint
+from ..formats.config import ConfigLike, quantization_config, resolve_config
 from ..formats.validate import check_structure
-from ..int8.linear import Fp8Linear, Int8Linear
-from .skeleton import build_empty_model, check_shapes
+from .dtypes import resolve_dtype
+from .skeleton import build_empty_model, check_shapes, swap_quantized_linears
 
 ActivationChoice = Literal["auto", "static", "dynamic"]
 ACTIVATION_CHOICES: tuple[ActivationChoice, ...] = ("auto", "static", "dynamic")
@@ -33,19 +32,57 @@ def load_transformer(
     path: str | Path,
     config: ConfigLike = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: torch.dtype | None = None,
     activations: ActivationChoice = "auto",
+    *,
+    torch_dtype: torch.dtype | None = None,
 ) -> Flux2Transformer2DModel:
-    """Load a FLUX.2 transformer checkpoint (BFL INT8/BF16/FP8 file, ComfyUI INT8, ModelOpt or diffusers folder).
+    """Load a FLUX.2 transformer checkpoint as diffusers' `Flux2Transformer2DModel`.
 
-    `config` is a variant name (`klein-4b`, ...), a config dict, or a folder holding a
-    diffusers `config.json`; by default it is read from the folder or inferred from the
-    shapes. `dtype` is the compute dtype of activations and of the layers kept in float;
-    INT8 weights stay int8 and scales stay float32. `activations` says how INT8 layers
-    quantize their input: "static" with the file's calibrated `input_scale`, "dynamic"
-    with a scale per token computed at run time, or "auto" (static where the file has
-    calibrated scales, dynamic where it has none or only placeholders of 1.0).
+    Reads BFL single files (INT8 W8A8, BF16, FP8), ComfyUI INT8 files, ModelOpt and
+    diffusers folders. Each linear whose weight is int8 (float8) in the file becomes an
+    `Int8Linear` (`Fp8Linear`); nothing is widened to float on the way.
+
+    Parameters
+    ----------
+    path : str or Path
+        A `.safetensors` file, or a diffusers / ModelOpt transformer folder (or a pipeline
+        folder holding one in `transformer/`).
+    config : str, Path, dict or None
+        A variant name (`klein-4b`, `klein-9b`, `klein-base-4b`, `klein-base-9b`), a config
+        dict, or a folder holding a diffusers `config.json`. Default: the folder's, else
+        inferred from the tensor shapes. Always checked against every shape.
+    device : str or torch.device
+        Where the weights go; tensors are read one at a time and moved there.
+    dtype, torch_dtype : torch.dtype
+        The compute dtype of activations and of the layers kept in float (default
+        bfloat16); `torch_dtype` is diffusers' spelling of the same argument. INT8 weights
+        stay int8, scales float32.
+    activations : {"auto", "static", "dynamic"}
+        How INT8 layers quantize their input: with the file's calibrated `input_scale`
+        ("static"), with a scale per token computed at run time ("dynamic"), or "auto":
+        static where the file has calibrated scales, dynamic where it has none or only
+        placeholders of 1.0 (with a warning).
+
+    Returns
+    -------
+    Flux2Transformer2DModel
+        In eval mode, without gradients.
+
+    Raises
+    ------
+    CheckpointError
+        The file is unreadable, incomplete or malformed (the message names the tensor).
+    UnsupportedFormatError
+        A format the package refuses (pickles, rotated or block-wise weights, LoRA files).
+    ConfigError
+        No config fits the shapes, or an option is invalid.
+
+    Examples
+    --------
+    >>> transformer = load_transformer("flux-2-klein-9b-int8.safetensors", device="cuda")  # doctest: +SKIP
     """
+    dtype = resolve_dtype(dtype, torch_dtype)
     if activations not in ACTIVATION_CHOICES:
         raise ConfigError(f"activations must be one of {', '.join(ACTIVATION_CHOICES)}, not {activations!r}")
     checkpoint = open_checkpoint(path)
@@ -59,7 +96,17 @@ def load_transformer(
     swap_quantized_linears(model, checkpoint, static)
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.requires_grad_(False)
+    _record_quantization(model, checkpoint)
     return model.eval()
+
+
+def _record_quantization(model: Flux2Transformer2DModel, checkpoint: Checkpoint) -> None:
+    """Put the `quantization_config` in the model's config, so `save_pretrained` writes a
+    folder diffusers' `from_pretrained` loads back through our quantizer."""
+    kinds = set(checkpoint.linear_kinds.values())
+    if kinds & {INT8, FP8}:
+        kept = [name for name, kind in checkpoint.linear_kinds.items() if kind == FLOAT]
+        model.register_to_config(quantization_config=quantization_config(kept, "W8A8" if INT8 in kinds else "FP8"))
 
 
 def static_input_scales(checkpoint: Checkpoint, state_dict: dict[str, torch.Tensor], activations: ActivationChoice) -> set[str]:
@@ -84,28 +131,6 @@ def static_input_scales(checkpoint: Checkpoint, state_dict: dict[str, torch.Tens
             warnings.warn(f"{checkpoint.path}: every {kind} input_scale is 1.0, a placeholder rather than a calibration; ignoring them ({'dynamic per-token activations' if kind == INT8 else 'unquantized activations'}). Pass activations='static' to use them anyway.", UserWarning, stacklevel=3)
             present -= of_kind
     return present
-
-
-def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint, static: set[str]) -> None:
-    """Replace each `nn.Linear` whose weight is int8/fp8 in the file with our layer (on meta).
-
-    The layer is built whole: which scales it holds is told by the checkpoint, and whether
-    it quantizes activations statically by `static` (names of layers keeping `input_scale`).
-    """
-    for name, kind in checkpoint.linear_kinds.items():
-        if kind not in (INT8, FP8):
-            continue
-        original = model.get_submodule(name)
-        shape = (original.in_features, original.out_features)
-        bias = original.bias is not None
-        pre_quant_scale = f"{name}.pre_quant_scale" in checkpoint.tensors
-        if kind == INT8:
-            mode = "static" if name in static else "dynamic"
-            layer: nn.Module = Int8Linear(*shape, bias=bias, device="meta", activations=mode, pre_quant_scale=pre_quant_scale)
-        else:
-            layer = Fp8Linear(*shape, bias=bias, device="meta", input_scale=name in static, pre_quant_scale=pre_quant_scale)
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, layer)
 
 
 def read_state_dict(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ from ..errors import Flux2Int8Error
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
-from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_diffusers_folder
+from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
 from .output import check_output
 from .prompts import PromptSet, draw_samples, load_prompts
@@ -33,7 +33,7 @@ from .text_encoder import text_encoder_path, text_encoder_recipe, text_encoder_s
 if TYPE_CHECKING:
     from diffusers import Flux2KleinPipeline
 
-OutputFormat = Literal["bfl", "diffusers"]
+OutputFormat = Literal["bfl", "comfy", "diffusers"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class _Plan:
 
 
 def quantize(
-    base: str | Path,
+    base: str | Path | Flux2KleinPipeline,
     out: str | Path,
     transformer: str | Path | None = None,
     samples: int = 256,
@@ -115,14 +115,18 @@ def quantize(
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
 
-    `base` is a variant name, hub id or local pipeline folder; `transformer` an optional
+    `base` is a variant name, hub id or local pipeline folder, or a float
+    `Flux2KleinPipeline` already loaded (say in a notebook; it is used as it is, its
+    device and dtype included; only `smoothquant` changes it, folding its factors into the
+    transformer's weights); `transformer` an optional
     BF16 checkpoint (e.g. a fine-tune) that replaces the base's transformer. `samples`
     prompts are drawn with `seed` from `prompts` (a JSONL file; default the shipped set
     of 768) and run through the pipeline at `resolution`, visiting `steps` of the
     model's generation steps (default all: 4 distilled, 50 base with CFG). `calibration`
     is "max" or "percentile:P"; `smoothquant` an alpha in (0, 1] (experimental).
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
-    `format` "bfl" writes one single file, "diffusers" a transformer folder; with
+    `format` "bfl" writes one single file, "comfy" the same with the markers ComfyUI
+    needs to load it as INT8, "diffusers" a transformer folder; with
     `text_encoder` the Qwen3 linears are quantized too and written to
     `<out stem>-text-encoder.safetensors`. `activations` "static" (default) writes the
     calibrated `input_scale` of every transformer linear; "dynamic" writes none (activations
@@ -160,8 +164,8 @@ def _plan(
     keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int, activations: str = "static",
 ) -> _Plan:
     """Check every option that needs no model, so mistakes surface before loading anything."""
-    if output_format not in ("bfl", "diffusers"):
-        raise Flux2Int8Error(f"--format {output_format}: expected bfl (one .safetensors file) or diffusers (a transformer folder)")
+    if output_format not in ("bfl", "comfy", "diffusers"):
+        raise Flux2Int8Error(f"--format {output_format}: expected bfl (one .safetensors file), comfy (the same with ComfyUI's markers) or diffusers (a transformer folder)")
     if activations not in ("static", "dynamic"):
         raise Flux2Int8Error(f"--activations {activations}: expected static (calibrated input_scale) or dynamic (per token at run time)")
     method = parse_calibration(calibration)
@@ -176,8 +180,10 @@ def _plan(
     return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations)
 
 
-def _load_float_pipeline(base: str | Path, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
-    """The BF16 pipeline through `load_pipeline`; a quantized `transformer` file is refused."""
+def _load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
+    """The BF16 pipeline through `load_pipeline` (or the one given); quantized transformers are refused."""
+    if not isinstance(base, (str, Path)):
+        return _given_pipeline(base, transformer)
     from ..formats.checkpoint import open_checkpoint
     from ..generate import load_pipeline
     from ..generate.hub import resolve_checkpoint
@@ -190,6 +196,21 @@ def _load_float_pipeline(base: str | Path, transformer: str | Path | None, devic
             raise Flux2Int8Error(f"--transformer {transformer}: a {found} checkpoint; quantize needs a float (BF16) transformer, as quantizing quantized weights compounds their rounding")
     pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload)
     pipe.set_progress_bar_config(disable=True)  # one bar over the samples instead of one per call
+    return pipe
+
+
+def _given_pipeline(pipe: Any, transformer: str | Path | None) -> Flux2KleinPipeline:
+    """A pipeline the caller loaded: a float klein pipeline, used as it is."""
+    from diffusers import Flux2KleinPipeline
+
+    from ..int8.linear import Fp8Linear, Int8Linear
+
+    if not isinstance(pipe, Flux2KleinPipeline):
+        raise Flux2Int8Error(f"base must be a variant, hub id, pipeline folder or a Flux2KleinPipeline, not {type(pipe).__name__}")
+    if transformer is not None:
+        raise Flux2Int8Error("transformer= replaces a base's transformer file; with a loaded pipeline, set pipe.transformer yourself")
+    if any(isinstance(module, (Int8Linear, Fp8Linear)) for module in pipe.transformer.modules()):
+        raise Flux2Int8Error("the pipeline's transformer is already quantized; quantize needs a float (BF16) transformer, as quantizing quantized weights compounds their rounding")
     return pipe
 
 
@@ -252,7 +273,7 @@ def _statistics(
     )
 
 
-def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: str | Path, transformer: str | Path | None, dtype: torch.dtype) -> dict[str, Any]:
+def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: Any, transformer: str | Path | None, dtype: torch.dtype) -> dict[str, Any]:
     """The recipe written into the header (kept layers are added per file, in its own naming)."""
     counts = {task: sum(plan.prompts.records[i].task == task for i in run.samples) for task in ("t2i", "edit", "composition")}
     return {
@@ -273,7 +294,7 @@ def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: str | 
             "quantize_modulation": plan.recipe.quantize_modulation,
             "keep_patterns": list(plan.recipe.patterns),
             "smoothquant": None if plan.smoothquant is None else {"alpha": plan.smoothquant, "folded": "into v / SwiGLU-value rows; no pre_quant_scale"},
-            "base": str(base),
+            "base": str(base) if isinstance(base, (str, Path)) else f"a loaded {type(base).__name__} ({getattr(base, 'name_or_path', '') or 'in memory'})",
             "transformer": None if transformer is None else str(transformer),
             "calibration_dtype": str(dtype).removeprefix("torch."),
         },
@@ -297,4 +318,5 @@ def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: _Plan, 
     if plan.output_format == "diffusers":
         return write_diffusers_folder(plan.out, state, dict(model.config), _with_kept(metadata, sorted(kept)))
     bfl_kept = sorted({mapped[0] if (mapped := map_diffusers_module(name)) else name for name in kept})
-    return write_bfl_checkpoint(plan.out, state, _with_kept(metadata, bfl_kept))
+    write = write_comfy_checkpoint if plan.output_format == "comfy" else write_bfl_checkpoint
+    return write(plan.out, state, _with_kept(metadata, bfl_kept))

@@ -39,8 +39,9 @@ def test_tiny_check_passes_for_every_backend_at_every_m_and_dtype(tmp_path, caps
 
 
 def test_klein_9b_shapes_pass_on_cpu_with_a_short_m_list(tmp_path):
-    """Full-size shapes (K up to 12288, N up to 36864) with random weights; M = 4608 is left to the GPU."""
-    command = ["bench", "--variant", "klein-9b", "--random-weights", "--check", "--device", "cpu", "--check-tokens", "1,17", "--out", str(tmp_path)]
+    """Full-size shapes (K up to 16384, N up to 36864) with random weights; M = 1, 16 and 4608 are left to the
+    command's own run (docs/benchmarks.md) and the GPU: M = 17 is the int_mm padding edge."""
+    command = ["bench", "--variant", "klein-9b", "--random-weights", "--check", "--device", "cpu", "--check-tokens", "17", "--out", str(tmp_path)]
     assert main(command) == 0
     _, check = _cases(tmp_path)
     shapes = {(case["in_features"], case["out_features"]) for case in check["cases"]}

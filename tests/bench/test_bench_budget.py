@@ -110,4 +110,4 @@ def test_a_process_stopped_between_plans_leaves_every_finished_run_on_disk(tmp_p
         assert "- status: interrupted" in (out / "bench-tiny.md").read_text()
     else:  # killed outright: the last write stands, still marked as running
         assert code == -signal.SIGKILL and document["status"] == "running"
-    assert sorted(path.name for path in out.iterdir()) == ["bench-tiny.json", "bench-tiny.md"]  # no temporary left
+    assert sorted(path.name for path in out.iterdir()) == ["bench-tiny.html", "bench-tiny.json", "bench-tiny.md"]  # no temporary left

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 
 import pytest
 
 from flux2_int8.cli import main
 
 TOP_LEVEL = {"schema", "variant", "command", "status", "time_budget_s", "skipped", "check", "environment", "settings", "source", "components_load_s", "components_bytes", "runs", "summary", "microbench", "published_reference_rtx_5090"}
-RUN_FIELDS = {"format", "compile", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "activations", "fused_attentions", "label"}
+RUN_FIELDS = {"format", "compile", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "activations", "fused_attentions", "label", "noisy"}
 STATS_FIELDS = {"median_s", "min_s", "max_s", "mean_s", "repeats"}
 
 
@@ -17,9 +20,11 @@ STATS_FIELDS = {"median_s", "min_s", "max_s", "mean_s", "repeats"}
 def smoke(tmp_path_factory):
     """The CI smoke command, run once: tiny, BF16 and INT8, eager, 2 repeats."""
     out = tmp_path_factory.mktemp("bench")
-    code = main(["bench", "--variant", "tiny", "--formats", "bf16,int8", "--compile", "off", "--repeats", "2", "--out", str(out)])
+    progress = io.StringIO()
+    with contextlib.redirect_stderr(progress):
+        code = main(["bench", "--variant", "tiny", "--formats", "bf16,int8", "--compile", "off", "--repeats", "2", "--out", str(out)])
     assert code == 0
-    return out, json.loads((out / "bench-tiny.json").read_text())
+    return out, json.loads((out / "bench-tiny.json").read_text()), progress.getvalue()
 
 
 def _check_stats(stats, repeats):
@@ -29,7 +34,7 @@ def _check_stats(stats, repeats):
 
 
 def test_smoke_json_has_every_field(smoke):
-    _, document = smoke
+    _, document, _ = smoke
     assert set(document) == TOP_LEVEL
     assert document["environment"]["device_type"] == "cpu" and document["environment"]["torch"]
     assert document["settings"]["num_steps"] == 4 and document["settings"]["resolution"] == 128
@@ -48,7 +53,7 @@ def test_smoke_json_has_every_field(smoke):
 
 
 def test_smoke_numbers_are_consistent(smoke):
-    _, document = smoke
+    _, document, _ = smoke
     for run in document["runs"]:
         image = run["image"]
         assert image["measured"] is True
@@ -65,11 +70,25 @@ def test_smoke_numbers_are_consistent(smoke):
 
 
 def test_smoke_markdown_and_output(smoke, capsys):
-    out, document = smoke
+    out, document, _ = smoke
     markdown = (out / "bench-tiny.md").read_text()
     assert "| Model | Format | Eager (s/img) | img/s | Peak host RSS (GB) | vs BF16 |" in markdown  # only the modes that ran
     assert "| tiny | bf16 |" in markdown and "| tiny | int8 |" in markdown
-    assert "| int8 | eager |" in markdown and document["command"] in markdown
+    # A row whose timings spread wider than half their median carries the noisy mark †.
+    assert re.search(r"\| int8( †)? \| eager \|", markdown) and document["command"] in markdown
+
+
+def test_smoke_shows_progress_per_plan_and_writes_the_chart_page(smoke):
+    out, document, progress = smoke
+    lines = progress.splitlines()
+    for index, label in enumerate(["bf16", "int8"], 1):
+        assert f"[{index}/2] tiny {label}: loading" in lines
+        done = next(line for line in lines if line.startswith(f"[{index}/2] tiny {label}: eager: "))
+        run = document["runs"][index - 1]
+        assert f"{run['image']['total']['median_s']:.3f} s/img" in done and ("NOISY" in done) == run["noisy"]
+    page = (out / "bench-tiny.html").read_text()
+    assert re.findall(r"<svg class='chart' data-kind='([^']*)'", page) == ["latency", "memory"]  # eager only: no first-call chart
+    assert page.count("<table>") == 2 and document["command"].split()[0] in page
 
 
 def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
@@ -137,4 +156,4 @@ def test_compile_modes_side_by_side_give_a_row_per_format_and_mode(tmp_path, cap
         assert row["first_call_s"]["full"] > row["first_call_s"]["off"] and row["first_call_s"]["regional"] > row["first_call_s"]["off"]
     markdown = (tmp_path / "bench-tiny.md").read_text()
     assert "| Eager (s/img) | Full compile (s/img) | Regional compile (s/img) | Full compile: first call (s) | Regional compile: first call (s) |" in markdown
-    assert "| int8 | regional compile |" in markdown
+    assert re.search(r"\| int8( †)? \| regional compile \|", markdown)

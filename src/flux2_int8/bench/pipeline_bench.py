@@ -157,8 +157,24 @@ class RunResult:
     def compiled(self) -> bool:
         return self.compile != "off"
 
+    @property
+    def noisy(self) -> bool:
+        """Whether the step or the image timing spreads wider than half its median (`Stats.noisy`)."""
+        return self.step.noisy or self.image.total.noisy
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "compiled": self.compiled}
+        return {**asdict(self), "compiled": self.compiled, "noisy": self.noisy}
+
+    def progress_line(self, settings: BenchSettings) -> str:
+        """'klein-9b int8: eager: 1.234 s/img, step 301.2 ms (min-max 299.0-310.4)', marked when noisy."""
+        mode = "eager" if self.compile == "off" else f"{self.compile} compile"
+        step = self.step
+        noisy = ", NOISY: spread wider than half the median" if self.noisy else ""
+        estimated = "" if self.image.measured else " (estimated)"
+        return (
+            f"{settings.variant} {self.label}: {mode}: {self.image.total.median_s / settings.batch:.3f} s/img{estimated}, "
+            f"step {step.median_s * 1e3:.1f} ms (min-max {step.min_s * 1e3:.1f}-{step.max_s * 1e3:.1f}){noisy}"
+        )
 
 
 @dataclass
@@ -196,17 +212,24 @@ def run_benchmark(
         if before is not None and result.components_load_s is not None:
             result.components_bytes = device_allocated_bytes(device) - before  # type: ignore[operator]
         on_update(result)
-        for plan in run_plans(source.formats(settings.formats), settings):
+        plans = run_plans(source.formats(settings.formats), settings)
+        for index, plan in enumerate(plans, 1):
+            counted = _counted(progress, f"[{index}/{len(plans)}] ")
             reason = budget.skip_reason(PLAN_KIND)
             if reason is not None:
-                progress(f"{settings.variant} {plan.label}: skipped, {reason}")
+                counted(f"{settings.variant} {plan.label}: skipped, {reason}")
                 result.skipped.append({"what": plan.label, "why": reason})
                 on_update(result)
                 continue
-            progress(f"{settings.variant} {plan.label}: loading")
+            counted(f"{settings.variant} {plan.label}: loading")
             with budget.timed(PLAN_KIND):
-                _bench_plan(source, plan, settings, device, progress, lambda run: (result.runs.append(run), on_update(result)))
+                _bench_plan(source, plan, settings, device, counted, lambda run: (result.runs.append(run), counted(run.progress_line(settings)), on_update(result)))
     return result
+
+
+def _counted(progress: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    """`progress` with every line of one plan starting '[k/n] '."""
+    return lambda message: progress(prefix + message)
 
 
 def is_int8_format(fmt: str) -> bool:

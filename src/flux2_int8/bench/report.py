@@ -12,12 +12,9 @@ after every finished run, so its `status` says whether the run was still going
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
-import platform
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +22,17 @@ import torch
 
 from ..generate.compilation import COMPILE_MODES
 from ..int8 import backends
-from ..version import __version__
+from ..provenance import device_description, utc_now, versions
 from .check import CheckResult
 from .microbench import MicrobenchResult
+from .page import MODE_TITLES, NOISY_MARK, NOISY_NOTE, render_page
 from .pipeline_bench import BenchResult
 
 # 2: runs and summary rows carry label, int8_backend, fused_qkv; microbench INT8 timings per backend.
 # 3: runs carry `compile` (off/full/regional), summary rows a time per mode; status, time budget,
 #    skipped plans and the correctness check.
-SCHEMA = "flux2-int8-bench/3"
+# 4: runs, summary rows (per mode) and microbench timings flag `noisy` timings (spread > median/2).
+SCHEMA = "flux2-int8-bench/4"
 STATUSES = ("running", "complete", "interrupted")
 GB = 1e9  # the published figures are decimal gigabytes
 
@@ -46,34 +45,16 @@ PUBLISHED_RTX_5090: dict[str, dict[str, float | None]] = {
 
 
 def environment(device: torch.device | str) -> dict[str, Any]:
-    """What the numbers were measured on and with."""
-    import diffusers
-    import transformers
-
+    """What the numbers were measured on and with (the keys are flat: older reports read the same)."""
     device = torch.device(device)
-    on_cuda = device.type == "cuda"
     return {
-        "device_type": device.type,
-        "device_name": torch.cuda.get_device_name(device) if on_cuda else (platform.processor() or platform.machine()),
-        "cuda": torch.version.cuda if on_cuda else None,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "triton": _package_version("triton"),
+        **device_description(device),
+        **versions(),
         "int8_auto": auto_backend_description(device),
-        "flux2_int8": __version__,
-        "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date_utc": utc_now(),
     }
-
-
-def _package_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def auto_backend_description(device: torch.device) -> str:
@@ -144,6 +125,7 @@ def summary_rows(result: BenchResult) -> list[dict[str, Any]]:
                 "peak_device_gb": _max_gb(run.peak_image_bytes or run.peak_step_bytes for run in runs),
                 "host_rss_peak_gb": _max_gb(run.host_rss_peak_bytes for run in runs),
                 "image_latency_measured": all(run.image.measured for run in runs),
+                "noisy": {run.compile: run.noisy for run in runs},
             }
         )
     bf16_rows = [row for row in rows if row["format"] == "bf16"]
@@ -158,14 +140,16 @@ def _max_gb(values: Any) -> float | None:
     return max(present) / GB if present else None
 
 
-def write_report(out_dir: str | Path, document: dict[str, Any]) -> tuple[Path, Path]:
-    """Write `bench-<variant>.json` and `.md` into `out_dir`, each through a temp file and a rename."""
+def write_report(out_dir: str | Path, document: dict[str, Any]) -> tuple[Path, Path, Path]:
+    """Write `bench-<variant>.json`, `.md` and `.html` (charts) into `out_dir`, each through a temp file and a rename."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{document['variant']}"
+    markdown = format_markdown(document)
     json_path = write_text_atomic(out_dir / f"{stem}.json", json.dumps(document, indent=2) + "\n")
-    md_path = write_text_atomic(out_dir / f"{stem}.md", format_markdown(document))
-    return json_path, md_path
+    md_path = write_text_atomic(out_dir / f"{stem}.md", markdown)
+    html_path = write_text_atomic(out_dir / f"{stem}.html", render_page(document, markdown))
+    return json_path, md_path, html_path
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -227,7 +211,7 @@ def _modes(document: dict[str, Any]) -> list[str]:
     return [mode for mode in COMPILE_MODES if mode in present]
 
 
-_MODE_COLUMN = {"off": "Eager", "full": "Full compile", "regional": "Regional compile"}
+_MODE_COLUMN = MODE_TITLES
 
 
 def summary_table(document: dict[str, Any]) -> list[str]:
@@ -241,12 +225,15 @@ def summary_table(document: dict[str, Any]) -> list[str]:
     for row in document["summary"]:
         mark = "" if row["image_latency_measured"] else "*"
         peak = row["peak_device_gb"] if on_cuda else row["host_rss_peak_gb"]
-        cells = [document["variant"], row["label"]] + [_num(row["s_per_image"].get(mode), 3) + mark for mode in modes]
+        noisy = row.get("noisy", {})
+        cells = [document["variant"], row["label"]] + [_num(row["s_per_image"].get(mode), 3) + mark + _noisy(noisy.get(mode)) for mode in modes]
         cells += [_num(row["first_call_s"].get(mode), 1) for mode in compiled]
         cells += [_num(row["images_per_s"], 3) + mark, _num(peak, 2), _ratio(row["speedup_vs_bf16"])]
         lines.append("| " + " | ".join(cells) + " |")
     if any(not row["image_latency_measured"] for row in document["summary"]):
         lines += ["", "\\* estimated: steps x transformer step latency (transformer only; run with --full-pipeline to measure whole images)."]
+    if any(any(row.get("noisy", {}).values()) for row in document["summary"]):
+        lines += ["", NOISY_NOTE]
     return lines
 
 
@@ -284,7 +271,7 @@ def _details_table(document: dict[str, Any]) -> list[str]:
     for run in document["runs"]:
         image, step = run["image"], run["step"]
         lines.append(
-            f"| {run['label']} | {_MODE_COLUMN[run['compile']].lower()} | {_num(run['load_s'], 2)} | {_num(run['first_call_s'], 2)} "
+            f"| {run['label']}{_noisy(run.get('noisy'))} | {_MODE_COLUMN[run['compile']].lower()} | {_num(run['load_s'], 2)} | {_num(run['first_call_s'], 2)} "
             f"| {_num(step['median_s'] * 1e3, 1)} | {_num(step['min_s'] * 1e3, 1)}-{_num(step['max_s'] * 1e3, 1)} "
             f"| {_stat(image['text_encoding'])} | {_stat(image['denoising'])} | {_stat(image['vae_decode'])} | {_num(image['total']['median_s'], 3)}{'' if image['measured'] else '*'} "
             f"| {_num(run['images_per_s'], 3)} | {_bytes(run['weights_bytes'])} | {_bytes(run['peak_step_bytes'])} | {_bytes(run['peak_image_bytes'])} | {_bytes(run['host_rss_peak_bytes'])} |"
@@ -320,12 +307,18 @@ def microbench_table(micro: dict[str, Any]) -> list[str]:
     for t in micro["timings"]:
         layers = t["layers"][0] + (f" (+{len(t['layers']) - 1})" if len(t["layers"]) > 1 else "") if t["layers"] else ""
         cells = [str(t["in_features"]), str(t["out_features"]), layers, str(t["tokens"]), "compiled" if t["compiled"] else "eager"]
-        cells += [_num(t["bf16"]["median_s"] * 1e3, 3), _rate(t["bf16_tflops"], t["bf16_fraction_of_peak"])]
+        cells += [_num(t["bf16"]["median_s"] * 1e3, 3) + _noisy(t["bf16"].get("noisy")), _rate(t["bf16_tflops"], t["bf16_fraction_of_peak"])]
         for backend in backends:
             int8 = t["int8"][backend]
-            cells += [_num(int8["time"]["median_s"] * 1e3, 3), _rate(int8["tops"], int8["fraction_of_peak"]), _ratio(int8["speedup_vs_bf16"])]
+            cells += [_num(int8["time"]["median_s"] * 1e3, 3) + _noisy(int8["time"].get("noisy")), _rate(int8["tops"], int8["fraction_of_peak"]), _ratio(int8["speedup_vs_bf16"])]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(t["bf16"].get("noisy") or any(v["time"].get("noisy") for v in t["int8"].values()) for t in micro["timings"]):
+        lines += ["", NOISY_NOTE]
     return lines
+
+
+def _noisy(flag: bool | None) -> str:
+    return f" {NOISY_MARK}" if flag else ""
 
 
 def _rate(value: float, fraction_of_peak: float | None) -> str:

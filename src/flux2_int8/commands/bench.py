@@ -113,7 +113,7 @@ class _Report:
 
         return build_document(self.parts["result"], self.parts["microbench"], self.env, self.command, self.settings.variant, check=self.parts["check"], status=status, time_budget_s=self.time_budget)
 
-    def write(self, status: str) -> tuple[Path, Path]:
+    def write(self, status: str) -> tuple[Path, Path, Path]:
         from ..bench import write_report
 
         return write_report(self.out, self.document(status))
@@ -149,9 +149,9 @@ def run(args: argparse.Namespace) -> None:
         status, terminated = "interrupted", isinstance(interrupt, _Interrupted)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    json_path, md_path = report.write(status)
+    json_path, md_path, html_path = report.write(status)
     print(format_markdown(report.document(status)))
-    print(f"wrote {json_path} and {md_path}")
+    print(f"wrote {json_path}, {md_path} and {html_path} (charts)")
     if status == "interrupted":
         print("interrupted: the report holds every run finished before the signal", file=sys.stderr)
         if terminated:  # stopped mid-compile, Inductor's workers can hold up a normal exit: leave now, files are written

@@ -6,12 +6,16 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> None:
+    import sys
+
     from ..demo import run_demo
 
-    result = run_demo(args.out, steps=args.steps, size=args.size, device=args.device)
+    result = run_demo(args.out, steps=args.steps, size=args.size, device=args.device, progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"{'task':<14} {'BF16 s':>7} {'INT8 s':>7} {'PSNR dB':>8}")
     for task in result.tasks:
         print(f"{task.task.name:<14} {task.bf16_seconds:>7.2f} {task.int8_seconds:>7.2f} {task.psnr_db:>8.1f}")
+    if result.device.startswith("cpu"):
+        print("(CPU timings: not indicative of GPU speed; see the note on the page)")
     print(f"INT8 transformer: {result.int8_checkpoint_bytes / 1024:.0f} KiB (BF16 {result.bf16_checkpoint_bytes / 1024:.0f} KiB)")
     print(f"done in {result.total_seconds:.1f} s; open {result.index}")
 

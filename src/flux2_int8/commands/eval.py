@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> None:
 
     from ..evaluate import MetricOptions, RunSettings, WeightsLocation, evaluate, load_suite, parse_metrics, parse_shard
     from ..evaluate.runner import default_loader
+    from ..evaluate.tables import console_summary
 
     metrics = parse_metrics(args.metrics)
     shard = parse_shard(args.shard) if args.shard else parse_shard("0/1")
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> None:
         merge=args.merge,
         loader=default_loader(args.local_files_only, args.activations),
         fan_out=ray_options.eval_fan_out(ray_cluster),
+        command=command_line(args),
     )
     if result.merged is not None:
         merged = result.merged
@@ -46,8 +48,27 @@ def run(args: argparse.Namespace) -> None:
     if result.document is None:
         print(f"shard {args.shard}: images written to {result.out}; score with a run without --shard (after --merge of every shard's folder)")
         return
+    print(console_summary(result.document))
     for kind, path in result.reports.items():
         print(f"{kind}: {path}")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """`flux2-int8 eval` with every option spelled out (defaults too), so the report says how to reproduce it."""
+    import shlex
+
+    words = ["flux2-int8", "eval"]
+    for name, value in vars(args).items():
+        option = "--" + name.replace("_", "-")
+        if name in ("run", "command") or value is None or value is False:
+            continue
+        if value is True:
+            words.append(option)
+        elif isinstance(value, list):
+            words += [part for item in value for part in (option, str(item))]
+        else:
+            words += [option, str(value)]
+    return shlex.join(words)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

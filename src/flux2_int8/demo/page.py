@@ -35,7 +35,14 @@ figcaption { font-size: 12px; color: #555; margin-top: 2px; }
 td.refs { white-space: nowrap; }
 .psnr { font-size: 20px; font-weight: 600; }
 footer { margin-top: 16px; color: #666; font-size: 13px; }
+p.cpu { background: #fff3c4; padding: 6px 10px; max-width: 60em; border-radius: 3px; }
 """
+# Why the demo's CPU timings say nothing of a GPU's: one line on the page under the table.
+CPU_TIMINGS_NOTE = (
+    "Timings on a CPU are not indicative of GPU speed. INT8 can be slower than BF16 here: each INT8 layer also quantizes "
+    "its input and rescales its output, and the tiny model's matrix products are too small for the integer GEMM to win that back; "
+    "the speed-up comes from INT8 tensor cores on full-size GEMMs on a GPU (see docs/benchmarks.md)."
+)
 
 
 def difference_image(a: Image.Image, b: Image.Image) -> Image.Image:
@@ -70,6 +77,7 @@ path running end to end with a small error, not the quality of the real model (p
 <tr><th>task</th><th>prompt</th><th>references</th><th>BF16</th><th>INT8</th><th>|INT8 &minus; BF16| &times; {DIFF_GAIN}</th><th>PSNR INT8 vs BF16</th></tr>
 {rows}
 </table>
+{_cpu_note(result)}
 <footer>
 {result.steps} steps, {result.size}x{result.size} px, device {escape(result.device)}, {torch.get_num_threads()} CPU thread(s).
 Transformer checkpoint: BF16 {result.bf16_checkpoint_bytes / 1024:.0f} KiB, INT8 {result.int8_checkpoint_bytes / 1024:.0f} KiB
@@ -79,6 +87,10 @@ flux2-int8 {__version__}, torch {escape(torch.__version__)}, Python {platform.py
 </body>
 </html>
 """
+
+
+def _cpu_note(result: DemoResult) -> str:
+    return f'<p class="cpu">{escape(CPU_TIMINGS_NOTE)}</p>' if result.device.startswith("cpu") else ""
 
 
 def _row(result: TaskResult) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -51,8 +51,10 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
     return tensor_psnr(image_tensor(a), image_tensor(b))
 
 
-def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None) -> DemoResult:
+def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None, progress: Callable[[str], None] = lambda message: None) -> DemoResult:
     """Run the demo into folder `out` and return what it measured (also in `out/results.json`).
+
+    `progress` gets one line per stage and per task as the demo goes (the CLI prints them).
 
     It runs on one CPU thread: the tiny model's operations are too small to share, and
     with other work on the machine two spinning threads made it ten times slower.
@@ -63,20 +65,22 @@ def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | Non
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(out, steps, size, device)
+        return _run(out, steps, size, device, progress)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
+def _run(out: Path, steps: int, size: int, device: str | None, progress: Callable[[str], None]) -> DemoResult:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    progress("[1/4] the tiny pipeline (built once, then cached)")
     with _no_loading_bars():
         folder = tiny_pipeline_cache()
     references = {name: image for name, image in zip(REFERENCE_FILES, draw_references(size))}
     for name, image in references.items():
         write_png(out / name, image, {"description": "demo reference image, drawn by flux2-int8"})
 
+    progress("[2/4] quantizing its transformer to INT8 W8A8 (calibrating on a few prompts)")
     with _no_loading_bars():
         quantize_started = time.perf_counter()
         checkpoint = quantize_tiny(folder, out / CHECKPOINT_FILE, size, device)
@@ -87,7 +91,13 @@ def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
     pipelines = {"bf16": (bf16, "the base's transformer"), "int8": (int8, CHECKPOINT_FILE)}
     for pipeline, _ in pipelines.values():  # first calls pay one-off costs; keep them out of the timings
         generate_image(pipeline, "warm-up", [], 0, 1, 1.0, 64, 64)
-    results = [_run_task(task, pipelines, references, out, steps, size) for task in TASKS]
+    progress(f"[3/4] {len(TASKS)} tasks in BF16 and INT8, same seeds")
+    results = []
+    for index, task in enumerate(TASKS, 1):
+        results.append(_run_task(task, pipelines, references, out, steps, size))
+        done = results[-1]
+        progress(f"  {index}/{len(TASKS)} {task.name}: BF16 {done.bf16_seconds:.2f} s, INT8 {done.int8_seconds:.2f} s, PSNR {done.psnr_db:.1f} dB")
+    progress("[4/4] writing index.html")
 
     result = DemoResult(
         out=out,

@@ -11,8 +11,10 @@ import torch
 
 from ..errors import ConfigError
 from ..generate import Sampling, check_sampling
-from .layout import Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, write_settings
+from ..provenance import provenance
+from .layout import Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, record_run
 from .metrics import MetricModels, load_metric_models
+from .pictures import add_difference_maps
 from .report import write_reports
 from .runner import Generator, Merged, PipelineLoader, Shard, Work, default_loader, merge_folders
 from .score import score
@@ -71,6 +73,7 @@ def evaluate(
     loader: PipelineLoader | None = None,
     progress: bool = True,
     fan_out: Callable[[Generator, Sequence[Work]], RunSettings] | None = None,
+    command: str | None = None,
 ) -> EvalResult:
     """Generate every case of `suite` with the reference and each candidate, then score and report.
 
@@ -80,7 +83,9 @@ def evaluate(
     (`Shard(i, n)` with n > 1) only generates its cases; a later run without a shard
     (after `merge`-ing the shard folders, or on a shared folder) scores. `fan_out`, if
     given, makes the planned images instead of this process (`flux2_int8.scale_out`
-    spreads them over a Ray cluster); scoring stays here.
+    spreads them over a Ray cluster); scoring stays here. run.json and the report
+    record the date, device, versions and `command` (default: this process's command
+    line) of every run that wrote the folder.
     """
     reference_spec = reference if isinstance(reference, ModelSpec) else parse_model_spec(reference)
     candidate_specs = [c if isinstance(c, ModelSpec) else parse_model_spec(c) for c in candidates]
@@ -98,13 +103,16 @@ def evaluate(
     settings = merged.settings if merged else settings
     generator = Generator(layout, settings, loader or default_loader(), device, fidelity="fidelity" in options.metrics, progress=progress)
     work = generator.plan(shard.select(suite.cases), reference_spec, candidate_specs)
-    write_settings(layout.run_file, settings)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    runs = record_run(layout.run_file, settings, provenance(device, command))
     settings = fan_out(generator, work) if fan_out else generator.run(work)
     if not scoring:
         return EvalResult(layout.root, settings, None, {}, merged)
-    networks = options.networks or load_metric_models(set(options.metrics), resolved, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    networks = options.networks or load_metric_models(set(options.metrics), resolved, device)
     document = score(layout, suite, reference_spec.name, [c.name for c in candidate_specs], set(options.metrics), networks)
     document["settings"] = asdict(settings)
+    document["runs"] = runs
+    add_difference_maps(document, layout.root)
     return EvalResult(layout.root, settings, document, write_reports(document, layout.root), merged)
 
 

@@ -4,7 +4,7 @@ Every file is keyed by (case id, seed, model) and written whole (temporary file,
 rename), so a rerun only adds what is missing, shards can write into one folder, and
 merging folders is copying the files one lacks.
 
-    run.json                                 settings and models (name -> transformer checkpoint)
+    run.json                                 settings and models (name -> transformer checkpoint); each run's date, command, device, versions
     inputs/<case>-s<seed>-<k>.png            edit/composition inputs, made once by the reference model
     images/<model>/<case>-s<seed>.png        every model's output for every case
     trajectories/<case>-s<seed>.safetensors  the reference transformer's recorded calls
@@ -27,6 +27,7 @@ from .suite import Case
 
 RUN_FILE = "run.json"
 RUN_FORMAT = 1
+RUNS_KEY = "runs"  # what wrote the folder, one record per run; not a setting (it never decides a pixel)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DIGEST_KEY = "case_digest"
 
@@ -119,16 +120,35 @@ def read_settings(path: Path) -> RunSettings | None:
         document = json.loads(path.read_text())
         if document.pop("format", None) != RUN_FORMAT:
             raise ValueError(f"format is not {RUN_FORMAT}")
+        document.pop(RUNS_KEY, None)
         return RunSettings(**document)
     except (OSError, ValueError, TypeError) as error:
         raise ConfigError(f"{path}: not a run file of this version ({error}); use another --out folder") from None
 
 
-def write_settings(path: Path, settings: RunSettings) -> None:
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The runs recorded in run.json (`flux2_int8.provenance.provenance` records), oldest first."""
+    try:
+        runs = json.loads(path.read_text()).get(RUNS_KEY, [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return runs if isinstance(runs, list) else []
+
+
+def write_settings(path: Path, settings: RunSettings, runs: list[dict[str, Any]] | None = None) -> None:
+    """Write run.json: the settings, and the runs (`None`: keep those already recorded)."""
+    runs = read_runs(path) if runs is None else runs
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps({"format": RUN_FORMAT, **asdict(settings)}, indent=2) + "\n")
+    temporary.write_text(json.dumps({"format": RUN_FORMAT, **asdict(settings), RUNS_KEY: runs}, indent=2) + "\n")
     os.replace(temporary, path)
+
+
+def record_run(path: Path, settings: RunSettings, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Write run.json with `run` added to its runs; returns them all, oldest first."""
+    runs = [*read_runs(path), run]
+    write_settings(path, settings, runs)
+    return runs
 
 
 def reconcile(recorded: RunSettings | None, wanted: RunSettings, where: Path) -> RunSettings:

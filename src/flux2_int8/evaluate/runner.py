@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import CheckpointError, ConfigError
 from ..generate import apply_loras, generate_image, load_reference, png_metadata, sampling_defaults, write_png
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
-from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_settings, reconcile, write_settings
+from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_runs, read_settings, reconcile, write_settings
 from .suite import Case
 
 # (base, transformer or None, device, dtype) -> a loaded pipeline; `flux2_int8.load_pipeline` by default.
@@ -200,19 +200,22 @@ def merge_folders(layout: Layout, sources: Sequence[str | Path], settings: RunSe
     Each source's run.json must agree with `settings` (same base, size, dtype, steps,
     reference; a model name means one checkpoint). A file present on both sides is
     kept as it is here (a conflict if the bytes differ: nondeterministic hardware).
+    The sources' recorded runs are added to this folder's.
     """
     counts = {"copied": 0, "present": 0, "conflicts": 0}
+    runs = read_runs(layout.run_file)
     for source in sources:
         root = Path(source).expanduser()
         recorded = read_settings(root / RUN_FILE)
         if recorded is None:
             raise ConfigError(f"--merge {root}: no {RUN_FILE} there; expected an evaluation folder (a shard's --out)")
         settings = reconcile(settings, recorded, root)
+        runs += [run for run in read_runs(root / RUN_FILE) if run not in runs]
         for folder in _MERGED:
             for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
                 if path.is_file() and not path.name.startswith("."):
                     counts[_copy_missing(path, layout.root / path.relative_to(root))] += 1
-    write_settings(layout.run_file, settings)
+    write_settings(layout.run_file, settings, runs)
     return Merged(settings, **counts)
 
 

@@ -10,7 +10,7 @@ from diffusers import Flux2Transformer2DModel
 from quantize_helpers import quantize_json, transformer_output
 from safetensors import safe_open
 
-from flux2_int8 import load_transformer
+from flux2_int8 import load_transformer, set_int8_backend
 from flux2_int8.formats.inspect import describe
 from flux2_int8.testing.compare import relative_error
 
@@ -60,8 +60,9 @@ def test_scales_in_the_file_are_the_recorded_ranges_over_127(default_run):
 def fake_quant_reference(float_model: Flux2Transformer2DModel, ranges: dict[str, float], quantized: set[str]) -> Flux2Transformer2DModel:
     """The model calibration saw, W8A8 by fake quantization in float64 (written here, not with the package's code).
 
-    Quantized weights: per-row symmetric round(W / s) * s with s = max|row| / 127; their
-    inputs rounded to the float32 step range / 127 and clamped to [-128, 127] steps.
+    Quantized weights: per-row symmetric round(W / s) * s with s = max|row| / 127 (float32,
+    as stored), the product taken in float64 where int8 x float32 is exact; their inputs
+    rounded to the float32 step range / 127 and clamped to [-128, 127] steps.
     Kept layers: the BF16 values the file stores.
     """
     reference = Flux2Transformer2DModel.from_config(float_model.config).double().eval()
@@ -70,7 +71,7 @@ def fake_quant_reference(float_model: Flux2Transformer2DModel, ranges: dict[str,
         module = key.rsplit(".", 1)[0]
         if module in quantized and key.endswith(".weight"):
             step = tensor.abs().amax(dim=1, keepdim=True) / 127
-            state[key] = (torch.round(tensor / step).clamp(-127, 127) * step).double()
+            state[key] = torch.round(tensor / step).clamp(-127, 127).double() * step.double()
         else:
             state[key] = tensor.to(torch.bfloat16).double()
     reference.load_state_dict(state)
@@ -83,9 +84,17 @@ def fake_quant_reference(float_model: Flux2Transformer2DModel, ranges: dict[str,
 def test_loading_the_file_reproduces_the_fake_quant_model_seen_at_calibration(default_run, float_transformer, pipeline_inputs):
     statistics = default_run["statistics"]
     reference = fake_quant_reference(float_transformer, statistics["input_range"], set(statistics["input_range"]))
-    loaded = load_transformer(default_run["path"], dtype=torch.float32)
+    loaded = load_transformer(default_run["path"], dtype=torch.float64)
+    set_int8_backend(loaded, "reference")  # the file's math in float64; each backend's exactness is tests/int8's
     error = relative_error(transformer_output(loaded, pipeline_inputs), transformer_output(reference, pipeline_inputs))
-    assert error < 1e-4, error
+    # Both sides are the same float64 arithmetic (one exact int8 x float32 product per weight,
+    # the same float32 division per activation); only BLAS summation order may differ, ~1e-16.
+    # The bound must stay far below one flipped activation step: a round() that lands on the
+    # other side of a .5 moves that input by a whole step, and a few hundred such flips cost
+    # ~1e-4. Rounding the reference's weights in float32 did exactly that (857 of 905,216
+    # steps flipped, 1.26e-4 on an AVX512-VNNI Xeon); with float64 GEMMs a flip needs an
+    # activation within ~1e-16 of a tie, so on any CPU the error is ~1e-15 or a real bug.
+    assert error < 1e-12, error
 
 
 def test_quantized_transformer_stays_close_to_bf16_with_and_without_modulation(default_run, modulation_run, float_transformer, pipeline_inputs):

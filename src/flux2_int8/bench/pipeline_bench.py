@@ -424,7 +424,7 @@ class _TinySource(_Source):
 
     def load_components(self) -> float:
         def load() -> dict[str, Any]:
-            pipe = Flux2KleinPipeline.from_pretrained(self.folder, transformer=None, local_files_only=True, dtype=self.dtype)
+            pipe = Flux2KleinPipeline.from_pretrained(self.folder, transformer=None, local_files_only=True, use_safetensors=True, dtype=self.dtype)
             return {name: _to_device(part, self.device) for name, part in pipe.components.items() if name != "transformer"}
 
         seconds, self.components = time_once(load, self.device)
@@ -493,7 +493,7 @@ def write_tiny_quantized(folder: Path, fmt: str, path: Path) -> Path:
     from ..testing.checkpoints import calibrate, fp8_state
     from ..testing.checkpoints import transformer_inputs as tiny_inputs
 
-    model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True).float().eval()
+    model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True, use_safetensors=True).float().eval()
     amax = calibrate(model, tiny_inputs(dict(TINY_TRANSFORMER_CONFIG)))
     state = quantized_state_dict(model, amax) if fmt == "int8" else fp8_state(model, amax)
     return write_bfl_checkpoint(path, state, {"format": f"bfl-{fmt}", "source": "flux2-int8 bench (tiny)"})

@@ -12,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..outputs import add_overwrite_flag
+
 VARIANT_CHOICES = ("klein-4b", "klein-9b", "klein-base-4b", "klein-base-9b", "tiny")
 _SWITCH = {"off": False, "on": True}
 # Spelled out here so --help imports no torch; run() checks them against kernels.BACKENDS.
@@ -41,14 +43,10 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join([*words, "--out", args.out])
 
 
-def _check_out(out: str) -> Path:
-    from ..errors import ConfigError
+def _check_out(args: argparse.Namespace) -> Path:
+    from ..outputs import claim_folder, input_files, mark_folder
 
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return mark_folder(claim_folder(args.out, input_files(args.transformer), args.overwrite))
 
 
 def _progress(message: str) -> None:
@@ -88,7 +86,7 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
     )
     check_settings(settings)
-    out = _check_out(args.out)
+    out = _check_out(args)
     result = None if args.microbench_only else run_benchmark(settings, _progress)
     micro = run_variant_microbench(settings, _progress) if args.microbench or args.microbench_only else None
     document = build_document(result, micro, environment(settings.device), _command_line(args), settings.variant)
@@ -116,4 +114,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--microbench-only", action="store_true", help="run only the linear-layer microbenchmark")
     parser.add_argument("--device", default="auto", help="torch device, or auto: cuda if available, else cpu (default: auto)")
     parser.add_argument("--out", required=True, help="folder for bench-<variant>.json and bench-<variant>.md")
+    add_overwrite_flag(parser)
     parser.set_defaults(run=run)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..outputs import add_overwrite_flag
+
 DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> None:
         shard=shard,
         merge=args.merge,
         loader=default_loader(args.local_files_only),
+        overwrite=args.overwrite,
     )
     if result.merged is not None:
         merged = result.merged
@@ -68,4 +71,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help=f"CLIP hub repository or local folder (default {DEFAULT_CLIP_MODEL})")
     parser.add_argument("--lpips-net", choices=tuple(LPIPS_BACKBONES), default=DEFAULT_LPIPS_NET, help=f"LPIPS backbone (default {DEFAULT_LPIPS_NET}, the lpips package's default)")
     parser.add_argument("--local-files-only", action="store_true", help="pipelines and checkpoints from the Hugging Face cache only, never the network")
+    add_overwrite_flag(parser)
     parser.set_defaults(run=run)

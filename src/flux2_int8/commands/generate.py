@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..outputs import add_overwrite_flag
+
 if TYPE_CHECKING:
     from ..generate import Request
 
@@ -26,16 +28,19 @@ def run(args: argparse.Namespace) -> None:
         check_writable,
         load_pipeline,
         plan_jobs,
+        prepare_folder,
         run_jobs,
         sampling_defaults,
     )
+    from ..outputs import input_files
 
     requests = _requests(args)
     check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
     for request in requests:
         check_request(request)
-    check_writable(args.out)
     jobs = plan_jobs(requests, args.num_images, args.out)
+    inputs = input_files(args.prompts, *(image for request in requests for image in request.images))
+    check_writable(args.out, [job.path for job in jobs], inputs, args.overwrite)
 
     pipeline = load_pipeline(
         args.base,
@@ -52,6 +57,7 @@ def run(args: argparse.Namespace) -> None:
         print("note: this is a distilled model; it ignores --guidance")
     steps = args.steps or defaults.steps
     guidance = defaults.guidance if args.guidance is None or pipeline.config.is_distilled else args.guidance
+    prepare_folder(args.out)
     done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
@@ -88,4 +94,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
+    add_overwrite_flag(parser)
     parser.set_defaults(run=run)

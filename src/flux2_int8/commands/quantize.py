@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..outputs import add_overwrite_flag
+
 _DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> None:
         dtype=getattr(torch, args.dtype),
         offload=args.offload,
         progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     statistics = result.statistics
     if args.json:
@@ -73,5 +76,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=_DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")
     parser.add_argument("--offload", choices=("none", "model"), default="none", help="model: diffusers' CPU offload, for GPUs too small for the whole pipeline")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_overwrite_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the result and calibration statistics as JSON")
     parser.set_defaults(run=run)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
+from ..outputs import write_text_atomic
 
 if TYPE_CHECKING:
     from .run import DemoResult, TaskResult
@@ -51,7 +52,7 @@ def difference_image(a: Image.Image, b: Image.Image) -> Image.Image:
 
 def write_index(result: DemoResult) -> None:
     """Write `index.html` into the demo folder."""
-    result.index.write_text(render_index(result), encoding="utf-8")
+    write_text_atomic(result.index, render_index(result))
 
 
 def render_index(result: DemoResult) -> str:

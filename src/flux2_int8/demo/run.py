@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from transformers.utils import logging as transformers_logging
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
+from ..outputs import mark_folder, write_text_atomic
 from ..quantization.api import quantize
 from ..testing import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 from .page import difference_image, write_index
@@ -83,7 +84,7 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
     return tensor_psnr(image_tensor(a), image_tensor(b))
 
 
-def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None) -> DemoResult:
+def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None, overwrite: bool = False) -> DemoResult:
     """Run the demo into folder `out` and return what it measured (also in `out/results.json`).
 
     It runs on one CPU thread: the tiny model's operations are too small to share, and
@@ -91,7 +92,7 @@ def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | Non
     """
     out = Path(out)
     check_sampling(Sampling(steps=steps, width=size, height=size))
-    check_writable(out)
+    check_writable(out, overwrite=overwrite)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -102,7 +103,7 @@ def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | Non
 
 def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out)
     with _no_loading_bars():
         folder = tiny_pipeline_cache()
     references = {name: image for name, image in zip(REFERENCE_FILES, draw_references(size))}
@@ -134,7 +135,7 @@ def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
         int8_checkpoint_bytes=checkpoint.stat().st_size,
     )
     write_index(result)
-    (out / "results.json").write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(asdict(result), indent=2, default=str) + "\n")
     return result
 
 

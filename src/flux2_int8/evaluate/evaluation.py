@@ -11,10 +11,11 @@ import torch
 
 from ..errors import ConfigError
 from ..generate import Sampling, check_sampling
-from .layout import Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, write_settings
+from ..outputs import claim_folder, input_files, mark_folder
+from .layout import RUN_FILE, Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, write_settings
 from .metrics import MetricModels, load_metric_models
 from .report import write_reports
-from .runner import Generator, Merged, PipelineLoader, Shard, default_loader, merge_folders
+from .runner import Generator, Merged, PipelineLoader, Shard, check_checkpoints, default_loader, merge_folders
 from .score import score
 from .suite import DEFAULT_SUITE, Suite, load_suite
 from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_weights
@@ -70,6 +71,7 @@ def evaluate(
     merge: Sequence[str | Path] = (),
     loader: PipelineLoader | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> EvalResult:
     """Generate every case of `suite` with the reference and each candidate, then score and report.
 
@@ -77,7 +79,8 @@ def evaluate(
     `sampling` gives width, height, dtype, steps and guidance (`base` and the models are
     filled in). Images already in `out` for the same settings are reused. A shard
     (`Shard(i, n)` with n > 1) only generates its cases; a later run without a shard
-    (after `merge`-ing the shard folders, or on a shared folder) scores.
+    (after `merge`-ing the shard folders, or on a shared folder) scores. `out` must be
+    new, empty, an evaluation folder, or `overwrite` given; it never holds an input.
     """
     reference_spec = reference if isinstance(reference, ModelSpec) else parse_model_spec(reference)
     candidate_specs = [c if isinstance(c, ModelSpec) else parse_model_spec(c) for c in candidates]
@@ -89,8 +92,11 @@ def evaluate(
     resolved = _preflight(options) if scoring and options.networks is None else ResolvedWeights()
     models = {m.name: m.transformer for m in (reference_spec, *candidate_specs)}
     wanted = RunSettings(**{**asdict(sampling), "base": str(base), "reference": reference_spec.name, "models": models})
-    layout = Layout(out)
+    inputs = input_files(*(m.transformer for m in (reference_spec, *candidate_specs)), *(p for c in suite.cases for p in c.input_images))
+    layout = Layout(claim_folder(out, inputs, overwrite, owned=lambda folder: (folder / RUN_FILE).is_file()))
     settings = reconcile(read_settings(layout.run_file), wanted, layout.root)
+    check_checkpoints((reference_spec, *candidate_specs))  # every header now, before any image
+    mark_folder(layout.root)
     merged = merge_folders(layout, merge, settings) if merge else None
     settings = merged.settings if merged else settings
     generator = Generator(layout, settings, loader or default_loader(), device, fidelity="fidelity" in options.metrics, progress=progress)

@@ -14,7 +14,6 @@ merging folders is copying the files one lacks.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ConfigError
+from ..outputs import write_text_atomic
 from .suite import Case
 
 RUN_FILE = "run.json"
@@ -110,6 +110,17 @@ def is_current(path: Path, case: Case) -> bool:
         return False
 
 
+def read_fidelity(path: Path) -> list[float]:
+    """The per-step velocity errors of one cached fidelity record; a damaged one names the file to delete."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))["velocity_relative_error"]
+        if not isinstance(values, list) or not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ValueError("'velocity_relative_error' is not a list of numbers")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+        raise ConfigError(f"{path}: damaged cache entry ({type(error).__name__}: {error}); delete this file and rerun eval, which records it again") from None
+    return [float(v) for v in values]
+
+
 def read_settings(path: Path) -> RunSettings | None:
     if not path.is_file():
         return None
@@ -123,10 +134,7 @@ def read_settings(path: Path) -> RunSettings | None:
 
 
 def write_settings(path: Path, settings: RunSettings) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps({"format": RUN_FORMAT, **asdict(settings)}, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps({"format": RUN_FORMAT, **asdict(settings)}, indent=2) + "\n")
 
 
 def reconcile(recorded: RunSettings | None, wanted: RunSettings, where: Path) -> RunSettings:

@@ -1,6 +1,6 @@
 """Generating images with INT8 FLUX.2 [klein]: load a pipeline, check requests, write PNGs."""
 
-from .output import check_writable, png_metadata, write_png
+from .output import check_writable, png_metadata, prepare_folder, write_png
 from .pipeline import OFFLOAD_MODES, SamplingDefaults, check_checkpoint_fits, load_pipeline, sampling_defaults
 from .requests import MAX_REFERENCE_IMAGES, Request, RequestError, Sampling, check_request, check_sampling, load_reference, read_prompts_file
 from .run import Generated, Job, generate_image, plan_jobs, run_jobs
@@ -18,6 +18,7 @@ __all__ = [
     "check_request",
     "check_sampling",
     "check_writable",
+    "prepare_folder",
     "generate_image",
     "load_pipeline",
     "load_reference",

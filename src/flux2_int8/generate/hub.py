@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from ..variants import VARIANTS, Variant, get_variant
 
 PIPELINE_CLASS = "Flux2KleinPipeline"
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # torch.save / pickle weight files
 _HUB_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>[^\s]+\.safetensors)$")
 
 
@@ -73,6 +74,25 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     if document.get("_class_name") != PIPELINE_CLASS:
         raise ConfigError(f"{folder}: holds a {document.get('_class_name')!r} pipeline; expected {PIPELINE_CLASS} (FLUX.2 [klein])")
     return document
+
+
+def check_safetensors_only(folder: Path, skip: Iterable[str] = ()) -> None:
+    """Refuse a pipeline component whose weights exist only as a pickle (`.bin`, `.pt`, ...).
+
+    `from_pretrained` is always called with `use_safetensors=True`, so such a file is
+    never unpickled (unpickling can run code); this says which component it is and
+    how to convert it, where diffusers would only report a missing file. `skip` names
+    components given as loaded objects.
+    """
+    for component in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in skip):
+        files = [p for p in component.rglob("*") if p.is_file()]
+        pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles and not any(p.suffix == ".safetensors" for p in files):
+            raise ConfigError(
+                f"{component}: the '{component.name}' weights are only a pickle ({pickles[0].name}), which flux2-int8 never loads "
+                "(unpickling can run code); convert it where you trust the file: load it with diffusers/transformers and "
+                "save_pretrained(..., safe_serialization=True)"
+            )
 
 
 def transformer_config_of(folder: Path) -> dict[str, Any]:

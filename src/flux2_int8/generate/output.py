@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ..formats.write import check_folder_writable
+from ..outputs import claim_file, claim_folder, mark_folder
 from .requests import RequestError
 
 _SLUG_LENGTH = 40
@@ -39,13 +41,28 @@ def output_path(out: str | Path, index: int, total: int, prompt: str, seed: int)
     return out / f"{index:04d}-{slug}-seed{seed}.png"
 
 
-def check_writable(out: str | Path) -> None:
-    """Refuse an output whose folder cannot be created or written, without creating anything."""
+def check_writable(out: str | Path, planned: Sequence[Path] = (), inputs: Sequence[Path] = (), overwrite: bool = False) -> None:
+    """Refuse, without creating anything, an output that cannot be written or would replace something.
+
+    `planned` are the image paths the run will write: none may be one of `inputs`
+    (`--image a.png --out a.png`). A folder target must be new, empty, made by
+    flux2-int8, or `overwrite` given (docs/reliability.md).
+    """
     out = Path(out).expanduser()
     if is_file_target(out) and out.is_dir():
         raise RequestError(f"cannot write {out}: it is a folder")
+    if not is_file_target(out):
+        claim_folder(out, overwrite=overwrite)
+    for path in planned:
+        claim_file(path, inputs)
     folder = out.parent if is_file_target(out) else out
     check_folder_writable(folder, f"cannot write to {folder}", RequestError)
+
+
+def prepare_folder(out: str | Path) -> None:
+    """Create a folder target and mark it ours, just before the first image is written."""
+    if not is_file_target(out):
+        mark_folder(out)
 
 
 def png_metadata(

@@ -23,7 +23,7 @@ from ..loading import load_text_encoder, load_transformer
 from ..loading.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..variants import VARIANTS, architecture_of
-from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
+from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
 
 Offload = Literal["none", "model", "sequential"]
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
@@ -164,7 +164,8 @@ def _base_folder(source: BaseSource, skip_transformer_weights: bool, skip_text_e
 
 def _from_pretrained(folder: Path, components: dict[str, Any], source: BaseSource, dtype: torch.dtype) -> Flux2KleinPipeline:
     """Build the pipeline from local files only; given components replace the folder's, a variant name decides `is_distilled`."""
-    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, **components}
+    check_safetensors_only(folder, skip=components)
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, "use_safetensors": True, **components}
     if source.variant is not None:
         kwargs["is_distilled"] = source.variant.distilled
     try:

@@ -23,6 +23,7 @@ from ..generate.pipeline import Offload
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
+from ..outputs import input_files
 from .output import check_output
 from .prompts import PromptSet, draw_samples, load_prompts
 from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, unify_qkv
@@ -104,6 +105,7 @@ def quantize(
     dtype: torch.dtype = torch.bfloat16,
     offload: Offload = "none",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
 
@@ -116,11 +118,14 @@ def quantize(
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
     `format` "bfl" writes one single file, "diffusers" a transformer folder; with
     `text_encoder` the Qwen3 linears are quantized too and written to
-    `<out stem>-text-encoder.safetensors`. See docs/quantize.md.
+    `<out stem>-text-encoder.safetensors`. An output that is or holds one of the run's
+    inputs is refused, and so is a non-empty folder flux2-int8 did not write unless
+    `overwrite` (docs/reliability.md). See docs/quantize.md.
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
-    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed)
+    inputs = input_files(base if Path(base).expanduser().is_dir() else None, transformer, prompts)
+    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, inputs, overwrite)
     drawn = draw_samples(plan.prompts, samples, seed)
     pipe = _load_float_pipeline(base, transformer, device, dtype, offload)
     schedule = _schedule(pipe, steps)
@@ -147,6 +152,7 @@ def quantize(
 def _plan(
     out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool,
     keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int,
+    inputs: Sequence[Path] = (), overwrite: bool = False,
 ) -> _Plan:
     """Check every option that needs no model, so mistakes surface before loading anything."""
     if output_format not in ("bfl", "diffusers"):
@@ -158,7 +164,7 @@ def _plan(
             raise Flux2Int8Error("--smoothquant needs --calibration max: the smoothed activations' distribution is not recorded, only their per-channel maxima")
     if resolution < 64 or resolution % 16:
         raise Flux2Int8Error(f"--resolution {resolution}: must be a multiple of 16, at least 64")
-    path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None)
+    path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
     return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed)
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..outputs import write_text_atomic
 from .layout import to_json_value
 
 TASK_TITLES = {"overall": "Overall", "t2i": "Text-to-image", "edit": "Editing", "composition": "Composition"}

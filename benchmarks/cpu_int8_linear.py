@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from flux2_int8.int8 import Int8Linear
-from flux2_int8.int8.kernels import CPU_HAS_VNNI, pick_backend
+from flux2_int8.int8.backends import CPU_HAS_VNNI, pick_backend
 
 
 def interleaved_medians(functions: dict[str, object], repeats: int) -> dict[str, float]:
@@ -52,7 +52,7 @@ def main() -> None:
     layer.weight.data = torch.round(weight / layer.weight_scale[:, None]).to(torch.int8)
     layer.input_scale.fill_(float(x.abs().amax()) / 127)
 
-    auto = pick_backend(x.device, args.m, args.k, args.n)
+    auto = pick_backend(x.device, args.k, args.n)
     backends = ["emulated"] + ([] if auto == "emulated" else [auto]) + (["int_mm"] if args.int_mm and auto != "int_mm" else [])
     functions = {"fp32": lambda: F.linear(x, weight)}
     for backend in backends:

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from flux2_int8.bench.microbench import klein_linear_shapes
 from flux2_int8.int8 import Int8Linear, quantize_activation
-from flux2_int8.testing import TINY_TRANSFORMER_CONFIG
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG
+from flux2_int8.evaluate.metrics import relative_error
 from flux2_int8.variants import KLEIN_4B, KLEIN_9B
 
 _ROTATING_INPUTS = 3

@@ -21,8 +21,8 @@ from diffusers import Flux2KleinPipeline
 
 import flux2_int8
 from flux2_int8.quantization.prompts import draw_samples, load_prompts
-from flux2_int8.testing import tiny_pipeline_cache
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.tiny import tiny_pipeline_cache
+from flux2_int8.evaluate.metrics import relative_error
 
 OPTIONS = {
     "default (modulation BF16)": {},

@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_config() -> dict:
-    from flux2_int8.testing import TINY_TRANSFORMER_CONFIG
+    from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG
 
     return dict(TINY_TRANSFORMER_CONFIG)
 
@@ -29,13 +29,13 @@ def tiny_model(tiny_config):
 
 @pytest.fixture(scope="session")
 def tiny_inputs(tiny_config) -> dict:
-    from flux2_int8.testing.checkpoints import transformer_inputs
+    from flux2_int8.tiny import random_transformer_inputs
 
-    return transformer_inputs(tiny_config)
+    return random_transformer_inputs(tiny_config)
 
 
 @pytest.fixture(scope="session")
 def tiny_amax(tiny_model, tiny_inputs) -> dict:
-    from flux2_int8.testing.checkpoints import calibrate
+    from flux2_int8.tiny import one_forward_amax
 
-    return calibrate(tiny_model, tiny_inputs)
+    return one_forward_amax(tiny_model, tiny_inputs)

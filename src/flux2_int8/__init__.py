@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .errors import CheckpointError, ConfigError, Flux2Int8Error, UnsupportedFormatError
 from .lazy import lazy_getattr
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # public name -> module (relative to this package) that defines it
 _LAZY_EXPORTS = {

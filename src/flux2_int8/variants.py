@@ -10,6 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# FLUX.2 [klein]'s scheduler settings. The pipeline computes `mu` per image size and
+# passes it in, which the scheduler only accepts (and uses) with dynamic shifting on.
+KLEIN_SCHEDULER_CONFIG: dict[str, Any] = {
+    "base_image_seq_len": 256,
+    "base_shift": 0.5,
+    "invert_sigmas": False,
+    "max_image_seq_len": 4096,
+    "max_shift": 1.15,
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "shift_terminal": None,
+    "stochastic_sampling": False,
+    "time_shift_type": "exponential",
+    "use_beta_sigmas": False,
+    "use_dynamic_shifting": True,
+    "use_exponential_sigmas": False,
+    "use_karras_sigmas": False,
+}
+
 
 @dataclass(frozen=True)
 class Architecture:

@@ -23,10 +23,10 @@ from flux2_int8.bench.random_weights import random_transformer
 from flux2_int8.cli import main
 from flux2_int8.commands import bench as bench_command
 from flux2_int8.errors import ConfigError
-from flux2_int8.int8 import Int8Linear, kernels
-from flux2_int8.testing import TINY_TRANSFORMER_CONFIG
-from flux2_int8.testing.checkpoints import transformer_inputs
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.int8 import Int8Linear, backends
+from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG
+from flux2_int8.tiny import random_transformer_inputs
+from flux2_int8.evaluate.metrics import relative_error
 from flux2_int8.variants import Architecture
 
 LABELS = ["bf16", "bf16 (fused q/k/v)", "int8 (emulated)", "int8 (emulated, fused q/k/v)", "int8 (reference)", "int8 (reference, fused q/k/v)"]
@@ -52,7 +52,7 @@ def compared(tmp_path_factory):
         return models[-1]
 
     def recorder(name):  # type: ignore[no-untyped-def]
-        kernel = kernels.BACKENDS[name]
+        kernel = backends.BACKENDS[name]
 
         def record(x, weight, *rest):  # type: ignore[no-untyped-def]
             calls.append((len(models) - 1, name, tuple(weight.shape)))
@@ -65,7 +65,7 @@ def compared(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pipeline_bench._TinySource, "transformer", capture)
         for name in ("emulated", "reference"):
-            patch.setitem(kernels.BACKENDS, name, recorder(name))
+            patch.setitem(backends.BACKENDS, name, recorder(name))
         assert main([*command, "--compile", "off", "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0
     return json.loads((out / "bench-tiny.json").read_text()), (out / "bench-tiny.md").read_text(), models, calls
 
@@ -123,7 +123,7 @@ def test_triton_backend_without_triton_on_cuda_fails_before_any_model_is_built(m
     def no_model(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("a model was built")
 
-    monkeypatch.setattr(kernels, "TRITON_INSTALLED", False)
+    monkeypatch.setattr(backends, "TRITON_INSTALLED", False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(pipeline_bench, "_make_source", no_model)
     out = tmp_path / "out"
@@ -155,7 +155,7 @@ def test_random_transformer_fuses_and_keeps_its_output(fmt):
         for names in (("to_q", "to_k", "to_v"), ("add_q_proj", "add_k_proj", "add_v_proj")):
             scales = [getattr(attention, name).input_scale for name in names]
             assert all(torch.equal(scale, scales[0]) for scale in scales)
-    inputs = transformer_inputs(SMALL.transformer_config(), dtype=torch.bfloat16)
+    inputs = random_transformer_inputs(SMALL.transformer_config(), dtype=torch.bfloat16)
     with torch.no_grad():
         before = model(**inputs, return_dict=False)[0]
         assert configure_transformer(model, "emulated" if fmt == "int8" else None, fuse_qkv=True) == 1

@@ -12,7 +12,7 @@ from transformers import Qwen3Config
 from flux2_int8.bench import pipeline_bench
 from flux2_int8.bench.pipeline_bench import BenchSettings, run_benchmark
 from flux2_int8.bench.random_weights import random_vae
-from flux2_int8.testing import TINY_TEXT_ENCODER_CONFIG, TINY_VAE_CONFIG
+from flux2_int8.tiny import TINY_TEXT_ENCODER_CONFIG, TINY_VAE_CONFIG
 from flux2_int8.variants import Architecture, Variant
 
 SMALL = Architecture("small", num_layers=1, num_single_layers=1, num_attention_heads=1, joint_attention_dim=96, in_channels=32, timestep_guidance_channels=32)
@@ -61,7 +61,7 @@ def test_compiled_run_compiles_once_for_steps_and_pipeline(small_klein):
 def test_transformer_file_is_timed_in_its_own_format(monkeypatch, tmp_path):
     """--transformer PATH: the file's format (read from its header) replaces --formats."""
     from flux2_int8.loading import load_transformer
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     path = pipeline_bench.write_tiny_quantized(tiny_pipeline_cache(), "int8", tmp_path / "tiny-int8.safetensors")
     # The tiny file fits no klein size: load it with the config its shapes give.

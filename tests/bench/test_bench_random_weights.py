@@ -20,8 +20,8 @@ from flux2_int8.bench.random_weights import (
 from flux2_int8.bench.timing import host_rss_bytes
 from flux2_int8.errors import ConfigError
 from flux2_int8.int8 import Fp8Linear, Int8Linear
-from flux2_int8.testing import TINY_TEXT_ENCODER_CONFIG, TINY_VAE_CONFIG
-from flux2_int8.testing.checkpoints import transformer_inputs
+from flux2_int8.tiny import TINY_TEXT_ENCODER_CONFIG, TINY_VAE_CONFIG
+from flux2_int8.tiny import random_transformer_inputs
 from flux2_int8.variants import KLEIN_4B, KLEIN_9B, Architecture
 
 # A klein with the real head size (the rope axes need 128) but one head and one block of each kind.
@@ -58,7 +58,7 @@ def test_int8_weights_use_the_full_range_per_channel():
 def test_bf16_random_transformer_runs_and_is_finite():
     model = random_transformer(SMALL, "bf16", "cpu")
     assert {tensor.dtype for _, tensor in _all_tensors(model)} == {torch.bfloat16}
-    inputs = transformer_inputs(SMALL.transformer_config(), dtype=torch.bfloat16)
+    inputs = random_transformer_inputs(SMALL.transformer_config(), dtype=torch.bfloat16)
     with torch.no_grad():
         output = model(**inputs).sample
     assert torch.isfinite(output).all() and output.abs().mean() > 0

@@ -11,7 +11,7 @@ from eval_helpers import HAS_LPIPS, HAS_TORCHMETRICS, SIZE, STEPS, TinyFeatures,
 
 @pytest.fixture(scope="session")
 def tiny_base() -> Path:
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     return tiny_pipeline_cache()
 
@@ -22,11 +22,12 @@ def int8_recipes(tiny_base, tmp_path_factory) -> dict[str, Path]:
     from diffusers import Flux2Transformer2DModel
 
     from flux2_int8.quantization.recipe import Recipe
-    from flux2_int8.testing import TINY_TRANSFORMER_CONFIG
-    from flux2_int8.testing.checkpoints import calibrate, int8_state, transformer_inputs, write_bfl
+    from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG
+    from flux2_int8.testing.checkpoints import int8_state, write_bfl
+    from flux2_int8.tiny import one_forward_amax, random_transformer_inputs
 
     model = Flux2Transformer2DModel.from_pretrained(tiny_base / "transformer").float().eval()
-    amax = calibrate(model, transformer_inputs(TINY_TRANSFORMER_CONFIG))
+    amax = one_forward_amax(model, random_transformer_inputs(TINY_TRANSFORMER_CONFIG))
     folder = tmp_path_factory.mktemp("candidates")
     return {
         "int8": write_bfl(folder / "int8.safetensors", int8_state(model, amax)),

@@ -28,9 +28,9 @@ def write(tmp_path, tensors, name="bad.safetensors", metadata=None):
     return path
 
 
-def refuse(path, *fragments, error=CheckpointError):
+def refuse(path, *fragments, error=CheckpointError, **options):
     with pytest.raises(error) as caught:
-        load_transformer(path)
+        load_transformer(path, **options)
     message = str(caught.value)
     assert str(path) in message
     for fragment in fragments:
@@ -67,9 +67,10 @@ def test_int8_weight_without_weight_scale(tmp_path, good_bfl):
     refuse(write(tmp_path, tensors), f"tensor '{QKV}.weight'", "without weight_scale")
 
 
-def test_int8_weight_without_input_scale(tmp_path, good_bfl):
+def test_int8_weight_without_input_scale_is_refused_when_static_is_asked_for(tmp_path, good_bfl):
+    """Without it the layer runs dynamically (tests/loading/test_activations.py); forced static cannot."""
     tensors = {k: v for k, v in good_bfl.items() if k != f"{QKV}.input_scale"}
-    refuse(write(tmp_path, tensors), f"tensor '{QKV}.weight'", "without input_scale")
+    refuse(write(tmp_path, tensors), f"tensor '{QKV}.weight'", "without input_scale", "activations='static'", activations="static")
 
 
 @pytest.mark.parametrize("shape", [(7,), (32,), (96, 2), (2, 1)])

@@ -13,7 +13,7 @@ from flux2_int8.cli import main
 from flux2_int8.formats.checkpoint import open_checkpoint
 from flux2_int8.formats.inspect import describe
 from flux2_int8.formats.keys import diffusers_to_bfl
-from flux2_int8.loading.config import infer_config
+from flux2_int8.formats.config import infer_config
 from flux2_int8.quantization.recipe import Recipe
 from flux2_int8.testing.checkpoints import meta_int8_state, write_sparse_header
 from flux2_int8.variants import KLEIN_4B, KLEIN_9B

@@ -13,7 +13,7 @@ STEPS = 2
 
 @pytest.fixture(scope="session")
 def tiny_base() -> Path:
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     return tiny_pipeline_cache()
 
@@ -71,7 +71,7 @@ def int8_pipeline(tiny_base, int8_checkpoint):
 def sparse_9b_checkpoint(tmp_path_factory) -> Path:
     """A real-size klein 9B INT8 file that is only a header (its data is a hole): shapes, no memory."""
     from flux2_int8.formats.keys import diffusers_to_bfl
-    from flux2_int8.loading.config import build_empty_model
+    from flux2_int8.loading.skeleton import build_empty_model
     from flux2_int8.testing.checkpoints import meta_int8_state, write_sparse_header
     from flux2_int8.variants import get_variant
 

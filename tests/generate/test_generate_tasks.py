@@ -14,7 +14,7 @@ from PIL import Image
 
 from flux2_int8.demo import psnr
 from flux2_int8.generate import generate_image
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 SIZE, STEPS = 64, 2
 MIN_PSNR_DB = 40.0

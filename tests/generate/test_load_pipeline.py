@@ -15,7 +15,7 @@ from diffusers import Flux2KleinPipeline, Flux2Transformer2DModel
 from flux2_int8 import Int8Linear, load_pipeline
 from flux2_int8.errors import ConfigError, Flux2Int8Error
 from flux2_int8.generate import sampling_defaults
-from flux2_int8.testing import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
+from flux2_int8.tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from flux2_int8.int8 import Int8Linear, quantize_activation, set_int8_backend
-from flux2_int8.int8.kernels import BACKENDS, pick_backend
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.int8.backends import BACKENDS, pick_backend
+from flux2_int8.evaluate.metrics import relative_error
 
 
 def make_layer(k: int, n: int, bias: bool = False, seed: int = 0) -> Int8Linear:
@@ -62,16 +62,15 @@ def test_leading_dimensions_and_output_dtype_follow_the_input():
 
 
 def test_auto_picks_int_mm_on_cuda_with_legal_shapes_and_on_vnni_cpus(monkeypatch):
-    from flux2_int8.int8 import kernels
+    from flux2_int8.int8 import backends
 
-    monkeypatch.setattr(kernels, "TRITON_IN_AUTO", False)  # the default: Triton is opt-in
-    monkeypatch.setattr(kernels, "CPU_HAS_VNNI", False)
-    assert pick_backend(torch.device("cpu"), 4096, 3072, 3072) == "emulated"
-    monkeypatch.setattr(kernels, "CPU_HAS_VNNI", True)
-    assert pick_backend(torch.device("cpu"), 1, 3072, 3070) == "int_mm"
-    assert pick_backend(torch.device("cuda"), 4096, 3072, 3072) == "int_mm"
-    assert pick_backend(torch.device("cuda"), 1, 3072, 3072) == "int_mm"  # padded to 17 rows
-    assert pick_backend(torch.device("cuda"), 64, 3072, 3070) == "emulated"
+    monkeypatch.setattr(backends, "TRITON_IN_AUTO", False)  # the default: Triton is opt-in
+    monkeypatch.setattr(backends, "CPU_HAS_VNNI", False)
+    assert pick_backend(torch.device("cpu"), 3072, 3072) == "emulated"
+    monkeypatch.setattr(backends, "CPU_HAS_VNNI", True)
+    assert pick_backend(torch.device("cpu"), 3072, 3070) == "int_mm"
+    assert pick_backend(torch.device("cuda"), 3072, 3072) == "int_mm"  # any M: M <= 16 is padded to 17 rows
+    assert pick_backend(torch.device("cuda"), 3072, 3070) == "emulated"
 
 
 def test_set_int8_backend_rejects_unknown_names():

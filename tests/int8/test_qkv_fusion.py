@@ -11,7 +11,7 @@ from flux2_int8.errors import Flux2Int8Error
 from flux2_int8.int8 import Int8Linear, set_int8_backend
 from flux2_int8.int8.fusion import fuse_qkv_projections
 from flux2_int8.testing.checkpoints import int8_state, write_bfl
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from flux2_int8.errors import Flux2Int8Error
-from flux2_int8.int8 import Int8Linear, kernels, quantize_activation
-from flux2_int8.int8.kernels import reference_linear
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.int8 import Int8Linear, backends, quantize_activation
+from flux2_int8.int8.kernels import dynamic_input_scale, reference_linear
+from flux2_int8.evaluate.metrics import relative_error
 
 triton = pytest.importorskip("triton", reason="the Triton backends need the optional triton package")
 from flux2_int8.int8 import triton_w8a8  # noqa: E402  (after the skip: it imports triton)
@@ -128,25 +128,25 @@ def test_configs_are_pruned_by_m_and_shared_memory():
 
 
 def test_auto_uses_triton_on_cuda_quantizing_in_the_load_eagerly_and_in_the_producer_when_compiled(monkeypatch):
-    monkeypatch.setattr(kernels, "TRITON_IN_AUTO", True)
-    monkeypatch.setattr(kernels, "CPU_HAS_VNNI", False)
+    monkeypatch.setattr(backends, "TRITON_IN_AUTO", True)
+    monkeypatch.setattr(backends, "CPU_HAS_VNNI", False)
     cuda = torch.device("cuda")
-    assert kernels.pick_backend(cuda, 1, 3072, 18432) == "triton"  # M <= 16: no padding needed
-    assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "triton"
-    assert kernels.pick_backend(torch.device("cpu"), 4608, 3072, 3072) == "emulated"
+    assert backends.pick_backend(cuda, 3072, 18432) == "triton"  # M <= 16: no padding needed
+    assert backends.pick_backend(cuda, 3072, 3072) == "triton"
+    assert backends.pick_backend(torch.device("cpu"), 3072, 3072) == "emulated"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "triton_prequant"
-    monkeypatch.setattr(kernels, "TRITON_IN_AUTO", False)  # the default, or no triton
-    assert kernels.pick_backend(cuda, 4608, 3072, 3072) == "int_mm"
+    assert backends.pick_backend(cuda, 3072, 3072) == "triton_prequant"
+    monkeypatch.setattr(backends, "TRITON_IN_AUTO", False)  # the default, or no triton
+    assert backends.pick_backend(cuda, 3072, 3072) == "int_mm"
 
 
 def test_without_triton_cpu_emulates_and_cuda_is_refused_clearly(monkeypatch):
-    monkeypatch.setattr(kernels, "TRITON_INSTALLED", False)
+    monkeypatch.setattr(backends, "TRITON_INSTALLED", False)
     x, weight, weight_scale, input_scale, bias = (t.cpu() if t is not None else None for t in random_operands(9, 32, 16, torch.float32, True, seed=2))
-    y = kernels.triton_linear(x, weight, weight_scale, input_scale, bias)
+    y = backends.triton_linear(x, weight, weight_scale, input_scale, bias)
     assert relative_error(y, reference_linear(x, weight, weight_scale, input_scale, bias)) < 1e-6
     with pytest.raises(Flux2Int8Error, match=r"pip install 'flux2-int8\[gpu\]'"):
-        kernels._triton_op(torch.device("cuda"))
+        backends._triton_op(torch.device("cuda"))
 
 
 @pytest.mark.gpu
@@ -188,13 +188,14 @@ _COMPILE_FOR_GPUS = textwrap.dedent(
     kernel, names = tw._w8a8_kernel, tw._w8a8_kernel.arg_names
     types = {"x_ptr": "*bf16", "weight_ptr": "*i8", "weight_scale_ptr": "*fp32", "input_scale_ptr": "*fp32", "bias_ptr": "*fp32", "out_ptr": "*bf16"}
     found = {}
-    for arch, config in ((90, tw.LARGE_M_CONFIGS[6]), (80, tw.LARGE_M_CONFIGS[4])):
-        constants = {"stride_xk": 1, "stride_wk": 1, "stride_on": 1, "QUANTIZE_X": True, "HAS_BIAS": True, "EVEN_K": True, **config.kwargs}
+    # sm_90 and sm_80 with a static input scale; sm_90 again with dynamic per-row scales.
+    for name, arch, config, per_row in (("90", 90, tw.LARGE_M_CONFIGS[6], False), ("80", 80, tw.LARGE_M_CONFIGS[4], False), ("90-dynamic", 90, tw.LARGE_M_CONFIGS[6], True)):
+        constants = {"stride_xk": 1, "stride_wk": 1, "stride_on": 1, "QUANTIZE_X": True, "HAS_BIAS": True, "EVEN_K": True, "PER_ROW_SCALE": per_row, **config.kwargs}
         signature = {name: "constexpr" if name in constants else types.get(name, "i32") for name in names}
         aligned = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(names) if name.endswith("_ptr") or name in ("N", "K", "stride_xm", "stride_wn", "stride_om")}
         source = ASTSource(kernel, signature, {(names.index(k),): v for k, v in constants.items()}, aligned)
         ptx = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": config.num_warps, "num_stages": config.num_stages}).asm["ptx"]
-        found[arch] = {
+        found[name] = {
             "wgmma_s8": len(re.findall(r"wgmma\\.mma_async[^\\n]*\\.s32\\.s8\\.s8", ptx)),
             "mma_s8": len(re.findall(r"mma\\.sync[^\\n]*\\.s32\\.s8\\.s8", ptx)),
             "div_rn": len(re.findall(r"div\\.rn\\.f32", ptx)),
@@ -213,7 +214,21 @@ def test_kernel_compiles_for_hopper_and_ampere_int8_tensor_cores():
     environment = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
     child = subprocess.run([sys.executable, "-c", _COMPILE_FOR_GPUS], capture_output=True, text=True, env=environment, timeout=300)
     assert child.returncode == 0, child.stderr[-2000:]
-    found = {int(arch): counts for arch, counts in json.loads(child.stdout.strip().splitlines()[-1]).items()}
-    assert found[90]["wgmma_s8"] > 0 and found[80]["mma_s8"] > 0  # int8 tensor cores: wgmma on Hopper, mma on Ampere
+    found = json.loads(child.stdout.strip().splitlines()[-1])
+    assert found["90"]["wgmma_s8"] > 0 and found["80"]["mma_s8"] > 0  # int8 tensor cores: wgmma on Hopper, mma on Ampere
+    assert found["90-dynamic"]["wgmma_s8"] > 0  # per-row (dynamic) scales keep the tensor-core path
     for counts in found.values():  # quantization: IEEE division, and the rounding adds survive optimization
         assert counts["div_rn"] > 0 and counts["round_add"] > 0 and counts["round_add"] == counts["round_sub"]
+
+
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("prequantized", [False, True])
+def test_kernel_with_per_row_scales_is_exact(m, k, n, prequantized):
+    """Dynamic activations: input_scale [M, 1], one scale per row, in the load and the epilogue."""
+    x, weight, weight_scale, _, bias = random_operands(m, k, n, torch.float32, True, seed=23)
+    row_scale = dynamic_input_scale(x)
+    activation = quantize_activation(x, row_scale) if prequantized else x
+    y = triton_w8a8.launch_w8a8(activation, weight, weight_scale, row_scale, bias, torch.float32, SMALL_TILE)
+    accumulator = quantize_activation(x.cpu(), row_scale.cpu()).long() @ weight.cpu().long().t()
+    expected = accumulator.double() * row_scale.cpu().double() * weight_scale.cpu().double() + bias.cpu().double()
+    assert relative_error(y.cpu(), expected) < 1e-6

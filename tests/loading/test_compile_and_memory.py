@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from flux2_int8 import load_transformer
 from flux2_int8.formats.keys import diffusers_to_bfl
 from flux2_int8.testing.checkpoints import int8_state, meta_int8_state, write_bfl
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 
 def test_int8_transformer_compiles_fullgraph_without_graph_breaks(tmp_path, tiny_model, tiny_inputs, tiny_amax):

@@ -9,8 +9,9 @@ from torch import nn
 
 from flux2_int8 import Fp8Linear, Int8Linear, load_transformer
 from flux2_int8.errors import ConfigError
-from flux2_int8.testing.checkpoints import fp8_state, int8_state, write_bfl, write_modelopt
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.quantization.export import fp8_state_dict
+from flux2_int8.testing.checkpoints import int8_state, write_bfl, write_modelopt
+from flux2_int8.evaluate.metrics import relative_error
 
 
 def fake_quant_reference(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
@@ -97,9 +98,9 @@ def test_scales_keep_their_exact_float32_values_through_a_cast(tmp_path, tiny_mo
 
 
 def test_bf16_file_loads_to_the_original_weights(tmp_path, tiny_model, tiny_inputs):
-    from flux2_int8.testing import write_bfl_checkpoint
+    from flux2_int8.tiny import write_bf16_checkpoint
 
-    path = write_bfl_checkpoint(tiny_model, tmp_path / "bf16.safetensors")
+    path = write_bf16_checkpoint(tiny_model, tmp_path / "bf16.safetensors")
     loaded = load_transformer(path, dtype=torch.float32)
     assert not any(isinstance(m, (Int8Linear, Fp8Linear)) for m in loaded.modules())
     for key, tensor in tiny_model.state_dict().items():
@@ -107,7 +108,7 @@ def test_bf16_file_loads_to_the_original_weights(tmp_path, tiny_model, tiny_inpu
 
 
 def test_fp8_file_loads_and_stays_close_to_float(tmp_path, tiny_model, tiny_inputs, tiny_amax):
-    path = write_bfl(tmp_path / "fp8.safetensors", fp8_state(tiny_model, tiny_amax), metadata={"_quantization_metadata": "{}"})
+    path = write_bfl(tmp_path / "fp8.safetensors", fp8_state_dict(tiny_model, tiny_amax), metadata={"_quantization_metadata": "{}"})
     loaded = load_transformer(path, dtype=torch.float32)
     assert any(isinstance(m, Fp8Linear) for m in loaded.modules())
     assert relative_error(run(loaded, tiny_inputs, torch.float32), run(tiny_model, tiny_inputs, torch.float32)) < 0.1

@@ -11,7 +11,7 @@ from quantize_helpers import quantize_json
 
 @pytest.fixture(scope="session")
 def tiny_base() -> Path:
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     return tiny_pipeline_cache()
 

@@ -28,7 +28,7 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 def quantize_json(out: Path, *extra: str) -> dict:
     """Run `flux2-int8 quantize --json` on the tiny pipeline (float32 calibration) and parse its report."""
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     code, stdout, stderr = run_cli("quantize", "--base", str(tiny_pipeline_cache()), "--out", str(out), *TINY_ARGS, "--dtype", "float32", "--json", *extra)
     assert code == 0, stderr

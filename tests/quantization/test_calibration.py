@@ -67,7 +67,7 @@ def test_percentile_is_the_quantile_of_the_observed_inputs_within_one_bin(float_
 
 def test_base_model_visits_a_subset_of_its_50_steps_with_cfg(tmp_path):
     from flux2_int8.generate import load_pipeline
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     pipe = load_pipeline(tiny_pipeline_cache(distilled=False), device="cpu", dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)

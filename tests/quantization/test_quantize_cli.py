@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from flux2_int8 import load_transformer, set_int8_backend
 from flux2_int8.formats.inspect import describe
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 # The default recipe keeps embedders, the final layer and the modulation linears, in BFL names.
 KEPT_BFL = {

@@ -13,7 +13,7 @@ from flux2_int8 import load_transformer
 from flux2_int8.formats.inspect import describe
 from flux2_int8.quantization.observers import InputAmaxObserver
 from flux2_int8.quantization.smoothquant import apply_smoothquant, smoothed_consumers, smoothing_factors, smoothing_groups
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 
 def observe(model, inputs, names, channels=()):  # type: ignore[no-untyped-def]

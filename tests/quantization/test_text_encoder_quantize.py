@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from flux2_int8 import Int8Linear, load_text_encoder, load_transformer
 from flux2_int8.errors import CheckpointError
-from flux2_int8.testing.compare import relative_error
+from flux2_int8.evaluate.metrics import relative_error
 
 PROMPT = "A watercolor painting of a fox in a snowy forest."
 

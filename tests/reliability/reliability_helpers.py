@@ -83,7 +83,7 @@ def leftovers(folder: Path) -> list[Path]:
 
 
 def copy_tiny_base(target: Path) -> Path:
-    from flux2_int8.testing import tiny_pipeline_cache
+    from flux2_int8.tiny import tiny_pipeline_cache
 
     shutil.copytree(tiny_pipeline_cache(), target)
     return target

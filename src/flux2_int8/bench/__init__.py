@@ -4,6 +4,8 @@
 q/k/v fusion and compile mode; `random_transformer` builds full-size klein models with random weights on the
 device; `run_microbench` times one `Int8Linear` against BF16 per klein linear shape;
 `report` turns results into JSON and Markdown.
+
+May import: errors, variants, formats, int8, loading, generate, quantization, tiny.
 """
 
 from .microbench import DEVICE_PEAKS, DevicePeak, LinearShape, MicrobenchResult, device_peak, klein_linear_shapes, run_microbench, run_variant_microbench

@@ -22,9 +22,9 @@ from torch import nn
 
 from ..int8.fusion import fuse_qkv_projections
 from ..int8.linear import Int8Linear, set_int8_backend
-from ..loading.config import build_empty_model
+from ..loading.skeleton import build_empty_model
 from ..quantization.recipe import Recipe
-from ..testing import TINY_TRANSFORMER_CONFIG
+from ..tiny import TINY_TRANSFORMER_CONFIG
 from ..variants import KLEIN_4B, KLEIN_9B
 from .pipeline_bench import TEXT_TOKENS, TINY, BenchSettings
 from .random_weights import fill_int8_linear_, quantized_linear_names, random_activation_amax

@@ -28,12 +28,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..formats.checkpoint import open_checkpoint
-from ..int8 import kernels
+from ..int8 import backends
 from ..int8.fusion import fuse_qkv_projections
 from ..int8.linear import set_int8_backend
 from ..loading import load_transformer
-from ..testing import BFL_CHECKPOINT_FILE, KLEIN_SCHEDULER_CONFIG, TINY_TRANSFORMER_CONFIG, tiny_pipeline_cache
-from ..variants import Architecture, get_variant
+from ..tiny import BFL_CHECKPOINT_FILE, TINY_TRANSFORMER_CONFIG, tiny_pipeline_cache, write_tiny_quantized
+from ..variants import KLEIN_SCHEDULER_CONFIG, Architecture, get_variant
 from .random_weights import check_format, qwen3_config_for, random_text_encoder, random_transformer, random_vae
 from .timing import (
     DeviceClock,
@@ -50,7 +50,7 @@ TINY = "tiny"
 TEXT_TOKENS = 512  # Flux2KleinPipeline pads every prompt to 512 tokens
 PIXELS_PER_TOKEN = 16  # VAE downsampling 8 x 2x2 patchify, for the real and the tiny VAE alike
 DEFAULT_PROMPT = "A photo of a cat sitting on a green sofa next to a window, soft morning light"
-INT8_BACKENDS = ("auto", *kernels.BACKENDS)
+INT8_BACKENDS = ("auto", *backends.BACKENDS)
 FUSED_QKV_LABEL = "fused q/k/v"
 
 
@@ -235,16 +235,16 @@ def check_settings(settings: BenchSettings) -> None:
 
 def _check_run_options(settings: BenchSettings, formats: tuple[str, ...]) -> None:
     """--int8-backends and --fuse-qkv against the formats that will run."""
-    backends = ",".join(settings.int8_backends)
+    listed = ",".join(settings.int8_backends)
     if not settings.int8_backends:
         raise ConfigError(f"--int8-backends: expected a comma-separated list of {', '.join(INT8_BACKENDS)}")
     for backend in settings.int8_backends:
         if backend not in INT8_BACKENDS:
-            raise ConfigError(f"--int8-backends {backends}: unknown INT8 backend '{backend}', expected one of {', '.join(INT8_BACKENDS)}")
-        if backend.startswith("triton") and torch.device(settings.device).type == "cuda" and not kernels.TRITON_INSTALLED:
-            raise ConfigError(f"--int8-backends {backends}: '{backend}' on CUDA needs the triton package, which is not installed: pip install 'flux2-int8[gpu]'")
+            raise ConfigError(f"--int8-backends {listed}: unknown INT8 backend '{backend}', expected one of {', '.join(INT8_BACKENDS)}")
+        if backend.startswith("triton") and torch.device(settings.device).type == "cuda" and not backends.TRITON_INSTALLED:
+            raise ConfigError(f"--int8-backends {listed}: '{backend}' on CUDA needs the triton package, which is not installed: pip install 'flux2-int8[gpu]'")
     if settings.int8_backends != ("auto",) and not any(is_int8_format(fmt) for fmt in formats):
-        raise ConfigError(f"--int8-backends {backends}: no int8 weights to run them on (formats: {', '.join(formats)}); add int8 to --formats")
+        raise ConfigError(f"--int8-backends {listed}: no int8 weights to run them on (formats: {', '.join(formats)}); add int8 to --formats")
     if not settings.fuse_qkv_modes:
         raise ConfigError("--fuse-qkv: expected off, on, or off,on")
     fp8 = [fmt for fmt in formats if fmt == "fp8" or fmt.endswith("-fp8")]
@@ -483,17 +483,3 @@ def _make_source(settings: BenchSettings, device: torch.device, workdir: Path) -
 
 def _to_device(part: Any, device: torch.device) -> Any:
     return part.to(device) if isinstance(part, nn.Module) else part
-
-
-def write_tiny_quantized(folder: Path, fmt: str, path: Path) -> Path:
-    """Quantize the tiny pipeline's transformer to `fmt` (amax from one forward) as a BFL file."""
-    from diffusers import Flux2Transformer2DModel
-
-    from ..quantization.export import quantized_state_dict, write_bfl_checkpoint
-    from ..testing.checkpoints import calibrate, fp8_state
-    from ..testing.checkpoints import transformer_inputs as tiny_inputs
-
-    model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True, use_safetensors=True).float().eval()
-    amax = calibrate(model, tiny_inputs(dict(TINY_TRANSFORMER_CONFIG)))
-    state = quantized_state_dict(model, amax) if fmt == "int8" else fp8_state(model, amax)
-    return write_bfl_checkpoint(path, state, {"format": f"bfl-{fmt}", "source": "flux2-int8 bench (tiny)"})

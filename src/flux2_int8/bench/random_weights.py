@@ -21,9 +21,9 @@ from torch import nn
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from ..errors import ConfigError
-from ..int8.fusion import QKV_GROUPS
+from ..formats.keys import QKV_GROUPS
 from ..int8.linear import FP8_MAX, Fp8Linear, Int8Linear
-from ..loading.config import build_empty_model
+from ..loading.skeleton import build_empty_model
 from ..quantization.recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, weight_scale_per_channel
 from ..variants import Architecture
 
@@ -171,7 +171,6 @@ def fill_fp8_linear_(layer: Fp8Linear, weight: torch.Tensor, activation_amax: fl
     layer.weight = nn.Parameter(fp8_weight, requires_grad=False)
     layer.weight_scale = scale.reshape(1).expand(layer.out_features).clone().float()
     layer.input_scale = torch.tensor(activation_amax / FP8_MAX, dtype=torch.float32, device=weight.device)
-    layer.has_input_scale = True
 
 
 def _normal(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str, generator: torch.Generator, std: float | None = None) -> torch.Tensor:

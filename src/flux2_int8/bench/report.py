@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .. import __version__
-from ..int8 import kernels
+from ..version import __version__
+from ..int8 import backends
 from .microbench import MicrobenchResult
 from .pipeline_bench import BenchResult
 
@@ -69,10 +69,10 @@ def _package_version(name: str) -> str | None:
 
 
 def auto_backend_description(device: torch.device) -> str:
-    """What Int8Linear's 'auto' runs on `device` in this process (`kernels.pick_backend`)."""
+    """What Int8Linear's 'auto' runs on `device` in this process (`backends.pick_backend`)."""
     if device.type != "cuda":
         return "emulated"
-    if kernels.TRITON_IN_AUTO:
+    if backends.TRITON_IN_AUTO:
         return "triton eager, triton_prequant compiled (FLUX2_INT8_TRITON=1)"
     return "int_mm (M <= 16 padded to 17 rows; emulated where K, N are not multiples of 8); Triton only with FLUX2_INT8_TRITON=1"
 

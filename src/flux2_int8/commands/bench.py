@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 from ..outputs import add_overwrite_flag
+from ..variants import VARIANTS
 
-VARIANT_CHOICES = ("klein-4b", "klein-9b", "klein-base-4b", "klein-base-9b", "tiny")
+VARIANT_CHOICES = (*VARIANTS, "tiny")
 _SWITCH = {"off": False, "on": True}
-# Spelled out here so --help imports no torch; run() checks them against kernels.BACKENDS.
+# Spelled out here so --help imports no torch; run() checks them against backends.BACKENDS.
 INT8_BACKEND_NAMES = "auto, int_mm, emulated, reference, triton, triton_prequant"
 # The tiny model runs on CPU in CI: at 1024x1024 its VAE decode alone takes seconds there.
 DEFAULT_RESOLUTION, TINY_DEFAULT_RESOLUTION = 1024, 128

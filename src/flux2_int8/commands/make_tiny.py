@@ -11,8 +11,8 @@ def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from ..outputs import claim_folder, staged_folder
-    from ..testing import make_tiny_pipeline
-    from ..testing.tiny import MARKER_FILE
+    from ..tiny import make_tiny_pipeline
+    from ..tiny.pipeline import MARKER_FILE
 
     folder = claim_folder(args.directory, overwrite=args.overwrite, option="make-tiny", owned=lambda f: (f / MARKER_FILE).is_file())
     with staged_folder(folder) as staging:  # built aside, so a failure or Ctrl-C leaves DIR as it was

@@ -9,17 +9,13 @@ from __future__ import annotations
 import math
 import platform
 from html import escape
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from PIL import Image
 
-from .. import __version__
 from ..outputs import write_text_atomic
-
-if TYPE_CHECKING:
-    from .run import DemoResult, TaskResult
+from ..version import __version__
+from .results import DemoResult, TaskResult
 
 # |INT8 - BF16| is a few levels out of 255; amplified so the eye can see where they differ.
 DIFF_GAIN = 16

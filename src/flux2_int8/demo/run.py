@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -26,19 +26,12 @@ from transformers.utils import logging as transformers_logging
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
 from ..outputs import mark_folder, write_text_atomic
 from ..quantization.api import quantize
-from ..testing import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
+from ..tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 from .page import difference_image, write_index
+from .results import DemoResult, Task, TaskResult
 
 CHECKPOINT_FILE = "tiny-int8.safetensors"
 REFERENCE_FILES = ("reference-1.png", "reference-2.png")
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    prompt: str
-    references: tuple[str, ...]  # file names in the demo folder
-    seed: int
 
 
 TASKS = (
@@ -49,31 +42,6 @@ TASKS = (
 # Calibration draws this many prompts (text-to-image, edits, compositions) from the shipped
 # set, none of them the tasks': enough for ranges on the tiny model, a few seconds on CPU.
 CALIBRATION_SAMPLES = 4
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    task: Task
-    bf16_file: str
-    int8_file: str
-    diff_file: str
-    bf16_seconds: float
-    int8_seconds: float
-    psnr_db: float
-
-
-@dataclass(frozen=True)
-class DemoResult:
-    out: Path
-    index: Path
-    tasks: list[TaskResult]
-    steps: int
-    size: int
-    device: str
-    quantize_seconds: float
-    total_seconds: float
-    bf16_checkpoint_bytes: int
-    int8_checkpoint_bytes: int
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:

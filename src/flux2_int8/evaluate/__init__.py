@@ -5,6 +5,8 @@ by (case id, seed, model), and scores CLIP, LPIPS, PSNR, FID/KID and the transfo
 velocity error per step. Metric networks load lazily: without the `eval` extra, PSNR and
 the velocity error still work. Names load on first use (PEP 562), so the CLI can
 read defaults from `weights` without importing torch.
+
+May import: errors, variants, formats, int8, loading, generate, quantization, tiny.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import Flux2Int8Error
 from ..formats.write import write_safetensors_atomic
-from ..testing.compare import relative_error
+from .metrics import relative_error
 
 # The tensor keyword arguments Flux2KleinPipeline passes to its transformer (guidance is None in klein).
 CALL_INPUTS = ("hidden_states", "encoder_hidden_states", "timestep", "img_ids", "txt_ids")

@@ -29,6 +29,13 @@ INCEPTION_FEATURES = 2048
 KID_SUBSETS = 100
 
 
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """||actual - expected|| / ||expected|| in float64 (L2 over all elements): the one error
+    measure the velocity fidelity, the tools and the tests report."""
+    expected = expected.double()
+    return float((actual.double() - expected).norm() / expected.norm())
+
+
 def image_tensor(image: Image.Image) -> torch.Tensor:
     """PIL image -> uint8 [3, H, W] RGB."""
     return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()

@@ -1,20 +1,26 @@
-"""Recognising a transformer checkpoint from its headers: layout, format, quantized layers.
+"""Recognising a transformer checkpoint from its headers, and the plan to load it.
 
 Everything here reads headers (and a few bytes of marker tensors) only. The result,
 a `Checkpoint`, names every tensor by its diffusers key with its source file, source
 key and shape, so loading, `inspect` and config inference share one view of a file
-whatever its layout.
+whatever its layout. Its `load_items()` is the whole load plan: one item per stored
+tensor, which knows the diffusers tensors it becomes and how (split, swap, scale shape),
+so the loader only reads bytes and places what the items give back.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+
+import torch
 
 from ..errors import CheckpointError, UnsupportedFormatError
 from .header import SafetensorsHeader, TensorInfo, read_header
-from .keys import ModuleMapping, Transform, is_row_tensor, map_bfl_module, split_param, strip_prefix
+from .keys import ModuleMapping, Transform, bfl_tensor_to_diffusers, is_row_tensor, map_bfl_module, split_param, strip_prefix
+from .scales import SCALE_PARAMS, canonical_scale, check_scale_values
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 QUANTIZATION_METADATA = "_quantization_metadata"
@@ -29,21 +35,46 @@ _WEIGHT_KINDS = {"I8": INT8, "F8_E4M3": FP8}
 
 @dataclass(frozen=True)
 class SourceTensor:
-    """Where one diffusers-named tensor comes from, and how to cut it out of its source."""
+    """Where one diffusers-named tensor comes from: file, key and header entry as stored."""
 
     file: Path
     key: str
-    info: TensorInfo
-    mapping: ModuleMapping | None = None  # BFL layout only
-    param: str = ""
+    info: TensorInfo  # as stored: a fused q/k/v has the rows of all three
+    part_shape: tuple[int, ...]  # as the model holds it: one third of a fused q/k/v's rows
+
+
+class TensorKind(Enum):
+    """How the loader treats a tensor's values."""
+
+    QUANTIZED_WEIGHT = "quantized_weight"  # int8 / float8: kept exactly as stored
+    SCALE = "scale"  # checked, then float32 in the layer's shape
+    FLOAT = "float"  # cast to the compute dtype
+
+
+@dataclass(frozen=True)
+class LoadItem:
+    """One stored tensor and what it becomes: the diffusers tensors it is cut into, and how."""
+
+    checkpoint_path: Path
+    file: Path
+    source_key: str
+    param: str
+    kind: TensorKind
+    mapping: ModuleMapping | None  # BFL layout: the split/swap to the diffusers modules
+    target_rows: dict[str, int]  # diffusers key -> output rows of its layer (for scale shapes)
 
     @property
-    def part_shape(self) -> tuple[int, ...]:
-        """The shape after splitting a fused q/k/v (row tensors lose two thirds of their rows)."""
-        shape = self.info.shape
-        if self.mapping is not None and self.mapping.transform is Transform.SPLIT_QKV and is_row_tensor(self.param, self.info.numel):
-            return (shape[0] // 3, *shape[1:])
-        return shape
+    def targets(self) -> tuple[str, ...]:
+        return tuple(self.target_rows)
+
+    def convert(self, stored: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The stored tensor -> diffusers-named tensors (scales checked and canonical)."""
+        if self.kind is TensorKind.SCALE:
+            check_scale_values(self.checkpoint_path, self.source_key, stored)
+        parts = bfl_tensor_to_diffusers(self.mapping, self.param, stored) if self.mapping else {self.targets[0]: stored}
+        if self.kind is TensorKind.SCALE:
+            return {key: canonical_scale(self.param, part, self.target_rows[key]) for key, part in parts.items()}
+        return parts
 
 
 @dataclass
@@ -78,6 +109,23 @@ class Checkpoint:
 
     def shape(self, key: str) -> tuple[int, ...]:
         return self.tensors[key].part_shape
+
+    def load_items(self) -> list[LoadItem]:
+        """The load plan: one item per stored tensor, grouped by file, in the order of `tensors`."""
+        targets: dict[tuple[Path, str], list[str]] = {}
+        for key, source in self.tensors.items():
+            targets.setdefault((source.file, source.key), []).append(key)
+        items = [self._load_item(file, source_key, keys) for (file, source_key), keys in targets.items()]
+        return sorted(items, key=lambda item: str(item.file))
+
+    def _load_item(self, file: Path, source_key: str, keys: list[str]) -> LoadItem:
+        module, param = split_param(keys[0])
+        kind = TensorKind.SCALE if param in SCALE_PARAMS else TensorKind.FLOAT
+        if param == "weight" and self.linear_kinds.get(module) in (INT8, FP8):
+            kind = TensorKind.QUANTIZED_WEIGHT
+        rows = {key: self.shape(f"{split_param(key)[0]}.weight")[0] if kind is TensorKind.SCALE else 0 for key in keys}
+        mapping = map_bfl_module(split_param(strip_prefix(source_key))[0]) if self.layout == "bfl" else None
+        return LoadItem(self.path, file, source_key, param, kind, mapping, rows)
 
 
 def _quant_method(config: dict | None) -> str | None:
@@ -139,7 +187,7 @@ def _build(path: Path, headers: list[SafetensorsHeader], config: dict | None) ->
         if layout == "bfl":
             _add_bfl_tensor(path, tensors, file, source_key, info, module, param)
         else:
-            tensors[f"{module}.{param}"] = SourceTensor(file, source_key, info, param=param)
+            tensors[f"{module}.{param}"] = SourceTensor(file, source_key, info, info.shape)
     checkpoint = Checkpoint(path=path, layout=layout, headers=headers, tensors=tensors, config=config)
     checkpoint.linear_kinds = _linear_kinds(tensors)
     return checkpoint
@@ -149,8 +197,11 @@ def _add_bfl_tensor(path: Path, tensors: dict[str, SourceTensor], file: Path, ke
     mapping = map_bfl_module(module)
     if mapping is None:
         raise CheckpointError(path, "unknown tensor for a FLUX.2 transformer in BFL layout", tensor=key)
+    shape = info.shape
+    if mapping.transform is Transform.SPLIT_QKV and is_row_tensor(param, info.numel):
+        shape = (shape[0] // 3, *shape[1:])
     for target in mapping.diffusers_modules:
-        tensors[f"{target}.{param}"] = SourceTensor(file, key, info, mapping=mapping, param=param)
+        tensors[f"{target}.{param}"] = SourceTensor(file, key, info, shape)
 
 
 def _layout(path: Path, raw: dict[str, tuple[Path, str, TensorInfo]]) -> str:

@@ -9,9 +9,10 @@ from typing import Any
 from ..errors import ConfigError
 from ..variants import architecture_of
 from .checkpoint import FLOAT, FP8, INT8, Checkpoint, open_checkpoint
+from .config import infer_config
 from .keys import split_param
+from .scales import SCALE_PARAMS
 
-_SCALES = ("weight_scale", "input_scale", "pre_quant_scale")
 
 
 def describe(path: str | Path) -> dict[str, Any]:
@@ -31,8 +32,6 @@ def describe(path: str | Path) -> dict[str, Any]:
 
 
 def _variant(checkpoint: Checkpoint) -> str:
-    from ..loading.config import infer_config  # config inference lives with loading
-
     try:
         architecture = architecture_of(infer_config(checkpoint))
     except ConfigError:
@@ -54,11 +53,11 @@ def _linear_counts(checkpoint: Checkpoint) -> dict[str, int]:
 
 def _scale_shapes(checkpoint: Checkpoint) -> dict[str, dict[str, int]]:
     """How many scales of each shape, with the row count written as N: e.g. {"weight_scale": {"[N, 1]": 80}}."""
-    shapes: dict[str, Counter[str]] = {name: Counter() for name in _SCALES}
+    shapes: dict[str, Counter[str]] = {name: Counter() for name in SCALE_PARAMS}
     seen = set()
     for key, source in checkpoint.tensors.items():
         module, param = split_param(key)
-        if param not in _SCALES or (source.file, source.key) in seen:
+        if param not in SCALE_PARAMS or (source.file, source.key) in seen:
             continue
         seen.add((source.file, source.key))
         rows = checkpoint.tensors[f"{module}.weight"].info.shape[0] if f"{module}.weight" in checkpoint.tensors else None

@@ -56,6 +56,16 @@ _MODULE_TABLE: tuple[tuple[str, tuple[str, ...], Transform], ...] = (
     ("single_blocks.{0}.norm.key_norm", ("single_transformer_blocks.{0}.attn.norm_k",), Transform.RENAME),
 )
 
+# diffusers' names for a fused q/k/v (`AttentionModuleMixin.fuse_projections`), by BFL stream.
+_FUSED_QKV_NAMES = {"img_attn": "to_qkv", "txt_attn": "to_added_qkv"}
+# The q/k/v groups, read off the table: ((to_q, to_k, to_v), to_qkv), ((add_q_proj, ...), to_added_qkv).
+# They read one input, so they share one input_scale and fuse into one GEMM.
+QKV_GROUPS: tuple[tuple[tuple[str, ...], str], ...] = tuple(
+    (tuple(target.rpartition(".")[2] for target in targets), _FUSED_QKV_NAMES[bfl.split(".")[2]])
+    for bfl, targets, transform in _MODULE_TABLE
+    if transform is Transform.SPLIT_QKV
+)
+
 # Parameter names: BFL norms call their weight `scale`; old ComfyUI files spell scales differently.
 _PARAM_ALIASES = {"scale": "weight", "scale_weight": "weight_scale", "scale_input": "input_scale"}
 # Tensors with one entry per output row: these follow rows through splits and swaps.

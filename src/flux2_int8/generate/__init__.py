@@ -1,4 +1,7 @@
-"""Generating images with INT8 FLUX.2 [klein]: load a pipeline, check requests, write PNGs."""
+"""Generating images with INT8 FLUX.2 [klein]: load a pipeline, check requests, write PNGs.
+
+May import: errors, variants, formats, int8, loading.
+"""
 
 from .output import check_writable, png_metadata, prepare_folder, write_png
 from .pipeline import OFFLOAD_MODES, SamplingDefaults, check_checkpoint_fits, load_pipeline, sampling_defaults

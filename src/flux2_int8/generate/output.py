@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from ..version import __version__
 from ..formats.write import check_folder_writable
 from ..outputs import claim_file, claim_folder, mark_folder
 from .requests import RequestError
@@ -77,8 +78,6 @@ def png_metadata(
     text_encoder: str | None = None,
 ) -> dict[str, str]:
     """The text chunks of one generated PNG (reference images by file name)."""
-    from .. import __version__  # the package imports this module: read the version at call time
-
     return {
         "prompt": prompt,
         "seed": str(seed),

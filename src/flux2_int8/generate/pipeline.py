@@ -20,7 +20,7 @@ from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
 from ..formats.header import read_header
 from ..loading import load_text_encoder, load_transformer
-from ..loading.config import infer_config
+from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..variants import VARIANTS, architecture_of
 from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of

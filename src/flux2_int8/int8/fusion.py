@@ -21,10 +21,9 @@ from diffusers.models.transformers.transformer_flux2 import Flux2AttnProcessor, 
 from torch import nn
 
 from ..errors import Flux2Int8Error
+from ..formats.keys import QKV_GROUPS
 from .linear import Int8Linear
 
-# (separate layers, fused name) in diffusers' naming.
-QKV_GROUPS = ((("to_q", "to_k", "to_v"), "to_qkv"), (("add_q_proj", "add_k_proj", "add_v_proj"), "to_added_qkv"))
 # Processors that call `attn.to_qkv` / `attn.to_added_qkv` when `attn.fused_projections` is set.
 _FUSION_AWARE_PROCESSORS = (Flux2AttnProcessor, Flux2KVAttnProcessor)
 
@@ -92,17 +91,28 @@ def _fuse_int8(where: str, layers: list[Int8Linear]) -> Int8Linear:
     """Concatenate weights [N_i, K] and per-channel scales along N; the shared scales are checked equal."""
     first = layers[0]
     for layer in layers[1:]:
-        if not torch.equal(layer.input_scale, first.input_scale):
+        if layer.activations != first.activations:
+            raise Flux2Int8Error(f"cannot fuse {where}: some quantize activations statically, some dynamically ({', '.join(x.activations for x in layers)})")
+        if first.input_scale is not None and not torch.equal(layer.input_scale, first.input_scale):
             raise Flux2Int8Error(f"cannot fuse {where}: their input_scale values differ ({', '.join(f'{float(x.input_scale):.6g}' for x in layers)}); one quantized input needs one input_scale")
         if (layer.pre_quant_scale is None) != (first.pre_quant_scale is None) or (first.pre_quant_scale is not None and not torch.equal(layer.pre_quant_scale, first.pre_quant_scale)):
             raise Flux2Int8Error(f"cannot fuse {where}: their SmoothQuant pre_quant_scale vectors differ")
         if (layer.bias is None) != (first.bias is None) or layer.in_features != first.in_features:
             raise Flux2Int8Error(f"cannot fuse {where}: their in_features or bias presence differ")
-    fused = Int8Linear(first.in_features, sum(layer.out_features for layer in layers), bias=first.bias is not None, device="meta")
+    fused = Int8Linear(
+        first.in_features,
+        sum(layer.out_features for layer in layers),
+        bias=first.bias is not None,
+        device="meta",
+        activations=first.activations,
+        pre_quant_scale=first.pre_quant_scale is not None,
+    )
     fused.weight = nn.Parameter(torch.cat([layer.weight for layer in layers]), requires_grad=False)
     fused.weight_scale = torch.cat([layer.weight_scale for layer in layers])
-    fused.input_scale = first.input_scale.clone()
-    fused.pre_quant_scale = None if first.pre_quant_scale is None else first.pre_quant_scale.clone()
+    if first.input_scale is not None:
+        fused.input_scale = first.input_scale.clone()
+    if first.pre_quant_scale is not None:
+        fused.pre_quant_scale = first.pre_quant_scale.clone()
     if first.bias is not None:
         fused.bias = nn.Parameter(torch.cat([layer.bias for layer in layers]), requires_grad=False)
     fused.backend = first.backend

@@ -1,19 +1,19 @@
-"""W8A8 matrix products, one function per backend; all compute the same math.
+"""W8A8 primitives: activation quantization, rescale, and the plain-torch GEMM paths.
 
     y = (clamp(round(x / input_scale), -128, 127) @ weight.T) * (input_scale * weight_scale) + bias
 
 Shapes: x [M, K] (any float dtype), weight int8 [N, K], weight_scale float32 [N],
-input_scale float32 0-d, bias [N] or None; y [M, N] in x's dtype.
+bias [N] or None; y [M, N] in x's dtype. input_scale is float32 0-d for static
+activations (calibrated once), or [M, 1] for dynamic ones (`dynamic_input_scale`, one
+scale per row, i.e. per token): every function below broadcasts either form the same way.
+
+This is the ground floor of `int8/`: the Triton op (`triton_w8a8`) builds on it, the
+backend table (`backends`) on both, the layers (`linear`) on the table.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import torch
-
-from ..errors import Flux2Int8Error
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -21,6 +21,16 @@ INT8_MIN, INT8_MAX = -128, 127
 def quantize_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
     """Static per-tensor quantization: float [M, K] -> int8 [M, K] (round half to even)."""
     return torch.clamp(torch.round(x.float() / input_scale), INT8_MIN, INT8_MAX).to(torch.int8)
+
+
+def dynamic_input_scale(x: torch.Tensor) -> torch.Tensor:
+    """Per-row (per-token) activation scale, float32 [M, 1]: max |x_row| / 127, as ComfyUI's INT8 runs.
+
+    An all-zero row gets 1 (any scale quantizes it to zeros). Under `torch.compile` this
+    row reduction fuses into the op producing `x`.
+    """
+    amax = x.abs().amax(dim=-1, keepdim=True).float()
+    return torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))
 
 
 def _integer_valued_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
@@ -44,7 +54,7 @@ def rescale_accumulator(accumulator: torch.Tensor, input_scale: torch.Tensor, we
 INT_MM_MIN_ROWS = 17  # torch._int_mm on CUDA needs M > 16
 
 
-def can_use_int_mm(m: int, k: int, n: int) -> bool:
+def can_use_int_mm(k: int, n: int) -> bool:
     """`torch._int_mm` on CUDA needs K, N multiples of 8 (M <= 16 is padded; on a CPU any shape goes)."""
     return k % 8 == 0 and n % 8 == 0
 
@@ -90,77 +100,7 @@ def reference_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.
     return y.to(x.dtype)
 
 
-def triton_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Fused Triton W8A8 GEMM, the activation quantized inside the kernel's load.
-
-    Best where nothing fuses the quantization into the op producing `x` (eager mode):
-    x is read once as float, and no int8 copy of it is written.
-    """
-    return _triton_op(x.device)(x, weight, weight_scale, input_scale, bias, x.dtype)
-
-
-def triton_prequant_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """The same Triton GEMM fed an int8 activation quantized by torch ops.
-
-    Under `torch.compile` Inductor fuses that quantization into the op producing `x`
-    (norm, modulation, activation), so the GEMM reads int8 and skips re-quantizing
-    each x tile once per output tile; q, k and v share one quantized input.
-    """
-    return _triton_op(x.device)(quantize_activation(x, input_scale), weight, weight_scale, input_scale, bias, x.dtype)
-
-
 def emulated_w8a8(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
     """The Triton op's math off CUDA: x [M, K] float or already-quantized int8 -> y [M, N] `out_dtype`."""
     accumulator = x.float() @ weight.float().t() if x.dtype == torch.int8 else emulated_accumulator(x, weight, input_scale)
     return rescale_accumulator(accumulator, input_scale, weight_scale, bias, out_dtype)
-
-
-def _triton_op(device: torch.device):  # type: ignore[no-untyped-def]
-    """`torch.ops.flux2_int8.w8a8_linear`, registered on first use: triton is an optional extra.
-
-    Off CUDA the op only emulates, so without triton the same emulation runs directly.
-    """
-    if not TRITON_INSTALLED and device.type != "cuda":
-        return emulated_w8a8
-    if not TRITON_INSTALLED:
-        raise Flux2Int8Error("the INT8 backends 'triton' and 'triton_prequant' need the triton package: pip install 'flux2-int8[gpu]'")
-    from . import triton_w8a8
-
-    return triton_w8a8.w8a8_linear
-
-
-BACKENDS = {
-    "int_mm": int_mm_linear,
-    "emulated": emulated_linear,
-    "reference": reference_linear,
-    "triton": triton_linear,
-    "triton_prequant": triton_prequant_linear,
-}
-
-TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
-# `auto` uses Triton on CUDA only when FLUX2_INT8_TRITON=1 (read at import): the fused
-# kernel is tested for exactness but has not been timed on a GPU yet, while
-# torch._int_mm's speed is known. Flip the default once docs/benchmarks.md shows it wins.
-TRITON_IN_AUTO = TRITON_INSTALLED and os.environ.get("FLUX2_INT8_TRITON", "0") == "1" and torch.cuda.is_available()
-
-# On a CPU with VNNI (AVX512-VNNI / AVX-VNNI), oneDNN's int8 GEMM behind `torch._int_mm`
-# is exact, takes any shape and ran 2.7x faster than the float32 emulation at
-# M=4096, K=N=3072 (benchmarks/cpu_int8_linear.py --int-mm, AMD EPYC, torch 2.13);
-# without VNNI it is many times slower than float32, so the emulation stays the default there.
-CPU_HAS_VNNI = bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
-
-
-def pick_backend(device: torch.device, m: int, k: int, n: int) -> str:
-    """The fastest exact backend for a device and shape (the `auto` choice).
-
-    With Triton enabled on CUDA, eager runs quantize inside the GEMM ("triton") and compiled
-    runs let Inductor fuse the quantization into the producer ("triton_prequant");
-    the kernel masks its edges, so every shape suits it, M <= 16 included.
-    """
-    if device.type == "cuda" and TRITON_IN_AUTO:
-        return "triton_prequant" if torch.compiler.is_compiling() else "triton"
-    if device.type == "cuda" and can_use_int_mm(m, k, n):
-        return "int_mm"
-    if device.type == "cpu" and CPU_HAS_VNNI:
-        return "int_mm"
-    return "emulated"

@@ -7,32 +7,51 @@ every output channel.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import BACKENDS, pick_backend
+from .backends import BACKENDS, pick_backend
+from .kernels import dynamic_input_scale
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
+Activations = Literal["static", "dynamic"]
+ACTIVATION_MODES: tuple[Activations, ...] = ("static", "dynamic")
 
 
 class _ScaledLinear(nn.Module):
-    """Common storage: a low-precision weight [N, K] and float32 scales that resist dtype casts."""
+    """Common storage: a low-precision weight [N, K] and float32 scales that resist dtype casts.
+
+    The constructor decides which buffers exist (a static `input_scale`, ModelOpt's
+    SmoothQuant `pre_quant_scale` [K]); loaders fill them, nobody adds or removes them later.
+    """
 
     _float32_buffers: tuple[str, ...] = ("weight_scale", "input_scale", "pre_quant_scale")
 
-    def __init__(self, in_features: int, out_features: int, weight_dtype: torch.dtype, bias: bool, device: torch.device | str | None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        weight_dtype: torch.dtype,
+        bias: bool,
+        input_scale: bool,
+        pre_quant_scale: bool,
+        device: torch.device | str | None,
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=weight_dtype, device=device), requires_grad=False)
         self.register_buffer("weight_scale", torch.empty(out_features, dtype=torch.float32, device=device))
-        self.register_buffer("input_scale", torch.empty((), dtype=torch.float32, device=device))
-        self.register_buffer("pre_quant_scale", None)
+        self.register_buffer("input_scale", torch.empty((), dtype=torch.float32, device=device) if input_scale else None)
+        self.register_buffer("pre_quant_scale", torch.empty(in_features, dtype=torch.float32, device=device) if pre_quant_scale else None)
         self.bias = nn.Parameter(torch.empty(out_features, device=device), requires_grad=False) if bias else None
 
-    def enable_pre_quant_scale(self) -> None:
-        """Add ModelOpt's SmoothQuant factor [K], which multiplies the input before quantization."""
-        self.pre_quant_scale = torch.empty(self.in_features, dtype=torch.float32, device=self.weight.device)
+    @property
+    def has_input_scale(self) -> bool:
+        """Whether the layer holds a calibrated static activation scale."""
+        return self.input_scale is not None
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         originals = {name: getattr(self, name) for name in self._float32_buffers if getattr(self, name) is not None}
@@ -51,24 +70,45 @@ class _ScaledLinear(nn.Module):
 
 
 class Int8Linear(_ScaledLinear):
-    """W8A8 linear: int8 weight [N, K] with per-channel `weight_scale` [N], static `input_scale`.
+    """W8A8 linear: int8 weight [N, K] with per-channel `weight_scale` [N].
+
+    Activations are quantized with the calibrated static `input_scale` (0-d), or, built
+    with `activations="dynamic"` (no `input_scale`), with a scale per row computed at run
+    time (`kernels.dynamic_input_scale`), as ComfyUI's INT8 files expect.
 
     `backend` is "auto" (on CUDA `_int_mm` where its shape rules allow, or the fused Triton
     kernel with FLUX2_INT8_TRITON=1; exact float32 emulation elsewhere), or one of
     "int_mm", "emulated", "reference", "triton", "triton_prequant" to force one
-    (see `kernels.pick_backend` and docs/kernels.md).
+    (see `backends.pick_backend` and docs/kernels.md).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, device: torch.device | str | None = None) -> None:
-        super().__init__(in_features, out_features, torch.int8, bias, device)
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        *,
+        activations: Activations = "static",
+        pre_quant_scale: bool = False,
+    ) -> None:
+        if activations not in ACTIVATION_MODES:
+            raise ValueError(f"activations must be one of {', '.join(ACTIVATION_MODES)}, not {activations!r}")
+        super().__init__(in_features, out_features, torch.int8, bias, input_scale=activations == "static", pre_quant_scale=pre_quant_scale, device=device)
         self.backend = "auto"
+
+    @property
+    def activations(self) -> Activations:
+        """"static" (a calibrated `input_scale`) or "dynamic" (a scale per row at run time)."""
+        return "static" if self.input_scale is not None else "dynamic"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._scaled_input(x)
         leading = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
-        name = self.backend if self.backend != "auto" else pick_backend(x.device, x2d.shape[0], self.in_features, self.out_features)
-        y = BACKENDS[name](x2d, self.weight, self.weight_scale, self.input_scale, self.bias)
+        name = self.backend if self.backend != "auto" else pick_backend(x.device, self.in_features, self.out_features)
+        input_scale = self.input_scale if self.input_scale is not None else dynamic_input_scale(x2d)
+        y = BACKENDS[name](x2d, self.weight, self.weight_scale, input_scale, self.bias)
         return y.reshape(*leading, self.out_features)
 
 
@@ -79,15 +119,23 @@ class Fp8Linear(_ScaledLinear):
     present the activation is rounded through float8 as the FP8 model would see it.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, device: torch.device | str | None = None) -> None:
-        super().__init__(in_features, out_features, torch.float8_e4m3fn, bias, device)
-        self.has_input_scale = True
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        *,
+        input_scale: bool = True,
+        pre_quant_scale: bool = False,
+    ) -> None:
+        super().__init__(in_features, out_features, torch.float8_e4m3fn, bias, input_scale=input_scale, pre_quant_scale=pre_quant_scale, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output_dtype = x.dtype
         compute_dtype = torch.float32 if x.device.type == "cpu" else x.dtype
         x = self._scaled_input(x).to(compute_dtype)
-        if self.has_input_scale:
+        if self.input_scale is not None:
             scale = self.input_scale.to(compute_dtype)
             x = torch.clamp(x / scale, -FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).to(compute_dtype) * scale
         weight = (self.weight.float() * self.weight_scale[:, None]).to(compute_dtype)

@@ -45,7 +45,7 @@ def _w8a8_kernel(
     x_ptr, weight_ptr, weight_scale_ptr, input_scale_ptr, bias_ptr, out_ptr,
     M, N, K, M_BUCKET,
     stride_xm, stride_xk, stride_wn, stride_wk, stride_om, stride_on,
-    QUANTIZE_X: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,
+    QUANTIZE_X: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, PER_ROW_SCALE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """One [BLOCK_M, BLOCK_N] tile of y. x [M, K] float or int8, weight int8 [N, K], y [M, N].
@@ -74,7 +74,10 @@ def _w8a8_kernel(
     cols = offs_n % N
     x_ptrs = x_ptr + rows[:, None] * stride_xm + offs_k[None, :] * stride_xk
     w_ptrs = weight_ptr + offs_k[:, None] * stride_wk + cols[None, :] * stride_wn
-    input_scale = tl.load(input_scale_ptr)
+    if PER_ROW_SCALE:  # dynamic activations: one scale per row (token) of x, [M]
+        input_scale = tl.load(input_scale_ptr + rows)[:, None]
+    else:  # static activations: one calibrated scale
+        input_scale = tl.load(input_scale_ptr)
 
     acc = tl.full((BLOCK_M, BLOCK_N), 0, dtype=tl.int32)
     for k in range(0, (K + BLOCK_K - 1) // BLOCK_K):
@@ -92,7 +95,10 @@ def _w8a8_kernel(
         w_ptrs += BLOCK_K * stride_wk
 
     weight_scale = tl.load(weight_scale_ptr + cols)
-    y = acc.to(tl.float32) * (input_scale * weight_scale)[None, :]
+    if PER_ROW_SCALE:
+        y = acc.to(tl.float32) * input_scale * weight_scale[None, :]
+    else:
+        y = acc.to(tl.float32) * (input_scale * weight_scale)[None, :]
     if HAS_BIAS:
         y += tl.load(bias_ptr + cols).to(tl.float32)[None, :]
     out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
@@ -171,7 +177,8 @@ def launch_w8a8(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
 
     `config` fixes the tile (keys BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, and optionally
     num_warps, num_stages) instead of autotuning: the CPU interpreter tests and tuning
-    experiments use it. weight int8 [N, K], weight_scale float32 [N], input_scale float32 0-d.
+    experiments use it. weight int8 [N, K], weight_scale float32 [N], input_scale float32
+    0-d (static) or [M, 1] (dynamic: one scale per row of x, contiguous).
     """
     m, k = x.shape
     n = weight.shape[0]
@@ -187,7 +194,7 @@ def launch_w8a8(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
         x, weight, weight_scale, input_scale, weight_scale if bias is None else bias, out,
         m, n, k, _m_bucket(m),
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), out.stride(0), out.stride(1),
-        QUANTIZE_X=x.dtype != torch.int8, HAS_BIAS=bias is not None, EVEN_K=k % _LARGEST_BLOCK_K == 0,
+        QUANTIZE_X=x.dtype != torch.int8, HAS_BIAS=bias is not None, EVEN_K=k % _LARGEST_BLOCK_K == 0, PER_ROW_SCALE=input_scale.dim() > 0,
         **(config or {}),
     )  # fmt: skip
     return out

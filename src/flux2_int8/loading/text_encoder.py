@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Pre
 
 from ..errors import CheckpointError, ConfigError
 from ..formats.header import SafetensorsHeader, read_header
+from ..formats.scales import canonical_scale, check_scale_values, check_stored_scale
 from ..int8.linear import Int8Linear
 
 CONFIG_METADATA = "text_encoder_config"
@@ -44,8 +45,7 @@ def load_text_encoder(
     """
     header = read_header(path)
     model = _empty_model(_resolve_config(config, header), dtype)
-    tied = _tied_keys(model)
-    quantized = _check_tensors(header, model, tied)
+    quantized = _check_tensors(header, model, set(tied_keys(model)))
     for name in quantized:
         _swap_int8(model, name)
     state = _read_state(header, quantized, torch.device(device), dtype)
@@ -88,12 +88,18 @@ def _empty_model(config: PretrainedConfig, dtype: torch.dtype) -> PreTrainedMode
     return model
 
 
-def _tied_keys(model: nn.Module) -> set[str]:
+def tied_keys(model: nn.Module) -> list[str]:
+    """Keys whose parameter is the very object of an earlier key (lm_head tied to the embedding).
+
+    Told by identity, not by storage: on the meta device every tensor has the same
+    (null) storage pointer, and a view of a weight is not a tied weight. safetensors
+    stores such a tensor once, under the first key.
+    """
     seen: set[int] = set()
-    tied = set()
+    tied = []
     for key, tensor in model.state_dict(keep_vars=True).items():
         if id(tensor) in seen:
-            tied.add(key)
+            tied.append(key)
         seen.add(id(tensor))
     return tied
 
@@ -119,19 +125,12 @@ def _check_tensors(header: SafetensorsHeader, model: nn.Module, tied: set[str]) 
 
 
 def _check_scales(header: SafetensorsHeader, name: str) -> None:
-    rows = header.tensors[f"{name}.weight"].shape[0]
-    allowed = {"weight_scale": ((rows,), (rows, 1)), "input_scale": ((), (1,))}
+    weight = header.tensors[f"{name}.weight"]
     for scale in _SCALES:
         info = header.tensors.get(f"{name}.{scale}")
         if info is None:
             raise CheckpointError(header.path, f"int8 weight without {scale}", tensor=f"{name}.weight")
-        if info.dtype != "F32" or info.shape not in allowed[scale]:
-            raise CheckpointError(header.path, f"{info.dtype} {list(info.shape)}; expected float32 of shape {' or '.join(str(list(s)) for s in allowed[scale])}", tensor=f"{name}.{scale}")
-
-
-def _check_scale_values(header: SafetensorsHeader, key: str, values: torch.Tensor) -> None:
-    if not bool(torch.isfinite(values).all()) or bool((values <= 0).any()):
-        raise CheckpointError(header.path, "holds a value that is not finite and > 0; a scale must be", tensor=key)
+        check_stored_scale(header.path, f"{name}.{scale}", scale, info.dtype, info.shape, weight.shape)
 
 
 def _swap_int8(model: nn.Module, name: str) -> None:
@@ -148,9 +147,10 @@ def _read_state(header: SafetensorsHeader, quantized: list[str], device: torch.d
     with safe_open(str(header.path), framework="pt", device=str(device)) as handle:
         for key in handle.keys():
             tensor = handle.get_tensor(key)
-            if key.endswith(_SCALES):
-                _check_scale_values(header, key, tensor)
-                tensor = tensor.reshape(-1) if key.endswith(".weight_scale") else tensor.reshape(())
+            module, _, param = key.rpartition(".")
+            if param in _SCALES:
+                check_scale_values(header.path, key, tensor)
+                tensor = canonical_scale(param, tensor, header.tensors[f"{module}.weight"].shape[0])
             elif key not in int8_weights:
                 tensor = tensor.to(dtype)
             state[key] = tensor

@@ -1,27 +1,32 @@
 """Checkpoint file -> `Flux2Transformer2DModel` with quantized linears, without a float copy.
 
-The model is built on the meta device, quantized linears are swapped in by the dtype
-of each weight in the file, and tensors are read one at a time, converted, moved to
-the target device and assigned. An INT8 weight is never widened to BF16 on the way.
+The model is built once on the meta device, quantized linears are swapped in by the
+dtype of each weight in the file, and tensors are read one at a time following the
+checkpoint's load plan (`Checkpoint.load_items`), moved to the target device and
+assigned. An INT8 weight is never widened to BF16 on the way.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import warnings
+from itertools import groupby
 from pathlib import Path
+from typing import Literal
 
 import torch
 from diffusers import Flux2Transformer2DModel
 from safetensors import safe_open
 from torch import nn
 
-from ..formats.checkpoint import FP8, INT8, Checkpoint, SourceTensor, open_checkpoint
-from ..formats.keys import bfl_tensor_to_diffusers, split_param
-from ..formats.validate import SCALE_PARAMS, check_scale_values, check_structure
+from ..errors import CheckpointError, ConfigError
+from ..formats.checkpoint import FP8, INT8, Checkpoint, TensorKind, open_checkpoint
+from ..formats.config import ConfigLike, resolve_config
+from ..formats.validate import check_structure
 from ..int8.linear import Fp8Linear, Int8Linear
-from .config import ConfigLike, build_empty_model, resolve_config
+from .skeleton import build_empty_model, check_shapes
 
-_QUANTIZED_CLASSES = {INT8: Int8Linear, FP8: Fp8Linear}
+ActivationChoice = Literal["auto", "static", "dynamic"]
+ACTIVATION_CHOICES: tuple[ActivationChoice, ...] = ("auto", "static", "dynamic")
 
 
 def load_transformer(
@@ -29,80 +34,95 @@ def load_transformer(
     config: ConfigLike = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.bfloat16,
+    activations: ActivationChoice = "auto",
 ) -> Flux2Transformer2DModel:
-    """Load a FLUX.2 transformer checkpoint (BFL INT8/BF16/FP8 file, ModelOpt or diffusers folder).
+    """Load a FLUX.2 transformer checkpoint (BFL INT8/BF16/FP8 file, ComfyUI INT8, ModelOpt or diffusers folder).
 
     `config` is a variant name (`klein-4b`, ...), a config dict, or a folder holding a
     diffusers `config.json`; by default it is read from the folder or inferred from the
     shapes. `dtype` is the compute dtype of activations and of the layers kept in float;
-    INT8 weights stay int8 and scales stay float32.
+    INT8 weights stay int8 and scales stay float32. `activations` says how INT8 layers
+    quantize their input: "static" with the file's calibrated `input_scale`, "dynamic"
+    with a scale per token computed at run time, or "auto" (static where the file has
+    calibrated scales, dynamic where it has none or only placeholders of 1.0).
     """
+    if activations not in ACTIVATION_CHOICES:
+        raise ConfigError(f"activations must be one of {', '.join(ACTIVATION_CHOICES)}, not {activations!r}")
     checkpoint = open_checkpoint(path)
     check_structure(checkpoint)
     model = build_empty_model(resolve_config(config, checkpoint))
-    swap_quantized_linears(model, checkpoint)
-    state_dict = read_state_dict(checkpoint, model, torch.device(device), dtype)
+    check_shapes(model, checkpoint, source=str(config) if config is not None else "the checkpoint")
+    state_dict = read_state_dict(checkpoint, torch.device(device), dtype)
+    static = static_input_scales(checkpoint, state_dict, activations)
+    for name in set(checkpoint.linear_kinds) - static:
+        state_dict.pop(f"{name}.input_scale", None)
+    swap_quantized_linears(model, checkpoint, static)
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.requires_grad_(False)
     return model.eval()
 
 
-def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint) -> None:
-    """Replace each `nn.Linear` whose weight is int8/fp8 in the file with our layer (on meta)."""
+def static_input_scales(checkpoint: Checkpoint, state_dict: dict[str, torch.Tensor], activations: ActivationChoice) -> set[str]:
+    """The quantized layers that will use the file's `input_scale` (the rest quantize dynamically).
+
+    A file whose every INT8 (or every FP8) `input_scale` is exactly 1.0 was not calibrated:
+    converters write 1.0 as a placeholder, which would round every activation to an
+    integer. "auto" warns and ignores such scales; "static" uses them as told.
+    """
+    present = {name for name in checkpoint.linear_kinds if f"{name}.input_scale" in state_dict}
+    if activations == "dynamic":
+        return {name for name in present if checkpoint.linear_kinds[name] == FP8}
+    if activations == "static":
+        missing = sorted(name for name, kind in checkpoint.linear_kinds.items() if kind == INT8 and name not in present)
+        if missing:
+            source = checkpoint.tensors[f"{missing[0]}.weight"].key
+            raise CheckpointError(checkpoint.path, "int8 weight without input_scale; activations='static' needs the calibrated activation scale (use 'auto' or 'dynamic' to quantize per token at run time)", tensor=source)
+        return present
+    for kind in (INT8, FP8):
+        of_kind = {name for name in present if checkpoint.linear_kinds[name] == kind}
+        if of_kind and all(bool((state_dict[f"{name}.input_scale"] == 1.0).all()) for name in of_kind):
+            warnings.warn(f"{checkpoint.path}: every {kind} input_scale is 1.0, a placeholder rather than a calibration; ignoring them ({'dynamic per-token activations' if kind == INT8 else 'unquantized activations'}). Pass activations='static' to use them anyway.", UserWarning, stacklevel=3)
+            present -= of_kind
+    return present
+
+
+def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint, static: set[str]) -> None:
+    """Replace each `nn.Linear` whose weight is int8/fp8 in the file with our layer (on meta).
+
+    The layer is built whole: which scales it holds is told by the checkpoint, and whether
+    it quantizes activations statically by `static` (names of layers keeping `input_scale`).
+    """
     for name, kind in checkpoint.linear_kinds.items():
-        if kind not in _QUANTIZED_CLASSES:
+        if kind not in (INT8, FP8):
             continue
         original = model.get_submodule(name)
-        layer = _QUANTIZED_CLASSES[kind](original.in_features, original.out_features, bias=original.bias is not None, device="meta")
-        if f"{name}.pre_quant_scale" in checkpoint.tensors:
-            layer.enable_pre_quant_scale()
-        if f"{name}.input_scale" not in checkpoint.tensors:
-            layer.input_scale = None
-            layer.has_input_scale = False
+        shape = (original.in_features, original.out_features)
+        bias = original.bias is not None
+        pre_quant_scale = f"{name}.pre_quant_scale" in checkpoint.tensors
+        if kind == INT8:
+            mode = "static" if name in static else "dynamic"
+            layer: nn.Module = Int8Linear(*shape, bias=bias, device="meta", activations=mode, pre_quant_scale=pre_quant_scale)
+        else:
+            layer = Fp8Linear(*shape, bias=bias, device="meta", input_scale=name in static, pre_quant_scale=pre_quant_scale)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, layer)
 
 
-def read_state_dict(checkpoint: Checkpoint, model: nn.Module, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Read every tensor once, in file order, converted to what `model` expects on `device`."""
-    quantized_weights = {f"{name}.weight" for name, kind in checkpoint.linear_kinds.items() if kind in _QUANTIZED_CLASSES}
+def read_state_dict(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Read every stored tensor once, in file order, as the model holds it on `device`.
+
+    Quantized weights stay as stored, scales become float32 (the load items check and
+    shape them), everything else takes `dtype`.
+    """
     state_dict: dict[str, torch.Tensor] = {}
-    for file, sources in _sources_by_file(checkpoint).items():
+    for file, items in groupby(checkpoint.load_items(), key=lambda item: item.file):
         # safe_open maps the file: tensors are read lazily from the page cache, so loading
         # on the CPU costs ~0.05x the file size until the weights are used (measured in
         # tests/loading/test_compile_and_memory.py), and a GPU load streams tensor by tensor.
         with safe_open(str(file), framework="pt") as handle:
-            for source_key, (source, keys) in sources.items():
-                raw = handle.get_tensor(source_key)
-                parts = bfl_tensor_to_diffusers(source.mapping, source.param, raw) if source.mapping else {keys[0]: raw}
-                for key, tensor in parts.items():
-                    state_dict[key] = _finalize(checkpoint, source, key, tensor, key in quantized_weights, device, dtype)
+            for item in items:
+                for key, tensor in item.convert(handle.get_tensor(item.source_key)).items():
+                    if item.kind is TensorKind.FLOAT:
+                        tensor = tensor.to(dtype)
+                    state_dict[key] = tensor.to(device).contiguous()
     return state_dict
-
-
-def _sources_by_file(checkpoint: Checkpoint) -> dict[Path, dict[str, tuple[SourceTensor, list[str]]]]:
-    """Group tensors by file and source key, so a fused q/k/v is read once for its three parts."""
-    grouped: dict[Path, dict[str, tuple[SourceTensor, list[str]]]] = defaultdict(dict)
-    for key, source in checkpoint.tensors.items():
-        grouped[source.file].setdefault(source.key, (source, []))[1].append(key)
-    return grouped
-
-
-def _finalize(checkpoint: Checkpoint, source: SourceTensor, key: str, tensor: torch.Tensor, quantized_weight: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Scales -> float32 in the layer's canonical shape; quantized weights untouched; the rest -> dtype."""
-    module, param = split_param(key)
-    if param in SCALE_PARAMS:
-        check_scale_values(checkpoint, source, tensor)
-        tensor = _canonical_scale(param, tensor.float(), checkpoint.shape(f"{module}.weight")[0])
-    elif not quantized_weight:
-        tensor = tensor.to(dtype)
-    return tensor.to(device).contiguous()
-
-
-def _canonical_scale(param: str, scale: torch.Tensor, rows: int) -> torch.Tensor:
-    """weight_scale -> [N] (one value is broadcast), input_scale -> 0-d, pre_quant_scale -> [K]."""
-    if param == "weight_scale":
-        return scale.reshape(-1).expand(rows).clone() if scale.numel() == 1 else scale.reshape(rows)
-    if param == "input_scale":
-        return scale.reshape(())
-    return scale.reshape(-1)

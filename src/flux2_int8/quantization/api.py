@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 from torch import nn
 
+from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
@@ -247,8 +248,6 @@ def _statistics(
 
 def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: str | Path, transformer: str | Path | None, dtype: torch.dtype) -> dict[str, Any]:
     """The recipe written into the header (kept layers are added per file, in its own naming)."""
-    from .. import __version__
-
     counts = {task: sum(plan.prompts.records[i].task == task for i in run.samples) for task in ("t2i", "edit", "composition")}
     return {
         "format": FORMAT_NAME,

@@ -12,12 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
 from .output import is_previous_export
-from .recipe import Recipe, input_scale_from_amax, quantize_weight, unify_qkv, weight_scale_per_channel
+from ..int8.linear import FP8_MAX
+from .recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, unify_qkv, weight_scale_per_channel
 
 FORMAT_NAME = "flux2-int8/w8a8"
 
@@ -46,10 +48,24 @@ def quantized_state_dict(model: nn.Module, input_amax: dict[str, float], recipe:
     return state
 
 
+def fp8_state_dict(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
+    """A diffusers-named BFL-style FP8 state dict: float8_e4m3fn weights, 0-d float32 scales.
+
+    The FP8 sibling of `quantized_state_dict`, so FP8 files can be made for comparisons.
+    """
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        module, _, param = key.rpartition(".")
+        if module in input_amax and param == "weight" and not recipe.keeps(module):
+            state[key], state[f"{module}.weight_scale"] = quantize_weight_fp8(tensor)
+            state[f"{module}.input_scale"] = torch.tensor(input_amax[module] / FP8_MAX)
+        else:
+            state[key] = tensor.detach().to(torch.bfloat16)
+    return state
+
+
 def write_bfl_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     """Write a diffusers-named state dict as one BFL single-file checkpoint (official key names)."""
-    from .. import __version__  # here, not at import time: flux2_int8/__init__ imports this package
-
     header = {"producer": f"flux2-int8 {__version__}", **(metadata or {})}
     return write_safetensors_atomic(path, diffusers_to_bfl(state_dict), header)
 

@@ -13,16 +13,14 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import Flux2Int8Error
-from ..formats.keys import map_diffusers_module
+from ..formats.keys import QKV_GROUPS, map_diffusers_module
+from ..int8.kernels import INT8_MAX
 from ..int8.linear import FP8_MAX
 
-INT8_MAX = 127.0
 # Embedders and the output layer stay BF16 (published recipe): they are small, see raw
 # inputs or produce the final velocity, and quantizing them costs quality for no speed.
 DEFAULT_KEEP = ("x_embedder", "context_embedder", "time_guidance_embed.*", "norm_out.linear", "proj_out")
 MODULATION = ("double_stream_modulation_img.linear", "double_stream_modulation_txt.linear", "single_stream_modulation.linear")
-# q, k and v become one fused GEMM (BFL `qkv`), so they share one input_scale and one precision.
-QKV_GROUPS = (("to_q", "to_k", "to_v"), ("add_q_proj", "add_k_proj", "add_v_proj"))
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,8 @@ def matches(pattern: str, module_name: str) -> bool:
 def qkv_siblings(module_name: str) -> tuple[str, ...]:
     """`a.to_k` -> (`a.to_q`, `a.to_k`, `a.to_v`); any other name -> (name,)."""
     stem, _, leaf = module_name.rpartition(".")
-    for group in QKV_GROUPS:
+    # q, k and v become one fused GEMM (BFL `qkv`), so they share one input_scale and one precision.
+    for group, _ in QKV_GROUPS:
         if leaf in group:
             return tuple(f"{stem}.{part}" if stem else part for part in group)
     return (module_name,)

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from ..formats.write import write_safetensors_atomic
+from ..loading.text_encoder import CONFIG_METADATA, tied_keys
 from .export import quantized_state_dict
 from .recipe import Recipe
 
 TEXT_ENCODER_KEEP = ("lm_head",)
 TEXT_ENCODER_FORMAT = "flux2-int8/w8a8-text-encoder"
-CONFIG_METADATA = "text_encoder_config"
 
 
 def text_encoder_recipe(extra_keep: tuple[str, ...] = ()) -> Recipe:
@@ -38,21 +38,9 @@ def text_encoder_path(out: str | Path) -> Path:
 def text_encoder_state_dict(model: nn.Module, input_range: dict[str, float], recipe: Recipe) -> dict[str, torch.Tensor]:
     """transformers-named W8A8 state dict; a tensor tied to another (lm_head to the embedding) is written once."""
     state = quantized_state_dict(model, input_range, recipe)
-    for key in _tied_keys(model):
+    for key in tied_keys(model):
         state.pop(key, None)
     return state
-
-
-def _tied_keys(model: nn.Module) -> list[str]:
-    """Keys whose tensor shares its storage with an earlier key (safetensors stores each once)."""
-    seen: set[int] = set()
-    tied = []
-    for key, tensor in model.state_dict(keep_vars=True).items():
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer in seen:
-            tied.append(key)
-        seen.add(pointer)
-    return tied
 
 
 def write_text_encoder(path: str | Path, state: dict[str, torch.Tensor], config_json: str, metadata: dict[str, str]) -> Path:

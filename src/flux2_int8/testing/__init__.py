@@ -1,27 +1,7 @@
-"""Test helpers: a tiny random-weight FLUX.2 [klein] pipeline with the real layout."""
+"""Test-only helpers: writers of checkpoints in every layout users hold (`checkpoints`).
 
-from .tiny import (
-    BFL_CHECKPOINT_FILE,
-    KLEIN_SCHEDULER_CONFIG,
-    TINY_TEXT_ENCODER_CONFIG,
-    TINY_TRANSFORMER_CONFIG,
-    TINY_VAE_CONFIG,
-    TINY_VERSION,
-    build_tiny_transformer,
-    make_tiny_pipeline,
-    tiny_pipeline_cache,
-    write_bfl_checkpoint,
-)
+Nothing under `src/flux2_int8` imports this package (a test checks it); the built-in
+tiny model the tests build on is a product part, `flux2_int8.tiny`.
 
-__all__ = [
-    "BFL_CHECKPOINT_FILE",
-    "KLEIN_SCHEDULER_CONFIG",
-    "TINY_TEXT_ENCODER_CONFIG",
-    "TINY_TRANSFORMER_CONFIG",
-    "TINY_VAE_CONFIG",
-    "TINY_VERSION",
-    "build_tiny_transformer",
-    "make_tiny_pipeline",
-    "tiny_pipeline_cache",
-    "write_bfl_checkpoint",
-]
+May import: any floor of the package.
+"""

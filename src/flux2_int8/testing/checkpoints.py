@@ -1,4 +1,4 @@
-"""Writers of small checkpoints in every layout users hold, for tests.
+"""Writers of small checkpoints in every layout users hold, for tests alone.
 
 A float transformer is quantized with the package's recipe, its scales reshaped into
 each stored form the loader accepts, then written as a BFL single file (optionally
@@ -17,38 +17,14 @@ import torch
 from torch import nn
 
 from ..formats.header import TORCH_DTYPES
-from ..formats.keys import diffusers_to_bfl
+from ..formats.keys import diffusers_to_bfl, map_diffusers_module
 from ..formats.write import write_safetensors_atomic
-from ..int8.linear import FP8_MAX
-from ..quantization.export import quantized_state_dict
-from ..quantization.observers import InputAmaxObserver, linear_names
-from ..quantization.recipe import INT8_MAX, Recipe, quantize_weight, quantize_weight_fp8, unify_qkv
+from ..quantization.export import quantized_linears, quantized_state_dict
+from ..int8.kernels import INT8_MAX
+from ..quantization.recipe import Recipe, quantize_weight
 
 WeightScaleShape = Literal["[N]", "[N,1]", "0-d", "[1]"]
 InputScaleShape = Literal["0-d", "[1]"]
-
-
-def transformer_inputs(config: dict[str, Any], image_side: int = 4, text_tokens: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """Random but deterministic inputs for one `Flux2Transformer2DModel` forward."""
-    generator = torch.Generator().manual_seed(seed)
-    rows, columns = torch.meshgrid(torch.arange(image_side), torch.arange(image_side), indexing="ij")
-    img_ids = torch.stack([torch.zeros_like(rows), rows, columns, torch.zeros_like(rows)], -1).reshape(-1, 4)
-    txt_ids = torch.zeros(text_tokens, 4, dtype=torch.long)
-    txt_ids[:, 3] = torch.arange(text_tokens)
-    return {
-        "hidden_states": torch.randn(1, image_side**2, config["in_channels"], generator=generator).to(dtype),
-        "encoder_hidden_states": torch.randn(1, text_tokens, config["joint_attention_dim"], generator=generator).to(dtype),
-        "timestep": torch.tensor([0.7], dtype=dtype),
-        "img_ids": img_ids,
-        "txt_ids": txt_ids,
-    }
-
-
-def calibrate(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Max |input| of every linear over one forward, q/k/v unified (enough for a test file)."""
-    with InputAmaxObserver(model, linear_names(model)) as observer, torch.no_grad():
-        model(**inputs)
-    return unify_qkv(observer.amax)
 
 
 def int8_state(model: nn.Module, input_amax: dict[str, float], weight_scale: WeightScaleShape = "[N,1]", input_scale: InputScaleShape = "0-d", recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
@@ -73,19 +49,6 @@ def _per_tensor_weights(state: dict[str, torch.Tensor]) -> None:
         scale = (dequantized.abs().amax() / INT8_MAX).reshape(())
         state[f"{module}.weight"] = quantize_weight(dequantized, scale.expand(dequantized.shape[0]))
         state[key] = scale
-
-
-def fp8_state(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe()) -> dict[str, torch.Tensor]:
-    """A diffusers-named BFL-style FP8 state dict: float8_e4m3fn weights, 0-d float32 scales."""
-    state: dict[str, torch.Tensor] = {}
-    for key, tensor in model.state_dict().items():
-        module, _, param = key.rpartition(".")
-        if module in input_amax and param == "weight" and not recipe.keeps(module):
-            state[key], state[f"{module}.weight_scale"] = quantize_weight_fp8(tensor)
-            state[f"{module}.input_scale"] = torch.tensor(input_amax[module] / FP8_MAX)
-        else:
-            state[key] = tensor.detach().to(torch.bfloat16)
-    return state
 
 
 def write_bfl(path: str | Path, state: dict[str, torch.Tensor], prefix: str = "", metadata: dict[str, str] | None = None) -> Path:
@@ -140,3 +103,32 @@ def write_sparse_header(path: str | Path, tensors: dict[str, torch.Tensor], meta
         handle.write(struct.pack("<Q", len(raw)) + raw)
         handle.truncate(8 + len(raw) + offset)
     return path
+
+
+def write_comfy_int8(path: str | Path, model: nn.Module, per_row: bool = True, prefix: str = "", recipe: Recipe = Recipe()) -> Path:
+    """An INT8 file as ComfyUI's converter `convert_to_quant --int8 --comfy_quant` writes it.
+
+    The float model is converted to BFL key names first (optionally under
+    `model.diffusion_model.`), then each quantized BFL weight (a fused q/k/v as one tensor)
+    becomes I8 with an F32 `weight_scale` [N, 1] (`--scaling_mode row`) or 0-d (`tensor`),
+    beside a `.comfy_quant` uint8 marker holding JSON; the header carries
+    `_quantization_metadata`. No `input_scale`: ComfyUI quantizes activations per token.
+    """
+    quantized_bfl = {map_diffusers_module(name)[0] for name in quantized_linears(model, recipe)}  # type: ignore[index]
+    bfl = diffusers_to_bfl({key: value.detach().float() for key, value in model.state_dict().items()})
+    layers: dict[str, dict[str, Any]] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in bfl.items():
+        module, _, param = key.rpartition(".")
+        if module in quantized_bfl and param == "weight":
+            amax = value.abs().amax(dim=1, keepdim=True) if per_row else value.abs().amax()
+            scale = (amax / INT8_MAX).float()
+            tensors[prefix + key] = torch.clamp(torch.round(value / scale), -INT8_MAX, INT8_MAX).to(torch.int8)
+            tensors[f"{prefix}{module}.weight_scale"] = scale
+            marker = {"format": "int8_tensorwise", "per_row": True} if per_row else {"format": "int8_tensorwise"}
+            tensors[f"{prefix}{module}.comfy_quant"] = torch.tensor(list(json.dumps(marker).encode()), dtype=torch.uint8)
+            layers[module] = {"format": "int8_tensorwise"}
+        else:
+            tensors[prefix + key] = value.to(torch.bfloat16)
+    metadata = {"_quantization_metadata": json.dumps({"format_version": "1.0", "layers": layers})}
+    return write_safetensors_atomic(path, tensors, metadata)

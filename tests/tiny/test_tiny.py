@@ -19,7 +19,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from flux2_int8.testing import (
+from flux2_int8.tiny import (
     BFL_CHECKPOINT_FILE,
     TINY_TEXT_ENCODER_CONFIG,
     TINY_TRANSFORMER_CONFIG,
@@ -125,7 +125,8 @@ def test_composition_with_two_reference_images(pipe: Flux2KleinPipeline) -> None
 def test_bfl_checkpoint_has_official_names_in_bf16(tiny_dir: Path) -> None:
     path = tiny_dir / BFL_CHECKPOINT_FILE
     with safe_open(str(path), "pt") as handle:
-        assert handle.metadata() == {"format": "bfl-bf16", "source": "flux2_int8.testing.make_tiny_pipeline"}
+        metadata = handle.metadata()
+    assert metadata["format"] == "bfl-bf16" and metadata["source"] == "flux2_int8.tiny.make_tiny_pipeline"
     bfl = load_file(path)
     assert {tensor.dtype for tensor in bfl.values()} == {torch.bfloat16}
     assert bfl["double_blocks.0.img_attn.qkv.weight"].shape == (3 * 32, 32)

@@ -1,4 +1,4 @@
-"""A tiny random-weight FLUX.2 [klein] pipeline that every test and the demo build on.
+"""A tiny random-weight FLUX.2 [klein] pipeline: the built-in model of the demo, bench and tests.
 
 No real weights can be downloaded where the tests run, yet the code under test
 loads diffusers folders, reads BFL single-file checkpoints and calls
@@ -29,11 +29,11 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from ..formats.keys import diffusers_to_bfl
-from ..formats.write import write_safetensors_atomic
+from ..quantization.export import write_bfl_checkpoint
+from ..variants import KLEIN_SCHEDULER_CONFIG
 
 # Bump when anything below changes what gets written, so cached copies are rebuilt.
-TINY_VERSION = 1
+TINY_VERSION = 2
 
 MARKER_FILE = "tiny.json"
 BFL_CHECKPOINT_FILE = "transformer-bf16.safetensors"
@@ -81,25 +81,6 @@ TINY_TRANSFORMER_CONFIG: dict[str, Any] = {
     "mlp_ratio": 3.0,
     "axes_dims_rope": (4, 4, 4, 4),  # must sum to attention_head_dim
     "guidance_embeds": False,  # klein has no guidance embedder
-}
-
-# FLUX.2 [klein]'s scheduler settings. The pipeline computes `mu` per image size and
-# passes it in, which the scheduler only accepts (and uses) with dynamic shifting on.
-KLEIN_SCHEDULER_CONFIG: dict[str, Any] = {
-    "base_image_seq_len": 256,
-    "base_shift": 0.5,
-    "invert_sigmas": False,
-    "max_image_seq_len": 4096,
-    "max_shift": 1.15,
-    "num_train_timesteps": 1000,
-    "shift": 3.0,
-    "shift_terminal": None,
-    "stochastic_sampling": False,
-    "time_shift_type": "exponential",
-    "use_beta_sigmas": False,
-    "use_dynamic_shifting": True,
-    "use_exponential_sigmas": False,
-    "use_karras_sigmas": False,
 }
 
 # Qwen's pre-tokenizer split, so the tiny tokenizer cuts text the way the real one does.
@@ -171,7 +152,7 @@ def make_tiny_pipeline(directory: str | Path, seed: int = 0, distilled: bool = T
     vae.save_pretrained(directory / "vae")
     FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER_CONFIG).save_pretrained(directory / "scheduler")
     _write_json(directory / "model_index.json", _model_index(distilled))
-    write_bfl_checkpoint(transformer, directory / BFL_CHECKPOINT_FILE)
+    write_bf16_checkpoint(transformer, directory / BFL_CHECKPOINT_FILE)
     _write_json(directory / MARKER_FILE, marker)
     return directory
 
@@ -208,11 +189,10 @@ def build_tiny_transformer() -> Flux2Transformer2DModel:
     return Flux2Transformer2DModel(**TINY_TRANSFORMER_CONFIG).eval()
 
 
-def write_bfl_checkpoint(transformer: Flux2Transformer2DModel, path: str | Path) -> Path:
+def write_bf16_checkpoint(transformer: Flux2Transformer2DModel, path: str | Path) -> Path:
     """Write `transformer` as a BFL single-file BF16 checkpoint (official key names, fused q/k/v)."""
     state = {key: tensor.to(torch.bfloat16) for key, tensor in transformer.state_dict().items()}
-    metadata = {"format": "bfl-bf16", "source": "flux2_int8.testing.make_tiny_pipeline"}
-    return write_safetensors_atomic(path, diffusers_to_bfl(state), metadata)
+    return write_bfl_checkpoint(path, state, {"format": "bfl-bf16", "source": "flux2_int8.tiny.make_tiny_pipeline"})
 
 
 def _move_into_place(staging: Path, target: Path, marker: dict[str, Any]) -> None:

@@ -1,0 +1,39 @@
+"""What the demo produced: its tasks and their results, shared by the runner and the page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    prompt: str
+    references: tuple[str, ...]  # file names in the demo folder
+    seed: int
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: Task
+    bf16_file: str
+    int8_file: str
+    diff_file: str
+    bf16_seconds: float
+    int8_seconds: float
+    psnr_db: float
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    out: Path
+    index: Path
+    tasks: list[TaskResult]
+    steps: int
+    size: int
+    device: str
+    quantize_seconds: float
+    total_seconds: float
+    bf16_checkpoint_bytes: int
+    int8_checkpoint_bytes: int

@@ -1,0 +1,43 @@
+"""The empty transformer: built once on the meta device, then held against the checkpoint.
+
+Building the skeleton needs diffusers, so it lives here rather than in `formats/`,
+which stays header-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import Flux2Transformer2DModel
+
+from ..errors import ConfigError
+from ..formats.checkpoint import Checkpoint
+
+
+def build_empty_model(config: dict[str, Any]) -> Flux2Transformer2DModel:
+    """The transformer skeleton on the meta device: no memory, no initialisation."""
+    try:
+        with torch.device("meta"):
+            return Flux2Transformer2DModel.from_config(config)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid Flux2Transformer2DModel config: {error}") from None
+
+
+def check_shapes(model: Flux2Transformer2DModel, checkpoint: Checkpoint, source: str) -> None:
+    """Raise `ConfigError` unless the checkpoint's tensors are exactly the model's, shape for shape."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: checkpoint.shape(k) for k, s in checkpoint.tensors.items() if k.rsplit(".", 1)[1] in ("weight", "bias")}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if not (missing or unexpected or wrong):
+        return
+    details = []
+    if wrong:
+        details.append(f"tensor '{checkpoint.tensors[wrong[0]].key}' is {list(found[wrong[0]])}, the config expects {list(expected[wrong[0]])}")
+    if missing:
+        details.append(f"{len(missing)} tensors missing (e.g. '{missing[0]}')")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected tensors (e.g. '{unexpected[0]}')")
+    raise ConfigError(f"{checkpoint.path}: shapes do not fit the config from {source}: " + "; ".join(details))

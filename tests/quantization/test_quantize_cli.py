@@ -129,3 +129,20 @@ def test_diffusers_format_writes_a_folder_that_loads_as_the_bfl_file_does(tmp_pa
         scale = float(handle.get_tensor("transformer_blocks.0.ff.linear_out.input_scale"))
     assert scale == float(torch.tensor(again["statistics"]["input_range"]["transformer_blocks.0.ff.linear_out"] / 127, dtype=torch.float32))
     assert again["statistics"]["samples"] != report["statistics"]["samples"]
+
+
+def test_dynamic_activations_write_no_input_scale_skip_calibration_and_load_dynamic(tmp_path, default_run):
+    from flux2_int8 import Int8Linear
+
+    run = quantize_json(tmp_path / "dynamic.safetensors", "--activations", "dynamic")
+    with safe_open(run["path"], framework="pt") as handle:
+        keys = set(handle.keys())
+        recipe = json.loads(handle.metadata()["quantization_recipe"])
+    assert not any(key.endswith(".input_scale") for key in keys)
+    assert run["statistics"]["samples"] == [] and "dynamic" in recipe["activations"]
+    # The weights are those of the static run: only the activation scales differ.
+    with safe_open(default_run["path"], framework="pt") as static, safe_open(run["path"], framework="pt") as dynamic:
+        for key in ("double_blocks.0.img_attn.qkv.weight", "single_blocks.1.linear2.weight_scale"):
+            torch.testing.assert_close(dynamic.get_tensor(key), static.get_tensor(key), rtol=0, atol=0)
+    layers = [m for m in load_transformer(run["path"]).modules() if isinstance(m, Int8Linear)]
+    assert layers and all(layer.activations == "dynamic" for layer in layers)

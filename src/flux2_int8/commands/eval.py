@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from ..outputs import add_overwrite_flag
+from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
 DTYPES = ("bfloat16", "float16", "float32")
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> None:
     suite = load_suite(args.suite, limit=args.limit)
     weights = WeightsLocation(Path(args.metrics_weights).expanduser() if args.metrics_weights else None)
     options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net)
-    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance)
+    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations)
     result = evaluate(
         args.base,
         args.candidate,
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         shard=shard,
         merge=args.merge,
-        loader=default_loader(args.local_files_only),
+        loader=default_loader(args.local_files_only, args.activations),
         overwrite=args.overwrite,
     )
     if result.merged is not None:
@@ -64,6 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=int, default=1024, help="image width, multiple of 16 (default 1024, as published)")
     parser.add_argument("--height", type=int, default=1024, help="image height, multiple of 16 (default 1024)")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype (default bfloat16)")
+    parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available), for generation and metrics")
     parser.add_argument("--shard", metavar="I/N", help="generate only every N-th case from the I-th (0-based); no scoring")
     parser.add_argument("--merge", action="append", default=[], metavar="DIR", help="copy the images of another evaluation folder (a shard's --out) into --out first; repeatable, idempotent")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..outputs import add_overwrite_flag
+from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
 if TYPE_CHECKING:
     from ..generate import Request
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> None:
         compile=args.compile,
         offload=args.offload,
         local_files_only=args.local_files_only,
+        activations=args.activations,
     )
     defaults = sampling_defaults(pipeline)
     if args.guidance is not None and pipeline.config.is_distilled:
@@ -91,6 +93,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="outputs", help="a folder (created), or a .png path for a single image (default: outputs)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
+    parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")

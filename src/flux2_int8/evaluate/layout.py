@@ -65,6 +65,7 @@ class RunSettings:
     steps: int | None = None  # None: the pipeline's default, fixed in run.json once known
     guidance: float | None = None
     reference: str = "bf16"
+    activations: str = "auto"  # how INT8 candidates quantize activations (load_transformer's choice)
     models: dict[str, str | None] = field(default_factory=dict)
 
 

@@ -20,6 +20,7 @@ from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
 from ..formats.header import read_header
 from ..loading import load_text_encoder, load_transformer
+from ..loading.transformer import ACTIVATION_CHOICES, ActivationChoice
 from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..variants import VARIANTS, architecture_of
@@ -57,6 +58,7 @@ def load_pipeline(
     compile: bool = False,
     offload: Offload = "none",
     local_files_only: bool = False,
+    activations: ActivationChoice = "auto",
 ) -> Flux2KleinPipeline:
     """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
@@ -68,6 +70,8 @@ def load_pipeline(
     downloaded nor loaded. `device` defaults to CUDA when available. `offload` ("model"
     or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` wraps the
     transformer in `torch.compile(fullgraph=True)`; the first call then compiles (slow).
+    `activations` is how INT8 layers quantize their input (see `load_transformer`): "auto"
+    (the file's calibrated scales, else per token), "static" or "dynamic".
     """
     device = _resolve_device(device, offload)
     source = parse_base(base)
@@ -82,7 +86,7 @@ def load_pipeline(
     load_device = device if offload == "none" else torch.device("cpu")
     components: dict[str, Any] = {}
     if checkpoint is not None:
-        components["transformer"] = load_transformer(checkpoint, config=config, device=load_device, dtype=dtype)
+        components["transformer"] = load_transformer(checkpoint, config=config, device=load_device, dtype=dtype, activations=activations)
     if encoder_file is not None:
         components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
     pipeline = _from_pretrained(folder, components, source, dtype)

@@ -85,6 +85,12 @@ class _Plan:
     prompts: PromptSet
     resolution: int
     seed: int
+    activations: str = "static"
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether the pipeline must run: static scales, SmoothQuant and the text encoder need ranges."""
+        return self.activations == "static" or self.smoothquant is not None or self.text_encoder
 
 
 def quantize(
@@ -106,6 +112,7 @@ def quantize(
     dtype: torch.dtype = torch.bfloat16,
     offload: Offload = "none",
     progress: bool = True,
+    activations: str = "static",
     overwrite: bool = False,
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
@@ -119,15 +126,18 @@ def quantize(
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
     `format` "bfl" writes one single file, "diffusers" a transformer folder; with
     `text_encoder` the Qwen3 linears are quantized too and written to
-    `<out stem>-text-encoder.safetensors`. An output that is or holds one of the run's
-    inputs is refused, and so is a non-empty folder flux2-int8 did not write unless
+    `<out stem>-text-encoder.safetensors`. `activations` "static" (default) writes the
+    calibrated `input_scale` of every transformer linear; "dynamic" writes none (activations
+    are then quantized per token at run time, as ComfyUI does), and skips calibration
+    unless SmoothQuant or the text encoder needs it. An output that is or holds one of the
+    run's inputs is refused, and so is a non-empty folder flux2-int8 did not write unless
     `overwrite` (docs/reliability.md). See docs/quantize.md.
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
     inputs = input_files(base if Path(base).expanduser().is_dir() else None, transformer, prompts)
-    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, inputs, overwrite)
-    drawn = draw_samples(plan.prompts, samples, seed)
+    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
+    drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
     pipe = _load_float_pipeline(base, transformer, device, dtype, offload)
     schedule = _schedule(pipe, steps)
     targets = quantized_linears(pipe.transformer, plan.recipe)
@@ -138,7 +148,7 @@ def quantize(
     encoder_observer = _observer(pipe.text_encoder, encoder_targets, plan) if text_encoder else None
     observers = [observer] + ([encoder_observer] if encoder_observer else [])
     run = run_calibration(pipe, drawn, plan.prompts, schedule, plan.resolution, plan.seed, observers, progress)
-    ranges = _transformer_ranges(pipe.transformer, observer, targets, plan)
+    ranges = _transformer_ranges(pipe.transformer, observer, targets, plan) if plan.calibrates else {}
     encoder_ranges = _ranges(encoder_observer, encoder_targets, plan.method) if encoder_observer else {}
     statistics = _statistics(observer, ranges, encoder_observer, encoder_ranges, run, schedule)
     kept = tuple(n for n in linear_names(pipe.transformer) if n not in targets)
@@ -152,12 +162,14 @@ def quantize(
 
 def _plan(
     out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool,
-    keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int,
+    keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int, activations: str = "static",
     inputs: Sequence[Path] = (), overwrite: bool = False,
 ) -> _Plan:
     """Check every option that needs no model, so mistakes surface before loading anything."""
     if output_format not in ("bfl", "diffusers"):
         raise Flux2Int8Error(f"--format {output_format}: expected bfl (one .safetensors file) or diffusers (a transformer folder)")
+    if activations not in ("static", "dynamic"):
+        raise Flux2Int8Error(f"--activations {activations}: expected static (calibrated input_scale) or dynamic (per token at run time)")
     method = parse_calibration(calibration)
     if smoothquant is not None:
         check_alpha(smoothquant)
@@ -167,7 +179,7 @@ def _plan(
         raise Flux2Int8Error(f"--resolution {resolution}: must be a multiple of 16, at least 64")
     path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
-    return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed)
+    return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations)
 
 
 def _load_float_pipeline(base: str | Path, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
@@ -254,7 +266,7 @@ def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: str | 
         "flux2_int8_version": __version__,
         "recipe": {
             "weights": "int8 symmetric per output channel, weight_scale = amax / 127",
-            "activations": "int8 static per tensor, input_scale = range / 127, q/k/v share one",
+            "activations": "int8 static per tensor, input_scale = range / 127, q/k/v share one" if plan.activations == "static" else "int8 dynamic per token at run time (no input_scale)",
             "method": plan.method.spec,
             "samples": len(run.samples),
             "tasks": counts,
@@ -287,7 +299,7 @@ def _write_text_encoder(model: nn.Module, ranges: dict[str, float], recipe: Reci
 
 
 def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: _Plan, metadata: dict[str, Any], kept: tuple[str, ...]) -> Path:
-    state = quantized_state_dict(model, ranges, plan.recipe)
+    state = quantized_state_dict(model, ranges if plan.activations == "static" else None, plan.recipe)
     if plan.output_format == "diffusers":
         return write_diffusers_folder(plan.out, state, dict(model.config), _with_kept(metadata, sorted(kept)))
     bfl_kept = sorted({mapped[0] if (mapped := map_diffusers_module(name)) else name for name in kept})

@@ -29,12 +29,14 @@ def quantized_linears(model: nn.Module, recipe: Recipe) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and not recipe.keeps(name)]
 
 
-def quantized_state_dict(model: nn.Module, input_amax: dict[str, float], recipe: Recipe = Recipe(), kept_dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+def quantized_state_dict(model: nn.Module, input_amax: dict[str, float] | None, recipe: Recipe = Recipe(), kept_dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
     """Diffusers-named state dict: int8 weights with float32 scales for every linear the
-    recipe quantizes, `kept_dtype` for the rest. Every quantized linear needs an amax."""
+    recipe quantizes, `kept_dtype` for the rest. Every quantized linear needs an amax, or
+    `input_amax` is None: dynamic activations, and no `input_scale` is written."""
     state: dict[str, torch.Tensor] = {}
     quantized = set(quantized_linears(model, recipe))
-    for name in sorted(quantized - input_amax.keys()):
+    missing = sorted(quantized - input_amax.keys()) if input_amax is not None else []
+    for name in missing:
         raise KeyError(f"no calibrated input range for linear '{name}'")
     for key, tensor in model.state_dict().items():
         module, _, param = key.rpartition(".")
@@ -42,7 +44,8 @@ def quantized_state_dict(model: nn.Module, input_amax: dict[str, float], recipe:
             scale = weight_scale_per_channel(tensor)
             state[key] = quantize_weight(tensor, scale)
             state[f"{module}.weight_scale"] = scale
-            state[f"{module}.input_scale"] = input_scale_from_amax(input_amax[module])
+            if input_amax is not None:
+                state[f"{module}.input_scale"] = input_scale_from_amax(input_amax[module])
         else:
             state[key] = tensor.detach().to(kept_dtype)
     return state

@@ -134,3 +134,15 @@ def test_the_helper_rules(tmp_path):
     (fresh / "result.png").write_bytes(b"png")
     assert claim_folder(fresh) == fresh  # ours: its marker
     assert not (mark_folder(data) / MARKER).exists()  # someone else's folder is never marked ours
+
+
+def test_converting_partiprompts_onto_its_own_tsv_is_refused(tmp_path):
+    from flux2_int8.evaluate.suite import convert_parti_prompts
+
+    tsv = tmp_path / "PartiPrompts.tsv"
+    tsv.write_text("Prompt\tCategory\tChallenge\nA red cube\tObjects\tBasic\n")
+    before = snapshot(tsv)
+    with pytest.raises(OutputError, match="also an input"):
+        convert_parti_prompts(tsv, tsv)
+    assert snapshot(tsv) == before
+    assert convert_parti_prompts(tsv, tmp_path / "suite.jsonl") == 1

@@ -94,3 +94,28 @@ def test_a_well_formed_header_still_reads(tmp_path):
     parsed = read_header(write_raw(tmp_path / "ok.safetensors", json.dumps(header), bytes(12)))
     assert parsed.metadata == {"format": "pt"}
     assert {name: info.shape for name, info in parsed.tensors.items()} == {"a": (2,), "empty": (0,), "b": (2, 2)}
+
+
+def test_deep_json_in_a_metadata_value_is_only_text(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    source = copy_tiny_base(tmp_path / "base") / "transformer-bf16.safetensors"
+    path = tmp_path / "odd.safetensors"
+    save_file(load_file(source), path, metadata={"description": "[" * 100_000, "quantization_config": "{" * 1000})
+    outcome = run_cli("inspect", path)
+    assert outcome.code == 0 and "Traceback" not in outcome.stderr, outcome.stderr
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "words"),
+    [
+        ("config.json", b"\xff\xfe{", ("config.json", "not valid JSON")),
+        ("config.json", b"[" * 100_000, ("config.json", "nested")),
+        ("config.json", b"[1]", ("config.json", "JSON object")),
+        ("diffusion_pytorch_model.safetensors.index.json", b'{"weight_map": [1]}', ("index.json", "weight_map")),
+    ],
+)
+def test_a_transformer_folder_with_a_malformed_config_or_index_is_one_line(tmp_path, file, content, words):
+    folder = copy_tiny_base(tmp_path / "base") / "transformer"
+    (folder / file).write_bytes(content)
+    run_cli("inspect", folder).assert_one_error_line(2, *words)

@@ -22,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ConfigError
+from ..formats.header import loads_bounded
 from ..outputs import write_text_atomic
 from .suite import Case
 
@@ -114,7 +115,7 @@ def is_current(path: Path, case: Case) -> bool:
 def read_fidelity(path: Path) -> list[float]:
     """The per-step velocity errors of one cached fidelity record; a damaged one names the file to delete."""
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))["velocity_relative_error"]
+        values = loads_bounded(path.read_bytes())["velocity_relative_error"]
         if not isinstance(values, list) or not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             raise ValueError("'velocity_relative_error' is not a list of numbers")
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
@@ -126,7 +127,7 @@ def read_settings(path: Path) -> RunSettings | None:
     if not path.is_file():
         return None
     try:
-        document = json.loads(path.read_text())
+        document = loads_bounded(path.read_bytes())
         if document.pop("format", None) != RUN_FORMAT:
             raise ValueError(f"format is not {RUN_FORMAT}")
         return RunSettings(**document)

@@ -14,6 +14,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,6 +36,7 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 # A header is an object of tensor entries, each an object holding one list (two with
 # `data_offsets`): three levels. Anything deeper is not a safetensors header.
 MAX_JSON_DEPTH = 3
+MAX_DOCUMENT_DEPTH = 64  # other JSON (configs, indexes, metadata values): real ones nest a few levels
 _JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
@@ -107,6 +109,43 @@ def _parse_json(path: Path, raw: bytes) -> dict:
     if not isinstance(entries, dict):
         raise CheckpointError(path, "not a safetensors file: its header is not a JSON object")
     return entries
+
+
+def loads_bounded(text: str | bytes, max_depth: int = MAX_DOCUMENT_DEPTH) -> Any:
+    """`json.loads` for text from a user's file: too deep a nesting is a `ValueError`, never a `RecursionError`.
+
+    Configs, indexes and JSON stored in header metadata all go through here, so a
+    hostile document fails like any other malformed JSON (every caller catches ValueError).
+    """
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    depth = _nesting_depth(raw)
+    if depth > max_depth:
+        raise ValueError(f"nested {depth} levels deep (at most {max_depth} are read)")
+    return json.loads(text)
+
+
+def metadata_object(header: SafetensorsHeader, key: str) -> dict[str, Any] | None:
+    """The JSON object stored as text under `key` in the header's metadata (None if absent), or a `CheckpointError`."""
+    text = header.metadata.get(key)
+    if text is None:
+        return None
+    try:
+        document = loads_bounded(text)
+    except ValueError as error:
+        raise CheckpointError(header.path, f"metadata '{key}' is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise CheckpointError(header.path, f"metadata '{key}' must hold a JSON object")
+    return document
+
+
+def read_json_file(path: Path) -> Any:
+    """A small JSON file (a config, a weight index), or a `CheckpointError` naming it."""
+    try:
+        return loads_bounded(path.read_bytes())
+    except OSError as error:
+        raise CheckpointError(path, f"cannot be read ({error.strerror or error})") from None
+    except ValueError as error:  # also JSONDecodeError and UnicodeDecodeError
+        raise CheckpointError(path, f"not valid JSON ({error})") from None
 
 
 def _nesting_depth(raw: bytes) -> int:

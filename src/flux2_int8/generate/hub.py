@@ -8,7 +8,6 @@ saying what is missing and how to provide it, not a stack of HTTP retries.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from huggingface_hub.errors import (
 )
 
 from ..errors import CheckpointError, ConfigError, Flux2Int8Error
+from ..formats.header import loads_bounded
 from ..variants import VARIANTS, Variant, get_variant
 
 PIPELINE_CLASS = "Flux2KleinPipeline"
@@ -68,9 +68,11 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     if not index.is_file():
         raise ConfigError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
     try:
-        document = json.loads(index.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        document = loads_bounded(index.read_bytes())
+    except (OSError, ValueError) as error:
         raise ConfigError(f"{index}: cannot be read as JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{index}: must hold a JSON object")
     if document.get("_class_name") != PIPELINE_CLASS:
         raise ConfigError(f"{folder}: holds a {document.get('_class_name')!r} pipeline; expected {PIPELINE_CLASS} (FLUX.2 [klein])")
     return document
@@ -99,8 +101,8 @@ def transformer_config_of(folder: Path) -> dict[str, Any]:
     """The base pipeline's `transformer/config.json`, the shape every checkpoint must fit."""
     path = folder / "transformer" / "config.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        return loads_bounded(path.read_bytes())
+    except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: the base pipeline's transformer config cannot be read ({error})") from None
 
 

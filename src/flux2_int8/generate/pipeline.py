@@ -8,7 +8,6 @@ component is neither downloaded nor loaded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from diffusers import Flux2KleinPipeline
 
 from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
-from ..formats.header import read_header
+from ..formats.header import metadata_object, read_header
 from ..loading import load_text_encoder, load_transformer
 from ..loading.transformer import ACTIVATION_CHOICES, ActivationChoice
 from ..formats.config import infer_config
@@ -121,10 +120,10 @@ def check_text_encoder_fits(path: Path, transformer_config: dict[str, Any], base
     `joint_attention_dim` is three times the encoder's hidden size. Read from the
     config in the file's header; without one, `load_text_encoder` checks every shape.
     """
-    document = read_header(path).metadata.get(TEXT_ENCODER_CONFIG)
+    document = metadata_object(read_header(path), TEXT_ENCODER_CONFIG)
     if document is None:
         return
-    hidden = json.loads(document).get("hidden_size")
+    hidden = document.get("hidden_size")
     expected = transformer_config["joint_attention_dim"] // _TEXT_HIDDEN_STATES
     if hidden != expected:
         raise ConfigError(

@@ -83,10 +83,11 @@ def check_safetensors_only(folder: Path, skip: Iterable[str] = ()) -> None:
 
     `from_pretrained` is always called with `use_safetensors=True`, so such a file is
     never unpickled (unpickling can run code); this says which component it is and
-    how to convert it, where diffusers would only report a missing file. `skip` names
-    components given as loaded objects.
+    how to convert it, where diffusers would only report a missing file. The components
+    are those `model_index.json` lists; `skip` names those given as loaded objects.
     """
-    for component in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in skip):
+    names = sorted(name for name in check_pipeline_folder(folder) if not name.startswith("_") and name not in skip)
+    for component in (folder / name for name in names if (folder / name).is_dir()):
         files = [p for p in component.rglob("*") if p.is_file()]
         pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles and not any(p.suffix == ".safetensors" for p in files):

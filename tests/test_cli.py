@@ -27,3 +27,15 @@ def test_public_api_resolves_lazily():
 
     assert callable(flux2_int8.quantize) and callable(flux2_int8.load_transformer) and callable(flux2_int8.load_pipeline)
     assert "load_text_encoder" in dir(flux2_int8)
+
+
+def test_version_and_usage_errors_are_one_line_exit_2():
+    import subprocess
+    import sys
+
+    version = subprocess.run([sys.executable, "-m", "flux2_int8.cli", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"flux2-int8 {__import__('flux2_int8').__version__}"
+    for argv in (["generate", "--steps", "x"], ["no-such-command"], ["inspect"]):
+        result = subprocess.run([sys.executable, "-m", "flux2_int8.cli", *argv], capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: "), result.stderr

@@ -13,8 +13,10 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .errors import Flux2Int8Error, os_error_message
+from .version import __version__
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -22,9 +24,17 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 COMMAND_MODULES = ("inspect", "make_tiny", "generate", "demo", "bench", "quantize", "eval", "fetch_weights")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one `Error:` line and exit code 2, like every other mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"Error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flux2-int8", description="INT8 W8A8 FLUX.2 [klein]: inspect, load, generate, quantize.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="flux2-int8", description="INT8 W8A8 FLUX.2 [klein]: inspect, load, generate, quantize, evaluate, benchmark.")
+    parser.add_argument("--version", action="version", version=f"flux2-int8 {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"flux2_int8.commands.{name}").register(commands)
     return parser

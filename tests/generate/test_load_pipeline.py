@@ -193,3 +193,16 @@ def test_text_encoder_of_another_size_is_refused_before_any_download(int8_text_e
     save_file(load_file(int8_text_encoder), relabelled, metadata=metadata)
     with pytest.raises(ConfigError, match="hidden size 4096, but the base 'klein-4b' needs hidden size 2560"):
         load_pipeline("klein-4b", text_encoder=relabelled, device="cpu", local_files_only=True)
+
+
+def test_distilled_pipelines_do_not_warn_about_the_guidance_diffusers_chose(tiny_base, caplog):
+    import logging
+
+    pipeline = load_pipeline(tiny_base, device="cpu", dtype=torch.float32)
+    pipeline.set_progress_bar_config(disable=True)
+    with caplog.at_level(logging.WARNING):
+        pipeline(prompt="a cube", num_inference_steps=1, height=64, width=64, output_type="latent")
+        logging.getLogger("diffusers.pipelines.flux2.pipeline_flux2_klein").warning("another message passes")
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("is ignored for step-wise distilled models" in m for m in messages)
+    assert "another message passes" in messages

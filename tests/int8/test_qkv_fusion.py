@@ -41,6 +41,15 @@ def test_fused_int8_model_gives_the_unfused_output(int8_file, tiny_inputs):
     assert fuse_qkv_projections(fused) == 0  # already fused: nothing to do
 
 
+def test_dynamic_layers_fuse_and_give_the_unfused_output(int8_file, tiny_inputs):
+    """Per-token scales are per row of the shared input, so q, k and v fuse just as well."""
+    unfused = load_transformer(int8_file, dtype=torch.float32, activations="dynamic")
+    fused = load_transformer(int8_file, dtype=torch.float32, activations="dynamic")
+    assert fuse_qkv_projections(fused) == len(fused.transformer_blocks)
+    assert fused.transformer_blocks[0].attn.to_qkv.activations == "dynamic"
+    assert relative_error(run(fused, tiny_inputs), run(unfused, tiny_inputs)) < 1e-6
+
+
 def test_differing_input_scales_are_refused_and_the_model_is_left_unchanged(int8_file, tiny_inputs):
     model = load_transformer(int8_file, dtype=torch.float32)
     before = run(model, tiny_inputs)

@@ -58,3 +58,22 @@ def test_quantization_fuses_into_the_norm_and_modulation_kernel(backend):
     if backend != "emulated":  # int8 is what leaves the kernel: the float activation is never stored
         assert "at::vec::convert<int8_t>" in producer
     torch.testing.assert_close(compiled, module(x, shift, scale), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["int_mm", "emulated"])
+def test_dynamic_row_amax_and_quantization_fuse_into_the_producer(backend):
+    """Dynamic activations: the per-token max and the quantization join the norm's kernel too."""
+    generator = torch.Generator().manual_seed(0)
+    module = ModulatedInput(64, 48)
+    module.linear = Int8Linear(64, 48, activations="dynamic")
+    module.linear.weight.data = torch.randint(-127, 128, (48, 64), generator=generator, dtype=torch.int8)
+    module.linear.weight_scale.copy_(torch.rand(48, generator=generator) * 1e-2)
+    module.linear.backend = backend
+    x, shift, scale = torch.randn(32, 64, generator=generator), torch.randn(64, generator=generator), torch.randn(64, generator=generator)
+    torch._dynamo.reset()
+    compiled, (code, *_) = run_and_get_code(torch.compile(module, fullgraph=True), x, shift, scale)
+    producers = [name for name in generated_kernels(code) if "native_layer_norm" in name]
+    assert len(producers) == 1, f"expected one norm kernel, got {list(generated_kernels(code))}"
+    for operation in ("amax", "abs", "round", "clamp"):
+        assert operation in producers[0], f"{operation} is not fused into {producers[0]}"
+    torch.testing.assert_close(compiled, module(x, shift, scale), rtol=1e-5, atol=1e-5)

@@ -133,3 +133,13 @@ def test_config_from_dict_and_folder(tmp_path, tiny_model, tiny_amax):
     (tmp_path / "cfg" / "config.json").write_text(json.dumps(dict(tiny_model.config), default=list))
     assert load_transformer(path, config=dict(tiny_model.config)).config.num_layers == tiny_model.config.num_layers
     assert load_transformer(path, config=tmp_path / "cfg").config.num_single_layers == tiny_model.config.num_single_layers
+
+
+def test_torch_dtype_is_diffusers_spelling_of_dtype(tmp_path, tiny_model, tiny_amax):
+    path = write_bfl(tmp_path / "q.safetensors", int8_state(tiny_model, tiny_amax))
+    assert load_transformer(path, torch_dtype=torch.float32).x_embedder.weight.dtype == torch.float32
+    assert load_transformer(path).x_embedder.weight.dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="disagree"):
+        load_transformer(path, dtype=torch.float16, torch_dtype=torch.float32)
+    with pytest.raises(ConfigError, match="floating torch.dtype"):
+        load_transformer(path, dtype=torch.int8)

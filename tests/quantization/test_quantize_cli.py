@@ -146,3 +146,27 @@ def test_dynamic_activations_write_no_input_scale_skip_calibration_and_load_dyna
             torch.testing.assert_close(dynamic.get_tensor(key), static.get_tensor(key), rtol=0, atol=0)
     layers = [m for m in load_transformer(run["path"]).modules() if isinstance(m, Int8Linear)]
     assert layers and all(layer.activations == "dynamic" for layer in layers)
+
+
+def test_a_pipeline_loaded_in_memory_quantizes_to_the_same_file(tmp_path, default_run, float_pipeline):
+    from safetensors.torch import load_file
+
+    from flux2_int8 import quantize
+
+    result = quantize(float_pipeline, tmp_path / "in-memory.safetensors", samples=3, steps=2, resolution=64, progress=False)
+    ours, theirs = load_file(str(result.path)), load_file(default_run["path"])
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0, msg=key)
+
+
+def test_an_already_quantized_pipeline_is_refused(tmp_path, default_run, tiny_base):
+    import pytest
+
+    from flux2_int8 import load_pipeline, quantize
+    from flux2_int8.errors import Flux2Int8Error
+
+    pipe = load_pipeline(tiny_base, transformer=default_run["path"], device="cpu")
+    with pytest.raises(Flux2Int8Error, match="already quantized"):
+        quantize(pipe, tmp_path / "again.safetensors", samples=3, steps=2, resolution=64, progress=False)
+    assert not (tmp_path / "again.safetensors").exists()

@@ -1,13 +1,97 @@
-"""Options shared by several commands, spelled once so every command means the same by them.
+"""Options shared by the commands, spelled once so every command means the same by them.
 
-Plain strings only: `--help` must import no torch (a test checks the spellings against
-the library's own tuples).
+Plain strings and argparse only: `--help` must import no torch (a test checks the
+spellings against the library's own tuples, and that every command that loads a model
+has the shared options).
 """
 
 from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any
+
+from ..errors import ConfigError
 
 ACTIVATIONS = ("auto", "static", "dynamic")
 ACTIVATIONS_HELP = (
     "how INT8 layers quantize activations: auto (the file's calibrated scales, else per token), "
     "static (the file's input_scale), or dynamic (per token at run time) (default auto)"
 )
+DTYPES = ("bfloat16", "float16", "float32")
+BUILT_IN_BASES = ("tiny", "nano")
+BASE_HELP = (
+    "variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub repository id, local pipeline folder, "
+    "or a built-in model: tiny (random weights, for tests) or nano (small, trained)"
+)
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling that still works for one release, with one line on stderr saying the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        print(f"deprecated: {option_string} is now {self.new}; the old spelling goes away in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, True if values is None and self.nargs == 0 else values)
+
+
+def device_choice(value: str) -> str:
+    """auto, cpu, cuda or cuda:N (argparse type)."""
+    if not _DEVICE.match(value.strip().lower()):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a device: expected auto, cpu, cuda or cuda:N")
+    return value.strip().lower()
+
+
+def device_or_default(value: str | None) -> str | None:
+    """`auto` (or nothing) -> None: the library then takes CUDA when available, else the CPU."""
+    return None if value in (None, "auto") else value
+
+
+def add_base(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--base", required=required, help=BASE_HELP)
+
+
+def add_size(parser: argparse.ArgumentParser, default: str) -> None:
+    """--width, --height, and --resolution N for a square N x N."""
+    parser.add_argument("--width", type=int, help=f"image width in px, a multiple of 16, at least 64 (default {default})")
+    parser.add_argument("--height", type=int, help=f"image height in px, a multiple of 16, at least 64 (default {default})")
+    parser.add_argument("--resolution", type=int, metavar="N", help="shorthand for --width N --height N")
+
+
+def resolve_size(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """(width, height) from --width/--height/--resolution; a contradiction is a usage error."""
+    width, height, side = args.width, args.height, args.resolution
+    if side is not None:
+        for name, value in (("--width", width), ("--height", height)):
+            if value is not None and value != side:
+                raise ConfigError(f"--resolution {side} contradicts {name} {value}")
+        width = height = side
+    return width, height
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", type=device_choice, default="auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto)")
+
+
+def add_dtype(parser: argparse.ArgumentParser, what: str = "compute dtype of activations and float layers") -> None:
+    parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help=f"{what} (default bfloat16)")
+
+
+def add_activations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
+
+
+def add_run_flags(parser: argparse.ArgumentParser, local_files: bool = True, threads: bool = True) -> None:
+    """--quiet and --json on every command; --local-files-only and --threads where models load."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    parser.add_argument("--json", action="store_true", help="print a machine-readable summary (JSON) on stdout instead of text")
+    if local_files:
+        parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
+    if threads:
+        parser.add_argument("--threads", type=int, metavar="N", help="CPU intra-op threads (default: 1 for the small built-in models, else PyTorch's; OMP_NUM_THREADS is honoured)")
+

@@ -24,6 +24,7 @@ from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..variants import VARIANTS, architecture_of
 from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
+from .quiet import silence_ignored_guidance_warning
 
 Offload = Literal["none", "model", "sequential"]
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
@@ -72,6 +73,7 @@ def load_pipeline(
     `activations` is how INT8 layers quantize their input (see `load_transformer`): "auto"
     (the file's calibrated scales, else per token), "static" or "dynamic".
     """
+    silence_ignored_guidance_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
     checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None

@@ -74,12 +74,35 @@ class Int8Linear(_ScaledLinear):
 
     Activations are quantized with the calibrated static `input_scale` (0-d), or, built
     with `activations="dynamic"` (no `input_scale`), with a scale per row computed at run
-    time (`kernels.dynamic_input_scale`), as ComfyUI's INT8 files expect.
+    time (`kernels.dynamic_input_scale`), as ComfyUI's INT8 files expect. Loaders build
+    it (`flux2_int8.load_transformer`); build one yourself only to fill its buffers.
 
-    `backend` is "auto" (on CUDA `_int_mm` where its shape rules allow, or the fused Triton
-    kernel with FLUX2_INT8_TRITON=1; exact float32 emulation elsewhere), or one of
-    "int_mm", "emulated", "reference", "triton", "triton_prequant" to force one
-    (see `backends.pick_backend` and docs/kernels.md).
+    Parameters
+    ----------
+    in_features, out_features : int
+        K and N.
+    bias : bool
+        Whether a float bias [N] is held.
+    device : str or torch.device, optional
+        Where the (empty) buffers are made; "meta" for loaders.
+    activations : {"static", "dynamic"}
+        Whether the layer holds a static `input_scale` or computes one per token.
+    pre_quant_scale : bool
+        Whether it holds ModelOpt's SmoothQuant factor [K], multiplied into x first.
+
+    Attributes
+    ----------
+    backend : str
+        "auto" (on CUDA `_int_mm` where its shape rules allow, or the fused Triton kernel
+        with FLUX2_INT8_TRITON=1; exact float32 emulation or oneDNN's int8 GEMM on CPUs),
+        or one of "int_mm", "emulated", "reference", "triton", "triton_prequant" to force
+        one (see `backends.pick_backend` and docs/kernels.md).
+
+    Examples
+    --------
+    >>> layer = Int8Linear(3072, 3072, activations="dynamic")
+    >>> layer.activations
+    'dynamic'
     """
 
     def __init__(
@@ -117,6 +140,19 @@ class Fp8Linear(_ScaledLinear):
 
     It exists so FP8 files can be compared with INT8 ones; when an `input_scale` is
     present the activation is rounded through float8 as the FP8 model would see it.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        K and N.
+    bias : bool
+        Whether a float bias [N] is held.
+    device : str or torch.device, optional
+        Where the (empty) buffers are made.
+    input_scale : bool
+        Whether activations are rounded through float8 with a stored scale.
+    pre_quant_scale : bool
+        Whether a SmoothQuant factor [K] is held.
     """
 
     def __init__(
@@ -144,7 +180,24 @@ class Fp8Linear(_ScaledLinear):
 
 
 def set_int8_backend(model: nn.Module, backend: str) -> None:
-    """Force every `Int8Linear` in `model` onto one backend ("auto" restores the default)."""
+    """Force every `Int8Linear` in `model` onto one backend ("auto" restores the default).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module tree, e.g. a loaded transformer or `pipe.transformer`.
+    backend : str
+        "auto", "int_mm", "emulated", "reference", "triton" or "triton_prequant".
+
+    Raises
+    ------
+    ValueError
+        For an unknown backend name (nothing is changed).
+
+    Examples
+    --------
+    >>> set_int8_backend(pipe.transformer, "triton_prequant")  # doctest: +SKIP
+    """
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"unknown INT8 backend '{backend}': expected auto or one of {', '.join(BACKENDS)}")
     for module in model.modules():

@@ -23,6 +23,7 @@ from ..errors import CheckpointError, ConfigError
 from ..formats.header import SafetensorsHeader, metadata_object, read_header
 from ..formats.scales import canonical_scale, check_scale_values, check_stored_scale
 from ..int8.linear import Int8Linear
+from .dtypes import resolve_dtype
 
 CONFIG_METADATA = "text_encoder_config"
 _SCALES = ("weight_scale", "input_scale")
@@ -32,16 +33,39 @@ def load_text_encoder(
     path: str | Path,
     config: str | Path | dict[str, Any] | PretrainedConfig | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: torch.dtype | None = None,
+    *,
+    torch_dtype: torch.dtype | None = None,
 ) -> PreTrainedModel:
     """Load a W8A8 text encoder file as the `Qwen3ForCausalLM` a klein pipeline takes.
 
-    `config` defaults to the one in the file's header; otherwise a pipeline folder
-    (its `text_encoder/config.json` is used), a text encoder folder, a dict or a
-    transformers config. `dtype` is that of the float layers and activations; int8
-    weights stay int8 and scales float32. Pass the result to
-    `Flux2KleinPipeline.from_pretrained(..., text_encoder=...)`.
+    Parameters
+    ----------
+    path : str or Path
+        A file written by `flux2-int8 quantize --text-encoder`.
+    config : str, Path, dict, PretrainedConfig or None
+        Default: the config in the file's header; otherwise a pipeline folder (its
+        `text_encoder/config.json`), a text encoder folder, a dict or a transformers config.
+    device : str or torch.device
+        Where the weights go.
+    dtype, torch_dtype : torch.dtype
+        The dtype of the float layers and activations (default bfloat16); int8 weights
+        stay int8 and scales float32.
+
+    Returns
+    -------
+    PreTrainedModel
+        Pass it to `Flux2KleinPipeline.from_pretrained(..., text_encoder=...)`, or to
+        `flux2_int8.load_pipeline(..., text_encoder=path)` which does it for you.
+
+    Raises
+    ------
+    CheckpointError
+        A missing, unexpected or misshapen tensor, or a bad scale (named).
+    ConfigError
+        No usable config.
     """
+    dtype = resolve_dtype(dtype, torch_dtype)
     header = read_header(path)
     model = _empty_model(_resolve_config(config, header), dtype)
     quantized = _check_tensors(header, model, set(tied_keys(model)))

@@ -23,6 +23,7 @@ from ..formats.checkpoint import FP8, INT8, Checkpoint, TensorKind, open_checkpo
 from ..formats.config import ConfigLike, resolve_config
 from ..formats.validate import check_structure
 from ..int8.linear import Fp8Linear, Int8Linear
+from .dtypes import resolve_dtype
 from .skeleton import build_empty_model, check_shapes
 
 ActivationChoice = Literal["auto", "static", "dynamic"]
@@ -33,19 +34,57 @@ def load_transformer(
     path: str | Path,
     config: ConfigLike = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: torch.dtype | None = None,
     activations: ActivationChoice = "auto",
+    *,
+    torch_dtype: torch.dtype | None = None,
 ) -> Flux2Transformer2DModel:
-    """Load a FLUX.2 transformer checkpoint (BFL INT8/BF16/FP8 file, ComfyUI INT8, ModelOpt or diffusers folder).
+    """Load a FLUX.2 transformer checkpoint as diffusers' `Flux2Transformer2DModel`.
 
-    `config` is a variant name (`klein-4b`, ...), a config dict, or a folder holding a
-    diffusers `config.json`; by default it is read from the folder or inferred from the
-    shapes. `dtype` is the compute dtype of activations and of the layers kept in float;
-    INT8 weights stay int8 and scales stay float32. `activations` says how INT8 layers
-    quantize their input: "static" with the file's calibrated `input_scale`, "dynamic"
-    with a scale per token computed at run time, or "auto" (static where the file has
-    calibrated scales, dynamic where it has none or only placeholders of 1.0).
+    Reads BFL single files (INT8 W8A8, BF16, FP8), ComfyUI INT8 files, ModelOpt and
+    diffusers folders. Each linear whose weight is int8 (float8) in the file becomes an
+    `Int8Linear` (`Fp8Linear`); nothing is widened to float on the way.
+
+    Parameters
+    ----------
+    path : str or Path
+        A `.safetensors` file, or a diffusers / ModelOpt transformer folder (or a pipeline
+        folder holding one in `transformer/`).
+    config : str, Path, dict or None
+        A variant name (`klein-4b`, `klein-9b`, `klein-base-4b`, `klein-base-9b`), a config
+        dict, or a folder holding a diffusers `config.json`. Default: the folder's, else
+        inferred from the tensor shapes. Always checked against every shape.
+    device : str or torch.device
+        Where the weights go; tensors are read one at a time and moved there.
+    dtype, torch_dtype : torch.dtype
+        The compute dtype of activations and of the layers kept in float (default
+        bfloat16); `torch_dtype` is diffusers' spelling of the same argument. INT8 weights
+        stay int8, scales float32.
+    activations : {"auto", "static", "dynamic"}
+        How INT8 layers quantize their input: with the file's calibrated `input_scale`
+        ("static"), with a scale per token computed at run time ("dynamic"), or "auto":
+        static where the file has calibrated scales, dynamic where it has none or only
+        placeholders of 1.0 (with a warning).
+
+    Returns
+    -------
+    Flux2Transformer2DModel
+        In eval mode, without gradients.
+
+    Raises
+    ------
+    CheckpointError
+        The file is unreadable, incomplete or malformed (the message names the tensor).
+    UnsupportedFormatError
+        A format the package refuses (pickles, rotated or block-wise weights, LoRA files).
+    ConfigError
+        No config fits the shapes, or an option is invalid.
+
+    Examples
+    --------
+    >>> transformer = load_transformer("flux-2-klein-9b-int8.safetensors", device="cuda")  # doctest: +SKIP
     """
+    dtype = resolve_dtype(dtype, torch_dtype)
     if activations not in ACTIVATION_CHOICES:
         raise ConfigError(f"activations must be one of {', '.join(ACTIVATION_CHOICES)}, not {activations!r}")
     checkpoint = open_checkpoint(path)

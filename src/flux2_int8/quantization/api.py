@@ -94,7 +94,7 @@ class _Plan:
 
 
 def quantize(
-    base: str | Path,
+    base: str | Path | Flux2KleinPipeline,
     out: str | Path,
     transformer: str | Path | None = None,
     samples: int = 256,
@@ -117,7 +117,10 @@ def quantize(
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
 
-    `base` is a variant name, hub id or local pipeline folder; `transformer` an optional
+    `base` is a variant name, hub id or local pipeline folder, or a float
+    `Flux2KleinPipeline` already loaded (say in a notebook; it is used as it is, its
+    device and dtype included; only `smoothquant` changes it, folding its factors into the
+    transformer's weights); `transformer` an optional
     BF16 checkpoint (e.g. a fine-tune) that replaces the base's transformer. `samples`
     prompts are drawn with `seed` from `prompts` (a JSONL file; default the shipped set
     of 768) and run through the pipeline at `resolution`, visiting `steps` of the
@@ -135,7 +138,7 @@ def quantize(
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
-    inputs = input_files(base if Path(base).expanduser().is_dir() else None, transformer, prompts)
+    inputs = input_files(_local_folder(base), transformer, prompts)
     plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
     pipe = _load_float_pipeline(base, transformer, device, dtype, offload)
@@ -182,8 +185,17 @@ def _plan(
     return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations)
 
 
-def _load_float_pipeline(base: str | Path, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
-    """The BF16 pipeline through `load_pipeline`; a quantized `transformer` file is refused."""
+def _local_folder(base: str | Path | Flux2KleinPipeline) -> Path | None:
+    """The local folder the base's files come from, if any (a loaded pipeline's `name_or_path`): inputs no output may replace."""
+    spec = base if isinstance(base, (str, Path)) else getattr(base, "name_or_path", None)
+    path = Path(spec).expanduser() if spec else None
+    return path if path is not None and path.is_dir() else None
+
+
+def _load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
+    """The BF16 pipeline through `load_pipeline` (or the one given); quantized transformers are refused."""
+    if not isinstance(base, (str, Path)):
+        return _given_pipeline(base, transformer)
     from ..formats.checkpoint import open_checkpoint
     from ..generate import load_pipeline
     from ..generate.hub import resolve_checkpoint
@@ -196,6 +208,21 @@ def _load_float_pipeline(base: str | Path, transformer: str | Path | None, devic
             raise Flux2Int8Error(f"--transformer {transformer}: a {found} checkpoint; quantize needs a float (BF16) transformer, as quantizing quantized weights compounds their rounding")
     pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload)
     pipe.set_progress_bar_config(disable=True)  # one bar over the samples instead of one per call
+    return pipe
+
+
+def _given_pipeline(pipe: Any, transformer: str | Path | None) -> Flux2KleinPipeline:
+    """A pipeline the caller loaded: a float klein pipeline, used as it is."""
+    from diffusers import Flux2KleinPipeline
+
+    from ..int8.linear import Fp8Linear, Int8Linear
+
+    if not isinstance(pipe, Flux2KleinPipeline):
+        raise Flux2Int8Error(f"base must be a variant, hub id, pipeline folder or a Flux2KleinPipeline, not {type(pipe).__name__}")
+    if transformer is not None:
+        raise Flux2Int8Error("transformer= replaces a base's transformer file; with a loaded pipeline, set pipe.transformer yourself")
+    if any(isinstance(module, (Int8Linear, Fp8Linear)) for module in pipe.transformer.modules()):
+        raise Flux2Int8Error("the pipeline's transformer is already quantized; quantize needs a float (BF16) transformer, as quantizing quantized weights compounds their rounding")
     return pipe
 
 
@@ -258,7 +285,7 @@ def _statistics(
     )
 
 
-def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: str | Path, transformer: str | Path | None, dtype: torch.dtype) -> dict[str, Any]:
+def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: Any, transformer: str | Path | None, dtype: torch.dtype) -> dict[str, Any]:
     """The recipe written into the header (kept layers are added per file, in its own naming)."""
     counts = {task: sum(plan.prompts.records[i].task == task for i in run.samples) for task in ("t2i", "edit", "composition")}
     return {
@@ -279,7 +306,7 @@ def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: str | 
             "quantize_modulation": plan.recipe.quantize_modulation,
             "keep_patterns": list(plan.recipe.patterns),
             "smoothquant": None if plan.smoothquant is None else {"alpha": plan.smoothquant, "folded": "into v / SwiGLU-value rows; no pre_quant_scale"},
-            "base": str(base),
+            "base": str(base) if isinstance(base, (str, Path)) else f"a loaded {type(base).__name__} ({getattr(base, 'name_or_path', '') or 'in memory'})",
             "transformer": None if transformer is None else str(transformer),
             "calibration_dtype": str(dtype).removeprefix("torch."),
         },

@@ -1,0 +1,26 @@
+"""Silence diffusers' per-call warnings a user cannot act on.
+
+`Flux2KleinPipeline.__call__` defaults to `guidance_scale=4.0` and then warns, on every
+call of a distilled model, that the guidance it chose itself is ignored. The warning
+says nothing about the user's input, so pipelines from `load_pipeline` drop it; every
+other diffusers message passes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+_KLEIN_LOGGER = "diffusers.pipelines.flux2.pipeline_flux2_klein"
+_IGNORED_GUIDANCE = "is ignored for step-wise distilled models"
+
+
+class _IgnoredGuidanceFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _IGNORED_GUIDANCE not in record.getMessage()
+
+
+def silence_ignored_guidance_warning() -> None:
+    """Install the filter on the klein pipeline's logger (once)."""
+    logger = logging.getLogger(_KLEIN_LOGGER)
+    if not any(isinstance(existing, _IgnoredGuidanceFilter) for existing in logger.filters):
+        logger.addFilter(_IgnoredGuidanceFilter())

@@ -146,3 +146,16 @@ def test_converting_partiprompts_onto_its_own_tsv_is_refused(tmp_path):
         convert_parti_prompts(tsv, tsv)
     assert snapshot(tsv) == before
     assert convert_parti_prompts(tsv, tmp_path / "suite.jsonl") == 1
+
+
+def test_quantize_of_a_loaded_pipeline_does_not_write_into_its_folder(base):
+    import torch
+    from diffusers import Flux2KleinPipeline
+
+    from flux2_int8 import quantize
+
+    pipe = Flux2KleinPipeline.from_pretrained(base, dtype=torch.float32, local_files_only=True, use_safetensors=True)
+    before = snapshot(base)
+    with pytest.raises(OutputError, match="input"):
+        quantize(pipe, base / "transformer", format="diffusers", samples=1, steps=1, resolution=64, progress=False)
+    assert snapshot(base) == before

@@ -6,6 +6,7 @@ CLI's `--help` stay instant instead of paying for torch and diffusers up front.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, ConfigError, Flux2Int8Error, UnsupportedFormatError
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
 
 
 __getattr__ = lazy_getattr(__name__, globals(), _LAZY_EXPORTS)
+
+if "diffusers" in sys.modules:
+    # diffusers (and torch) are loaded already, so registering our quantizer costs
+    # milliseconds: `Flux2Transformer2DModel.from_pretrained` then reads flux2-int8
+    # folders. Otherwise `flux2_int8.loading` registers it when first imported.
+    from .loading import diffusers_quantizer as _diffusers_quantizer
+
+    _diffusers_quantizer.register()
 
 
 def __dir__() -> list[str]:

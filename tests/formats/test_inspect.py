@@ -87,3 +87,90 @@ def test_cli_bad_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "bad.safetensors")]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("Error: ") and captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+# ---- inspect tells the truth: the loader's structural validation, on the header ------------
+
+QKV = "double_blocks.0.img_attn.qkv"
+
+
+@pytest.fixture(scope="module")
+def tiny_bfl(tiny_model, tiny_amax):
+    from flux2_int8.testing.checkpoints import int8_state
+
+    return diffusers_to_bfl(int8_state(tiny_model, tiny_amax))
+
+
+def _defects(good):
+    """Files the loader refuses for their structure, as convert tools and hand edits produce them."""
+    return {
+        "no weight_scale": {k: v for k, v in good.items() if k != f"{QKV}.weight_scale"},
+        "weight_scale of the wrong shape": dict(good, **{f"{QKV}.weight_scale": torch.ones(7)}),
+        "float weight carrying scales": dict(good, **{"img_in.weight_scale": torch.ones(32)}),
+        "input_scale of the wrong shape": dict(good, **{f"{QKV}.input_scale": torch.ones(3)}),
+        "integer scale": dict(good, **{f"{QKV}.input_scale": torch.tensor(3, dtype=torch.int32)}),
+        "scale without weight": {k: v for k, v in good.items() if k != "double_blocks.1.img_mlp.2.weight"},
+    }
+
+
+@pytest.mark.parametrize("defect", list(_defects({})))
+def test_inspect_exits_2_with_the_loaders_error(tmp_path, tiny_bfl, capsys, defect):
+    from safetensors.torch import save_file
+
+    from flux2_int8 import load_transformer
+    from flux2_int8.errors import CheckpointError
+
+    path = tmp_path / "bad.safetensors"
+    save_file({k: v.contiguous() for k, v in _defects(tiny_bfl)[defect].items()}, str(path))
+    with pytest.raises(CheckpointError) as caught:
+        load_transformer(path)
+    assert main(["inspect", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"Error: {caught.value}\n"
+    assert "tensor '" in captured.err
+
+
+def test_check_values_reads_the_scales(tmp_path, tiny_bfl, capsys):
+    from safetensors.torch import save_file
+
+    good = tmp_path / "good.safetensors"
+    save_file(tiny_bfl, str(good))
+    assert main(["inspect", str(good), "--check-values"]) == 0
+    scales = sum(k.endswith(("weight_scale", "input_scale")) for k in tiny_bfl)
+    assert f"{scales} scales read, all finite and > 0" in capsys.readouterr().out
+    for value, word in ((0.0, "zero"), (float("nan"), "NaN"), (-1.0, "negative"), (float("inf"), "infinite")):
+        bad = tmp_path / f"bad-{word}.safetensors"
+        save_file(dict(tiny_bfl, **{f"{QKV}.input_scale": torch.tensor(value)}), str(bad))
+        assert main(["inspect", str(bad)]) == 0  # the header alone cannot see values
+        capsys.readouterr()
+        assert main(["inspect", str(bad), "--check-values"]) == 2
+        error = capsys.readouterr().err
+        assert f"tensor '{QKV}.input_scale'" in error and word in error, error
+
+
+def test_inspect_imports_no_model_stack_and_beats_importing_diffusers(tmp_path, tiny_bfl):
+    """Run in subprocesses: the modules inspect imports, and its time next to `import diffusers`."""
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "tiny.safetensors"
+    save_file(tiny_bfl, str(path))
+    code = (
+        "import sys\nfrom flux2_int8.cli import main\n"
+        f"assert main(['inspect', {str(path)!r}]) == 0\n"
+        "print('imported:', ','.join(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+
+    def seconds(*argv: str) -> tuple[float, str]:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True)
+        return time.perf_counter() - start, result.stdout
+
+    inspect_seconds, output = seconds("-c", code)
+    assert output.splitlines()[-1] == "imported: "  # none of torch, diffusers, transformers
+    diffusers_seconds, _ = seconds("-c", "import diffusers")
+    # Importing diffusers pulls in torch (seconds); inspect reads a header (milliseconds).
+    assert inspect_seconds < 0.5 * diffusers_seconds, (inspect_seconds, diffusers_seconds)

@@ -1,20 +1,30 @@
-"""`flux2-int8 inspect PATH [--json]`: describe a checkpoint from its header alone."""
+"""`flux2-int8 inspect PATH [--json] [--check-values]`: describe a checkpoint from its header alone.
+
+Exit status 0 means `load_transformer` would accept the file's structure; a file it
+would refuse (a defect, or a foreign file such as a LoRA) exits 2 with the loader's
+one-line error, after describing what the file is.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from ..errors import Flux2Int8Error
+
 
 def run(args: argparse.Namespace) -> None:
     from ..formats.inspect import describe, format_report
 
-    summary = describe(args.path)
+    summary = describe(args.path, check_values=args.check_values)
     print(json.dumps(summary, indent=2) if args.json else format_report(summary))
+    if not summary["loadable"]:
+        raise Flux2Int8Error(summary["error"])
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("inspect", help="describe a checkpoint from its header (no weights are read)")
+    parser = commands.add_parser("inspect", help="describe a checkpoint from its header (no weights are read)", description=__doc__)
     parser.add_argument("path", help="a .safetensors file, or a diffusers/ModelOpt transformer folder")
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.add_argument("--check-values", action="store_true", help="also read every scale and check it is finite and > 0 (reads a few bytes per layer)")
     parser.set_defaults(run=run)

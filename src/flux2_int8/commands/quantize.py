@@ -73,7 +73,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep", action="append", default=[], metavar="PATTERN", help="keep matching linears in BF16 (fnmatch, diffusers or BFL names; repeatable)")
     parser.add_argument("--text-encoder", action="store_true", help="also quantize the Qwen3 text encoder, written to <out stem>-text-encoder.safetensors")
     parser.add_argument("--activations", choices=("static", "dynamic"), default="static", help="static: calibrate and write each linear's input_scale (default); dynamic: write none, activations are quantized per token at run time (no calibration run unless --smoothquant or --text-encoder)")
-    parser.add_argument("--format", choices=("bfl", "diffusers"), default="bfl", help="bfl: one file with official key names (default); diffusers: a transformer folder")
+    parser.add_argument("--format", choices=("bfl", "comfy", "diffusers"), default="bfl", help="bfl: one file with official key names (default); comfy: the same with ComfyUI's INT8 markers (loads in ComfyUI); diffusers: a transformer folder")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--dtype", choices=_DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")
     parser.add_argument("--offload", choices=("none", "model"), default="none", help="model: diffusers' CPU offload, for GPUs too small for the whole pipeline")

@@ -10,24 +10,22 @@ so the loader only reads bytes and places what the items give back.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, UnsupportedFormatError
-from .header import SafetensorsHeader, TensorInfo, loads_bounded, read_header, read_json_file
+from .comfy import COMFY_MARKER
+from .foreign import recognise
+from .header import SafetensorsHeader, TensorInfo, read_header, read_json_file
 from .keys import ModuleMapping, Transform, bfl_tensor_to_diffusers, is_row_tensor, map_bfl_module, split_param, strip_prefix
 from .scales import SCALE_PARAMS, canonical_scale, check_scale_values
 
+if TYPE_CHECKING:  # torch only for annotations: reading headers (`inspect`) never imports it
+    import torch
+
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
-QUANTIZATION_METADATA = "_quantization_metadata"
-COMFY_MARKER = "comfy_quant"
-# Words that mark weights rotated by ConvRot/QuaRot/QuIP-style transforms: such weights
-# are not plain INT8 and would give noise if read as if they were.
-_ROTATION_WORDS = ("convrot", "quarot", "hadamard", "rotation", "rotated", "quip")
 
 INT8, FP8, FLOAT = "int8", "fp8", "float"
 _WEIGHT_KINDS = {"I8": INT8, "F8_E4M3": FP8}
@@ -73,7 +71,12 @@ class LoadItem:
             check_scale_values(self.checkpoint_path, self.source_key, stored)
         parts = bfl_tensor_to_diffusers(self.mapping, self.param, stored) if self.mapping else {self.targets[0]: stored}
         if self.kind is TensorKind.SCALE:
-            return {key: canonical_scale(self.param, part, self.target_rows[key]) for key, part in parts.items()}
+            parts = {key: canonical_scale(self.param, part, self.target_rows[key]) for key, part in parts.items()}
+        if len(parts) > 1:
+            # Each layer owns its tensors: q, k and v as views of one fused tensor (or one
+            # shared input_scale) would tie the layers together, and diffusers'
+            # `save_pretrained` refuses tensors that share memory.
+            parts = {key: part.clone() for key, part in parts.items()}
         return parts
 
 
@@ -134,7 +137,16 @@ def _quant_method(config: dict | None) -> str | None:
 
 
 def open_checkpoint(path: str | Path) -> Checkpoint:
-    """Recognise a checkpoint: a `.safetensors` file, or a diffusers (or ModelOpt) folder."""
+    """Recognise a checkpoint: a `.safetensors` file, or a diffusers (or ModelOpt) folder.
+
+    Files that are not a transformer flux2-int8 runs (a LoRA, NVFP4, torchao, FLUX.1, ...)
+    are refused with `UnsupportedFormatError` saying what they are (`foreign.recognise`).
+    """
+    return checkpoint_from_headers(*read_headers(path))
+
+
+def read_headers(path: str | Path) -> tuple[Path, list[SafetensorsHeader], dict | None]:
+    """The checkpoint's path (a folder resolved to its transformer), headers and config.json."""
     path = Path(path)
     if path.is_dir():
         return _open_folder(path)
@@ -142,11 +154,10 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(path, "no such file or folder")
     if path.suffix != ".safetensors":
         raise UnsupportedFormatError(path, "only .safetensors checkpoints are read (pickled .bin/.pt/.ckpt files are never loaded)")
-    header = read_header(path)
-    return _build(path, [header], config=None)
+    return path, [read_header(path)], None
 
 
-def _open_folder(folder: Path) -> Checkpoint:
+def _open_folder(folder: Path) -> tuple[Path, list[SafetensorsHeader], dict | None]:
     """A diffusers transformer folder, or a pipeline folder holding one in `transformer/`."""
     if not (folder / "config.json").is_file() and (folder / "transformer" / "config.json").is_file():
         folder = folder / "transformer"
@@ -157,7 +168,7 @@ def _open_folder(folder: Path) -> Checkpoint:
     if not isinstance(config, dict):
         raise CheckpointError(config_path, "config.json must hold a JSON object")
     files = _weight_files(folder)
-    return _build(folder, [read_header(f) for f in files], config=config)
+    return folder, [read_header(f) for f in files], config
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -177,9 +188,12 @@ def _weight_files(folder: Path) -> list[Path]:
     raise CheckpointError(folder, f"expected {DIFFUSERS_WEIGHTS} (or its .index.json) in the folder")
 
 
-def _build(path: Path, headers: list[SafetensorsHeader], config: dict | None) -> Checkpoint:
+def checkpoint_from_headers(path: Path, headers: list[SafetensorsHeader], config: dict | None) -> Checkpoint:
+    """The `Checkpoint` of headers read by `read_headers`; a foreign file raises `UnsupportedFormatError`."""
+    foreign = recognise(headers, config)
+    if foreign is not None and not foreign.runnable:
+        raise UnsupportedFormatError(path, foreign.message())
     raw = {strip_prefix(key): (header.path, key, info) for header in headers for key, info in header.tensors.items()}
-    _refuse_rotations(path, headers, raw)
     layout = _layout(path, raw)
     tensors: dict[str, SourceTensor] = {}
     for key, (file, source_key, info) in raw.items():
@@ -223,37 +237,3 @@ def _linear_kinds(tensors: dict[str, SourceTensor]) -> dict[str, str]:
         if param == "weight" and len(source.info.shape) == 2:
             kinds[module] = _WEIGHT_KINDS.get(source.info.dtype, FLOAT)
     return kinds
-
-
-def _refuse_rotations(path: Path, headers: list[SafetensorsHeader], raw: dict[str, tuple[Path, str, TensorInfo]]) -> None:
-    """Refuse ConvRot/QuaRot-style files: rotated weights read as plain INT8 give noise."""
-    descriptions = [h.metadata.get(QUANTIZATION_METADATA, "") for h in headers]
-    descriptions += [_read_marker(file, source_key) for key, (file, source_key, _) in raw.items() if key.endswith("." + COMFY_MARKER)]
-    for text in descriptions:
-        if _mentions_rotation(text):
-            raise UnsupportedFormatError(path, f"this file holds rotated weights ({_excerpt(text)}); ConvRot/QuaRot checkpoints are not plain INT8 and cannot be loaded")
-    for key in raw:
-        module, param = split_param(key)
-        if any(word in param.lower() for word in _ROTATION_WORDS):
-            raise UnsupportedFormatError(path, "rotation tensors found; ConvRot/QuaRot checkpoints are not plain INT8 and cannot be loaded", tensor=key)
-
-
-def _mentions_rotation(text: str) -> bool:
-    try:
-        document = loads_bounded(text) if text else {}
-    except ValueError:
-        document = text
-    flat = json.dumps(document).lower()
-    return any(word in flat for word in _ROTATION_WORDS)
-
-
-def _excerpt(text: str) -> str:
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _read_marker(file: Path, key: str) -> str:
-    """A ComfyUI `comfy_quant` marker: a small uint8 tensor holding JSON."""
-    from safetensors import safe_open
-
-    with safe_open(str(file), framework="pt") as handle:
-        return bytes(handle.get_tensor(key).tolist()).decode("utf-8", errors="replace")

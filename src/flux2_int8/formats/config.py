@@ -19,6 +19,18 @@ from .header import loads_bounded
 
 ConfigLike = str | Path | dict[str, Any] | None
 
+# What a diffusers folder's config.json says when flux2-int8 wrote (or saved) its INT8
+# layers: diffusers' `from_pretrained` routes it to the quantizer this package registers
+# (`loading.diffusers_quantizer`), and without flux2-int8 it refuses the folder instead
+# of reading int8 weights as floats.
+QUANT_METHOD = "flux2-int8"
+FORMAT_NAME = "flux2-int8/w8a8"
+
+
+def quantization_config(kept: list[str], quant_algo: str = "W8A8") -> dict[str, Any]:
+    """The `quantization_config` entry of config.json; `kept` names the linears left in float."""
+    return {"quant_method": QUANT_METHOD, "quant_algo": quant_algo, "format": FORMAT_NAME, "ignore": sorted(kept)}
+
 
 def resolve_config(config: ConfigLike, checkpoint: Checkpoint) -> dict[str, Any]:
     """The diffusers config to build, from the argument, the checkpoint's folder, or its shapes."""

@@ -1,37 +1,99 @@
-"""A summary of a checkpoint for `flux2-int8 inspect`, built from headers only."""
+"""A summary of a checkpoint for `flux2-int8 inspect`, built from headers only.
+
+`describe` tells the truth the loader would: it runs the loader's structural validation
+(`validate.check_structure`) on the header, so a file the loader refuses raises the same
+one-line error here, and a file that is not ours to run (a LoRA, NVFP4, torchao, ...)
+is described as what it is (`foreign.recognise`) with what to do. Neither torch nor
+diffusers is imported on this path, so it answers in milliseconds on any file size;
+only `check_values` (`inspect --check-values`) reads tensor data, the scales alone.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..variants import architecture_of
-from .checkpoint import FLOAT, FP8, INT8, Checkpoint, open_checkpoint
+from .checkpoint import FLOAT, FP8, INT8, Checkpoint, TensorKind, checkpoint_from_headers, read_headers
 from .config import infer_config
+from .foreign import ForeignFile, recognise
+from .header import SafetensorsHeader
 from .keys import split_param
-from .scales import SCALE_PARAMS
+from .scales import SCALE_PARAMS, check_scale_values
+from .validate import check_structure
 
 
+def describe(path: str | Path, check_values: bool = False) -> dict[str, Any]:
+    """Format, variant, linear counts, scale shapes, metadata and size of a checkpoint.
 
-def describe(path: str | Path) -> dict[str, Any]:
-    """Format, variant, linear counts, scale shapes, metadata and size of a checkpoint."""
-    checkpoint = open_checkpoint(path)
-    return {
+    A foreign file gives `loadable: False` with `kind`, `summary` and `advice` (and
+    `lora` for adapters); a structural defect raises the loader's `CheckpointError`.
+    `check_values` also reads every scale and raises on NaN, infinite, zero or negative ones.
+    """
+    path, headers, config = read_headers(path)
+    foreign = recognise(headers, config)
+    if foreign is not None and not foreign.runnable:
+        return _describe_foreign(path, headers, foreign)
+    checkpoint = checkpoint_from_headers(path, headers, config)
+    check_structure(checkpoint)
+    summary = {
         "path": str(checkpoint.path),
         "format": checkpoint.format,
         "layout": checkpoint.layout,
-        "variant": _variant(checkpoint),
+        "loadable": True,
+        "variant": _variant(checkpoint, foreign),
         "linears": _linear_counts(checkpoint),
         "scale_shapes": _scale_shapes(checkpoint),
         "tensors": len({(s.file, s.key) for s in checkpoint.tensors.values()}),
         "size_bytes": checkpoint.size_bytes,
         "metadata": checkpoint.metadata,
     }
+    if foreign is not None:
+        summary["note"] = foreign.advice
+    if check_values:
+        summary["scales_checked"] = check_scale_data(checkpoint)
+    return summary
 
 
-def _variant(checkpoint: Checkpoint) -> str:
+def _describe_foreign(path: Path, headers: list[SafetensorsHeader], foreign: ForeignFile) -> dict[str, Any]:
+    metadata: dict[str, str] = {}
+    for header in headers:
+        metadata.update(header.metadata)
+    return {
+        "path": str(path),
+        "format": foreign.kind,
+        "loadable": False,
+        "summary": foreign.summary,
+        "advice": foreign.advice,
+        "error": f"{path}: {foreign.message()}",
+        "lora": asdict(foreign.lora) if foreign.lora else None,
+        "tensors": sum(len(h.tensors) for h in headers),
+        "size_bytes": sum(h.file_size for h in headers),
+        "metadata": metadata,
+    }
+
+
+def check_scale_data(checkpoint: Checkpoint) -> int:
+    """Read every stored scale and check its values (`scales.check_scale_values`); returns how many.
+
+    The only part of `inspect` that reads tensor data: a few bytes per layer.
+    """
+    from safetensors import safe_open
+
+    items = [item for item in checkpoint.load_items() if item.kind is TensorKind.SCALE]
+    for file in sorted({item.file for item in items}):
+        with safe_open(str(file), framework="pt") as handle:
+            for item in (i for i in items if i.file == file):
+                check_scale_values(checkpoint.path, item.source_key, handle.get_tensor(item.source_key))
+    return len(items)
+
+
+def _variant(checkpoint: Checkpoint, foreign: ForeignFile | None) -> str:
+    if foreign is not None:
+        return foreign.summary
     try:
         architecture = architecture_of(infer_config(checkpoint))
     except ConfigError:
@@ -71,6 +133,8 @@ def _generic(shape: tuple[int, ...], rows: int | None) -> str:
 
 def format_report(summary: dict[str, Any]) -> str:
     """The human-readable form of `describe`'s result."""
+    if not summary["loadable"]:
+        return _foreign_report(summary)
     linears = summary["linears"]
     lines = [
         f"file:         {summary['path']}",
@@ -78,14 +142,37 @@ def format_report(summary: dict[str, Any]) -> str:
         f"variant:      {summary['variant']}",
         f"linears:      {linears['int8']} int8, {linears['fp8']} fp8, {linears['float']} float ({linears['total']} as stored)",
         f"tensors:      {summary['tensors']}",
-        f"size:         {summary['size_bytes'] / 2**30:.3f} GiB ({summary['size_bytes']:,} bytes)",
+        f"size:         {_size(summary['size_bytes'])}",
     ]
     for name, counts in summary["scale_shapes"].items():
         lines.append(f"{name + ':':<14}" + ", ".join(f"{count} x {shape}" for shape, count in sorted(counts.items())))
-    if summary["metadata"]:
-        lines.append("metadata:")
-        lines += [f"  {key}: {_short(value)}" for key, value in sorted(summary["metadata"].items())]
-    return "\n".join(lines)
+    if "scales_checked" in summary:
+        lines.append(f"scale values: {summary['scales_checked']} scales read, all finite and > 0")
+    if "note" in summary:
+        lines.append(f"note:         {summary['note']}")
+    return "\n".join(lines + _metadata_lines(summary["metadata"]))
+
+
+def _foreign_report(summary: dict[str, Any]) -> str:
+    lines = [
+        f"file:         {summary['path']}",
+        f"format:       {summary['format']} (not loadable by flux2-int8)",
+        f"what:         {summary['summary']}",
+        f"what to do:   {summary['advice']}",
+        f"tensors:      {summary['tensors']}",
+        f"size:         {_size(summary['size_bytes'])}",
+    ]
+    return "\n".join(lines + _metadata_lines(summary["metadata"]))
+
+
+def _size(size_bytes: int) -> str:
+    return f"{size_bytes / 2**30:.3f} GiB ({size_bytes:,} bytes)"
+
+
+def _metadata_lines(metadata: dict[str, str]) -> list[str]:
+    if not metadata:
+        return []
+    return ["metadata:"] + [f"  {key}: {_short(value)}" for key, value in sorted(metadata.items())]
 
 
 def _short(value: str, limit: int = 200) -> str:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors move, so reading headers (`inspect`) stays torch-free
+    import torch
 
 BFL_PREFIXES = ("model.diffusion_model.",)
 
@@ -124,6 +126,8 @@ def bfl_tensor_to_diffusers(mapping: ModuleMapping, param: str, tensor: torch.Te
     [K]) are shared unchanged by every target, which is how q, k and v share one
     input_scale.
     """
+    import torch
+
     rows = is_row_tensor(param, tensor.numel())
     targets = mapping.diffusers_modules
     if mapping.transform is Transform.SPLIT_QKV:
@@ -183,6 +187,8 @@ def _bfl_param_name(bfl_module: str, param: str) -> str:
 
 
 def _merge(bfl: str, param: str, slots: list[torch.Tensor | None], transform: Transform) -> torch.Tensor:
+    import torch
+
     if transform is Transform.SPLIT_QKV:
         if any(s is None for s in slots):
             raise KeyError(f"'{bfl}.{param}' needs all of q, k and v")

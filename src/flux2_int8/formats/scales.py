@@ -15,10 +15,12 @@ N and K are the stored weight's rows and columns (a fused q/k/v has all rows).
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError
+
+if TYPE_CHECKING:  # tensor methods only: reading headers (`inspect`) stays torch-free
+    import torch
 
 SCALE_PARAMS = ("weight_scale", "input_scale", "pre_quant_scale")
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
@@ -48,8 +50,6 @@ def check_stored_scale(path: Path, key: str, param: str, dtype: str, shape: tupl
     rows, columns = weight_shape
     if dtype not in FLOAT_DTYPES:
         raise CheckpointError(path, f"{param} has dtype {dtype}; expected a float (float32)", tensor=key)
-    if param == "weight_scale" and len(shape) == 2 and shape[1] != 1:
-        raise CheckpointError(path, f"a block-wise weight_scale {list(shape)} (one scale per tile of the weight, as ComfyUI's int8_blockwise writes) is not supported; expected {spelled_shapes(param, rows, columns)} (convert per row, e.g. convert_to_quant --int8 --scaling_mode row)", tensor=key)
     if shape not in stored_shapes(param, rows, columns):
         raise CheckpointError(path, f"{param} of shape {list(shape)} for weight {list(weight_shape)}; expected {spelled_shapes(param, rows, columns)}", tensor=key)
 
@@ -68,8 +68,8 @@ def check_scale_values(path: Path, key: str, values: torch.Tensor) -> None:
     """Raise `CheckpointError` unless every scale value is finite and positive."""
     values = values.float()
     problems = (
-        (torch.isnan(values), "NaN"),
-        (torch.isinf(values), "infinite"),
+        (values.isnan(), "NaN"),
+        (values.isinf(), "infinite"),
         (values == 0, "zero"),
         (values < 0, "negative"),
     )

@@ -1,4 +1,5 @@
-"""The empty transformer: built once on the meta device, then held against the checkpoint.
+"""The empty transformer: built once on the meta device, held against the checkpoint, its
+quantized linears swapped in (shared by `load_transformer` and the diffusers quantizer).
 
 Building the skeleton needs diffusers, so it lives here rather than in `formats/`,
 which stays header-only.
@@ -10,9 +11,11 @@ from typing import Any
 
 import torch
 from diffusers import Flux2Transformer2DModel
+from torch import nn
 
 from ..errors import ConfigError
-from ..formats.checkpoint import Checkpoint
+from ..formats.checkpoint import FP8, INT8, Checkpoint
+from ..int8.linear import Fp8Linear, Int8Linear
 
 
 def build_empty_model(config: dict[str, Any]) -> Flux2Transformer2DModel:
@@ -41,3 +44,25 @@ def check_shapes(model: Flux2Transformer2DModel, checkpoint: Checkpoint, source:
     if unexpected:
         details.append(f"{len(unexpected)} unexpected tensors (e.g. '{unexpected[0]}')")
     raise ConfigError(f"{checkpoint.path}: shapes do not fit the config from {source}: " + "; ".join(details))
+
+
+def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint, static: set[str]) -> None:
+    """Replace each `nn.Linear` whose weight is int8/fp8 in the file with our layer (on meta).
+
+    The layer is built whole: which scales it holds is told by the checkpoint, and whether
+    it quantizes activations statically by `static` (names of layers keeping `input_scale`).
+    """
+    for name, kind in checkpoint.linear_kinds.items():
+        if kind not in (INT8, FP8):
+            continue
+        original = model.get_submodule(name)
+        shape = (original.in_features, original.out_features)
+        bias = original.bias is not None
+        pre_quant_scale = f"{name}.pre_quant_scale" in checkpoint.tensors
+        if kind == INT8:
+            mode = "static" if name in static else "dynamic"
+            layer: nn.Module = Int8Linear(*shape, bias=bias, device="meta", activations=mode, pre_quant_scale=pre_quant_scale)
+        else:
+            layer = Fp8Linear(*shape, bias=bias, device="meta", input_scale=name in static, pre_quant_scale=pre_quant_scale)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer)

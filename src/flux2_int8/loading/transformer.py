@@ -16,15 +16,13 @@ from typing import Literal
 import torch
 from diffusers import Flux2Transformer2DModel
 from safetensors import safe_open
-from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..formats.checkpoint import FP8, INT8, Checkpoint, TensorKind, open_checkpoint
-from ..formats.config import ConfigLike, resolve_config
+from ..formats.checkpoint import FLOAT, FP8, INT8, Checkpoint, TensorKind, open_checkpoint
+from ..formats.config import ConfigLike, quantization_config, resolve_config
 from ..formats.validate import check_structure
-from ..int8.linear import Fp8Linear, Int8Linear
 from .dtypes import resolve_dtype
-from .skeleton import build_empty_model, check_shapes
+from .skeleton import build_empty_model, check_shapes, swap_quantized_linears
 
 ActivationChoice = Literal["auto", "static", "dynamic"]
 ACTIVATION_CHOICES: tuple[ActivationChoice, ...] = ("auto", "static", "dynamic")
@@ -98,7 +96,17 @@ def load_transformer(
     swap_quantized_linears(model, checkpoint, static)
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.requires_grad_(False)
+    _record_quantization(model, checkpoint)
     return model.eval()
+
+
+def _record_quantization(model: Flux2Transformer2DModel, checkpoint: Checkpoint) -> None:
+    """Put the `quantization_config` in the model's config, so `save_pretrained` writes a
+    folder diffusers' `from_pretrained` loads back through our quantizer."""
+    kinds = set(checkpoint.linear_kinds.values())
+    if kinds & {INT8, FP8}:
+        kept = [name for name, kind in checkpoint.linear_kinds.items() if kind == FLOAT]
+        model.register_to_config(quantization_config=quantization_config(kept, "W8A8" if INT8 in kinds else "FP8"))
 
 
 def static_input_scales(checkpoint: Checkpoint, state_dict: dict[str, torch.Tensor], activations: ActivationChoice) -> set[str]:
@@ -123,28 +131,6 @@ def static_input_scales(checkpoint: Checkpoint, state_dict: dict[str, torch.Tens
             warnings.warn(f"{checkpoint.path}: every {kind} input_scale is 1.0, a placeholder rather than a calibration; ignoring them ({'dynamic per-token activations' if kind == INT8 else 'unquantized activations'}). Pass activations='static' to use them anyway.", UserWarning, stacklevel=3)
             present -= of_kind
     return present
-
-
-def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint, static: set[str]) -> None:
-    """Replace each `nn.Linear` whose weight is int8/fp8 in the file with our layer (on meta).
-
-    The layer is built whole: which scales it holds is told by the checkpoint, and whether
-    it quantizes activations statically by `static` (names of layers keeping `input_scale`).
-    """
-    for name, kind in checkpoint.linear_kinds.items():
-        if kind not in (INT8, FP8):
-            continue
-        original = model.get_submodule(name)
-        shape = (original.in_features, original.out_features)
-        bias = original.bias is not None
-        pre_quant_scale = f"{name}.pre_quant_scale" in checkpoint.tensors
-        if kind == INT8:
-            mode = "static" if name in static else "dynamic"
-            layer: nn.Module = Int8Linear(*shape, bias=bias, device="meta", activations=mode, pre_quant_scale=pre_quant_scale)
-        else:
-            layer = Fp8Linear(*shape, bias=bias, device="meta", input_scale=name in static, pre_quant_scale=pre_quant_scale)
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, layer)
 
 
 def read_state_dict(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ from ..errors import Flux2Int8Error
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
-from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_diffusers_folder
+from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
 from ..outputs import input_files
 from .output import check_output
@@ -34,7 +34,7 @@ from .text_encoder import text_encoder_path, text_encoder_recipe, text_encoder_s
 if TYPE_CHECKING:
     from diffusers import Flux2KleinPipeline
 
-OutputFormat = Literal["bfl", "diffusers"]
+OutputFormat = Literal["bfl", "comfy", "diffusers"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,8 @@ def quantize(
     model's generation steps (default all: 4 distilled, 50 base with CFG). `calibration`
     is "max" or "percentile:P"; `smoothquant` an alpha in (0, 1] (experimental).
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
-    `format` "bfl" writes one single file, "diffusers" a transformer folder; with
+    `format` "bfl" writes one single file, "comfy" the same with the markers ComfyUI
+    needs to load it as INT8, "diffusers" a transformer folder; with
     `text_encoder` the Qwen3 linears are quantized too and written to
     `<out stem>-text-encoder.safetensors`. `activations` "static" (default) writes the
     calibrated `input_scale` of every transformer linear; "dynamic" writes none (activations
@@ -169,8 +170,8 @@ def _plan(
     inputs: Sequence[Path] = (), overwrite: bool = False,
 ) -> _Plan:
     """Check every option that needs no model, so mistakes surface before loading anything."""
-    if output_format not in ("bfl", "diffusers"):
-        raise Flux2Int8Error(f"--format {output_format}: expected bfl (one .safetensors file) or diffusers (a transformer folder)")
+    if output_format not in ("bfl", "comfy", "diffusers"):
+        raise Flux2Int8Error(f"--format {output_format}: expected bfl (one .safetensors file), comfy (the same with ComfyUI's markers) or diffusers (a transformer folder)")
     if activations not in ("static", "dynamic"):
         raise Flux2Int8Error(f"--activations {activations}: expected static (calibrated input_scale) or dynamic (per token at run time)")
     method = parse_calibration(calibration)
@@ -330,4 +331,5 @@ def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: _Plan, 
     if plan.output_format == "diffusers":
         return write_diffusers_folder(plan.out, state, dict(model.config), _with_kept(metadata, sorted(kept)))
     bfl_kept = sorted({mapped[0] if (mapped := map_diffusers_module(name)) else name for name in kept})
-    return write_bfl_checkpoint(plan.out, state, _with_kept(metadata, bfl_kept))
+    write = write_comfy_checkpoint if plan.output_format == "comfy" else write_bfl_checkpoint
+    return write(plan.out, state, _with_kept(metadata, bfl_kept))

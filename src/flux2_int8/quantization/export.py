@@ -15,13 +15,13 @@ from torch import nn
 from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
+from ..formats.comfy import COMFY_MARKER, INT8_PER_ROW_MARKER, INT8_TENSORWISE, QUANTIZATION_METADATA, marker_bytes, quantization_metadata
+from ..formats.config import FORMAT_NAME, quantization_config
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
 from .output import is_previous_export
 from ..int8.linear import FP8_MAX
 from .recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, unify_qkv, weight_scale_per_channel
-
-FORMAT_NAME = "flux2-int8/w8a8"
 
 
 def quantized_linears(model: nn.Module, recipe: Recipe) -> list[str]:
@@ -73,6 +73,24 @@ def write_bfl_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], 
     return write_safetensors_atomic(path, diffusers_to_bfl(state_dict), header)
 
 
+def write_comfy_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """A BFL single file that ComfyUI core and ComfyUI-INT8-Fast load as INT8 (see `formats.comfy`).
+
+    Every int8 layer gets convert_to_quant's row-wise markers: a `comfy_quant` uint8 JSON
+    tensor, a float32 `weight_scale` [N, 1], its entry in `_quantization_metadata`; our
+    calibrated `input_scale` stays beside them, so flux2-int8 still runs it static.
+    """
+    tensors = diffusers_to_bfl(state_dict)
+    layers: dict[str, dict] = {}
+    for key in [k for k, v in tensors.items() if k.endswith(".weight") and v.dtype == torch.int8]:
+        module = key[: -len(".weight")]
+        tensors[f"{module}.weight_scale"] = tensors[f"{module}.weight_scale"].float().reshape(-1, 1)
+        tensors[f"{module}.{COMFY_MARKER}"] = torch.tensor(list(marker_bytes(INT8_PER_ROW_MARKER)), dtype=torch.uint8)
+        layers[module] = {"format": INT8_TENSORWISE}
+    header = {"producer": f"flux2-int8 {__version__}", **(metadata or {}), QUANTIZATION_METADATA: quantization_metadata(layers)}
+    return write_safetensors_atomic(path, tensors, header)
+
+
 def write_diffusers_folder(folder: str | Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any], metadata: dict[str, str]) -> Path:
     """Write a diffusers transformer folder (config.json + weights), all or nothing.
 
@@ -88,7 +106,7 @@ def write_diffusers_folder(folder: str | Path, state_dict: dict[str, torch.Tenso
     kept = sorted({k.rsplit(".", 1)[0] for k, v in state_dict.items() if k.endswith(".weight") and v.dtype != torch.int8 and v.dim() == 2})
     document = {k: v for k, v in config.items() if not k.startswith("_")}
     document["_class_name"] = "Flux2Transformer2DModel"
-    document["quantization_config"] = {"quant_method": "flux2-int8", "quant_algo": "W8A8", "format": FORMAT_NAME, "ignore": kept}
+    document["quantization_config"] = quantization_config(kept)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
         write_safetensors_atomic(staging / DIFFUSERS_WEIGHTS, _unified_state(state_dict), metadata)

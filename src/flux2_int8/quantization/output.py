@@ -15,7 +15,7 @@ from ..outputs import claim_file, claim_folder
 def check_output(out: str | Path, output_format: str, text_encoder_path: Path | None, inputs: Sequence[Path] = (), overwrite: bool = False) -> Path:
     """The output path, once it is known to be writable in the requested format and to replace none of `inputs`."""
     path = Path(out).expanduser()
-    if output_format == "bfl":
+    if output_format in ("bfl", "comfy"):
         if path.suffix != ".safetensors":
             raise Flux2Int8Error(f"--out {out}: a BFL checkpoint is one file; name it *.safetensors (or use --format diffusers for a folder)")
         if path.is_dir():

@@ -16,13 +16,18 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..formats.header import TORCH_DTYPES
 from ..formats.keys import diffusers_to_bfl, map_diffusers_module
 from ..formats.write import write_safetensors_atomic
 from ..quantization.export import quantized_linears, quantized_state_dict
 from ..int8.kernels import INT8_MAX
 from ..quantization.recipe import Recipe, quantize_weight
 
+# safetensors dtype names -> torch dtypes.
+TORCH_DTYPES = {
+    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+    "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
 WeightScaleShape = Literal["[N]", "[N,1]", "0-d", "[1]"]
 InputScaleShape = Literal["0-d", "[1]"]
 

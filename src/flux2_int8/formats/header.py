@@ -4,6 +4,8 @@
 kilobytes of memory. We parse the header ourselves (eight bytes of length, then
 JSON) because safetensors' own `safe_open` reports a truncated or foreign file with a
 terse Rust error and no tensor name, and we want to say which tensor is cut off.
+The same bounded JSON parsing (`loads_bounded`) serves every other JSON a user's file
+brings (configs, weight indexes, JSON kept in header metadata): see docs/reliability.md.
 """
 
 from __future__ import annotations

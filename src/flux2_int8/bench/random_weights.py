@@ -22,9 +22,11 @@ from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from ..errors import ConfigError
 from ..formats.keys import QKV_GROUPS
-from ..int8.linear import FP8_MAX, Fp8Linear, Int8Linear
+from ..int8.kernels import FP8_MAX
+from ..int8.linear import Fp8Linear, Int8Linear
 from ..loading.skeleton import build_empty_model
-from ..quantization.recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, weight_scale_per_channel
+from ..int8.weights import quantize_weight, quantize_weight_fp8, weight_scale_per_channel
+from ..quantization.recipe import Recipe, input_scale_from_amax
 from ..variants import Architecture
 
 FORMATS = ("bf16", "int8", "fp8")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from ..outputs import add_overwrite_flag
+from . import ray_options
 from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
 DTYPES = ("bfloat16", "float16", "float32")
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> None:
     suite = load_suite(args.suite, limit=args.limit)
     weights = WeightsLocation(Path(args.metrics_weights).expanduser() if args.metrics_weights else None)
     options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net)
-    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations)
+    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations, loras=list(args.lora))
+    ray_cluster = ray_options.connect(args)
     result = evaluate(
         args.base,
         args.candidate,
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> None:
         shard=shard,
         merge=args.merge,
         loader=default_loader(args.local_files_only, args.activations),
+        fan_out=ray_options.eval_fan_out(ray_cluster),
         overwrite=args.overwrite,
     )
     if result.merged is not None:
@@ -72,6 +75,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics-weights", metavar="DIR", help="read metric weights only from DIR (made by `flux2-int8 fetch-weights DIR`); never download")
     parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help=f"CLIP hub repository or local folder (default {DEFAULT_CLIP_MODEL})")
     parser.add_argument("--lpips-net", choices=tuple(LPIPS_BACKBONES), default=DEFAULT_LPIPS_NET, help=f"LPIPS backbone (default {DEFAULT_LPIPS_NET}, the lpips package's default)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA applied (unfused) to the reference and every candidate alike; repeatable; recorded in the folder's run.json")
     parser.add_argument("--local-files-only", action="store_true", help="pipelines and checkpoints from the Hugging Face cache only, never the network")
     add_overwrite_flag(parser)
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

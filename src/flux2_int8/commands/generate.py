@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..outputs import add_overwrite_flag
+from . import ray_options
 from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ DTYPES = ("bfloat16", "float16", "float32")
 def run(args: argparse.Namespace) -> None:
     import torch
 
+    from ..errors import Flux2Int8Error
     from ..generate import (
         Sampling,
         check_request,
@@ -30,8 +32,8 @@ def run(args: argparse.Namespace) -> None:
         load_pipeline,
         plan_jobs,
         prepare_folder,
+        resolve_sampling,
         run_jobs,
-        sampling_defaults,
     )
     from ..outputs import input_files
 
@@ -40,8 +42,14 @@ def run(args: argparse.Namespace) -> None:
     for request in requests:
         check_request(request)
     jobs = plan_jobs(requests, args.num_images, args.out)
-    inputs = input_files(args.prompts, *(image for request in requests for image in request.images))
+    inputs = input_files(args.prompts, *args.lora, *(image for request in requests for image in request.images))
     check_writable(args.out, [job.path for job in jobs], inputs, args.overwrite)
+    if args.lora and args.ray is not None:
+        raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")
+    ray_cluster = ray_options.connect(args)
+    if ray_cluster is not None:
+        prepare_folder(args.out)
+        return ray_options.generate(ray_cluster, args, jobs)
 
     pipeline = load_pipeline(
         args.base,
@@ -53,14 +61,14 @@ def run(args: argparse.Namespace) -> None:
         offload=args.offload,
         local_files_only=args.local_files_only,
         activations=args.activations,
+        loras=args.lora,
+        fuse_loras=args.fuse_lora,
     )
-    defaults = sampling_defaults(pipeline)
     if args.guidance is not None and pipeline.config.is_distilled:
         print("note: this is a distilled model; it ignores --guidance")
-    steps = args.steps or defaults.steps
-    guidance = defaults.guidance if args.guidance is None or pipeline.config.is_distilled else args.guidance
+    steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
     prepare_folder(args.out)
-    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder)
+    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 
@@ -96,6 +104,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")
+    parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRAs into the weights (INT8: re-quantized per channel) for plain INT8 speed, instead of running them beside the INT8 layers")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
     add_overwrite_flag(parser)
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..outputs import add_overwrite_flag
+from . import ray_options
 
 _DTYPES = ("bfloat16", "float16", "float32")
 
@@ -21,6 +22,7 @@ def run(args: argparse.Namespace) -> None:
 
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
+    ray_cluster = ray_options.connect(args)
     result = quantize(
         args.base,
         args.out,
@@ -36,12 +38,13 @@ def run(args: argparse.Namespace) -> None:
         keep=args.keep,
         text_encoder=args.text_encoder,
         format=args.format,
-        device=args.device,
+        device=args.device if ray_cluster is None else "cpu",  # with --ray: the workers calibrate, this copy only exports
         dtype=getattr(torch, args.dtype),
-        offload=args.offload,
+        offload=args.offload if ray_cluster is None else "none",
         progress=not args.quiet,
         overwrite=args.overwrite,
         activations=args.activations,
+        calibrator=ray_options.calibrator(ray_cluster, args),
     )
     statistics = result.statistics
     if args.json:
@@ -80,4 +83,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_overwrite_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the result and calibration statistics as JSON")
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from ..outputs import claim_folder, input_files, mark_folder
 from .layout import RUN_FILE, Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, write_settings
 from .metrics import MetricModels, load_metric_models
 from .report import write_reports
-from .runner import Generator, Merged, PipelineLoader, Shard, check_checkpoints, default_loader, merge_folders
+from .runner import Generator, Merged, PipelineLoader, Shard, Work, check_checkpoints, default_loader, merge_folders
 from .score import score
 from .suite import DEFAULT_SUITE, Suite, load_suite
 from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_weights
@@ -71,6 +71,7 @@ def evaluate(
     merge: Sequence[str | Path] = (),
     loader: PipelineLoader | None = None,
     progress: bool = True,
+    fan_out: Callable[[Generator, Sequence[Work]], RunSettings] | None = None,
     overwrite: bool = False,
 ) -> EvalResult:
     """Generate every case of `suite` with the reference and each candidate, then score and report.
@@ -79,8 +80,10 @@ def evaluate(
     `sampling` gives width, height, dtype, steps and guidance (`base` and the models are
     filled in). Images already in `out` for the same settings are reused. A shard
     (`Shard(i, n)` with n > 1) only generates its cases; a later run without a shard
-    (after `merge`-ing the shard folders, or on a shared folder) scores. `out` must be
-    new, empty, an evaluation folder, or `overwrite` given; it never holds an input.
+    (after `merge`-ing the shard folders, or on a shared folder) scores. `fan_out`, if
+    given, makes the planned images instead of this process (`flux2_int8.scale_out`
+    spreads them over a Ray cluster); scoring stays here. `out` must be new, empty,
+    an evaluation folder, or `overwrite` given; it never holds an input.
     """
     reference_spec = reference if isinstance(reference, ModelSpec) else parse_model_spec(reference)
     candidate_specs = [c if isinstance(c, ModelSpec) else parse_model_spec(c) for c in candidates]
@@ -102,7 +105,7 @@ def evaluate(
     generator = Generator(layout, settings, loader or default_loader(), device, fidelity="fidelity" in options.metrics, progress=progress)
     work = generator.plan(shard.select(suite.cases), reference_spec, candidate_specs)
     write_settings(layout.run_file, settings)
-    settings = generator.run(work)
+    settings = fan_out(generator, work) if fan_out else generator.run(work)
     if not scoring:
         return EvalResult(layout.root, settings, None, {}, merged)
     networks = options.networks or load_metric_models(set(options.metrics), resolved, device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -68,6 +68,7 @@ class RunSettings:
     reference: str = "bf16"
     activations: str = "auto"  # how INT8 candidates quantize activations (load_transformer's choice)
     models: dict[str, str | None] = field(default_factory=dict)
+    loras: list[str] = field(default_factory=list)  # PATH_OR_REPO[:SCALE], applied to every model alike
 
 
 class Layout:
@@ -148,7 +149,7 @@ def reconcile(recorded: RunSettings | None, wanted: RunSettings, where: Path) ->
     """
     if recorded is None:
         return wanted
-    for key in ("base", "width", "height", "dtype", "reference"):
+    for key in ("base", "width", "height", "dtype", "reference", "loras"):
         if getattr(recorded, key) != getattr(wanted, key):
             raise ConfigError(f"{where} was made with {key} = {getattr(recorded, key)!r}, this run asks for {getattr(wanted, key)!r}: use another --out folder, or the same settings")
     for key in ("steps", "guidance"):

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError
 from ..formats.checkpoint import open_checkpoint
-from ..generate import generate_image, load_reference, png_metadata, sampling_defaults, write_png
+from ..generate import apply_loras, generate_image, load_reference, png_metadata, sampling_defaults, write_png
 from ..outputs import write_text_atomic
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
 from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_settings, reconcile, write_settings
@@ -105,7 +105,7 @@ class Generator:
         for item in work:
             if not item.cases:
                 continue
-            pipeline = self._load(item.model)
+            pipeline = self.load(item.model)
             try:
                 for case in tqdm(item.cases, desc=item.model.name, disable=not self.progress):
                     item.make(pipeline, item.model, case)
@@ -116,9 +116,11 @@ class Generator:
                     torch.cuda.empty_cache()
         return self.settings
 
-    def _load(self, model: ModelSpec) -> Flux2KleinPipeline:
+    def load(self, model: ModelSpec) -> Flux2KleinPipeline:
         """Load a model's pipeline; the first load fixes the default steps and guidance in run.json."""
         pipeline = self.loader(self.settings.base, model.transformer, self.device, getattr(torch, self.settings.dtype))
+        if self.settings.loras:
+            apply_loras(pipeline, self.settings.loras)
         pipeline.set_progress_bar_config(disable=True)
         defaults = sampling_defaults(pipeline)
         steps = self.settings.steps or defaults.steps

@@ -4,9 +4,9 @@ May import: errors, variants, formats, int8, loading.
 """
 
 from .output import check_writable, png_metadata, prepare_folder, write_png
-from .pipeline import OFFLOAD_MODES, SamplingDefaults, check_checkpoint_fits, load_pipeline, sampling_defaults
+from .pipeline import OFFLOAD_MODES, SamplingDefaults, apply_loras, check_checkpoint_fits, load_pipeline, sampling_defaults
 from .requests import MAX_REFERENCE_IMAGES, Request, RequestError, Sampling, check_request, check_sampling, load_reference, read_prompts_file
-from .run import Generated, Job, generate_image, plan_jobs, run_jobs
+from .run import Generated, Job, generate_image, plan_jobs, resolve_sampling, run_job, run_jobs
 
 __all__ = [
     "MAX_REFERENCE_IMAGES",
@@ -17,6 +17,7 @@ __all__ = [
     "RequestError",
     "Sampling",
     "SamplingDefaults",
+    "apply_loras",
     "check_checkpoint_fits",
     "check_request",
     "check_sampling",
@@ -28,6 +29,8 @@ __all__ = [
     "plan_jobs",
     "png_metadata",
     "read_prompts_file",
+    "resolve_sampling",
+    "run_job",
     "run_jobs",
     "sampling_defaults",
     "write_png",

@@ -143,6 +143,28 @@ def resolve_checkpoint(spec: str | Path, local_files_only: bool) -> Path:
         return Path(hf_hub_download(repo_id, filename, local_files_only=local_files_only))
 
 
+def resolve_lora(spec: str, local_files_only: bool) -> Path:
+    """A LoRA file: a local file or folder, a hub file `owner/repo/file.safetensors`, or a hub repository holding one."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _single_safetensors(path, spec)
+    if path.exists() or _HUB_FILE.match(spec):
+        return resolve_checkpoint(spec, local_files_only)
+    if not _REPO_ID.match(spec):
+        raise CheckpointError(spec, "no such LoRA file or folder (on the hub: owner/repo or owner/repo/file.safetensors)")
+    with hub_errors(f"the LoRA '{spec}'", spec, f"hf download {spec}", "pass the LoRA's local path", local_files_only):
+        folder = Path(snapshot_download(spec, allow_patterns=["*.safetensors"], local_files_only=local_files_only))
+    return _single_safetensors(folder, spec)
+
+
+def _single_safetensors(folder: Path, spec: str) -> Path:
+    files = sorted(folder.rglob("*.safetensors"))
+    if len(files) != 1:
+        found = ", ".join(str(f.relative_to(folder)) for f in files) or "none"
+        raise CheckpointError(spec, f"expected one .safetensors LoRA file, found {found}; name the file (owner/repo/file.safetensors or its path)")
+    return files[0]
+
+
 @contextmanager
 def hub_errors(what: str, repo_id: str, download_command: str, instead: str, local_files_only: bool) -> Iterator[None]:
     """Turn huggingface_hub's errors into one `Flux2Int8Error` that says how to get the files.

@@ -76,8 +76,11 @@ def png_metadata(
     checkpoint: str | None,
     references: tuple[Path, ...],
     text_encoder: str | None = None,
+    loras: Sequence[str] = (),
+    fused_loras: bool = False,
 ) -> dict[str, str]:
-    """The text chunks of one generated PNG (reference images by file name)."""
+    """The text chunks of one generated PNG (reference images by file name; LoRAs as given, when any)."""
+    lora_chunks = {"loras": json.dumps(list(loras)), "lora_mode": "fused" if fused_loras else "unfused"} if loras else {}
     return {
         "prompt": prompt,
         "seed": str(seed),
@@ -89,6 +92,7 @@ def png_metadata(
         "checkpoint": checkpoint or "the base's transformer",
         "text_encoder": text_encoder or "the base's text encoder",
         "references": json.dumps([path.name for path in references]),
+        **lora_chunks,
         "software": f"flux2-int8 {__version__}",
     }
 

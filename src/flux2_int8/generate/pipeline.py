@@ -8,6 +8,7 @@ component is neither downloaded nor loaded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,8 +23,9 @@ from ..loading import load_text_encoder, load_transformer
 from ..loading.transformer import ACTIVATION_CHOICES, ActivationChoice
 from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
+from ..lora.apply import load_loras, parse_lora_spec
 from ..variants import VARIANTS, architecture_of
-from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
+from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
 from .quiet import silence_ignored_guidance_warning
 
 Offload = Literal["none", "model", "sequential"]
@@ -59,6 +61,8 @@ def load_pipeline(
     offload: Offload = "none",
     local_files_only: bool = False,
     activations: ActivationChoice = "auto",
+    loras: Sequence[str] = (),
+    fuse_loras: bool = False,
 ) -> Flux2KleinPipeline:
     """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
@@ -72,12 +76,16 @@ def load_pipeline(
     transformer in `torch.compile(fullgraph=True)`; the first call then compiles (slow).
     `activations` is how INT8 layers quantize their input (see `load_transformer`): "auto"
     (the file's calibrated scales, else per token), "static" or "dynamic".
+    `loras` are `PATH_OR_REPO[:SCALE]` specs, checked against the transformer and loaded
+    (unfused, before compiling) with diffusers' `load_lora_weights`; `fuse_loras` merges
+    them into the weights instead (see docs/generate.md, LoRA).
     """
     silence_ignored_guidance_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
     checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None
     encoder_file = resolve_checkpoint(text_encoder, local_files_only) if text_encoder is not None else None
+    lora_files = resolve_loras(loras, local_files_only)
     if source.variant is not None:  # a variant's shapes are known: check before any download
         _check_fits(checkpoint, encoder_file, source.variant.architecture.transformer_config(), source.spec)
     folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only)
@@ -91,10 +99,24 @@ def load_pipeline(
     if encoder_file is not None:
         components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
     pipeline = _from_pretrained(folder, components, source, dtype)
+    if lora_files:
+        load_loras(pipeline, [path for path, _ in lora_files], [scale for _, scale in lora_files], fuse=fuse_loras)
     _place(pipeline, device, offload)
     if compile:
         pipeline.transformer.compile(fullgraph=True)
     return pipeline
+
+
+def resolve_loras(specs: Sequence[str], local_files_only: bool = False) -> list[tuple[Path, float]]:
+    """`PATH_OR_REPO[:SCALE]` specs -> (local file, scale), hub LoRAs fetched through the cache."""
+    parsed = [parse_lora_spec(spec) for spec in specs]
+    return [(resolve_lora(spec.source, local_files_only), spec.scale) for spec in parsed]
+
+
+def apply_loras(pipeline: Flux2KleinPipeline, specs: Sequence[str], fuse: bool = False, local_files_only: bool = False) -> list[str]:
+    """Load `PATH_OR_REPO[:SCALE]` LoRAs into a loaded pipeline (checked first; see `flux2_int8.lora.load_loras`)."""
+    files = resolve_loras(specs, local_files_only)
+    return load_loras(pipeline, [path for path, _ in files], [scale for _, scale in files], fuse=fuse)
 
 
 def _check_fits(checkpoint: Path | None, encoder_file: Path | None, transformer_config: dict[str, Any], base_label: str) -> None:

@@ -13,6 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .output import output_path, png_metadata, write_png
+from .pipeline import sampling_defaults
 from .requests import Request, load_reference
 
 
@@ -92,6 +93,8 @@ def run_jobs(
     checkpoint: str | None,
     text_encoder: str | None = None,
     progress: bool = True,
+    loras: Sequence[str] = (),
+    fused_loras: bool = False,
 ) -> list[Generated]:
     """Make and write every image, with one progress bar over all denoising steps.
 
@@ -102,12 +105,38 @@ def run_jobs(
     done: list[Generated] = []
     with tqdm(total=len(jobs) * steps, unit="step", disable=not progress, desc="generating") as bar:
         for job in jobs:
-            references = [load_reference(path) for path in job.request.images]
-            start = time.perf_counter()
-            image = generate_image(pipeline, job.request.prompt, references, job.seed, steps, guidance, width, height, on_step=lambda: bar.update(1))
-            seconds = time.perf_counter() - start
-            metadata = png_metadata(job.request.prompt, job.seed, steps, guidance, image.size, base, checkpoint, job.request.images, text_encoder)
-            write_png(job.path, image, metadata)
-            done.append(Generated(job, seconds, image.size))
-            tqdm.write(f"{job.path}  {image.width}x{image.height}  seed {job.seed}  {seconds:.2f} s")
+            item = run_job(pipeline, job, steps, guidance, width, height, base, checkpoint, text_encoder, on_step=lambda: bar.update(1), loras=loras, fused_loras=fused_loras)
+            done.append(item)
+            tqdm.write(f"{job.path}  {item.size[0]}x{item.size[1]}  seed {job.seed}  {item.seconds:.2f} s")
     return done
+
+
+def run_job(
+    pipeline: Flux2KleinPipeline,
+    job: Job,
+    steps: int,
+    guidance: float,
+    width: int | None,
+    height: int | None,
+    base: str,
+    checkpoint: str | None,
+    text_encoder: str | None = None,
+    on_step: Callable[[], None] | None = None,
+    loras: Sequence[str] = (),
+    fused_loras: bool = False,
+) -> Generated:
+    """Make one job's image and write it (atomically) with its settings in the PNG."""
+    references = [load_reference(path) for path in job.request.images]
+    start = time.perf_counter()
+    image = generate_image(pipeline, job.request.prompt, references, job.seed, steps, guidance, width, height, on_step=on_step)
+    seconds = time.perf_counter() - start
+    metadata = png_metadata(job.request.prompt, job.seed, steps, guidance, image.size, base, checkpoint, job.request.images, text_encoder, loras, fused_loras)
+    write_png(job.path, image, metadata)
+    return Generated(job, seconds, image.size)
+
+
+def resolve_sampling(pipeline: Flux2KleinPipeline, steps: int | None, guidance: float | None) -> tuple[int, float]:
+    """The steps and guidance a run uses: the given ones, else the model's defaults (a distilled model's guidance is its own)."""
+    defaults = sampling_defaults(pipeline)
+    distilled = bool(pipeline.config.get("is_distilled", False))
+    return steps or defaults.steps, defaults.guidance if guidance is None or distilled else guidance

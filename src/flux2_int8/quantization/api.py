@@ -9,7 +9,7 @@ encoder beside it) written atomically.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -113,6 +113,7 @@ def quantize(
     offload: Offload = "none",
     progress: bool = True,
     activations: str = "static",
+    calibrator: Callable[..., CalibrationRun] = run_calibration,
     overwrite: bool = False,
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
@@ -133,8 +134,10 @@ def quantize(
     `<out stem>-text-encoder.safetensors`. `activations` "static" (default) writes the
     calibrated `input_scale` of every transformer linear; "dynamic" writes none (activations
     are then quantized per token at run time, as ComfyUI does), and skips calibration
-    unless SmoothQuant or the text encoder needs it. An output that is or holds one of the
-    run's inputs is refused, and so is a non-empty folder flux2-int8 did not write unless
+    unless SmoothQuant or the text encoder needs it. `calibrator` runs the samples
+    through the observers (`run_calibration`'s signature); `flux2_int8.scale_out` gives one
+    that spreads them over a Ray cluster. An output that is or holds one of the run's
+    inputs is refused, and so is a non-empty folder flux2-int8 did not write unless
     `overwrite` (docs/reliability.md). See docs/quantize.md.
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
@@ -142,7 +145,7 @@ def quantize(
     inputs = input_files(_local_folder(base), transformer, prompts)
     plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
-    pipe = _load_float_pipeline(base, transformer, device, dtype, offload)
+    pipe = load_float_pipeline(base, transformer, device, dtype, offload)
     schedule = _schedule(pipe, steps)
     targets = quantized_linears(pipe.transformer, plan.recipe)
     encoder_recipe = text_encoder_recipe(plan.recipe.extra_keep)
@@ -151,7 +154,7 @@ def quantize(
     observer = _observer(pipe.transformer, targets, plan)
     encoder_observer = _observer(pipe.text_encoder, encoder_targets, plan) if text_encoder else None
     observers = [observer] + ([encoder_observer] if encoder_observer else [])
-    run = run_calibration(pipe, drawn, plan.prompts, schedule, plan.resolution, plan.seed, observers, progress)
+    run = calibrator(pipe, drawn, plan.prompts, schedule, plan.resolution, plan.seed, observers, progress)
     ranges = _transformer_ranges(pipe.transformer, observer, targets, plan) if plan.calibrates else {}
     encoder_ranges = _ranges(encoder_observer, encoder_targets, plan.method) if encoder_observer else {}
     statistics = _statistics(observer, ranges, encoder_observer, encoder_ranges, run, schedule)
@@ -193,7 +196,7 @@ def _local_folder(base: str | Path | Flux2KleinPipeline) -> Path | None:
     return path if path is not None and path.is_dir() else None
 
 
-def _load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
+def load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
     """The BF16 pipeline through `load_pipeline` (or the one given); quantized transformers are refused."""
     if not isinstance(base, (str, Path)):
         return _given_pipeline(base, transformer)

@@ -20,8 +20,9 @@ from ..formats.config import FORMAT_NAME, quantization_config
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
 from .output import is_previous_export
-from ..int8.linear import FP8_MAX
-from .recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, unify_qkv, weight_scale_per_channel
+from ..int8.kernels import FP8_MAX
+from ..int8.weights import quantize_weight, quantize_weight_fp8, weight_scale_per_channel
+from .recipe import Recipe, input_scale_from_amax, unify_qkv
 
 
 def quantized_linears(model: nn.Module, recipe: Recipe) -> list[str]:

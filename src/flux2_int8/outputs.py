@@ -104,6 +104,22 @@ def mark_folder(folder: PathLike) -> Path:
     return folder
 
 
+@contextmanager
+def marking(folder: PathLike) -> Iterator[Path]:
+    """Around the writes into `folder`: if it was new or empty, mark it ours once it holds anything.
+
+    The marker is written even after a failure or Ctrl-C (the files there are ours and a
+    rerun may continue), but never into a folder that stayed empty or absent.
+    """
+    folder = Path(folder).expanduser()
+    fresh = not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+    try:
+        yield folder
+    finally:
+        if fresh and folder.is_dir() and any(folder.iterdir()):
+            (folder / MARKER).touch()
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> None:
         check_writable,
         load_pipeline,
         plan_jobs,
-        prepare_folder,
         resolve_sampling,
         run_jobs,
+        writing_images,
     )
     from ..outputs import input_files
 
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> None:
         raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")
     ray_cluster = ray_options.connect(args)
     if ray_cluster is not None:
-        prepare_folder(args.out)
-        return ray_options.generate(ray_cluster, args, jobs)
+        with writing_images(args.out):
+            return ray_options.generate(ray_cluster, args, jobs)
 
     pipeline = load_pipeline(
         args.base,
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> None:
     if args.guidance is not None and pipeline.config.is_distilled:
         print("note: this is a distilled model; it ignores --guidance")
     steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
-    prepare_folder(args.out)
-    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
+    with writing_images(args.out):
+        done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 

@@ -3,7 +3,7 @@
 May import: errors, variants, formats, int8, loading.
 """
 
-from .output import check_writable, png_metadata, prepare_folder, write_png
+from .output import check_writable, png_metadata, write_png, writing_images
 from .pipeline import OFFLOAD_MODES, SamplingDefaults, apply_loras, check_checkpoint_fits, load_pipeline, sampling_defaults
 from .requests import MAX_REFERENCE_IMAGES, Request, RequestError, Sampling, check_request, check_sampling, load_reference, read_prompts_file
 from .run import Generated, Job, generate_image, plan_jobs, resolve_sampling, run_job, run_jobs
@@ -22,7 +22,7 @@ __all__ = [
     "check_request",
     "check_sampling",
     "check_writable",
-    "prepare_folder",
+    "writing_images",
     "generate_image",
     "load_pipeline",
     "load_reference",

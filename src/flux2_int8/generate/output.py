@@ -11,6 +11,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from PIL import Image
@@ -18,7 +19,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from ..version import __version__
 from ..formats.write import check_folder_writable
-from ..outputs import claim_file, claim_folder, mark_folder
+from ..outputs import claim_file, claim_folder, marking
 from .requests import RequestError
 
 _SLUG_LENGTH = 40
@@ -60,10 +61,9 @@ def check_writable(out: str | Path, planned: Sequence[Path] = (), inputs: Sequen
     check_folder_writable(folder, f"cannot write to {folder}", RequestError)
 
 
-def prepare_folder(out: str | Path) -> None:
-    """Create a folder target and mark it ours, just before the first image is written."""
-    if not is_file_target(out):
-        mark_folder(out)
+def writing_images(out: str | Path) -> AbstractContextManager:
+    """Around the image writes: a folder target made here is marked ours once it holds an image."""
+    return nullcontext() if is_file_target(out) else marking(out)
 
 
 def png_metadata(

@@ -8,8 +8,8 @@ import pytest
 
 from flux2_int8.cli import main
 
-TOP_LEVEL = {"schema", "variant", "command", "environment", "settings", "source", "components_load_s", "components_bytes", "runs", "summary", "microbench", "published_reference_rtx_5090"}
-RUN_FIELDS = {"format", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "fused_attentions", "label"}
+TOP_LEVEL = {"schema", "variant", "command", "status", "time_budget_s", "skipped", "check", "environment", "settings", "source", "components_load_s", "components_bytes", "runs", "summary", "microbench", "published_reference_rtx_5090"}
+RUN_FIELDS = {"format", "compile", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "fused_attentions", "label"}
 STATS_FIELDS = {"median_s", "min_s", "max_s", "mean_s", "repeats"}
 
 
@@ -67,7 +67,7 @@ def test_smoke_numbers_are_consistent(smoke):
 def test_smoke_markdown_and_output(smoke, capsys):
     out, document = smoke
     markdown = (out / "bench-tiny.md").read_text()
-    assert "| Model | Format | Eager (s/img) | Compiled (s/img) | img/s | Peak host RSS (GB) | vs BF16 |" in markdown
+    assert "| Model | Format | Eager (s/img) | img/s | Peak host RSS (GB) | vs BF16 |" in markdown  # only the modes that ran
     assert "| tiny | bf16 |" in markdown and "| tiny | int8 |" in markdown
     assert "| int8 | eager |" in markdown and document["command"] in markdown
 
@@ -96,6 +96,10 @@ def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
         (["--variant", "klein-9b", "--random-weights", "--transformer", "x.safetensors"], "exclude each other"),
         (["--variant", "tiny", "--formats", "bf16,int4"], "--formats 'bf16,int4'"),
         (["--variant", "tiny", "--compile", "maybe"], "--compile 'maybe'"),
+        (["--variant", "tiny", "--time-budget", "0"], "--time-budget 0"),
+        (["--variant", "tiny", "--check", "--check-tokens", "1,x"], "--check-tokens '1,x'"),
+        (["--variant", "tiny", "--check-tokens", "1"], "--check-tokens goes with --check"),
+        (["--variant", "tiny", "--check", "--microbench-only"], "choose one"),
         (["--variant", "tiny", "--resolution", "100"], "multiple of 16"),
         (["--variant", "tiny", "--repeats", "0"], "--repeats 0"),
         (["--variant", "tiny", "--transformer", "x.safetensors"], "klein variants"),
@@ -113,3 +117,24 @@ def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, options, message
     error = capsys.readouterr().err
     assert error.startswith("Error: ") and message in error
     assert not out.exists()
+
+
+def test_compile_modes_side_by_side_give_a_row_per_format_and_mode(tmp_path, capsys):
+    """The issue's command: eager, whole-model and regional compilation in one run, each with its first call."""
+    command = ["bench", "--variant", "tiny", "--formats", "bf16,int8", "--compile", "off,full,regional", "--repeats", "2", "--resolution", "64", "--out", str(tmp_path)]
+    assert main(command) == 0
+    document = json.loads((tmp_path / "bench-tiny.json").read_text())
+    assert [(run["format"], run["compile"], run["compiled"]) for run in document["runs"]] == [
+        (fmt, mode, mode != "off") for fmt in ("bf16", "int8") for mode in ("off", "full", "regional")
+    ]
+    for run in document["runs"]:
+        assert run["first_call_s"] > 0
+        _check_stats(run["step"], 2)
+    for row in document["summary"]:
+        assert set(row["s_per_image"]) == set(row["first_call_s"]) == {"off", "full", "regional"}
+        assert row["compiled_s_per_image"] == min(row["s_per_image"]["full"], row["s_per_image"]["regional"])
+        # Compiling costs more than an eager call.
+        assert row["first_call_s"]["full"] > row["first_call_s"]["off"] and row["first_call_s"]["regional"] > row["first_call_s"]["off"]
+    markdown = (tmp_path / "bench-tiny.md").read_text()
+    assert "| Eager (s/img) | Full compile (s/img) | Regional compile (s/img) | Full compile: first call (s) | Regional compile: first call (s) |" in markdown
+    assert "| int8 | regional compile |" in markdown

@@ -142,9 +142,23 @@ def test_cuda_without_a_gpu_is_refused(tiny_base):
         load_pipeline(tiny_base, device="cuda")
 
 
-def test_compile_wraps_the_transformer(tiny_base):
-    pipeline = load_pipeline(tiny_base, device="cpu", compile=True)
-    assert pipeline.transformer._compiled_call_impl is not None  # nn.Module.compile: compiled on first call
+@pytest.mark.parametrize(("choice", "whole", "blocks"), [("full", True, False), ("on", True, False), ("regional", False, True), ("off", False, False)])
+def test_compile_choice_compiles_the_whole_transformer_or_its_blocks(tiny_base, choice, whole, blocks):
+    transformer = load_pipeline(tiny_base, device="cpu", compile=choice).transformer
+    # nn.Module.compile: the module is compiled on its first call.
+    assert (transformer._compiled_call_impl is not None) == whole
+    assert {block._compiled_call_impl is not None for block in [*transformer.transformer_blocks, *transformer.single_transformer_blocks]} == {blocks}
+
+
+def test_compile_true_still_works_with_a_warning(tiny_base):
+    with pytest.warns(FutureWarning, match="compile='full'"):
+        pipeline = load_pipeline(tiny_base, device="cpu", compile=True)
+    assert pipeline.transformer._compiled_call_impl is not None
+
+
+def test_unknown_compile_choice_is_refused_before_loading():
+    with pytest.raises(ConfigError, match="compile mode 'fast': expected one of off, full, regional"):
+        load_pipeline("no/such/folder", compile="fast")
 
 
 @pytest.mark.parametrize("base", ["no/such/folder", "klein-7b", "not a repo"])

@@ -2,9 +2,12 @@
 
 Each run plan (a format; for INT8 weights, each requested `Int8Linear` backend; with and/or
 without q/k/v fusion) builds or loads its own transformer (load time), applies its
-options, then runs eager and, after `Module.compile(fullgraph=True)` in place, compiled.
-A fresh model per plan keeps plans independent: fusion cannot be undone and a compiled
-module cannot be switched back to eager.
+options, then runs in each compile mode: eager ("off"), then compiled in place, whole
+("full") or block by block ("regional", `generate.compilation`). A fresh model per plan
+keeps plans independent: fusion cannot be undone and a compiled module cannot be switched
+back to eager; a second compiled mode in one plan loads the transformer again.
+Every finished run is handed to a callback at once (the command writes its report then),
+and a `Budget` skips plans that would not fit in the time left.
 
 Each mode measures its first call (compilation, for compiled), the per-step transformer
 latency and, where a pipeline is at hand, one whole image split into its three phases:
@@ -28,12 +31,14 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..formats.checkpoint import open_checkpoint
+from ..generate.compilation import COMPILE_MODES, compile_transformer
 from ..int8 import backends
 from ..int8.fusion import fuse_qkv_projections
 from ..int8.linear import set_int8_backend
 from ..loading import load_transformer
 from ..tiny import BFL_CHECKPOINT_FILE, TINY_TRANSFORMER_CONFIG, tiny_pipeline_cache, write_tiny_quantized
 from ..variants import KLEIN_SCHEDULER_CONFIG, Architecture, get_variant
+from .budget import Budget
 from .random_weights import check_format, qwen3_config_for, random_text_encoder, random_transformer, random_vae
 from .timing import (
     DeviceClock,
@@ -60,7 +65,7 @@ class BenchSettings:
 
     variant: str
     formats: tuple[str, ...] = ("bf16", "int8")
-    compile_modes: tuple[bool, ...] = (False, True)
+    compile_modes: tuple[str, ...] = ("off", "full")  # each of COMPILE_MODES: off, full, regional
     int8_backends: tuple[str, ...] = ("auto",)  # every INT8 run is repeated per backend
     fuse_qkv_modes: tuple[bool, ...] = (False,)  # every bf16/int8 run is repeated per mode
     resolution: int = 1024
@@ -71,6 +76,10 @@ class BenchSettings:
     random_weights: bool = False
     full_pipeline: bool = False
     transformer_path: str | None = None
+    # The microbenchmark: the shapes of `variant` alone (else klein 4B and 9B together), and its
+    # own compile modes (None: eager and compiled as `compile_modes` has them).
+    microbench_variant_only: bool = False
+    microbench_compile_modes: tuple[str, ...] | None = None
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     seed: int = 0
     prompt: str = DEFAULT_PROMPT
@@ -121,7 +130,7 @@ class RunResult:
     """One run plan in one compile mode."""
 
     format: str
-    compiled: bool
+    compile: str  # off, full or regional
     load_s: float
     first_call_s: float
     step: Stats
@@ -141,8 +150,12 @@ class RunResult:
         if not self.label:
             self.label = run_label(self.format, self.int8_backend if self.int8_backend != "auto" else None, self.fused_qkv)
 
+    @property
+    def compiled(self) -> bool:
+        return self.compile != "off"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "compiled": self.compiled}
 
 
 @dataclass
@@ -152,11 +165,25 @@ class BenchResult:
     components_load_s: float | None = None
     components_bytes: int | None = None  # device memory of text encoder + VAE (CUDA, --full-pipeline or tiny)
     source: str = ""
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"what": plan label, "why": reason}
 
 
-def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lambda message: None) -> BenchResult:
-    """Measure every format in `settings`, in every compile mode, and return the results."""
+PLAN_KIND = "transformer plan"  # a Budget kind
+
+
+def run_benchmark(
+    settings: BenchSettings,
+    progress: Callable[[str], None] = lambda message: None,
+    budget: Budget | None = None,
+    on_update: Callable[[BenchResult], None] = lambda result: None,
+) -> BenchResult:
+    """Measure every plan in `settings`, in every compile mode, and return the results.
+
+    `on_update` gets the result so far after every finished run and skipped plan; `budget`
+    skips a plan when the time left is less than the longest plan so far took.
+    """
     check_settings(settings)
+    budget = budget or Budget()
     device = torch.device(settings.device)
     with tempfile.TemporaryDirectory(prefix="flux2-int8-bench-") as workdir:
         source = _make_source(settings, device, Path(workdir))
@@ -165,9 +192,17 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
         result.components_load_s = source.load_components()
         if before is not None and result.components_load_s is not None:
             result.components_bytes = device_allocated_bytes(device) - before  # type: ignore[operator]
+        on_update(result)
         for plan in run_plans(source.formats(settings.formats), settings):
+            reason = budget.skip_reason(PLAN_KIND)
+            if reason is not None:
+                progress(f"{settings.variant} {plan.label}: skipped, {reason}")
+                result.skipped.append({"what": plan.label, "why": reason})
+                on_update(result)
+                continue
             progress(f"{settings.variant} {plan.label}: loading")
-            result.runs.extend(_bench_plan(source, plan, settings, device, progress))
+            with budget.timed(PLAN_KIND):
+                _bench_plan(source, plan, settings, device, progress, lambda run: (result.runs.append(run), on_update(result)))
     return result
 
 
@@ -227,8 +262,8 @@ def check_settings(settings: BenchSettings) -> None:
             raise ConfigError(f"{option} {value}: expected at least 1")
     if settings.warmup < 0:
         raise ConfigError(f"--warmup {settings.warmup}: expected 0 or more")
-    if not settings.compile_modes:
-        raise ConfigError("--compile: expected off, on, or off,on")
+    if not settings.compile_modes or any(mode not in COMPILE_MODES for mode in settings.compile_modes):
+        raise ConfigError(f"--compile {','.join(settings.compile_modes)}: expected a comma-separated list of {', '.join(COMPILE_MODES)}")
     if torch.device(settings.device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {settings.device}: CUDA is not available here")
 
@@ -252,8 +287,20 @@ def _check_run_options(settings: BenchSettings, formats: tuple[str, ...]) -> Non
         raise ConfigError(f"--fuse-qkv on: q/k/v fusion is for bf16 and int8 weights, not {fp8[0]} (Fp8Linear); drop fp8 from --formats or use --fuse-qkv off")
 
 
-def _bench_plan(source: _Source, plan: RunPlan, settings: BenchSettings, device: torch.device, progress: Callable[[str], None]) -> list[RunResult]:
-    """Load once, apply the plan's options, run eager then compiled (compiled in place), free everything.
+@dataclass
+class _Loaded:
+    """A plan's transformer, configured, with what timing it needs."""
+
+    model: nn.Module
+    pipe: Flux2KleinPipeline | None
+    inputs: dict[str, Any]
+    load_s: float
+    weights_bytes: int | None
+    fused_attentions: int
+
+
+def _load(source: _Source, plan: RunPlan, settings: BenchSettings, device: torch.device) -> _Loaded:
+    """Load the plan's transformer and apply its options.
 
     `weights` is measured after fusion: the fused model holds the same bytes, the separate
     q/k/v layers having been freed.
@@ -263,21 +310,35 @@ def _bench_plan(source: _Source, plan: RunPlan, settings: BenchSettings, device:
     load_s, model = time_once(lambda: source.transformer(plan.format), device)
     fused_attentions = configure_transformer(model, plan.int8_backend, plan.fused_qkv)
     weights = None if baseline is None else device_allocated_bytes(device) - baseline  # type: ignore[operator]
-    pipe = source.pipeline(model)
-    inputs = transformer_inputs(model.config, settings, device, model.dtype)
-    plan_fields = {"int8_backend": plan.int8_backend, "fused_qkv": plan.fused_qkv, "fused_attentions": fused_attentions, "label": plan.label}
-    runs = []
+    return _Loaded(model, source.pipeline(model), transformer_inputs(model.config, settings, device, model.dtype), load_s, weights, fused_attentions)
+
+
+def _bench_plan(source: _Source, plan: RunPlan, settings: BenchSettings, device: torch.device, progress: Callable[[str], None], finished: Callable[[RunResult], Any]) -> None:
+    """Run every compile mode on the plan's transformer, handing each RunResult to `finished`.
+
+    Eager and the first compiled mode share one load (compiled in place after eager); a
+    further compiled mode loads the transformer again, since a compiled model cannot be
+    un-compiled. Everything is freed at the end.
+    """
+    loaded: _Loaded | None = None
+    compiled_already = False
+    plan_fields = {"int8_backend": plan.int8_backend, "fused_qkv": plan.fused_qkv, "label": plan.label}
     try:
-        for compiled in settings.compile_modes:
-            if compiled:
-                model.compile(fullgraph=True)
-            progress(f"{settings.variant} {plan.label}: {'compiled' if compiled else 'eager'}")
-            measured = _measure(model, pipe, inputs, settings, device)
-            runs.append(RunResult(format=plan.format, compiled=compiled, load_s=load_s, weights_bytes=weights, **plan_fields, **measured))
+        for mode in settings.compile_modes:
+            if loaded is None or compiled_already:
+                loaded = None
+                _free(device)
+                loaded = _load(source, plan, settings, device)
+                compiled_already = False
+            if mode != "off":
+                compile_transformer(loaded.model, mode)
+                compiled_already = True
+            progress(f"{settings.variant} {plan.label}: {'eager' if mode == 'off' else mode + ' compile'}")
+            measured = _measure(loaded.model, loaded.pipe, loaded.inputs, settings, device)
+            finished(RunResult(format=plan.format, compile=mode, load_s=loaded.load_s, weights_bytes=loaded.weights_bytes, fused_attentions=loaded.fused_attentions, **plan_fields, **measured))
     finally:
-        del model, pipe, inputs
+        del loaded
         _free(device)
-    return runs
 
 
 def _measure(model: nn.Module, pipe: Flux2KleinPipeline | None, inputs: dict[str, Any], settings: BenchSettings, device: torch.device) -> dict[str, Any]:

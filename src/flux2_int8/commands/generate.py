@@ -7,6 +7,7 @@ prompts file.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,16 @@ if TYPE_CHECKING:
     from ..generate import Request
 
 DTYPES = ("bfloat16", "float16", "float32")
+# `--compile` alone, the flag's old spelling (a switch for a whole-model compile).
+BARE_COMPILE = "bare"
+
+
+def _compile_choice(value: str) -> str:
+    """The --compile value, `on` for the deprecated bare flag (with a note on stderr)."""
+    if value != BARE_COMPILE:
+        return value
+    print("note: --compile without a value is deprecated: write --compile full (what it does) or --compile regional (compiles much faster)", file=sys.stderr)
+    return "on"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -37,6 +48,7 @@ def run(args: argparse.Namespace) -> None:
     )
     from ..outputs import input_files
 
+    args.compile = _compile_choice(args.compile)  # before any path reads it (local or --ray)
     requests = _requests(args)
     check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
     for request in requests:
@@ -103,7 +115,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const=BARE_COMPILE,
+        default="off",
+        metavar="off|full|regional|on",
+        help="torch.compile the transformer: whole (full; also 'on'), or each repeated block once (regional, much faster to compile); the first image compiles (default off)",
+    )
     parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")
     parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRAs into the weights (INT8: re-quantized per channel) for plain INT8 speed, instead of running them beside the INT8 layers")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")

@@ -25,6 +25,7 @@ from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..lora.apply import load_loras, parse_lora_spec
 from ..variants import VARIANTS, architecture_of
+from .compilation import compile_transformer, resolve_compile_mode
 from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
 from .quiet import silence_ignored_guidance_warning
 
@@ -57,7 +58,7 @@ def load_pipeline(
     text_encoder: str | Path | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.bfloat16,
-    compile: bool = False,
+    compile: str | bool = "off",
     offload: Offload = "none",
     local_files_only: bool = False,
     activations: ActivationChoice = "auto",
@@ -72,14 +73,18 @@ def load_pipeline(
     `text_encoder` an INT8 text encoder file from `flux2-int8 quantize --text-encoder`
     (path or hub file). The base's own weights of a replaced component are neither
     downloaded nor loaded. `device` defaults to CUDA when available. `offload` ("model"
-    or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` wraps the
-    transformer in `torch.compile(fullgraph=True)`; the first call then compiles (slow).
-    `activations` is how INT8 layers quantize their input (see `load_transformer`): "auto"
-    (the file's calibrated scales, else per token), "static" or "dynamic".
-    `loras` are `PATH_OR_REPO[:SCALE]` specs, checked against the transformer and loaded
-    (unfused, before compiling) with diffusers' `load_lora_weights`; `fuse_loras` merges
-    them into the weights instead (see docs/generate.md, LoRA).
+    or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` is "off",
+    "full" (the whole transformer under `torch.compile(fullgraph=True)`), "regional" (each
+    repeated block, compiled once per block class: much faster to compile) or "on" (full,
+    until regional is measured no slower per step on a GPU); the first call then compiles.
+    `True`/`False` still work, with a warning. `activations` is how INT8 layers quantize
+    their input (see `load_transformer`): "auto" (the file's calibrated scales, else per
+    token), "static" or "dynamic". `loras` are `PATH_OR_REPO[:SCALE]` specs, checked
+    against the transformer and loaded (unfused, before compiling) with diffusers'
+    `load_lora_weights`; `fuse_loras` merges them into the weights instead (see
+    docs/generate.md, LoRA).
     """
+    compile_mode = resolve_compile_mode(compile)
     silence_ignored_guidance_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
@@ -102,8 +107,7 @@ def load_pipeline(
     if lora_files:
         load_loras(pipeline, [path for path, _ in lora_files], [scale for _, scale in lora_files], fuse=fuse_loras)
     _place(pipeline, device, offload)
-    if compile:
-        pipeline.transformer.compile(fullgraph=True)
+    compile_transformer(pipeline.transformer, compile_mode)
     return pipeline
 
 

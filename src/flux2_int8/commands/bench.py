@@ -64,9 +64,12 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def _check_out(args: argparse.Namespace) -> Path:
-    from ..outputs import claim_folder, input_files, mark_folder
+    """The report folder: never holding the checkpoint timed; someone else's only with --overwrite (ours: it holds bench reports)."""
+    from ..outputs import claim_folder, input_files
 
-    return mark_folder(claim_folder(args.out, input_files(args.transformer), args.overwrite))
+    out = claim_folder(args.out, input_files(args.transformer), args.overwrite, owned=lambda folder: any(folder.glob("bench-*.json")))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _progress(message: str) -> None:

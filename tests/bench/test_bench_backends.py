@@ -47,8 +47,8 @@ def compared(tmp_path_factory):
     calls: list[tuple[int, str, tuple[int, ...]]] = []
     original = pipeline_bench._TinySource.transformer
 
-    def capture(self, fmt):  # type: ignore[no-untyped-def]
-        models.append(original(self, fmt))
+    def capture(self, fmt, activations="auto"):  # type: ignore[no-untyped-def]
+        models.append(original(self, fmt, activations))
         return models[-1]
 
     def recorder(name):  # type: ignore[no-untyped-def]

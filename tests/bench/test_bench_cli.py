@@ -9,7 +9,7 @@ import pytest
 from flux2_int8.cli import main
 
 TOP_LEVEL = {"schema", "variant", "command", "status", "time_budget_s", "skipped", "check", "environment", "settings", "source", "components_load_s", "components_bytes", "runs", "summary", "microbench", "published_reference_rtx_5090"}
-RUN_FIELDS = {"format", "compile", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "fused_attentions", "label"}
+RUN_FIELDS = {"format", "compile", "compiled", "load_s", "first_call_s", "step", "image", "images_per_s", "weights_bytes", "peak_step_bytes", "peak_image_bytes", "host_rss_peak_bytes", "host_peak_is_per_run", "int8_backend", "fused_qkv", "activations", "fused_attentions", "label"}
 STATS_FIELDS = {"median_s", "min_s", "max_s", "mean_s", "repeats"}
 
 

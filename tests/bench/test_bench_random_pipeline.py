@@ -65,7 +65,7 @@ def test_transformer_file_is_timed_in_its_own_format(monkeypatch, tmp_path):
 
     path = pipeline_bench.write_tiny_quantized(tiny_pipeline_cache(), "int8", tmp_path / "tiny-int8.safetensors")
     # The tiny file fits no klein size: load it with the config its shapes give.
-    monkeypatch.setattr(pipeline_bench, "load_transformer", lambda path, config, device, dtype: load_transformer(path, device=device, dtype=dtype))
+    monkeypatch.setattr(pipeline_bench, "load_transformer", lambda path, config, device, dtype, activations: load_transformer(path, device=device, dtype=dtype, activations=activations))
     settings = BenchSettings(variant="klein-4b", formats=("bf16", "fp8"), compile_modes=("off",), resolution=64, repeats=1, transformer_path=str(path), device="cpu")
     result = run_benchmark(settings)
     assert [run.format for run in result.runs] == ["bfl-int8"]

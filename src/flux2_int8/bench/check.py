@@ -152,9 +152,9 @@ def _check_shape(shape: LinearShape, device: torch.device, generator: torch.Gene
 
 def reference_output(layer: Int8Linear, x: torch.Tensor) -> torch.Tensor:
     """`kernels.reference_linear` in float64 (x upcast exactly), [M, N], in column blocks; a dynamic
-    layer's per-row scale is the one it computes itself (`kernels.dynamic_input_scale`)."""
+    layer's per-row scale is the one it computes itself (`kernels.row_scale`)."""
     x64 = x.double()
-    input_scale = layer.input_scale if layer.input_scale is not None else kernels.dynamic_input_scale(x)
+    input_scale = layer.input_scale if layer.input_scale is not None else kernels.row_scale(x)
     blocks = [
         kernels.reference_linear(x64, layer.weight[start : start + _REFERENCE_COLUMNS], layer.weight_scale[start : start + _REFERENCE_COLUMNS], input_scale, None)
         for start in range(0, layer.out_features, _REFERENCE_COLUMNS)

@@ -67,6 +67,7 @@ class BenchSettings:
     formats: tuple[str, ...] = ("bf16", "int8")
     compile_modes: tuple[str, ...] = ("off", "full")  # each of COMPILE_MODES: off, full, regional
     int8_backends: tuple[str, ...] = ("auto",)  # every INT8 run is repeated per backend
+    activations: tuple[str, ...] = ("auto",)  # every INT8 run is repeated per activation mode (auto: static for random weights)
     fuse_qkv_modes: tuple[bool, ...] = (False,)  # every bf16/int8 run is repeated per mode
     resolution: int = 1024
     steps: int | None = None
@@ -123,6 +124,7 @@ class RunPlan:
     int8_backend: str | None  # None: the format has no Int8Linear layers
     fused_qkv: bool
     label: str  # the row name in reports: "int8 (triton, fused q/k/v)"
+    activations: str = "auto"  # how Int8Linear layers quantize their input: auto, static or dynamic
 
 
 @dataclass
@@ -143,6 +145,7 @@ class RunResult:
     host_peak_is_per_run: bool
     int8_backend: str | None = None
     fused_qkv: bool = False
+    activations: str = "auto"
     fused_attentions: int = 0  # attentions `fuse_qkv_projections` fused in this model
     label: str = ""
 
@@ -211,9 +214,10 @@ def is_int8_format(fmt: str) -> bool:
     return fmt == "int8" or fmt.endswith("-int8")
 
 
-def run_label(fmt: str, int8_backend: str | None, fused_qkv: bool) -> str:
-    """'int8', 'int8 (int_mm)', 'bf16 (fused q/k/v)', 'int8 (triton, fused q/k/v)'."""
+def run_label(fmt: str, int8_backend: str | None, fused_qkv: bool, activations: str | None = None) -> str:
+    """'int8', 'int8 (int_mm)', 'bf16 (fused q/k/v)', 'int8 (triton, dynamic, fused q/k/v)'."""
     qualifiers = [int8_backend] if int8_backend else []
+    qualifiers += [activations] if activations else []
     qualifiers += [FUSED_QKV_LABEL] if fused_qkv else []
     return f"{fmt} ({', '.join(qualifiers)})" if qualifiers else fmt
 
@@ -222,11 +226,15 @@ def run_plans(formats: tuple[str, ...], settings: BenchSettings) -> list[RunPlan
     """Every (format, INT8 backend, fusion) to time, in report order: each backend's unfused
     and fused runs side by side. The backend is named in labels unless only 'auto' was asked for."""
     name_backend = settings.int8_backends != ("auto",)
+    name_activations = settings.activations != ("auto",)
     plans = []
     for fmt in formats:
-        for backend in settings.int8_backends if is_int8_format(fmt) else (None,):
-            for fused in settings.fuse_qkv_modes:
-                plans.append(RunPlan(fmt, backend, fused, run_label(fmt, backend if name_backend else None, fused)))
+        int8 = is_int8_format(fmt)
+        for backend in settings.int8_backends if int8 else (None,):
+            for activations in settings.activations if int8 else ("auto",):
+                for fused in settings.fuse_qkv_modes:
+                    label = run_label(fmt, backend if name_backend else None, fused, activations if int8 and name_activations else None)
+                    plans.append(RunPlan(fmt, backend, fused, label, activations))
     return plans
 
 
@@ -307,7 +315,7 @@ def _load(source: _Source, plan: RunPlan, settings: BenchSettings, device: torch
     """
     source.prepare(plan.format)
     baseline = device_allocated_bytes(device)
-    load_s, model = time_once(lambda: source.transformer(plan.format), device)
+    load_s, model = time_once(lambda: source.transformer(plan.format, plan.activations), device)
     fused_attentions = configure_transformer(model, plan.int8_backend, plan.fused_qkv)
     weights = None if baseline is None else device_allocated_bytes(device) - baseline  # type: ignore[operator]
     return _Loaded(model, source.pipeline(model), transformer_inputs(model.config, settings, device, model.dtype), load_s, weights, fused_attentions)
@@ -322,7 +330,7 @@ def _bench_plan(source: _Source, plan: RunPlan, settings: BenchSettings, device:
     """
     loaded: _Loaded | None = None
     compiled_already = False
-    plan_fields = {"int8_backend": plan.int8_backend, "fused_qkv": plan.fused_qkv, "label": plan.label}
+    plan_fields = {"int8_backend": plan.int8_backend, "fused_qkv": plan.fused_qkv, "activations": plan.activations, "label": plan.label}
     try:
         for mode in settings.compile_modes:
             if loaded is None or compiled_already:
@@ -463,7 +471,7 @@ class _Source:
     def prepare(self, fmt: str) -> None:
         """Untimed work before loading `fmt` (writing a test file)."""
 
-    def transformer(self, fmt: str) -> nn.Module:
+    def transformer(self, fmt: str, activations: str = "auto") -> nn.Module:
         raise NotImplementedError
 
     def pipeline(self, transformer: nn.Module) -> Flux2KleinPipeline | None:
@@ -495,8 +503,8 @@ class _TinySource(_Source):
         if fmt not in self.files:
             self.files[fmt] = write_tiny_quantized(self.folder, fmt, self.workdir / f"tiny-{fmt}.safetensors")
 
-    def transformer(self, fmt: str) -> nn.Module:
-        return load_transformer(self.files[fmt], device=self.device, dtype=self.dtype)
+    def transformer(self, fmt: str, activations: str = "auto") -> nn.Module:
+        return load_transformer(self.files[fmt], device=self.device, dtype=self.dtype, activations=activations)  # type: ignore[arg-type]
 
 
 class _KleinSource(_Source):
@@ -532,10 +540,10 @@ class _KleinSource(_Source):
         seconds, self.components = time_once(build, self.device)
         return seconds
 
-    def transformer(self, fmt: str) -> nn.Module:
+    def transformer(self, fmt: str, activations: str = "auto") -> nn.Module:
         if self.settings.transformer_path:
-            return load_transformer(self.settings.transformer_path, config=self.settings.variant, device=self.device, dtype=self.dtype)
-        return random_transformer(self.architecture, fmt, self.device, self.dtype, seed=self.settings.seed)
+            return load_transformer(self.settings.transformer_path, config=self.settings.variant, device=self.device, dtype=self.dtype, activations=activations)  # type: ignore[arg-type]
+        return random_transformer(self.architecture, fmt, self.device, self.dtype, seed=self.settings.seed, activations="dynamic" if activations == "dynamic" else "static")
 
 
 def _make_source(settings: BenchSettings, device: torch.device, workdir: Path) -> _Source:

@@ -133,6 +133,7 @@ def summary_rows(result: BenchResult) -> list[dict[str, Any]]:
                 "label": label,
                 "format": runs[0].format,
                 "int8_backend": runs[0].int8_backend,
+                "activations": runs[0].activations,
                 "fused_qkv": runs[0].fused_qkv,
                 "s_per_image": by_mode,
                 "first_call_s": {run.compile: run.first_call_s for run in runs},
@@ -216,7 +217,7 @@ def _settings_lines(document: dict[str, Any]) -> list[str]:
         f"- weights: {document['source']}",
         f"- {s['resolution']}x{s['resolution']} ({s['image_tokens']} image + {s['text_tokens']} text tokens), {s['num_steps']} steps, batch {s['batch']}, {s['repeats']} repeats after {s['warmup']} warm-up",
         f"- text encoder + VAE + tokenizer: {'none (transformer only)' if seconds is None else f'built in {seconds:.2f} s{resident}'}",
-        f"- INT8 backends: {', '.join(s['int8_backends'])}; q/k/v fused: {', '.join('on' if on else 'off' for on in s['fuse_qkv_modes'])}",
+        f"- INT8 backends: {', '.join(s['int8_backends'])}; q/k/v fused: {', '.join('on' if on else 'off' for on in s['fuse_qkv_modes'])}; activations: {', '.join(s.get('activations', ('auto',)))}",
     ]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..outputs import add_overwrite_flag
 from ..variants import VARIANTS
+from .options import ACTIVATIONS
 
 VARIANT_CHOICES = (*VARIANTS, "tiny")
 _SWITCH = {"off": False, "on": True}
@@ -50,7 +51,7 @@ def _parse_list(value: str, allowed: tuple[str, ...], option: str) -> tuple[str,
 def _command_line(args: argparse.Namespace) -> str:
     """The invocation with every option spelled out, so a report says exactly how to reproduce it."""
     words = ["flux2-int8", "bench", "--variant", args.variant, "--formats", args.formats, "--resolution", str(args.resolution)]
-    words += ["--int8-backends", args.int8_backends, "--fuse-qkv", args.fuse_qkv]
+    words += ["--int8-backends", args.int8_backends, "--fuse-qkv", args.fuse_qkv, "--activations", args.activations]
     words += ["--batch", str(args.batch), "--compile", args.compile, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
     words += [] if args.steps is None else ["--steps", str(args.steps)]
     flags = (("--random-weights", args.random_weights), ("--full-pipeline", args.full_pipeline), ("--microbench", args.microbench), ("--microbench-only", args.microbench_only), ("--check", args.check))
@@ -176,6 +177,7 @@ def _settings(args: argparse.Namespace) -> Any:
         formats=_parse_list(args.formats, FORMATS, "--formats"),
         compile_modes=compile_modes,
         int8_backends=_parse_list(args.int8_backends, _int8_backend_choices(), "--int8-backends"),
+        activations=_parse_list(args.activations, ACTIVATIONS, "--activations"),
         fuse_qkv_modes=tuple(_SWITCH[mode] for mode in _parse_list(args.fuse_qkv, tuple(_SWITCH), "--fuse-qkv")),
         resolution=args.resolution,
         steps=args.steps,
@@ -272,6 +274,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the variant's, 4 for distilled)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
     parser.add_argument("--int8-backends", default=None, metavar="LIST", help=f"comma-separated Int8Linear backends; every int8 run is repeated per backend, one report row each: {INT8_BACKEND_NAMES} (default: auto; with --check {CHECK_BACKEND_NAMES})")
+    parser.add_argument("--activations", default="auto", metavar="LIST", help="comma-separated: auto, static, dynamic; every int8 run is repeated per mode, one report row each, e.g. static,dynamic compares per-token quantization's cost (default: auto: the file's, static for random weights)")
     parser.add_argument("--fuse-qkv", nargs="?", const="on", default="off", metavar="off|on|off,on", help="fuse each attention's q/k/v (bf16 and int8) into one GEMM before timing; the flag alone means on, off,on times both (default: off)")
     parser.add_argument("--compile", default="off,on", metavar="LIST", help="comma-separated: off (eager), full (the whole transformer compiled), regional (each repeated block, compiled once per block class), on (full) (default: off,on)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default: 5)")

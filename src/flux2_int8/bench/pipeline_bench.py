@@ -516,7 +516,7 @@ class _TinySource(_Source):
 
     def load_components(self) -> float:
         def load() -> dict[str, Any]:
-            pipe = Flux2KleinPipeline.from_pretrained(self.folder, transformer=None, local_files_only=True, dtype=self.dtype)
+            pipe = Flux2KleinPipeline.from_pretrained(self.folder, transformer=None, local_files_only=True, use_safetensors=True, dtype=self.dtype)
             return {name: _to_device(part, self.device) for name, part in pipe.components.items() if name != "transformer"}
 
         seconds, self.components = time_once(load, self.device)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..outputs import add_overwrite_flag
 from ..variants import VARIANTS
 from .options import ACTIVATIONS
 
@@ -63,14 +64,13 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join([*words, "--out", args.out])
 
 
-def _check_out(out: str) -> Path:
-    from ..errors import ConfigError
+def _check_out(args: argparse.Namespace) -> Path:
+    """The report folder: never holding the checkpoint timed; someone else's only with --overwrite (ours: it holds bench reports)."""
+    from ..outputs import claim_folder, input_files
 
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    out = claim_folder(args.out, input_files(args.transformer), args.overwrite, owned=lambda folder: any(folder.glob("bench-*.json")))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _progress(message: str) -> None:
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
     args.int8_backends = args.int8_backends if args.int8_backends is not None else (CHECK_BACKEND_NAMES if args.check else "auto")
     settings = _settings(args)
     check_tokens = _check_options(args, settings)
-    out = _check_out(args.out)
+    out = _check_out(args)
     report = _Report(out, _command_line(args), settings, environment(settings.device), args.time_budget)
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     terminated = False
@@ -288,4 +288,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="skip each plan (or microbenchmark / check shape) that the seconds left cannot cover, estimated from the slowest one so far; results are written after every finished run either way")
     parser.add_argument("--device", default="auto", help="torch device, or auto: cuda if available, else cpu (default: auto)")
     parser.add_argument("--out", required=True, help="folder for bench-<variant>.json and bench-<variant>.md")
+    add_overwrite_flag(parser)
     parser.set_defaults(run=run)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..outputs import add_overwrite_flag
+
 
 def run(args: argparse.Namespace) -> None:
     import sys
 
     from ..demo import run_demo
 
-    result = run_demo(args.out, steps=args.steps, size=args.size, device=args.device, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_demo(args.out, steps=args.steps, size=args.size, device=args.device, overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"{'task':<14} {'BF16 s':>7} {'INT8 s':>7} {'PSNR dB':>8}")
     for task in result.tasks:
         print(f"{task.task.name:<14} {task.bf16_seconds:>7.2f} {task.int8_seconds:>7.2f} {task.psnr_db:>8.1f}")
@@ -26,4 +28,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=4, help="denoising steps (default 4, as the distilled klein)")
     parser.add_argument("--size", type=int, default=128, help="image side in px, a multiple of 16 >= 64 (default 128)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    add_overwrite_flag(parser)
     parser.set_defaults(run=run)

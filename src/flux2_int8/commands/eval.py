@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..outputs import add_overwrite_flag
 from . import ray_options
 from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> None:
         loader=default_loader(args.local_files_only, args.activations),
         fan_out=ray_options.eval_fan_out(ray_cluster),
         command=command_line(args),
+        overwrite=args.overwrite,
     )
     if result.merged is not None:
         merged = result.merged
@@ -96,5 +98,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--lpips-net", choices=tuple(LPIPS_BACKBONES), default=DEFAULT_LPIPS_NET, help=f"LPIPS backbone (default {DEFAULT_LPIPS_NET}, the lpips package's default)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA applied (unfused) to the reference and every candidate alike; repeatable; recorded in the folder's run.json")
     parser.add_argument("--local-files-only", action="store_true", help="pipelines and checkpoints from the Hugging Face cache only, never the network")
+    add_overwrite_flag(parser)
     ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

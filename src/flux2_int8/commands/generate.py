@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..outputs import add_overwrite_flag
 from . import ray_options
 from .options import ACTIVATIONS, ACTIVATIONS_HELP
 
@@ -43,20 +44,24 @@ def run(args: argparse.Namespace) -> None:
         plan_jobs,
         resolve_sampling,
         run_jobs,
+        writing_images,
     )
+    from ..outputs import input_files
 
     args.compile = _compile_choice(args.compile)  # before any path reads it (local or --ray)
     requests = _requests(args)
     check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
     for request in requests:
         check_request(request)
-    check_writable(args.out)
     jobs = plan_jobs(requests, args.num_images, args.out)
+    inputs = input_files(args.prompts, *args.lora, *(image for request in requests for image in request.images))
+    check_writable(args.out, [job.path for job in jobs], inputs, args.overwrite)
     if args.lora and args.ray is not None:
         raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")
     ray_cluster = ray_options.connect(args)
     if ray_cluster is not None:
-        return ray_options.generate(ray_cluster, args, jobs)
+        with writing_images(args.out):
+            return ray_options.generate(ray_cluster, args, jobs)
 
     pipeline = load_pipeline(
         args.base,
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> None:
     if args.guidance is not None and pipeline.config.is_distilled:
         print("note: this is a distilled model; it ignores --guidance")
     steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
-    done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
+    with writing_images(args.out):
+        done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 
@@ -120,5 +126,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")
     parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRAs into the weights (INT8: re-quantized per channel) for plain INT8 speed, instead of running them beside the INT8 layers")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
+    add_overwrite_flag(parser)
     ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

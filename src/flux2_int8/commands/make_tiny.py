@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from ..outputs import add_overwrite_flag
+
 
 def run(args: argparse.Namespace) -> None:
-    from ..tiny import make_tiny_pipeline
+    from pathlib import Path
 
-    folder = make_tiny_pipeline(args.directory, seed=args.seed, distilled=not args.base)
-    print(f"wrote a tiny random-weight klein pipeline to {folder}")
+    from ..outputs import claim_folder, staged_folder
+    from ..tiny import make_tiny_pipeline
+    from ..tiny.pipeline import MARKER_FILE
+
+    folder = claim_folder(args.directory, overwrite=args.overwrite, option="make-tiny", owned=lambda f: (f / MARKER_FILE).is_file())
+    with staged_folder(folder) as staging:  # built aside, so a failure or Ctrl-C leaves DIR as it was
+        make_tiny_pipeline(staging, seed=args.seed, distilled=not args.base)
+    print(f"wrote a tiny random-weight klein pipeline to {Path(folder)}")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -17,4 +25,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--base", action="store_true", help="an undistilled (base, CFG) pipeline instead of a distilled one")
+    add_overwrite_flag(parser)
     parser.set_defaults(run=run)

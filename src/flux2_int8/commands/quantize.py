@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..outputs import add_overwrite_flag
 from . import ray_options
 
 _DTYPES = ("bfloat16", "float16", "float32")
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> None:
         dtype=getattr(torch, args.dtype),
         offload=args.offload if ray_cluster is None else "none",
         progress=not args.quiet,
+        overwrite=args.overwrite,
         activations=args.activations,
         calibrator=ray_options.calibrator(ray_cluster, args),
     )
@@ -79,6 +81,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=_DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")
     parser.add_argument("--offload", choices=("none", "model"), default="none", help="model: diffusers' CPU offload, for GPUs too small for the whole pipeline")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_overwrite_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the result and calibration statistics as JSON")
     ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..outputs import write_text_atomic
 from ..version import __version__
 from .results import DemoResult, TaskResult
 
@@ -54,7 +55,7 @@ def difference_image(a: Image.Image, b: Image.Image) -> Image.Image:
 
 def write_index(result: DemoResult) -> None:
     """Write `index.html` into the demo folder."""
-    result.index.write_text(render_index(result), encoding="utf-8")
+    write_text_atomic(result.index, render_index(result))
 
 
 def render_index(result: DemoResult) -> str:

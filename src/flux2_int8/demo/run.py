@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from transformers.utils import logging as transformers_logging
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
+from ..outputs import mark_folder, write_text_atomic
 from ..quantization.api import quantize
 from ..tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 from .page import difference_image, write_index
@@ -51,7 +52,14 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
     return tensor_psnr(image_tensor(a), image_tensor(b))
 
 
-def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None, progress: Callable[[str], None] = lambda message: None) -> DemoResult:
+def run_demo(
+    out: str | Path,
+    steps: int = 4,
+    size: int = 128,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
+) -> DemoResult:
     """Run the demo into folder `out` and return what it measured (also in `out/results.json`).
 
     `progress` gets one line per stage and per task as the demo goes (the CLI prints them).
@@ -61,7 +69,7 @@ def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | Non
     """
     out = Path(out)
     check_sampling(Sampling(steps=steps, width=size, height=size))
-    check_writable(out)
+    check_writable(out, overwrite=overwrite)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -72,7 +80,7 @@ def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | Non
 
 def _run(out: Path, steps: int, size: int, device: str | None, progress: Callable[[str], None]) -> DemoResult:
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out)
     progress("[1/4] the tiny pipeline (built once, then cached)")
     with _no_loading_bars():
         folder = tiny_pipeline_cache()
@@ -112,7 +120,7 @@ def _run(out: Path, steps: int, size: int, device: str | None, progress: Callabl
         int8_checkpoint_bytes=checkpoint.stat().st_size,
     )
     write_index(result)
-    (out / "results.json").write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(asdict(result), indent=2, default=str) + "\n")
     return result
 
 

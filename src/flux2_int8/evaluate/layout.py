@@ -14,7 +14,6 @@ merging folders is copying the files one lacks.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ConfigError
+from ..formats.header import loads_bounded
+from ..outputs import write_text_atomic
 from .suite import Case
 
 RUN_FILE = "run.json"
@@ -113,11 +114,22 @@ def is_current(path: Path, case: Case) -> bool:
         return False
 
 
+def read_fidelity(path: Path) -> list[float]:
+    """The per-step velocity errors of one cached fidelity record; a damaged one names the file to delete."""
+    try:
+        values = loads_bounded(path.read_bytes())["velocity_relative_error"]
+        if not isinstance(values, list) or not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ValueError("'velocity_relative_error' is not a list of numbers")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+        raise ConfigError(f"{path}: damaged cache entry ({type(error).__name__}: {error}); delete this file and rerun eval, which records it again") from None
+    return [float(v) for v in values]
+
+
 def read_settings(path: Path) -> RunSettings | None:
     if not path.is_file():
         return None
     try:
-        document = json.loads(path.read_text())
+        document = loads_bounded(path.read_bytes())
         if document.pop("format", None) != RUN_FORMAT:
             raise ValueError(f"format is not {RUN_FORMAT}")
         document.pop(RUNS_KEY, None)
@@ -129,19 +141,16 @@ def read_settings(path: Path) -> RunSettings | None:
 def read_runs(path: Path) -> list[dict[str, Any]]:
     """The runs recorded in run.json (`flux2_int8.provenance.provenance` records), oldest first."""
     try:
-        runs = json.loads(path.read_text()).get(RUNS_KEY, [])
+        runs = loads_bounded(path.read_bytes()).get(RUNS_KEY, [])
     except (OSError, ValueError, AttributeError):
         return []
     return runs if isinstance(runs, list) else []
 
 
 def write_settings(path: Path, settings: RunSettings, runs: list[dict[str, Any]] | None = None) -> None:
-    """Write run.json: the settings, and the runs (`None`: keep those already recorded)."""
+    """Write run.json atomically: the settings, and the runs (`None`: keep those already recorded)."""
     runs = read_runs(path) if runs is None else runs
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps({"format": RUN_FORMAT, **asdict(settings), RUNS_KEY: runs}, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps({"format": RUN_FORMAT, **asdict(settings), RUNS_KEY: runs}, indent=2) + "\n")
 
 
 def record_run(path: Path, settings: RunSettings, run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -24,7 +24,9 @@ from diffusers import Flux2KleinPipeline
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError
+from ..formats.checkpoint import open_checkpoint
 from ..generate import apply_loras, generate_image, load_reference, png_metadata, sampling_defaults, write_png
+from ..outputs import write_text_atomic
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
 from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_runs, read_settings, reconcile, write_settings
 from .suite import Case
@@ -176,6 +178,16 @@ class Generator:
         return metadata
 
 
+def check_checkpoints(models: Sequence[ModelSpec]) -> None:
+    """Check every model's checkpoint before anything is generated: a bad candidate fails in
+    a second, not after the whole reference run. Local files have their headers read and
+    validated (no weights); hub files are checked when downloaded."""
+    for model in models:
+        _check_checkpoint(model)
+        if model.transformer is not None and Path(model.transformer).expanduser().exists():
+            open_checkpoint(Path(model.transformer).expanduser())
+
+
 def _check_checkpoint(model: ModelSpec) -> None:
     """Refuse a checkpoint path that is neither a local file/folder nor a hub file (owner/repo/file.safetensors)."""
     spec = model.transformer
@@ -224,13 +236,14 @@ def _copy_missing(source: Path, target: Path) -> str:
         return "present" if filecmp.cmp(source, target, shallow=False) else "conflicts"
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return "copied"
 
 
 def _write_json(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps(document) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(document) + "\n")

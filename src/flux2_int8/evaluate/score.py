@@ -9,7 +9,6 @@ case at a time, so memory does not grow with the suite.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from itertools import combinations
@@ -20,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..errors import Flux2Int8Error
-from .layout import Layout
+from .layout import Layout, read_fidelity
 from .metrics import MetricModels, clip_s, image_tensor, psnr, set_scores, small_sample_note
 from .suite import Case, Suite
 
@@ -73,7 +72,7 @@ def _score_case(layout: Layout, case: Case, reference: str, candidates: Sequence
         if networks.lpips is not None and "lpips" in metrics:
             scores[model]["lpips"] = networks.lpips(tensors[model], tensors[reference])
         if "fidelity" in metrics:
-            per_step = json.loads(layout.fidelity(model, case).read_text())["velocity_relative_error"]
+            per_step = read_fidelity(layout.fidelity(model, case))
             scores[model].update(velocity_error=sum(per_step) / len(per_step), velocity_error_per_step=per_step)
     if networks.inception is not None and metrics & {"fid", "kid"}:
         for model, row in zip(images, networks.inception(list(tensors.values()))):

@@ -8,9 +8,8 @@ saying what is missing and how to provide it, not a stack of HTTP retries.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,12 @@ from huggingface_hub.errors import (
 )
 
 from ..errors import CheckpointError, ConfigError, Flux2Int8Error
+from ..formats.header import loads_bounded
 from ..variants import VARIANTS, Variant, get_variant
 
 PIPELINE_CLASS = "Flux2KleinPipeline"
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # torch.save / pickle weight files
 _HUB_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>[^\s]+\.safetensors)$")
 
 
@@ -67,20 +68,42 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     if not index.is_file():
         raise ConfigError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
     try:
-        document = json.loads(index.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        document = loads_bounded(index.read_bytes())
+    except (OSError, ValueError) as error:
         raise ConfigError(f"{index}: cannot be read as JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{index}: must hold a JSON object")
     if document.get("_class_name") != PIPELINE_CLASS:
         raise ConfigError(f"{folder}: holds a {document.get('_class_name')!r} pipeline; expected {PIPELINE_CLASS} (FLUX.2 [klein])")
     return document
+
+
+def check_safetensors_only(folder: Path, skip: Iterable[str] = ()) -> None:
+    """Refuse a pipeline component whose weights exist only as a pickle (`.bin`, `.pt`, ...).
+
+    `from_pretrained` is always called with `use_safetensors=True`, so such a file is
+    never unpickled (unpickling can run code); this says which component it is and
+    how to convert it, where diffusers would only report a missing file. The components
+    are those `model_index.json` lists; `skip` names those given as loaded objects.
+    """
+    names = sorted(name for name in check_pipeline_folder(folder) if not name.startswith("_") and name not in skip)
+    for component in (folder / name for name in names if (folder / name).is_dir()):
+        files = [p for p in component.rglob("*") if p.is_file()]
+        pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles and not any(p.suffix == ".safetensors" for p in files):
+            raise ConfigError(
+                f"{component}: the '{component.name}' weights are only a pickle ({pickles[0].name}), which flux2-int8 never loads "
+                "(unpickling can run code); convert it where you trust the file: load it with diffusers/transformers and "
+                "save_pretrained(..., safe_serialization=True)"
+            )
 
 
 def transformer_config_of(folder: Path) -> dict[str, Any]:
     """The base pipeline's `transformer/config.json`, the shape every checkpoint must fit."""
     path = folder / "transformer" / "config.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        return loads_bounded(path.read_bytes())
+    except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: the base pipeline's transformer config cannot be read ({error})") from None
 
 

@@ -8,7 +8,6 @@ component is neither downloaded nor loaded.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from diffusers import Flux2KleinPipeline
 
 from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
-from ..formats.header import read_header
+from ..formats.header import metadata_object, read_header
 from ..loading import load_text_encoder, load_transformer
 from ..loading.transformer import ACTIVATION_CHOICES, ActivationChoice
 from ..formats.config import infer_config
@@ -27,7 +26,7 @@ from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..lora.apply import load_loras, parse_lora_spec
 from ..variants import VARIANTS, architecture_of
 from .compilation import compile_transformer, resolve_compile_mode
-from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
+from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
 from .quiet import silence_ignored_guidance_warning
 
 Offload = Literal["none", "model", "sequential"]
@@ -149,10 +148,10 @@ def check_text_encoder_fits(path: Path, transformer_config: dict[str, Any], base
     `joint_attention_dim` is three times the encoder's hidden size. Read from the
     config in the file's header; without one, `load_text_encoder` checks every shape.
     """
-    document = read_header(path).metadata.get(TEXT_ENCODER_CONFIG)
+    document = metadata_object(read_header(path), TEXT_ENCODER_CONFIG)
     if document is None:
         return
-    hidden = json.loads(document).get("hidden_size")
+    hidden = document.get("hidden_size")
     expected = transformer_config["joint_attention_dim"] // _TEXT_HIDDEN_STATES
     if hidden != expected:
         raise ConfigError(
@@ -196,7 +195,8 @@ def _base_folder(source: BaseSource, skip_transformer_weights: bool, skip_text_e
 
 def _from_pretrained(folder: Path, components: dict[str, Any], source: BaseSource, dtype: torch.dtype) -> Flux2KleinPipeline:
     """Build the pipeline from local files only; given components replace the folder's, a variant name decides `is_distilled`."""
-    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, **components}
+    check_safetensors_only(folder, skip=components)
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, "use_safetensors": True, **components}
     if source.variant is not None:
         kwargs["is_distilled"] = source.variant.distilled
     try:

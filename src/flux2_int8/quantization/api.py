@@ -24,6 +24,7 @@ from ..generate.pipeline import Offload
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
+from ..outputs import input_files
 from .output import check_output
 from .prompts import PromptSet, draw_samples, load_prompts
 from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, unify_qkv
@@ -113,6 +114,7 @@ def quantize(
     progress: bool = True,
     activations: str = "static",
     calibrator: Callable[..., CalibrationRun] = run_calibration,
+    overwrite: bool = False,
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
 
@@ -134,11 +136,14 @@ def quantize(
     are then quantized per token at run time, as ComfyUI does), and skips calibration
     unless SmoothQuant or the text encoder needs it. `calibrator` runs the samples
     through the observers (`run_calibration`'s signature); `flux2_int8.scale_out` gives one
-    that spreads them over a Ray cluster. See docs/quantize.md.
+    that spreads them over a Ray cluster. An output that is or holds one of the run's
+    inputs is refused, and so is a non-empty folder flux2-int8 did not write unless
+    `overwrite` (docs/reliability.md). See docs/quantize.md.
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
-    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations)
+    inputs = input_files(_local_folder(base), transformer, prompts)
+    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
     pipe = load_float_pipeline(base, transformer, device, dtype, offload)
     schedule = _schedule(pipe, steps)
@@ -165,6 +170,7 @@ def quantize(
 def _plan(
     out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool,
     keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int, activations: str = "static",
+    inputs: Sequence[Path] = (), overwrite: bool = False,
 ) -> _Plan:
     """Check every option that needs no model, so mistakes surface before loading anything."""
     if output_format not in ("bfl", "comfy", "diffusers"):
@@ -178,9 +184,16 @@ def _plan(
             raise Flux2Int8Error("--smoothquant needs --calibration max: the smoothed activations' distribution is not recorded, only their per-channel maxima")
     if resolution < 64 or resolution % 16:
         raise Flux2Int8Error(f"--resolution {resolution}: must be a multiple of 16, at least 64")
-    path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None)
+    path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
     return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations)
+
+
+def _local_folder(base: str | Path | Flux2KleinPipeline) -> Path | None:
+    """The local folder the base's files come from, if any (a loaded pipeline's `name_or_path`): inputs no output may replace."""
+    spec = base if isinstance(base, (str, Path)) else getattr(base, "name_or_path", None)
+    path = Path(spec).expanduser() if spec else None
+    return path if path is not None and path.is_dir() else None
 
 
 def load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:

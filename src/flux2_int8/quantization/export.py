@@ -19,7 +19,7 @@ from ..formats.comfy import COMFY_MARKER, INT8_PER_ROW_MARKER, INT8_TENSORWISE, 
 from ..formats.config import FORMAT_NAME, quantization_config
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
-from .output import check_replaceable_folder
+from .output import is_previous_export
 from ..int8.kernels import FP8_MAX
 from ..int8.weights import quantize_weight, quantize_weight_fp8, weight_scale_per_channel
 from .recipe import Recipe, input_scale_from_amax, unify_qkv
@@ -104,7 +104,6 @@ def write_diffusers_folder(folder: str | Path, state_dict: dict[str, torch.Tenso
     folder = Path(folder)
     if not folder.parent.is_dir():
         raise Flux2Int8Error(f"cannot write {folder}: folder {folder.parent} does not exist")
-    check_replaceable_folder(folder)
     kept = sorted({k.rsplit(".", 1)[0] for k, v in state_dict.items() if k.endswith(".weight") and v.dtype != torch.int8 and v.dim() == 2})
     document = {k: v for k, v in config.items() if not k.startswith("_")}
     document["_class_name"] = "Flux2Transformer2DModel"
@@ -127,8 +126,14 @@ def _unified_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def _swap_into_place(staging: Path, folder: Path) -> None:
+    """A new or previous export is swapped whole; a folder of the user's (`--overwrite`) gets only our two files."""
     if not folder.exists():
         os.replace(staging, folder)
+        return
+    if not is_previous_export(folder):
+        for path in staging.iterdir():
+            os.replace(path, folder / path.name)
+        staging.rmdir()
         return
     previous = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
     os.replace(folder, previous / folder.name)

@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run(args)
     except Flux2Int8Error as error:
         return _fail(str(error), EXIT_USAGE)
+    except BrokenPipeError:  # `flux2-int8 inspect FILE | head`: the reader left early; nothing went wrong here
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:  # permissions, a full disk, a file gone mid-run: the writers left no partial file
         return _fail(os_error_message(error), EXIT_USAGE)
     except KeyboardInterrupt:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 
 from ..generate.compilation import COMPILE_MODES
 from ..int8 import backends
+from ..outputs import write_text_atomic
 from ..provenance import device_description, utc_now, versions
 from .check import CheckResult
 from .microbench import MicrobenchResult
@@ -150,19 +150,6 @@ def write_report(out_dir: str | Path, document: dict[str, Any]) -> tuple[Path, P
     md_path = write_text_atomic(out_dir / f"{stem}.md", markdown)
     html_path = write_text_atomic(out_dir / f"{stem}.html", render_page(document, markdown))
     return json_path, md_path, html_path
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder and a rename: readers see the old or the new file, never a part."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def format_markdown(document: dict[str, Any]) -> str:

@@ -11,8 +11,6 @@ from ..outputs import add_overwrite_flag
 
 
 def run(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from ..evaluate import WeightsLocation, parse_metrics, resolve_weights
     from ..outputs import claim_folder, mark_folder
 

@@ -20,7 +20,7 @@ from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
 from ..formats.header import metadata_object, read_header
 from ..loading import load_text_encoder, load_transformer
-from ..loading.transformer import ACTIVATION_CHOICES, ActivationChoice
+from ..loading.transformer import ActivationChoice
 from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..lora.apply import load_loras, parse_lora_spec

@@ -22,7 +22,8 @@ from ..errors import Flux2Int8Error
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
-from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint, write_diffusers_folder
+from ..formats.config import FORMAT_NAME
+from .export import quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
 from ..outputs import input_files
 from .output import check_output

@@ -16,7 +16,7 @@ from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
 from ..formats.comfy import COMFY_MARKER, INT8_PER_ROW_MARKER, INT8_TENSORWISE, QUANTIZATION_METADATA, marker_bytes, quantization_metadata
-from ..formats.config import FORMAT_NAME, quantization_config
+from ..formats.config import quantization_config
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
 from .output import is_previous_export

@@ -105,7 +105,7 @@ def test_torch_hub_dir_is_restored(tmp_path):
 
 
 def test_parse_metrics():
-    assert parse_metrics("all") == {"clip", "lpips", "psnr", "fid", "kid", "fidelity"}
+    assert parse_metrics("all") == {"clip", "lpips", "psnr", "fid", "kid", "fidelity", "accuracy"}
     assert parse_metrics(" PSNR, fidelity ") == {"psnr", "fidelity"}
     with pytest.raises(Exception, match="unknown metric 'ssim'"):
         parse_metrics("psnr,ssim")

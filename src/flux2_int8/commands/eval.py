@@ -20,13 +20,17 @@ def run(args: argparse.Namespace) -> None:
     from ..evaluate import MetricOptions, RunSettings, WeightsLocation, evaluate, load_suite, parse_metrics, parse_shard
     from ..evaluate.runner import default_loader
     from ..evaluate.tables import console_summary
+    from ..evaluate.suite import DEFAULT_SUITE, NANO_SUITE
+    from ..nano import NANO_BASE, NANO_SIZE
 
+    nano = str(args.base).strip().lower() == NANO_BASE  # nano: its held-out prompts at its native 128 px
     metrics = parse_metrics(args.metrics)
     shard = parse_shard(args.shard) if args.shard else parse_shard("0/1")
-    suite = load_suite(args.suite, limit=args.limit)
+    suite = load_suite(args.suite or (NANO_SUITE if nano else DEFAULT_SUITE), limit=args.limit)
+    native = NANO_SIZE if nano else 1024
     weights = WeightsLocation(Path(args.metrics_weights).expanduser() if args.metrics_weights else None)
     options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net)
-    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations, loras=list(args.lora))
+    sampling = RunSettings(args.base, width=args.width or native, height=args.height or native, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations, loras=list(args.lora))
     ray_cluster = ray_options.connect(args)
     result = evaluate(
         args.base,
@@ -77,17 +81,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     from ..evaluate.weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, LPIPS_BACKBONES
 
     parser = commands.add_parser("eval", help="compare transformers (INT8, FP8, BF16) on a prompt suite: CLIP, LPIPS, PSNR, FID/KID, velocity error")
-    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub repository id, or local pipeline folder")
+    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), nano (the small trained model shipped with flux2-int8), hub repository id, or local pipeline folder")
     parser.add_argument("--reference", default="bf16", help="bf16 (the base's own transformer, default), or NAME=PATH / PATH of a transformer checkpoint")
     parser.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH", help="a transformer checkpoint to evaluate (repeat for several; PATH alone is named after its file)")
-    parser.add_argument("--suite", default="default", help="default (the shipped 48 cases), a JSONL suite, or a PartiPrompts .tsv file")
+    parser.add_argument("--suite", help="default (the shipped 48 cases; the default), nano (nano's 72 held-out prompts x 2 seeds; the default with --base nano), a JSONL suite, or a PartiPrompts .tsv file")
     parser.add_argument("--limit", type=int, help="only the first N cases of each task")
-    parser.add_argument("--metrics", default="all", help="comma-separated: clip,lpips,psnr,fid,kid,fidelity (default all); psnr and fidelity need no weights")
+    parser.add_argument("--metrics", default="all", help="comma-separated: clip,lpips,psnr,fid,kid,fidelity,accuracy (default all); psnr, fidelity and accuracy (nano prompts) need no weights")
     parser.add_argument("--out", required=True, help="the evaluation folder: images are cached there, reports written there")
     parser.add_argument("--steps", type=int, help="denoising steps (default: 4 for distilled models, 50 for base models)")
     parser.add_argument("--guidance", type=float, help="CFG scale for base models (default 4.0); distilled models ignore it")
-    parser.add_argument("--width", type=int, default=1024, help="image width, multiple of 16 (default 1024, as published)")
-    parser.add_argument("--height", type=int, default=1024, help="image height, multiple of 16 (default 1024)")
+    parser.add_argument("--width", type=int, help="image width, multiple of 16 (default 1024, as published; nano 128)")
+    parser.add_argument("--height", type=int, help="image height, multiple of 16 (default 1024; nano 128)")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype (default bfloat16)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available), for generation and metrics")

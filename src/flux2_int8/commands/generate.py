@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> None:
         plan_jobs,
         resolve_sampling,
         run_jobs,
+        sampling_defaults,
         writing_images,
     )
     from ..outputs import input_files
@@ -79,8 +80,11 @@ def run(args: argparse.Namespace) -> None:
     if args.guidance is not None and pipeline.config.is_distilled:
         print("note: this is a distilled model; it ignores --guidance")
     steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
+    # Text-to-image at the model's native size (nano: 128) unless told; edits keep the reference's size.
+    native = None if any(request.images for request in requests) else sampling_defaults(pipeline).size
+    width, height = args.width or native, args.height or native
     with writing_images(args.out):
-        done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
+        done = run_jobs(pipeline, jobs, steps, guidance, width, height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, loras=args.lora, fused_loras=args.fuse_lora)
     total = sum(item.seconds for item in done)
     print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 
@@ -97,7 +101,7 @@ def _requests(args: argparse.Namespace) -> list[Request]:
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="generate images: text-to-image, editing (one --image), composition (several)")
-    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub repository id, or local pipeline folder")
+    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), nano (the small trained model shipped with flux2-int8), hub repository id, or local pipeline folder")
     parser.add_argument("--transformer", help="INT8/BF16/FP8 transformer checkpoint: a path, or a hub file owner/repo/file.safetensors (default: the base's own BF16 transformer)")
     parser.add_argument("--text-encoder", help="INT8 text encoder file from `flux2-int8 quantize --text-encoder` (path or hub file; default: the base's)")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -107,8 +111,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, help="denoising steps (default: 4 for distilled models, 50 for base models)")
     parser.add_argument("--guidance", type=float, help="CFG scale for base models (default 4.0); distilled models ignore it")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first image; image k of a prompt uses seed + k (default 0)")
-    parser.add_argument("--width", type=int, help="multiple of 16, at least 64 (default: the first reference's size, else 1024)")
-    parser.add_argument("--height", type=int, help="multiple of 16, at least 64 (default: the first reference's size, else 1024)")
+    parser.add_argument("--width", type=int, help="multiple of 16, at least 64 (default: the first reference's size, else the model's native size: 1024, nano 128)")
+    parser.add_argument("--height", type=int, help="multiple of 16, at least 64 (default: the first reference's size, else the model's native size: 1024, nano 128)")
     parser.add_argument("--num-images", type=int, default=1, help="images per prompt (default 1)")
     parser.add_argument("--out", default="outputs", help="a folder (created), or a .png path for a single image (default: outputs)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")

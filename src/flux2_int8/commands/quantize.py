@@ -14,6 +14,7 @@ _DTYPES = ("bfloat16", "float16", "float32")
 def run(args: argparse.Namespace) -> None:
     import torch
 
+    from ..nano import NANO_BASE, NANO_SIZE
     from ..quantization import quantize
 
     if args.quiet:  # also the loading bars of diffusers and transformers (process-wide, fine for a command)
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> None:
         transformer=args.transformer,
         samples=args.samples,
         steps=args.steps,
-        resolution=args.resolution,
+        resolution=args.resolution or (NANO_SIZE if str(args.base).strip().lower() == NANO_BASE else 1024),
         seed=args.seed,
         prompts=args.prompts,
         calibration=args.calibration,
@@ -62,14 +63,14 @@ def run(args: argparse.Namespace) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("quantize", help="calibrate a BF16 klein pipeline and write an INT8 W8A8 checkpoint", description=__doc__)
-    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub id, or local pipeline folder")
+    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), nano (the small trained model shipped with flux2-int8), hub id, or local pipeline folder")
     parser.add_argument("--out", required=True, help="output .safetensors file (or folder with --format diffusers)")
     parser.add_argument("--transformer", help="a BF16 transformer checkpoint (e.g. a fine-tune, BFL single file) replacing the base's")
     parser.add_argument("--samples", type=int, default=256, help="calibration samples drawn from the prompt set (default 256)")
     parser.add_argument("--steps", type=int, help="denoising steps visited per sample (default all: 4 distilled, 50 base)")
-    parser.add_argument("--resolution", type=int, default=1024, help="calibration image side in pixels (default 1024)")
+    parser.add_argument("--resolution", type=int, help="calibration image side in pixels (default 1024; nano 128)")
     parser.add_argument("--seed", type=int, default=0, help="draws the samples and seeds their noise (default 0)")
-    parser.add_argument("--prompts", help="JSONL prompt set (default: the shipped 768 prompts); see docs/quantize.md")
+    parser.add_argument("--prompts", help="JSONL prompt set, or nano (default: the shipped 768 prompts; nano's training prompts for --base nano); see docs/quantize.md")
     parser.add_argument("--calibration", default="max", help="activation range: max (default) or percentile:P, e.g. percentile:99.99")
     parser.add_argument("--smoothquant", type=float, metavar="ALPHA", help="experimental: SmoothQuant folded into the weights, alpha in (0, 1]")
     parser.add_argument("--quantize-modulation", action=argparse.BooleanOptionalAction, default=False, help="also quantize the modulation linears (default: keep them BF16)")

@@ -10,7 +10,7 @@ from pathlib import Path
 class Task:
     name: str
     prompt: str
-    references: tuple[str, ...]  # file names in the demo folder
+    references: tuple[str, ...]  # file names in the demo folder (nano draws from text only: none)
     seed: int
 
 
@@ -23,6 +23,9 @@ class TaskResult:
     bf16_seconds: float
     int8_seconds: float
     psnr_db: float
+    held_out: bool  # the prompt is one nano never trained on
+    read_bf16: str  # what the scorer read in each picture
+    read_int8: str
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
-"""The demo: the whole job on the embedded tiny model, on a fresh machine without weights or GPU.
+"""The demo: the whole job on nano, the small trained klein shipped with the package, without weights or GPU.
 
-It builds the tiny random-weight klein pipeline, quantizes its transformer to INT8
-W8A8 with `flux2_int8.quantize` (calibrated over real pipeline calls), then runs text-to-image, an
-edit and a composition in BF16 and in INT8 with the same seeds, and writes the
-PNGs, `results.json` and an `index.html` that shows them side by side. The images
-of a random-weight model are patterns, not pictures: what the page shows is how
-closely INT8 reproduces BF16 (PSNR) and what each took.
+It quantizes nano's transformer to INT8 W8A8 with `flux2_int8.quantize`
+(calibrated over real pipeline calls on nano's training prompts), then draws
+prompts of nano's grammar in BF16 and in INT8 with the same seeds, and writes
+the PNGs, `results.json` and an `index.html` that shows them side by side: what
+each precision drew, what the scorer (`nano.score`) read in it, how closely INT8
+reproduces BF16 (PSNR) and what each took.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import Flux2KleinPipeline
 from diffusers.utils import logging as diffusers_logging
@@ -25,23 +26,26 @@ from transformers.utils import logging as transformers_logging
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
 from ..outputs import mark_folder, write_text_atomic
+from ..nano import NANO_BASE, NANO_MAX_SEQUENCE_LENGTH, nano_folder
+from ..nano.grammar import parse_prompt, split_scenes
+from ..nano.score import read_image
 from ..quantization.api import quantize
-from ..tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 from .page import difference_image, write_index
 from .results import DemoResult, Task, TaskResult
 
-CHECKPOINT_FILE = "tiny-int8.safetensors"
-REFERENCE_FILES = ("reference-1.png", "reference-2.png")
+CHECKPOINT_FILE = "nano-int8.safetensors"
+TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"  # nano's BF16 transformer, in its folder
 
 
+# Prompts nano never saw in training first, then one it did.
 TASKS = (
-    Task("text-to-image", "A red cube on a blue table, soft studio lighting", (), seed=0),
-    Task("edit", "Make the square yellow and the background white", REFERENCE_FILES[:1], seed=1),
-    Task("composition", "Put the circle from image 2 next to the square from image 1", REFERENCE_FILES, seed=2),
+    Task("held-out-1", "two yellow squares on a blue background", (), seed=0),
+    Task("held-out-2", "three red circles on a black background", (), seed=1),
+    Task("held-out-3", "a white triangle on a red background", (), seed=2),
+    Task("trained-1", "one blue square on a yellow background", (), seed=3),
 )
-# Calibration draws this many prompts (text-to-image, edits, compositions) from the shipped
-# set, none of them the tasks': enough for ranges on the tiny model, a few seconds on CPU.
-CALIBRATION_SAMPLES = 4
+# Calibration draws this many of nano's training prompts: enough for its ranges, seconds on CPU.
+CALIBRATION_SAMPLES = 8
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
@@ -64,7 +68,7 @@ def run_demo(
 
     `progress` gets one line per stage and per task as the demo goes (the CLI prints them).
 
-    It runs on one CPU thread: the tiny model's operations are too small to share, and
+    It runs on one CPU thread: nano's operations are too small to share, and
     with other work on the machine two spinning threads made it ten times slower.
     """
     out = Path(out)
@@ -81,28 +85,23 @@ def run_demo(
 def _run(out: Path, steps: int, size: int, device: str | None, progress: Callable[[str], None]) -> DemoResult:
     started = time.perf_counter()
     mark_folder(out)
-    progress("[1/4] the tiny pipeline (built once, then cached)")
-    with _no_loading_bars():
-        folder = tiny_pipeline_cache()
-    references = {name: image for name, image in zip(REFERENCE_FILES, draw_references(size))}
-    for name, image in references.items():
-        write_png(out / name, image, {"description": "demo reference image, drawn by flux2-int8"})
-
+    progress("[1/4] the nano pipeline (shipped with the package)")
+    folder = nano_folder()
     progress("[2/4] quantizing its transformer to INT8 W8A8 (calibrating on a few prompts)")
     with _no_loading_bars():
         quantize_started = time.perf_counter()
-        checkpoint = quantize_tiny(folder, out / CHECKPOINT_FILE, size, device)
+        checkpoint = quantize_nano(out / CHECKPOINT_FILE, size, device)
         quantize_seconds = time.perf_counter() - quantize_started
-        bf16 = _quiet(load_pipeline(folder, device=device))
-        int8 = _quiet(load_pipeline(folder, transformer=checkpoint, device=device))
+        bf16 = _quiet(load_pipeline(NANO_BASE, device=device))
+        int8 = _quiet(load_pipeline(NANO_BASE, transformer=checkpoint, device=device))
 
     pipelines = {"bf16": (bf16, "the base's transformer"), "int8": (int8, CHECKPOINT_FILE)}
     for pipeline, _ in pipelines.values():  # first calls pay one-off costs; keep them out of the timings
-        generate_image(pipeline, "warm-up", [], 0, 1, 1.0, 64, 64)
+        generate_image(pipeline, "warm-up", [], 0, 1, 1.0, 64, 64, max_sequence_length=NANO_MAX_SEQUENCE_LENGTH)
     progress(f"[3/4] {len(TASKS)} tasks in BF16 and INT8, same seeds")
     results = []
     for index, task in enumerate(TASKS, 1):
-        results.append(_run_task(task, pipelines, references, out, steps, size))
+        results.append(_run_task(task, pipelines, out, steps, size))
         done = results[-1]
         progress(f"  {index}/{len(TASKS)} {task.name}: BF16 {done.bf16_seconds:.2f} s, INT8 {done.int8_seconds:.2f} s, PSNR {done.psnr_db:.1f} dB")
     progress("[4/4] writing index.html")
@@ -116,7 +115,7 @@ def _run(out: Path, steps: int, size: int, device: str | None, progress: Callabl
         device=str(bf16.device),
         quantize_seconds=quantize_seconds,
         total_seconds=time.perf_counter() - started,
-        bf16_checkpoint_bytes=(folder / BFL_CHECKPOINT_FILE).stat().st_size,
+        bf16_checkpoint_bytes=(folder / TRANSFORMER_FILE).stat().st_size,
         int8_checkpoint_bytes=checkpoint.stat().st_size,
     )
     write_index(result)
@@ -124,23 +123,35 @@ def _run(out: Path, steps: int, size: int, device: str | None, progress: Callabl
     return result
 
 
-def quantize_tiny(folder: Path, path: Path, size: int, device: str | None, samples: int = CALIBRATION_SAMPLES) -> Path:
-    """The tiny transformer as INT8 W8A8 through `flux2_int8.quantize`, on a few shipped calibration prompts."""
-    return quantize(folder, path, samples=samples, resolution=size, device=device, progress=False).path
+def quantize_nano(path: Path, size: int, device: str | None, samples: int = CALIBRATION_SAMPLES) -> Path:
+    """nano's transformer as INT8 W8A8 through `flux2_int8.quantize`, on a few of its training prompts."""
+    return quantize(NANO_BASE, path, samples=samples, resolution=size, device=device, progress=False).path
 
 
-def _run_task(task: Task, pipelines: dict, references: dict[str, Image.Image], out: Path, steps: int, size: int) -> TaskResult:
+def _run_task(task: Task, pipelines: dict, out: Path, steps: int, size: int) -> TaskResult:
     images, seconds, files = {}, {}, {}
     for precision, (pipeline, checkpoint) in pipelines.items():
         start = time.perf_counter()
-        images[precision] = generate_image(pipeline, task.prompt, [references[n] for n in task.references], task.seed, steps, 1.0, size, size)
+        images[precision] = generate_image(pipeline, task.prompt, [], task.seed, steps, 1.0, size, size, max_sequence_length=NANO_MAX_SEQUENCE_LENGTH)
         seconds[precision] = time.perf_counter() - start
         files[precision] = f"{task.name}-{precision}.png"
-        metadata = png_metadata(task.prompt, task.seed, steps, 1.0, images[precision].size, "tiny klein (demo)", checkpoint, tuple(Path(n) for n in task.references))
+        metadata = png_metadata(task.prompt, task.seed, steps, 1.0, images[precision].size, "nano klein (demo)", checkpoint, ())
         write_png(out / files[precision], images[precision], metadata)
     diff_file = f"{task.name}-diff.png"
     write_png(out / diff_file, difference_image(images["bf16"], images["int8"]), {"description": "|INT8 - BF16| amplified"})
-    return TaskResult(task, files["bf16"], files["int8"], diff_file, seconds["bf16"], seconds["int8"], psnr(images["bf16"], images["int8"]))
+    _, held_out = split_scenes()
+    return TaskResult(
+        task, files["bf16"], files["int8"], diff_file, seconds["bf16"], seconds["int8"], psnr(images["bf16"], images["int8"]),
+        held_out=parse_prompt(task.prompt) in held_out, read_bf16=describe_reading(images["bf16"]), read_int8=describe_reading(images["int8"]),
+    )
+
+
+def describe_reading(image: Image.Image) -> str:
+    """What the scorer saw, in the grammar's words (e.g. `2 yellow square(s) on blue`)."""
+    reading = read_image(np.asarray(image.convert("RGB")))
+    if reading.colour is None:
+        return f"nothing on {reading.background}"
+    return f"{reading.count} {reading.colour} {reading.shape}(s) on {reading.background}"
 
 
 def draw_references(size: int) -> tuple[Image.Image, Image.Image]:
@@ -154,7 +165,7 @@ def draw_references(size: int) -> tuple[Image.Image, Image.Image]:
 
 @contextmanager
 def _no_loading_bars() -> Iterator[None]:
-    """Hide diffusers' and transformers' loading and saving bars: the tiny model takes a blink."""
+    """Hide diffusers' and transformers' loading and saving bars: nano loads in a blink."""
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:

@@ -22,12 +22,13 @@ from .score import score
 from .suite import DEFAULT_SUITE, Suite, load_suite
 from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_weights
 
-METRICS = ("clip", "lpips", "psnr", "fid", "kid", "fidelity")
-WEIGHTLESS = frozenset({"psnr", "fidelity"})
+# accuracy: does the picture show what a nano grammar prompt asks for (nano.score); other prompts get none.
+METRICS = ("clip", "lpips", "psnr", "fid", "kid", "fidelity", "accuracy")
+WEIGHTLESS = frozenset({"psnr", "fidelity", "accuracy"})
 
 
 def parse_metrics(spec: str | Sequence[str]) -> set[str]:
-    """`clip,lpips,psnr,fid,kid,fidelity` (any subset, or `all`) -> a set; unknown names are refused."""
+    """`clip,lpips,psnr,fid,kid,fidelity,accuracy` (any subset, or `all`) -> a set; unknown names are refused."""
     names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
     if names == ["all"]:
         return set(METRICS)

@@ -24,6 +24,7 @@ CHARTS = (
     ("fid", "FID vs the reference set (lower is closer)", False),
     ("kid_mean", "KID vs the reference set (lower is closer)", False),
     ("velocity_error", "Velocity relative error (lower is closer)", False),
+    ("accuracy", "Prompt accuracy, nano (higher is better)", True),
 )
 
 

@@ -15,16 +15,20 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import Flux2Int8Error
+from ..nano.grammar import parse_prompt
+from ..nano.score import read_image, score_reading
 from .layout import Layout, read_fidelity
 from .metrics import MetricModels, clip_s, image_tensor, psnr, set_scores, small_sample_note
 from .suite import Case, Suite
 
 OVERALL = "overall"
-PER_CASE_MEANS = ("clip_cosine", "clip_s", "lpips", "psnr", "velocity_error")
+ACCURACY_KEYS = ("accuracy", "accuracy_background", "accuracy_colour", "accuracy_count", "accuracy_shape")
+PER_CASE_MEANS = ("clip_cosine", "clip_s", "lpips", "psnr", "velocity_error", *ACCURACY_KEYS)
 
 
 def missing_files(layout: Layout, cases: Sequence[Case], models: Sequence[str], fidelity: bool) -> list[Path]:
@@ -74,6 +78,10 @@ def _score_case(layout: Layout, case: Case, reference: str, candidates: Sequence
         if "fidelity" in metrics:
             per_step = read_fidelity(layout.fidelity(model, case))
             scores[model].update(velocity_error=sum(per_step) / len(per_step), velocity_error_per_step=per_step)
+    scene = parse_prompt(case.prompt) if "accuracy" in metrics and not case.num_inputs else None
+    if scene is not None:
+        for model, image in images.items():
+            scores[model].update(_prompt_accuracy(scene, image))
     if networks.inception is not None and metrics & {"fid", "kid"}:
         for model, row in zip(images, networks.inception(list(tensors.values()))):
             features[model][case.id] = row
@@ -89,6 +97,14 @@ def _score_case(layout: Layout, case: Case, reference: str, candidates: Sequence
         "scores": scores,
         "pairs": _case_pairs(tensors, candidates, networks, metrics),
     }
+
+
+def _prompt_accuracy(scene: Any, image: Image.Image) -> dict[str, float]:
+    """1.0/0.0 per ask of a nano prompt; `accuracy` is background, colour and count all right."""
+    hits = score_reading(scene, read_image(np.asarray(image)))
+    row = {f"accuracy_{key}": float(hit) for key, hit in hits.items()}
+    row["accuracy"] = float(hits["background"] and hits["colour"] and hits["count"])
+    return row
 
 
 def _case_pairs(tensors: dict[str, torch.Tensor], candidates: Sequence[str], networks: MetricModels, metrics: set[str]) -> dict[str, dict[str, float]]:
@@ -158,7 +174,11 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def _metric_names(networks: MetricModels) -> dict[str, str]:
-    names = {"psnr": "PSNR in dB over 8-bit RGB (peak 255), vs the reference image", "fidelity": "relative L2 error of the transformer's velocity vs the reference transformer, same inputs"}
+    names = {
+        "psnr": "PSNR in dB over 8-bit RGB (peak 255), vs the reference image",
+        "fidelity": "relative L2 error of the transformer's velocity vs the reference transformer, same inputs",
+        "accuracy": "share of nano grammar prompts whose picture has the asked background, object colour and count (flux2_int8.nano.score)",
+    }
     if networks.clip is not None:
         names["clip"] = f"{networks.clip.name}: cosine(image, prompt); CLIP-S = 2.5 * max(cos, 0)"
     if networks.lpips is not None:

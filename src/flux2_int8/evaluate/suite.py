@@ -31,10 +31,13 @@ from typing import Any
 from ..errors import Flux2Int8Error
 from ..generate.requests import MAX_REFERENCE_IMAGES, MAX_SEED
 from ..jsonlines import parse_json_object
+from ..nano.grammar import split_scenes
 from ..outputs import claim_file, write_text_atomic
 
 TASKS = ("t2i", "edit", "composition")
 DEFAULT_SUITE = "default"
+NANO_SUITE = "nano"  # nano's held-out prompts, two seeds each (see `nano_cases`)
+NANO_SEEDS = (0, 1)
 _DATA_FILE = "suite.jsonl"
 _KEYS = ("id", "task", "prompt", "seed", "input_prompts", "input_images", "note")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -101,7 +104,7 @@ def task_for(num_inputs: int) -> str:
 
 
 def load_suite(spec: str | Path = DEFAULT_SUITE, limit: int | None = None) -> Suite:
-    """The shipped suite (`default`), a JSONL file, or a PartiPrompts `.tsv` file.
+    """The shipped suite (`default`), nano's held-out prompts (`nano`), a JSONL file, or a PartiPrompts `.tsv` file.
 
     `limit` keeps the first N cases of each task (a quick run on the same prompts).
     """
@@ -109,6 +112,8 @@ def load_suite(spec: str | Path = DEFAULT_SUITE, limit: int | None = None) -> Su
         text = resources.files(__package__).joinpath("data", _DATA_FILE).read_text(encoding="utf-8")
         cases = parse_jsonl(text.splitlines(), f"<shipped {_DATA_FILE}>", Path("."))
         name = DEFAULT_SUITE
+    elif str(spec) == NANO_SUITE:
+        cases, name = nano_cases(), NANO_SUITE
     else:
         path = Path(spec).expanduser()
         lines = _read_lines(path)
@@ -121,6 +126,19 @@ def load_suite(spec: str | Path = DEFAULT_SUITE, limit: int | None = None) -> Su
     if not cases:
         raise SuiteError(f"suite {name}: holds no cases")
     return Suite(name, tuple(cases))
+
+
+def nano_cases() -> list[Case]:
+    """Every prompt nano never trained on, once per seed of `NANO_SEEDS` (72 x 2 = 144 cases).
+
+    Seed-major, so `--limit N` takes N different prompts with the first seed.
+    """
+    _, held_out = split_scenes()
+    return [
+        Case(f"nano-s{seed}-{scene.prompt.replace(' ', '-')}", scene.prompt, seed)
+        for seed in NANO_SEEDS
+        for scene in held_out
+    ]
 
 
 def parse_jsonl(lines: Iterable[str], source: str, folder: Path) -> list[Case]:

@@ -25,6 +25,11 @@ METRIC_ROWS = (
     ("fid", "FID ↓", "{:.2f}"),
     ("kid_mean", "KID ↓", "{:.4f}"),
     ("velocity_error", "velocity rel. error ↓", "{:.4f}"),
+    ("accuracy", "prompt accuracy ↑", "{:.1%}"),
+    ("accuracy_background", "background colour ↑", "{:.1%}"),
+    ("accuracy_colour", "object colour ↑", "{:.1%}"),
+    ("accuracy_count", "object count ↑", "{:.1%}"),
+    ("accuracy_shape", "shape ↑", "{:.1%}"),
 )
 Table = tuple[list[str], list[list[str]]]
 
@@ -128,7 +133,7 @@ def provenance_lines(document: dict[str, Any]) -> list[str]:
 
 
 # Short column names for the console summary, in METRIC_ROWS order.
-CONSOLE_LABELS = {"clip_s": "CLIP-S", "clip_cosine": "CLIP cos", "lpips": "LPIPS", "psnr": "PSNR", "fid": "FID", "kid_mean": "KID", "velocity_error": "vel. err"}
+CONSOLE_LABELS = {"clip_s": "CLIP-S", "clip_cosine": "CLIP cos", "lpips": "LPIPS", "psnr": "PSNR", "fid": "FID", "kid_mean": "KID", "velocity_error": "vel. err", "accuracy": "accuracy", "accuracy_background": "bg colour", "accuracy_colour": "colour", "accuracy_count": "count", "accuracy_shape": "shape"}
 
 
 def subsets(document: dict[str, Any]) -> list[str]:

@@ -29,6 +29,7 @@ from huggingface_hub.errors import (
 
 from ..errors import CheckpointError, ConfigError, Flux2Int8Error
 from ..formats.header import loads_bounded
+from ..nano import NANO_BASE, nano_folder
 from ..variants import VARIANTS, Variant, get_variant
 
 PIPELINE_CLASS = "Flux2KleinPipeline"
@@ -48,8 +49,10 @@ class BaseSource:
 
 
 def parse_base(base: str | Path) -> BaseSource:
-    """Tell a variant name, a local pipeline folder and a hub repository id apart (no I/O beyond stat)."""
+    """Tell a variant name, `nano` (the shipped trained pipeline), a local pipeline folder and a hub repository id apart (no I/O beyond stat)."""
     spec = str(base)
+    if spec.strip().lower() == NANO_BASE:
+        return BaseSource(spec, folder=nano_folder())
     if spec.strip().lower() in VARIANTS:
         variant = get_variant(spec)
         return BaseSource(spec, variant=variant, repo_id=variant.hub_id)
@@ -59,7 +62,7 @@ def parse_base(base: str | Path) -> BaseSource:
         return BaseSource(spec, folder=path)
     if _REPO_ID.match(spec) and not path.exists():
         return BaseSource(spec, repo_id=spec)
-    raise ConfigError(f"base '{spec}' is neither a variant ({', '.join(VARIANTS)}), an existing pipeline folder, nor a hub repository id (owner/name)")
+    raise ConfigError(f"base '{spec}' is neither a variant ({', '.join(VARIANTS)}), {NANO_BASE}, an existing pipeline folder, nor a hub repository id (owner/name)")
 
 
 def check_pipeline_folder(folder: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ..loading.transformer import ActivationChoice
 from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..lora.apply import load_loras, parse_lora_spec
+from ..nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS, is_nano
 from ..variants import VARIANTS, architecture_of
 from .compilation import compile_transformer, resolve_compile_mode
 from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
@@ -37,16 +38,28 @@ _TEXT_HIDDEN_STATES = 3
 _SHAPE_KEYS = ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "joint_attention_dim", "in_channels")
 
 
+# klein pads every prompt to this many tokens (the pipeline's own default).
+KLEIN_MAX_SEQUENCE_LENGTH = 512
+
+
 @dataclass(frozen=True)
 class SamplingDefaults:
-    """How a pipeline samples unless told otherwise (distilled: 4 steps, guidance unused)."""
+    """How a pipeline samples unless told otherwise (distilled: 4 steps, guidance unused).
+
+    `size` is the native square size in pixels where the model has one (nano: 128),
+    else None (the pipeline's own: the first reference's size, else 1024).
+    """
 
     steps: int
     guidance: float
+    size: int | None = None
+    max_sequence_length: int = KLEIN_MAX_SEQUENCE_LENGTH
 
 
 def sampling_defaults(pipeline: Flux2KleinPipeline) -> SamplingDefaults:
-    """The published defaults for the pipeline's kind, read from its `is_distilled` flag."""
+    """The published defaults for the pipeline's kind, read from its `is_distilled` flag (nano's, for nano's shape)."""
+    if is_nano(dict(pipeline.transformer.config)):
+        return SamplingDefaults(steps=NANO_STEPS, guidance=1.0, size=NANO_SIZE, max_sequence_length=NANO_MAX_SEQUENCE_LENGTH)
     distilled = bool(pipeline.config.get("is_distilled", False))
     variant = next(v for v in VARIANTS.values() if v.distilled == distilled)
     return SamplingDefaults(steps=variant.default_steps, guidance=variant.default_guidance)
@@ -67,8 +80,9 @@ def load_pipeline(
 ) -> Flux2KleinPipeline:
     """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
-    `base` is a variant name (`klein-4b`, `klein-9b`, `klein-base-4b`, `klein-base-9b`), a
-    hub repository id or a local pipeline folder. `transformer` is a checkpoint path (BFL
+    `base` is a variant name (`klein-4b`, `klein-9b`, `klein-base-4b`, `klein-base-9b`),
+    `nano` (the small trained pipeline shipped with the package), a hub repository id
+    or a local pipeline folder. `transformer` is a checkpoint path (BFL
     single file, diffusers or ModelOpt folder) or a hub file `owner/repo/file.safetensors`;
     `text_encoder` an INT8 text encoder file from `flux2-int8 quantize --text-encoder`
     (path or hub file). The base's own weights of a replaced component are neither

@@ -56,13 +56,18 @@ def generate_image(
     width: int | None = None,
     height: int | None = None,
     on_step: Callable[[], None] | None = None,
+    max_sequence_length: int | None = None,
 ) -> Image.Image:
     """One image: text-to-image without references, an edit with one, a composition with several.
 
     The initial noise comes from a CPU generator, so a seed gives the same noise on
     every device, and a BF16 and an INT8 pipeline start from the same latents.
     Without width/height the pipeline uses the first reference's size (else 1024).
+    Prompts are padded to `max_sequence_length` tokens (default: the model's own from
+    `sampling_defaults`; klein: 512, nano: 32), so every caller pads as the model was trained.
     """
+    if max_sequence_length is None:
+        max_sequence_length = sampling_defaults(pipeline).max_sequence_length
 
     def step_callback(pipe: Flux2KleinPipeline, step: int, timestep: torch.Tensor, tensors: dict) -> dict:
         if on_step is not None:
@@ -78,6 +83,7 @@ def generate_image(
         guidance_scale=guidance,
         generator=torch.Generator("cpu").manual_seed(seed),
         callback_on_step_end=step_callback,
+        max_sequence_length=max_sequence_length,
     )
     return result.images[0]
 

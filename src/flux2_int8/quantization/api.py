@@ -21,13 +21,14 @@ from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
+from ..nano import NANO_BASE
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from ..formats.config import FORMAT_NAME
 from .export import quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
 from ..outputs import input_files
 from .output import check_output
-from .prompts import PromptSet, draw_samples, load_prompts
+from .prompts import NANO_PROMPTS, PromptSet, draw_samples, load_prompts
 from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, unify_qkv
 from .smoothquant import apply_smoothquant, check_alpha, smoothed_consumers
 from .text_encoder import text_encoder_path, text_encoder_recipe, text_encoder_state_dict, write_text_encoder
@@ -124,9 +125,10 @@ def quantize(
     device and dtype included; only `smoothquant` changes it, folding its factors into the
     transformer's weights); `transformer` an optional
     BF16 checkpoint (e.g. a fine-tune) that replaces the base's transformer. `samples`
-    prompts are drawn with `seed` from `prompts` (a JSONL file; default the shipped set
-    of 768) and run through the pipeline at `resolution`, visiting `steps` of the
-    model's generation steps (default all: 4 distilled, 50 base with CFG). `calibration`
+    prompts are drawn with `seed` from `prompts` (a JSONL file, or `nano`; default the
+    shipped set of 768, and nano's training prompts for the `nano` base) and run through
+    the pipeline at `resolution`, visiting `steps` of the model's generation steps
+    (default all: 4 distilled, 50 base with CFG). `calibration`
     is "max" or "percentile:P"; `smoothquant` an alpha in (0, 1] (experimental).
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
     `format` "bfl" writes one single file, "comfy" the same with the markers ComfyUI
@@ -143,6 +145,8 @@ def quantize(
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
+    if prompts is None and isinstance(base, (str, Path)) and str(base).strip().lower() == NANO_BASE:
+        prompts = NANO_PROMPTS  # nano knows only its grammar; calibrate on what it was trained on
     inputs = input_files(_local_folder(base), transformer, prompts)
     plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []

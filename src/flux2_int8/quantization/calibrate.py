@@ -120,6 +120,8 @@ def run_calibration(
 
 
 def _call(pipe: Flux2KleinPipeline, record: PromptRecord, images: list[Image.Image], schedule: Schedule, resolution: int, seed: int, output_type: str) -> Any:
+    from ..generate import sampling_defaults
+
     return pipe(
         image=images or None,
         prompt=record.prompt,
@@ -130,6 +132,7 @@ def _call(pipe: Flux2KleinPipeline, record: PromptRecord, images: list[Image.Ima
         guidance_scale=schedule.guidance_scale,
         generator=torch.Generator("cpu").manual_seed(sample_seed(seed, record.id)),
         output_type=output_type,
+        max_sequence_length=sampling_defaults(pipe).max_sequence_length,  # as generate pads prompts
     )
 
 

@@ -28,6 +28,7 @@ from ..generate.requests import MAX_REFERENCE_IMAGES
 from ..jsonlines import parse_json_object
 
 BUILTIN_PROMPTS = "calibration_prompts.jsonl"
+NANO_PROMPTS = "nano"  # nano's training prompts (its grammar less the held-out fifth)
 TASKS = ("t2i", "edit", "composition")
 
 
@@ -66,7 +67,9 @@ def task_for(reference_count: int) -> str:
 
 
 def load_prompts(path: str | Path | None = None) -> PromptSet:
-    """Read a prompt file (the shipped set of 768 when `path` is None) and check every record."""
+    """Read a prompt file (the shipped set of 768 when `path` is None; nano's training prompts for `nano`) and check every record."""
+    if str(path) == NANO_PROMPTS:
+        return nano_prompts()
     if path is None:
         text = resources.files("flux2_int8.quantization").joinpath("data", BUILTIN_PROMPTS).read_text(encoding="utf-8")
         return _parse(text, Path(BUILTIN_PROMPTS), base=None, source=f"builtin:{BUILTIN_PROMPTS}")
@@ -76,6 +79,20 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
     except (OSError, UnicodeDecodeError) as error:
         raise PromptFileError(f"--prompts {path}: cannot read the file ({error.__class__.__name__}: {error})") from None
     return _parse(text, path, base=path.parent, source=str(path))
+
+
+def nano_prompts() -> PromptSet:
+    """nano's 288 training prompts as text-to-image records: what nano is calibrated on.
+
+    Its held-out prompts stay out, so `eval --base nano` measures INT8 on prompts
+    neither training nor calibration saw.
+    """
+    from ..nano.grammar import split_scenes
+
+    training, _ = split_scenes()
+    records = {f"nano-{index:03d}": PromptRecord(f"nano-{index:03d}", scene.prompt) for index, scene in enumerate(training)}
+    text = "\n".join(scene.prompt for scene in training)
+    return PromptSet(records, f"builtin:{NANO_PROMPTS}", hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 def _parse(text: str, path: Path, base: Path | None, source: str) -> PromptSet:

@@ -1,0 +1,73 @@
+"""The training script runs end to end (a 20-step smoke run, so it cannot rot) and keeps the pipeline's conventions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import Flux2KleinPipeline
+from safetensors import safe_open
+
+from flux2_int8.nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS
+from flux2_int8.nano.grammar import split_scenes
+from flux2_int8.nano.model import build_scheduler, build_vae
+from flux2_int8.nano.train import _draw_sigmas, sampling_sigmas, set_latent_statistics
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "nano"
+    command = [
+        sys.executable, str(REPOSITORY / "scripts" / "train_nano.py"), "--out", str(out), "--threads", "1",
+        "--vae-steps", "10", "--vae-batch", "2", "--transformer-steps", "10", "--transformer-batch", "4", "--latent-pool", "8", "--pool-refresh", "2", "--log-every", "5",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert '"phase": "done"' in completed.stdout
+    return out
+
+
+def test_smoke_run_writes_a_bf16_pipeline_that_the_stock_class_samples(smoke_run):
+    files = list(smoke_run.rglob("*.safetensors"))
+    assert {f.parent.name for f in files} == {"transformer", "vae", "text_encoder"}
+    assert sum(f.stat().st_size for f in files) < 5 * 2**20
+    for file in files:
+        with safe_open(file, "pt") as weights:
+            floats = {weights.get_slice(k).get_dtype() for k in weights.keys() if not k.endswith("num_batches_tracked")}
+            assert floats == {"BF16"}, file
+    pipe = Flux2KleinPipeline.from_pretrained(smoke_run, dtype=torch.float32)
+    assert pipe.config.is_distilled
+    image = pipe(
+        prompt="two red circles on a blue background", height=NANO_SIZE, width=NANO_SIZE, num_inference_steps=NANO_STEPS,
+        max_sequence_length=NANO_MAX_SEQUENCE_LENGTH, generator=torch.Generator().manual_seed(0), output_type="np",
+    ).images
+    assert image.shape == (1, NANO_SIZE, NANO_SIZE, 3) and np.isfinite(image).all()
+    # The latent statistics were measured, not left at batch norm's fresh 0 and 1.
+    assert not torch.allclose(pipe.vae.bn.running_var, torch.ones_like(pipe.vae.bn.running_var))
+
+
+def test_training_sigmas_are_the_pipelines_shifted_schedule():
+    """What Flux2KleinPipeline steps through at 128x128 in 4 steps (mu from compute_empirical_mu)."""
+    scheduler = build_scheduler()
+    pipe = Flux2KleinPipeline(scheduler=scheduler, vae=None, text_encoder=None, tokenizer=None, transformer=None)
+    from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu, retrieve_timesteps
+
+    mu = compute_empirical_mu(image_seq_len=(NANO_SIZE // 16) ** 2, num_steps=NANO_STEPS)
+    timesteps, _ = retrieve_timesteps(pipe.scheduler, NANO_STEPS, "cpu", sigmas=np.linspace(1.0, 1 / NANO_STEPS, NANO_STEPS), mu=mu)
+    assert torch.allclose(sampling_sigmas(), timesteps.float() / 1000)
+    assert sampling_sigmas()[-1] > 0.6  # shifted: the last step starts from mostly noise
+    drawn = _draw_sigmas(4000, np.random.default_rng(0), sampling_sigmas(), 0.75)
+    assert 0 < drawn.min() and drawn.max() <= 1 and (drawn > 0.5).float().mean() > 0.9
+
+
+def test_latent_statistics_come_from_real_latents():
+    vae = build_vae(0).eval()
+    set_latent_statistics(vae, split_scenes()[0], np.random.default_rng(0), images=32)
+    assert vae.bn.running_mean.shape == (32,)
+    assert not torch.allclose(vae.bn.running_mean, torch.zeros(32)) and (vae.bn.running_var > 0).all()

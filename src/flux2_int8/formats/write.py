@@ -12,6 +12,8 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from ..errors import Flux2Int8Error
+from ..version import __version__
+from .keys import diffusers_to_bfl
 
 
 def write_safetensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
@@ -71,3 +73,9 @@ def check_folder_writable(folder: str | Path, what: str, error: type[Flux2Int8Er
             pass
     except OSError as problem:
         raise error(f"{what}: folder {existing} is not writable ({problem.strerror})") from None
+
+
+def write_bfl_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """Write a diffusers-named state dict as one BFL single-file checkpoint (official key names)."""
+    header = {"producer": f"flux2-int8 {__version__}", **(metadata or {})}
+    return write_safetensors_atomic(path, diffusers_to_bfl(state_dict), header)

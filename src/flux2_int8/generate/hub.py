@@ -9,7 +9,7 @@ saying what is missing and how to provide it, not a stack of HTTP retries.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from huggingface_hub.errors import (
 from ..errors import CheckpointError, ConfigError, Flux2Int8Error
 from ..formats.header import loads_bounded
 from ..nano import NANO_BASE, nano_folder
+from ..tiny import TINY_BASE, tiny_pipeline_cache
 from ..variants import VARIANTS, Variant, get_variant
 
 PIPELINE_CLASS = "Flux2KleinPipeline"
@@ -48,11 +49,16 @@ class BaseSource:
     folder: Path | None = None
 
 
+# The built-in bases, by the name `--base` takes: the shipped trained nano, and the tiny
+# random-weight pipeline (built once into the cache on first use).
+BUILT_IN_BASES: dict[str, Callable[[], Path]] = {NANO_BASE: nano_folder, TINY_BASE: tiny_pipeline_cache}
+
+
 def parse_base(base: str | Path) -> BaseSource:
-    """Tell a variant name, `nano` (the shipped trained pipeline), a local pipeline folder and a hub repository id apart (no I/O beyond stat)."""
+    """Tell a variant name, a built-in base (nano, tiny), a local pipeline folder and a hub repository id apart (no I/O beyond stat)."""
     spec = str(base)
-    if spec.strip().lower() == NANO_BASE:
-        return BaseSource(spec, folder=nano_folder())
+    if spec.strip().lower() in BUILT_IN_BASES:
+        return BaseSource(spec, folder=BUILT_IN_BASES[spec.strip().lower()]())
     if spec.strip().lower() in VARIANTS:
         variant = get_variant(spec)
         return BaseSource(spec, variant=variant, repo_id=variant.hub_id)
@@ -62,7 +68,7 @@ def parse_base(base: str | Path) -> BaseSource:
         return BaseSource(spec, folder=path)
     if _REPO_ID.match(spec) and not path.exists():
         return BaseSource(spec, repo_id=spec)
-    raise ConfigError(f"base '{spec}' is neither a variant ({', '.join(VARIANTS)}), {NANO_BASE}, an existing pipeline folder, nor a hub repository id (owner/name)")
+    raise ConfigError(f"base '{spec}' is neither a variant ({', '.join(VARIANTS)}), a built-in base ({', '.join(BUILT_IN_BASES)}), an existing pipeline folder, nor a hub repository id (owner/name)")
 
 
 def check_pipeline_folder(folder: Path) -> dict[str, Any]:

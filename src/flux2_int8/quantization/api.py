@@ -24,7 +24,8 @@ from ..generate.pipeline import Offload
 from ..nano import NANO_BASE
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from ..formats.config import FORMAT_NAME
-from .export import quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint, write_diffusers_folder
+from ..formats.write import write_bfl_checkpoint
+from .export import quantized_linears, quantized_state_dict, write_comfy_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
 from ..outputs import input_files
 from .output import check_output

@@ -68,12 +68,6 @@ def fp8_state_dict(model: nn.Module, input_amax: dict[str, float], recipe: Recip
     return state
 
 
-def write_bfl_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
-    """Write a diffusers-named state dict as one BFL single-file checkpoint (official key names)."""
-    header = {"producer": f"flux2-int8 {__version__}", **(metadata or {})}
-    return write_safetensors_atomic(path, diffusers_to_bfl(state_dict), header)
-
-
 def write_comfy_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     """A BFL single file that ComfyUI core and ComfyUI-INT8-Fast load as INT8 (see `formats.comfy`).
 

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..quantization.export import fp8_state_dict, quantized_state_dict, write_bfl_checkpoint
+from ..formats.write import write_bfl_checkpoint
+from ..quantization.export import fp8_state_dict, quantized_state_dict
 from ..quantization.observers import InputAmaxObserver, linear_names
 from ..quantization.recipe import unify_qkv
 from .pipeline import TINY_TRANSFORMER_CONFIG

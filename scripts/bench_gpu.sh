@@ -76,11 +76,11 @@ proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
   versions 2>&1 | tee "$DEST/env.txt" >>"$LOG"
   if [[ ${1:-} == dry ]]; then
     END=$((START + ${PROOF_SECONDS:-150})) MIN_SECTION=15 STARTUP=8
-    local model=(--variant tiny --device cpu) check=(--check-tokens 1,17) size=(--resolution 64 --repeats 2 --warmup 1)
+    local model=(--base tiny --device cpu) check=(--check-tokens 1,17) size=(--resolution 64 --repeats 2 --warmup 1)
     local micro_size=(--resolution 64 --repeats 2 --warmup 1)
   else
     END=$((START + ${PROOF_SECONDS:-460})) MIN_SECTION=40 STARTUP=20
-    local model=(--variant klein-9b --random-weights --device cuda) check=() size=(--resolution 1024 --steps 4 --batch 1 --repeats 5 --warmup 1)
+    local model=(--base klein-9b --random-weights --device cuda) check=() size=(--resolution 1024 --steps 4 --batch 1 --repeats 5 --warmup 1)
     local micro_size=(--resolution 1024 --repeats 20 --warmup 3)
   fi
   local micro=(--microbench-only --microbench-shapes variant --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on "${micro_size[@]}")
@@ -95,18 +95,18 @@ proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
 
 # bench OPTIONS...: one `flux2-int8 bench` run writing into $DEST (BENCH_SUB=NAME: into $DEST/NAME).
 bench() { "$PYTHON" -m flux2_int8.cli bench "$@" --out "$DEST${BENCH_SUB:+/$BENCH_SUB}" 2>&1 | tee -a "$LOG"; }
-NINE_B=(--variant klein-9b --random-weights --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5)
+NINE_B=(--base klein-9b --random-weights --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5)
 case "$PART" in
   proof) proof ;;
   proof-dry) proof dry ;;
   sanity)
     versions 2>&1 | tee -a "$LOG"
-    BENCH_SUB=formats bench --variant tiny --formats bf16,int8,fp8 --compile off,full --resolution 256 --repeats 3
-    BENCH_SUB=backends bench --variant tiny --formats bf16,int8 --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on --compile off,full --resolution 256 --repeats 3 ;;
-  micro) versions 2>&1 | tee -a "$LOG"; bench --variant klein-9b --random-weights --microbench-only --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on --compile off,full --repeats 20 ;;
+    BENCH_SUB=formats bench --base tiny --formats bf16,int8,fp8 --compile off,full --resolution 256 --repeats 3
+    BENCH_SUB=backends bench --base tiny --formats bf16,int8 --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on --compile off,full --resolution 256 --repeats 3 ;;
+  micro) versions 2>&1 | tee -a "$LOG"; bench --base klein-9b --random-weights --microbench-only --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on --compile off,full --repeats 20 ;;
   9b) versions 2>&1 | tee -a "$LOG"; bench "${NINE_B[@]}" ;;
   9b-fused) versions 2>&1 | tee -a "$LOG"; bench "${NINE_B[@]}" --fuse-qkv on ;;
-  4b) versions 2>&1 | tee -a "$LOG"; bench --variant klein-4b --random-weights --full-pipeline --formats bf16,int8 --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
-  9b-pipeline) versions 2>&1 | tee -a "$LOG"; bench --variant klein-9b --random-weights --full-pipeline --formats bf16,int8 --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
+  4b) versions 2>&1 | tee -a "$LOG"; bench --base klein-4b --random-weights --full-pipeline --formats bf16,int8 --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
+  9b-pipeline) versions 2>&1 | tee -a "$LOG"; bench --base klein-9b --random-weights --full-pipeline --formats bf16,int8 --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
   *) echo "unknown part '$PART': expected proof, proof-dry, sanity, micro, 9b, 9b-fused, 4b or 9b-pipeline" >&2; exit 2 ;;
 esac

@@ -22,7 +22,7 @@ def test_static_and_dynamic_rows_come_from_one_run_on_matching_models(tmp_path, 
         return built[-1][1]
 
     monkeypatch.setattr(pipeline_bench._TinySource, "transformer", capture)
-    command = ["bench", "--variant", "tiny", "--formats", "bf16,int8", "--activations", "static,dynamic", "--compile", "off", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)]
+    command = ["bench", "--base", "tiny", "--formats", "bf16,int8", "--activations", "static,dynamic", "--compile", "off", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)]
     assert main(command) == 0
     document = json.loads((tmp_path / "bench-tiny.json").read_text())
     labels = [row["label"] for row in document["summary"]]

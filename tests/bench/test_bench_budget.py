@@ -65,7 +65,7 @@ def test_a_budget_that_fits_one_plan_skips_the_next_and_reports_every_state(monk
 
 def test_cli_writes_skipped_plans_when_the_budget_is_spent(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["bench", "--variant", "tiny", "--formats", "bf16,int8", "--compile", "off", "--repeats", "1", "--time-budget", "0.001", "--out", str(out)]) == 0
+    assert main(["bench", "--base", "tiny", "--formats", "bf16,int8", "--compile", "off", "--repeats", "1", "--time-budget", "0.001", "--out", str(out)]) == 0
     document = json.loads((out / "bench-tiny.json").read_text())
     assert document["status"] == "complete" and document["time_budget_s"] == 0.001 and document["runs"] == []
     assert [entry["what"] for entry in document["skipped"]] == ["bf16", "int8"]
@@ -74,7 +74,7 @@ def test_cli_writes_skipped_plans_when_the_budget_is_spent(tmp_path, capsys):
 
 
 def _start_bench(out: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "flux2_int8.cli", "bench", "--variant", "tiny", "--formats", "bf16,int8,fp8", "--compile", "off", "--repeats", "2", "--resolution", "64", "--out", str(out)]
+    command = [sys.executable, "-m", "flux2_int8.cli", "bench", "--base", "tiny", "--formats", "bf16,int8,fp8", "--compile", "off", "--repeats", "2", "--resolution", "64", "--out", str(out)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

@@ -21,7 +21,7 @@ def _cases(out):
 
 
 def test_tiny_check_passes_for_every_backend_at_every_m_and_dtype(tmp_path, capsys):
-    assert main(["bench", "--variant", "tiny", "--check", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "--base", "tiny", "--check", "--device", "cpu", "--out", str(tmp_path)]) == 0
     document, check = _cases(tmp_path)
     shapes = klein_linear_shapes({"tiny": dict(TINY_TRANSFORMER_CONFIG)}, fuse_qkv_modes=(False, True))
     assert check["passed"] and check["failed"] == 0 and document["runs"] == [] and document["status"] == "complete"
@@ -41,7 +41,7 @@ def test_tiny_check_passes_for_every_backend_at_every_m_and_dtype(tmp_path, caps
 def test_klein_9b_shapes_pass_on_cpu_with_a_short_m_list(tmp_path):
     """Full-size shapes (K up to 16384, N up to 36864) with random weights; M = 1, 16 and 4608 are left to the
     command's own run (docs/benchmarks.md) and the GPU: M = 17 is the int_mm padding edge."""
-    command = ["bench", "--variant", "klein-9b", "--random-weights", "--check", "--device", "cpu", "--check-tokens", "17", "--out", str(tmp_path)]
+    command = ["bench", "--base", "klein-9b", "--random-weights", "--check", "--device", "cpu", "--check-tokens", "17", "--out", str(tmp_path)]
     assert main(command) == 0
     _, check = _cases(tmp_path)
     shapes = {(case["in_features"], case["out_features"]) for case in check["cases"]}
@@ -54,7 +54,7 @@ def test_a_backend_off_by_more_than_one_step_fails_the_check_with_exit_1(tmp_pat
     real = backends.BACKENDS["int_mm"]
     monkeypatch.setitem(backends.BACKENDS, "int_mm", lambda x, *rest: real(x, *rest) * (1 + 4 * relative_tolerance(x.dtype)))
     with pytest.raises(SystemExit) as stopped:
-        main(["bench", "--variant", "tiny", "--check", "--device", "cpu", "--check-tokens", "17", "--int8-backends", "int_mm,triton", "--out", str(tmp_path)])
+        main(["bench", "--base", "tiny", "--check", "--device", "cpu", "--check-tokens", "17", "--int8-backends", "int_mm,triton", "--out", str(tmp_path)])
     assert stopped.value.code == 1
     _, check = _cases(tmp_path)
     assert not check["passed"] and {case["backend"] for case in check["cases"] if not case["passed"]} == {"int_mm"}

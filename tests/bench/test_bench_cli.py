@@ -22,7 +22,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     progress = io.StringIO()
     with contextlib.redirect_stderr(progress):
-        code = main(["bench", "--variant", "tiny", "--formats", "bf16,int8", "--compile", "off", "--repeats", "2", "--out", str(out)])
+        code = main(["bench", "--base", "tiny", "--formats", "bf16,int8", "--compile", "off", "--repeats", "2", "--out", str(out)])
     assert code == 0
     return out, json.loads((out / "bench-tiny.json").read_text()), progress.getvalue()
 
@@ -38,7 +38,7 @@ def test_smoke_json_has_every_field(smoke):
     assert set(document) == TOP_LEVEL
     assert document["environment"]["device_type"] == "cpu" and document["environment"]["torch"]
     assert document["settings"]["num_steps"] == 4 and document["settings"]["resolution"] == 128
-    assert "--variant tiny" in document["command"] and "--compile off" in document["command"]
+    assert "--base tiny" in document["command"] and "--compile off" in document["command"]
     assert document["components_load_s"] > 0 and document["components_bytes"] is None  # no device memory on CPU
     assert [(run["format"], run["compiled"]) for run in document["runs"]] == [("bf16", False), ("int8", False)]
     # Defaults: backend auto (not named in the label), nothing fused.
@@ -92,7 +92,7 @@ def test_smoke_shows_progress_per_plan_and_writes_the_chart_page(smoke):
 
 
 def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
-    command = ["bench", "--variant", "tiny", "--microbench-only", "--int8-backends", "emulated,reference", "--fuse-qkv", "--compile", "off", "--repeats", "1"]
+    command = ["bench", "--base", "tiny", "--microbench-only", "--int8-backends", "emulated,reference", "--fuse-qkv", "--compile", "off", "--repeats", "1"]
     assert main([*command, "--out", str(tmp_path)]) == 0
     document = json.loads((tmp_path / "bench-tiny.json").read_text())
     assert document["runs"] == [] and document["settings"] is None
@@ -111,23 +111,23 @@ def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--variant", "klein-9b"], "--random-weights"),
-        (["--variant", "klein-9b", "--random-weights", "--transformer", "x.safetensors"], "exclude each other"),
-        (["--variant", "tiny", "--formats", "bf16,int4"], "--formats 'bf16,int4'"),
-        (["--variant", "tiny", "--compile", "maybe"], "--compile 'maybe'"),
-        (["--variant", "tiny", "--time-budget", "0"], "--time-budget 0"),
-        (["--variant", "tiny", "--check", "--check-tokens", "1,x"], "--check-tokens '1,x'"),
-        (["--variant", "tiny", "--check-tokens", "1"], "--check-tokens goes with --check"),
-        (["--variant", "tiny", "--check", "--microbench-only"], "choose one"),
-        (["--variant", "tiny", "--resolution", "100"], "multiple of 16"),
-        (["--variant", "tiny", "--repeats", "0"], "--repeats 0"),
-        (["--variant", "tiny", "--transformer", "x.safetensors"], "klein variants"),
-        (["--variant", "klein-4b", "--transformer", "missing.safetensors"], "missing.safetensors: no such file"),
-        (["--variant", "tiny", "--int8-backends", "int_mm,cutlass"], "--int8-backends 'int_mm,cutlass'"),
-        (["--variant", "tiny", "--int8-backends", ""], "--int8-backends ''"),
-        (["--variant", "tiny", "--formats", "bf16", "--int8-backends", "int_mm"], "no int8 weights to run them on"),
-        (["--variant", "tiny", "--fuse-qkv", "maybe"], "--fuse-qkv 'maybe'"),
-        (["--variant", "tiny", "--formats", "int8,fp8", "--fuse-qkv"], "--fuse-qkv on: q/k/v fusion is for bf16 and int8"),
+        (["--base", "klein-9b"], "--random-weights"),
+        (["--base", "klein-9b", "--random-weights", "--transformer", "x.safetensors"], "exclude each other"),
+        (["--base", "tiny", "--formats", "bf16,int4"], "--formats 'bf16,int4'"),
+        (["--base", "tiny", "--compile", "maybe"], "--compile 'maybe'"),
+        (["--base", "tiny", "--time-budget", "0"], "--time-budget 0"),
+        (["--base", "tiny", "--check", "--check-tokens", "1,x"], "--check-tokens '1,x'"),
+        (["--base", "tiny", "--check-tokens", "1"], "--check-tokens goes with --check"),
+        (["--base", "tiny", "--check", "--microbench-only"], "choose one"),
+        (["--base", "tiny", "--resolution", "100"], "multiple of 16"),
+        (["--base", "tiny", "--repeats", "0"], "--repeats 0"),
+        (["--base", "tiny", "--transformer", "x.safetensors"], "klein variants"),
+        (["--base", "klein-4b", "--transformer", "missing.safetensors"], "missing.safetensors: no such file"),
+        (["--base", "tiny", "--int8-backends", "int_mm,cutlass"], "--int8-backends 'int_mm,cutlass'"),
+        (["--base", "tiny", "--int8-backends", ""], "--int8-backends ''"),
+        (["--base", "tiny", "--formats", "bf16", "--int8-backends", "int_mm"], "no int8 weights to run them on"),
+        (["--base", "tiny", "--fuse-qkv", "maybe"], "--fuse-qkv 'maybe'"),
+        (["--base", "tiny", "--formats", "int8,fp8", "--fuse-qkv"], "--fuse-qkv on: q/k/v fusion is for bf16 and int8"),
     ],
 )
 def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, options, message):
@@ -140,7 +140,7 @@ def test_bad_options_exit_2_and_write_nothing(tmp_path, capsys, options, message
 
 def test_compile_modes_side_by_side_give_a_row_per_format_and_mode(tmp_path, capsys):
     """The issue's command: eager, whole-model and regional compilation in one run, each with its first call."""
-    command = ["bench", "--variant", "tiny", "--formats", "bf16,int8", "--compile", "off,full,regional", "--repeats", "2", "--resolution", "64", "--out", str(tmp_path)]
+    command = ["bench", "--base", "tiny", "--formats", "bf16,int8", "--compile", "off,full,regional", "--repeats", "2", "--resolution", "64", "--out", str(tmp_path)]
     assert main(command) == 0
     document = json.loads((tmp_path / "bench-tiny.json").read_text())
     assert [(run["format"], run["compile"], run["compiled"]) for run in document["runs"]] == [
@@ -157,3 +157,10 @@ def test_compile_modes_side_by_side_give_a_row_per_format_and_mode(tmp_path, cap
     markdown = (tmp_path / "bench-tiny.md").read_text()
     assert "| Eager (s/img) | Full compile (s/img) | Regional compile (s/img) | Full compile: first call (s) | Regional compile: first call (s) |" in markdown
     assert re.search(r"\| int8( †)? \| regional compile \|", markdown)
+
+
+def test_the_old_variant_spelling_still_works_with_one_deprecation_line(tmp_path, capsys):
+    assert main(["bench", "--variant", "tiny", "--formats", "bf16", "--compile", "off", "--repeats", "1", "--warmup", "0", "--resolution", "64", "--quiet", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "deprecated: --variant is now --base" in captured.err and captured.out == ""
+    assert json.loads((tmp_path / "bench-tiny.json").read_text())["variant"] == "tiny"

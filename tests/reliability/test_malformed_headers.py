@@ -84,7 +84,7 @@ def test_eval_and_bench_refuse_a_malformed_checkpoint(tmp_path):
     base = copy_tiny_base(tmp_path / "base")
     run_cli("eval", "--base", base, "--candidate", f"q={path}", "--out", tmp_path / "e", "--metrics", "psnr").assert_one_error_line(2, str(path), "data_offsets")
     assert not (tmp_path / "e" / "images").exists()
-    bench = ("bench", "--variant", "klein-4b", "--transformer", path, "--out", tmp_path / "b", "--compile", "off", "--repeats", "1", "--device", "cpu")
+    bench = ("bench", "--base", "klein-4b", "--transformer", path, "--out", tmp_path / "b", "--compile", "off", "--repeats", "1", "--device", "cpu")
     run_cli(*bench).assert_one_error_line(2, str(path), "data_offsets")
     assert not (tmp_path / "b").exists()
 

@@ -100,7 +100,7 @@ def test_make_tiny_with_overwrite_replaces_only_its_own_files(tmp_path):
 
 
 @pytest.mark.parametrize("command", [("make-tiny", "{out}"), ("eval", "--base", "{base}", "--candidate", "{base}/transformer-bf16.safetensors", "--out", "{out}", "--metrics", "psnr"),
-                                     ("fetch-weights", "{out}"), ("bench", "--variant", "tiny", "--out", "{out}"), ("demo", "--out", "{out}")])
+                                     ("fetch-weights", "{out}"), ("bench", "--base", "tiny", "--out", "{out}"), ("demo", "--out", "{out}")])
 def test_every_folder_writer_refuses_a_file_as_its_folder(base, tmp_path, command):
     target = tmp_path / "a-file"
     target.write_text("user data")

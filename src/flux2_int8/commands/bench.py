@@ -22,7 +22,7 @@ from typing import Any
 
 from ..outputs import add_overwrite_flag
 from ..variants import VARIANTS
-from .options import ACTIVATIONS
+from .options import ACTIVATIONS, DeprecatedAlias, print_json, add_device, add_run_flags, add_size, apply_threads, resolve_size
 
 VARIANT_CHOICES = (*VARIANTS, "tiny")
 _SWITCH = {"off": False, "on": True}
@@ -50,7 +50,7 @@ def _parse_list(value: str, allowed: tuple[str, ...], option: str) -> tuple[str,
 
 def _command_line(args: argparse.Namespace) -> str:
     """The invocation with every option spelled out, so a report says exactly how to reproduce it."""
-    words = ["flux2-int8", "bench", "--variant", args.variant, "--formats", args.formats, "--resolution", str(args.resolution)]
+    words = ["flux2-int8", "bench", "--base", args.variant, "--formats", args.formats, "--resolution", str(args.resolution)]
     words += ["--int8-backends", args.int8_backends, "--fuse-qkv", args.fuse_qkv, "--activations", args.activations]
     words += ["--batch", str(args.batch), "--compile", args.compile, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
     words += [] if args.steps is None else ["--steps", str(args.steps)]
@@ -73,8 +73,12 @@ def _check_out(args: argparse.Namespace) -> Path:
     return out
 
 
+_QUIET = False  # --quiet / --json: no progress lines
+
+
 def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if not _QUIET:
+        print(message, file=sys.stderr, flush=True)
 
 
 def _parse_tokens(value: str) -> tuple[int, ...]:
@@ -127,11 +131,19 @@ def run(args: argparse.Namespace) -> None:
     import transformers
 
     from ..bench import environment, format_markdown
+    from ..errors import ConfigError
 
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.resolution is None:
-        args.resolution = TINY_DEFAULT_RESOLUTION if args.variant == "tiny" else DEFAULT_RESOLUTION
+    if args.variant is None:
+        raise ConfigError("bench needs --base: a klein size (klein-4b, klein-9b, ...) or tiny")
+    width, height = resolve_size(args)
+    if width != height:
+        raise ConfigError(f"--width {width} --height {height}: bench times square images; give one size (--resolution N)")
+    args.resolution = width or (TINY_DEFAULT_RESOLUTION if args.variant == "tiny" else DEFAULT_RESOLUTION)
+    apply_threads(args, args.variant)
+    global _QUIET
+    _QUIET = args.quiet or args.json
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     args.int8_backends = args.int8_backends if args.int8_backends is not None else (CHECK_BACKEND_NAMES if args.check else "auto")
@@ -150,8 +162,11 @@ def run(args: argparse.Namespace) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     json_path, md_path, html_path = report.write(status)
-    print(format_markdown(report.document(status)))
-    print(f"wrote {json_path}, {md_path} and {html_path} (charts)")
+    if args.json:
+        print_json(report.document(status))
+    elif not args.quiet:
+        print(format_markdown(report.document(status)))
+        print(f"wrote {json_path}, {md_path} and {html_path} (charts)")
     if status == "interrupted":
         print("interrupted: the report holds every run finished before the signal", file=sys.stderr)
         if terminated:  # stopped mid-compile, Inductor's workers can hold up a normal exit: leave now, files are written
@@ -265,12 +280,13 @@ def _run_parts(args: argparse.Namespace, settings: Any, check_tokens: tuple[int,
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("bench", help="measure speed and memory: BF16 vs INT8 (vs FP8), eager vs compiled")
-    parser.add_argument("--variant", required=True, choices=VARIANT_CHOICES, help="klein model size, or 'tiny' (the cached tiny pipeline; CPU smoke test)")
+    parser.add_argument("--base", dest="variant", choices=VARIANT_CHOICES, help="klein model size (random weights or --transformer), or tiny (the built-in tiny pipeline; CPU smoke test)")
+    parser.add_argument("--variant", dest="variant", choices=VARIANT_CHOICES, action=DeprecatedAlias, new="--base")
     parser.add_argument("--random-weights", action="store_true", help="build the full-size transformer with random weights on the device (no download)")
     parser.add_argument("--full-pipeline", action="store_true", help="also build a random Qwen3 text encoder and VAE, and time whole images")
     parser.add_argument("--transformer", metavar="PATH", help="time this checkpoint (its own format) instead of random weights")
     parser.add_argument("--formats", default="bf16,int8", help="comma-separated: bf16, int8, fp8 (default: bf16,int8)")
-    parser.add_argument("--resolution", type=int, default=None, help=f"image side in pixels, a multiple of 16 (default: {DEFAULT_RESOLUTION}; {TINY_DEFAULT_RESOLUTION} for tiny)")
+    add_size(parser, f"{DEFAULT_RESOLUTION}; {TINY_DEFAULT_RESOLUTION} for tiny; square: width and height must agree")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the variant's, 4 for distilled)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
     parser.add_argument("--int8-backends", default=None, metavar="LIST", help=f"comma-separated Int8Linear backends; every int8 run is repeated per backend, one report row each: {INT8_BACKEND_NAMES} (default: auto; with --check {CHECK_BACKEND_NAMES})")
@@ -286,7 +302,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--check", action="store_true", help="instead of timing: compare every INT8 backend with the float64 reference on every linear shape of --variant (fused q/k/v too), in bf16 and fp16; exit 1 on a failure")
     parser.add_argument("--check-tokens", metavar="LIST", help="M values for --check (default: 1,16,17,4608; 1,16,17 for full-size klein shapes on a CPU)")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="skip each plan (or microbenchmark / check shape) that the seconds left cannot cover, estimated from the slowest one so far; results are written after every finished run either way")
-    parser.add_argument("--device", default="auto", help="torch device, or auto: cuda if available, else cpu (default: auto)")
+    add_device(parser)
+    add_run_flags(parser)
     parser.add_argument("--out", required=True, help="folder for bench-<variant>.json and bench-<variant>.md")
     add_overwrite_flag(parser)
     parser.set_defaults(run=run)

@@ -18,7 +18,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from diffusers import Flux2KleinPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image, ImageDraw
@@ -26,6 +25,7 @@ from transformers.utils import logging as transformers_logging
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
 from ..outputs import mark_folder, write_text_atomic
+from ..threads import SMALL_HIDDEN_SIZE, fitted_threads
 from ..nano import NANO_BASE, NANO_MAX_SEQUENCE_LENGTH, nano_folder
 from ..nano.grammar import parse_prompt, split_scenes
 from ..nano.score import read_image
@@ -63,23 +63,21 @@ def run_demo(
     device: str | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] = lambda message: None,
+    threads: int | None = None,
 ) -> DemoResult:
     """Run the demo into folder `out` and return what it measured (also in `out/results.json`).
 
     `progress` gets one line per stage and per task as the demo goes (the CLI prints them).
 
-    It runs on one CPU thread: nano's operations are too small to share, and
-    with other work on the machine two spinning threads made it ten times slower.
+    It runs on one CPU thread unless `threads` (or OMP_NUM_THREADS) says otherwise: nano's
+    operations are too small to share, and with other work on the machine two spinning
+    threads made it ten times slower (`flux2_int8.threads`).
     """
     out = Path(out)
     check_sampling(Sampling(steps=steps, width=size, height=size))
     check_writable(out, overwrite=overwrite)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with fitted_threads(SMALL_HIDDEN_SIZE, threads):
         return _run(out, steps, size, device, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out: Path, steps: int, size: int, device: str | None, progress: Callable[[str], None]) -> DemoResult:

@@ -113,7 +113,8 @@ def run_jobs(
         for job in jobs:
             item = run_job(pipeline, job, steps, guidance, width, height, base, checkpoint, text_encoder, on_step=lambda: bar.update(1), loras=loras, fused_loras=fused_loras)
             done.append(item)
-            tqdm.write(f"{job.path}  {item.size[0]}x{item.size[1]}  seed {job.seed}  {item.seconds:.2f} s")
+            if progress:
+                tqdm.write(f"{job.path}  {item.size[0]}x{item.size[1]}  seed {job.seed}  {item.seconds:.2f} s")
     return done
 
 

@@ -116,6 +116,7 @@ def quantize(
     offload: Offload = "none",
     progress: bool = True,
     activations: str = "static",
+    local_files_only: bool = False,
     calibrator: Callable[..., CalibrationRun] = run_calibration,
     overwrite: bool = False,
 ) -> QuantizeResult:
@@ -151,7 +152,7 @@ def quantize(
     inputs = input_files(_local_folder(base), transformer, prompts)
     plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
-    pipe = load_float_pipeline(base, transformer, device, dtype, offload)
+    pipe = load_float_pipeline(base, transformer, device, dtype, offload, local_files_only)
     schedule = _schedule(pipe, steps)
     targets = quantized_linears(pipe.transformer, plan.recipe)
     encoder_recipe = text_encoder_recipe(plan.recipe.extra_keep)
@@ -202,7 +203,7 @@ def _local_folder(base: str | Path | Flux2KleinPipeline) -> Path | None:
     return path if path is not None and path.is_dir() else None
 
 
-def load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
+def load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload, local_files_only: bool = False) -> Flux2KleinPipeline:
     """The BF16 pipeline through `load_pipeline` (or the one given); quantized transformers are refused."""
     if not isinstance(base, (str, Path)):
         return _given_pipeline(base, transformer)
@@ -212,11 +213,11 @@ def load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str 
 
     checkpoint = None
     if transformer is not None:
-        checkpoint = resolve_checkpoint(transformer, local_files_only=False)
+        checkpoint = resolve_checkpoint(transformer, local_files_only=local_files_only)
         found = open_checkpoint(checkpoint).format
         if not found.endswith("-bf16"):
             raise Flux2Int8Error(f"--transformer {transformer}: a {found} checkpoint; quantize needs a float (BF16) transformer, as quantizing quantized weights compounds their rounding")
-    pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload)
+    pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload, local_files_only=local_files_only)
     pipe.set_progress_bar_config(disable=True)  # one bar over the samples instead of one per call
     return pipe
 

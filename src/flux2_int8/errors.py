@@ -54,3 +54,10 @@ def os_error_message(error: OSError) -> str:
     if isinstance(error, PermissionError):
         return f"permission denied: {where} ({reason}); check the file's and folder's permissions"
     return f"{where}: {reason}"
+
+
+class ChoiceError(ConfigError, ValueError):
+    """An option given a value outside its choices (an INT8 backend name, say).
+
+    Also a `ValueError`, which is what Python code that passes a bad value expects.
+    """

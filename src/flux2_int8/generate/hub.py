@@ -130,16 +130,16 @@ def pipeline_patterns(skip_transformer_weights: bool, skip_text_encoder_weights:
     return patterns
 
 
-def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_only: bool, skip_text_encoder_weights: bool = False) -> Path:
+def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_only: bool, skip_text_encoder_weights: bool = False, revision: str | None = None, token: str | bool | None = None) -> Path:
     """The local snapshot folder of a hub pipeline (from the cache, or downloaded into it)."""
     patterns = pipeline_patterns(skip_transformer_weights, skip_text_encoder_weights)
     with hub_errors(f"the pipeline '{repo_id}'", repo_id, f"hf download {repo_id}", "pass a local pipeline folder as the base", local_files_only):
-        folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local_files_only))
+        folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local_files_only, revision=revision, token=token))
     check_pipeline_folder(folder)
     return folder
 
 
-def resolve_checkpoint(spec: str | Path, local_files_only: bool) -> Path:
+def resolve_checkpoint(spec: str | Path, local_files_only: bool, token: str | bool | None = None) -> Path:
     """A local checkpoint path, or a hub file `owner/repo/file.safetensors` fetched through the cache."""
     path = Path(spec).expanduser()
     if path.exists():
@@ -149,7 +149,7 @@ def resolve_checkpoint(spec: str | Path, local_files_only: bool) -> Path:
         raise CheckpointError(spec, "no such file or folder (a file on the hub is written owner/repo/file.safetensors)")
     repo_id, filename = match["repo"], match["file"]
     with hub_errors(f"the checkpoint '{spec}'", repo_id, f"hf download {repo_id} {filename}", "pass the checkpoint's local path", local_files_only):
-        return Path(hf_hub_download(repo_id, filename, local_files_only=local_files_only))
+        return Path(hf_hub_download(repo_id, filename, local_files_only=local_files_only, token=token))
 
 
 def resolve_lora(spec: str, local_files_only: bool) -> Path:

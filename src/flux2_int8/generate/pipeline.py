@@ -20,6 +20,7 @@ from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
 from ..formats.header import metadata_object, read_header
 from ..loading import load_text_encoder, load_transformer
+from ..loading.dtypes import resolve_dtype
 from ..loading.transformer import ActivationChoice
 from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
@@ -70,13 +71,18 @@ def load_pipeline(
     transformer: str | Path | None = None,
     text_encoder: str | Path | None = None,
     device: str | torch.device | None = None,
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: torch.dtype | None = None,
     compile: str | bool = "off",
     offload: Offload = "none",
     local_files_only: bool = False,
     activations: ActivationChoice = "auto",
     loras: Sequence[str] = (),
     fuse_loras: bool = False,
+    *,
+    torch_dtype: torch.dtype | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    device_map: str | None = None,
 ) -> Flux2KleinPipeline:
     """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
@@ -97,17 +103,41 @@ def load_pipeline(
     against the transformer and loaded (unfused, before compiling) with diffusers'
     `load_lora_weights`; `fuse_loras` merges them into the weights instead (see
     docs/generate.md, LoRA).
+
+    diffusers' own spellings work too: `torch_dtype` (same as `dtype`, default bfloat16),
+    `revision` (of the base's hub repository), `token` (for gated repositories and hub
+    files), and `device_map` ("balanced", "cuda", "cpu": passed to diffusers for the
+    components it loads; a checkpoint this package loads goes to `device`).
+
+    Returns
+    -------
+    Flux2KleinPipeline
+        diffusers' own pipeline class, so everything built on diffusers keeps working.
+
+    Raises
+    ------
+    Flux2Int8Error
+        Any bad input (a checkpoint of another size, an unknown base, a file missing offline),
+        before anything large is downloaded or loaded.
+
+    Examples
+    --------
+    >>> pipe = load_pipeline("klein-9b", transformer="flux-2-klein-9b-int8.safetensors", torch_dtype=torch.bfloat16)  # doctest: +SKIP
+    >>> image = pipe(prompt="A red sports car", num_inference_steps=4).images[0]  # doctest: +SKIP
     """
+    dtype = resolve_dtype(dtype, torch_dtype)
+    if device_map is not None and offload != "none":
+        raise ConfigError(f"device_map='{device_map}' and offload '{offload}' both place the weights; choose one")
     compile_mode = resolve_compile_mode(compile)
     silence_ignored_guidance_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
-    checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None
-    encoder_file = resolve_checkpoint(text_encoder, local_files_only) if text_encoder is not None else None
+    checkpoint = resolve_checkpoint(transformer, local_files_only, token) if transformer is not None else None
+    encoder_file = resolve_checkpoint(text_encoder, local_files_only, token) if text_encoder is not None else None
     lora_files = resolve_loras(loras, local_files_only)
     if source.variant is not None:  # a variant's shapes are known: check before any download
         _check_fits(checkpoint, encoder_file, source.variant.architecture.transformer_config(), source.spec)
-    folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only)
+    folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only, revision, token)
     config = transformer_config_of(folder)
     if source.variant is None:
         _check_fits(checkpoint, encoder_file, config, source.spec)
@@ -117,10 +147,11 @@ def load_pipeline(
         components["transformer"] = load_transformer(checkpoint, config=config, device=load_device, dtype=dtype, activations=activations)
     if encoder_file is not None:
         components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
-    pipeline = _from_pretrained(folder, components, source, dtype)
+    pipeline = _from_pretrained(folder, components, source, dtype, device_map)
     if lora_files:
         load_loras(pipeline, [path for path, _ in lora_files], [scale for _, scale in lora_files], fuse=fuse_loras)
-    _place(pipeline, device, offload)
+    if device_map is None:
+        _place(pipeline, device, offload)
     compile_transformer(pipeline.transformer, compile_mode)
     return pipeline
 
@@ -200,21 +231,25 @@ def _resolve_device(device: str | torch.device | None, offload: str) -> torch.de
     return resolved
 
 
-def _base_folder(source: BaseSource, skip_transformer_weights: bool, skip_text_encoder_weights: bool, local_files_only: bool) -> Path:
+def _base_folder(source: BaseSource, skip_transformer_weights: bool, skip_text_encoder_weights: bool, local_files_only: bool, revision: str | None = None, token: str | bool | None = None) -> Path:
     if source.folder is not None:
         return source.folder
     assert source.repo_id is not None  # parse_base returns a folder or a repository
-    return download_pipeline(source.repo_id, skip_transformer_weights, local_files_only, skip_text_encoder_weights)
+    return download_pipeline(source.repo_id, skip_transformer_weights, local_files_only, skip_text_encoder_weights, revision=revision, token=token)
 
 
-def _from_pretrained(folder: Path, components: dict[str, Any], source: BaseSource, dtype: torch.dtype) -> Flux2KleinPipeline:
+def _from_pretrained(folder: Path, components: dict[str, Any], source: BaseSource, dtype: torch.dtype, device_map: str | None = None) -> Flux2KleinPipeline:
     """Build the pipeline from local files only; given components replace the folder's, a variant name decides `is_distilled`."""
     check_safetensors_only(folder, skip=components)
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, "use_safetensors": True, **components}
     if source.variant is not None:
         kwargs["is_distilled"] = source.variant.distilled
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     try:
         return Flux2KleinPipeline.from_pretrained(folder, **kwargs)
+    except (NotImplementedError, ValueError) as error:  # diffusers refuses a device_map it does not support
+        raise ConfigError(f"device_map='{device_map}': {error}") from None
     except OSError as error:  # a missing or broken component file in the folder or cache
         raise Flux2Int8Error(f"{folder}: the pipeline cannot be loaded from this folder ({error})") from None
 

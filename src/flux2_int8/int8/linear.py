@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ChoiceError
 from .backends import BACKENDS, pick_backend
 from .kernels import FP8_MAX, row_scale
 
@@ -190,15 +191,15 @@ def set_int8_backend(model: nn.Module, backend: str) -> None:
 
     Raises
     ------
-    ValueError
-        For an unknown backend name (nothing is changed).
+    ChoiceError
+        For an unknown backend name (nothing is changed); a `Flux2Int8Error` and a `ValueError`.
 
     Examples
     --------
     >>> set_int8_backend(pipe.transformer, "triton_prequant")  # doctest: +SKIP
     """
     if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"unknown INT8 backend '{backend}': expected auto or one of {', '.join(BACKENDS)}")
+        raise ChoiceError(f"unknown INT8 backend '{backend}': expected auto or one of {', '.join(BACKENDS)}")
     for module in model.modules():
         if isinstance(module, Int8Linear):
             module.backend = backend

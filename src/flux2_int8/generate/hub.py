@@ -9,26 +9,16 @@ saying what is missing and how to provide it, not a stack of HTTP retries.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import constants, hf_hub_download, snapshot_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HfHubHTTPError,
-    HFValidationError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import snapshot_download
 
-from ..errors import CheckpointError, ConfigError, Flux2Int8Error
+from ..errors import CheckpointError, ConfigError
 from ..formats.header import loads_bounded
+from ..loading.hub import HUB_FILE, hub_errors, resolve_checkpoint
 from ..nano import NANO_BASE, nano_folder
 from ..tiny import TINY_BASE, tiny_pipeline_cache
 from ..variants import VARIANTS, Variant, get_variant
@@ -36,7 +26,6 @@ from ..variants import VARIANTS, Variant, get_variant
 PIPELINE_CLASS = "Flux2KleinPipeline"
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # torch.save / pickle weight files
-_HUB_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>[^\s]+\.safetensors)$")
 
 
 @dataclass(frozen=True)
@@ -139,25 +128,12 @@ def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_
     return folder
 
 
-def resolve_checkpoint(spec: str | Path, local_files_only: bool, token: str | bool | None = None) -> Path:
-    """A local checkpoint path, or a hub file `owner/repo/file.safetensors` fetched through the cache."""
-    path = Path(spec).expanduser()
-    if path.exists():
-        return path
-    match = _HUB_FILE.match(str(spec))
-    if match is None:
-        raise CheckpointError(spec, "no such file or folder (a file on the hub is written owner/repo/file.safetensors)")
-    repo_id, filename = match["repo"], match["file"]
-    with hub_errors(f"the checkpoint '{spec}'", repo_id, f"hf download {repo_id} {filename}", "pass the checkpoint's local path", local_files_only):
-        return Path(hf_hub_download(repo_id, filename, local_files_only=local_files_only, token=token))
-
-
 def resolve_lora(spec: str, local_files_only: bool) -> Path:
     """A LoRA file: a local file or folder, a hub file `owner/repo/file.safetensors`, or a hub repository holding one."""
     path = Path(spec).expanduser()
     if path.is_dir():
         return _single_safetensors(path, spec)
-    if path.exists() or _HUB_FILE.match(spec):
+    if path.exists() or HUB_FILE.match(spec):
         return resolve_checkpoint(spec, local_files_only)
     if not _REPO_ID.match(spec):
         raise CheckpointError(spec, "no such LoRA file or folder (on the hub: owner/repo or owner/repo/file.safetensors)")
@@ -172,42 +148,3 @@ def _single_safetensors(folder: Path, spec: str) -> Path:
         found = ", ".join(str(f.relative_to(folder)) for f in files) or "none"
         raise CheckpointError(spec, f"expected one .safetensors LoRA file, found {found}; name the file (owner/repo/file.safetensors or its path)")
     return files[0]
-
-
-@contextmanager
-def hub_errors(what: str, repo_id: str, download_command: str, instead: str, local_files_only: bool) -> Iterator[None]:
-    """Turn huggingface_hub's errors into one `Flux2Int8Error` that says how to get the files.
-
-    Subclasses come first: a gated repository is also 'not found', a missing cache
-    entry is also an `EntryNotFoundError`.
-    """
-    try:
-        yield
-    except GatedRepoError:
-        raise Flux2Int8Error(f"{what} is gated on the Hugging Face hub: accept its license at https://huggingface.co/{repo_id}, log in with `hf auth login`, and retry") from None
-    except RepositoryNotFoundError:
-        raise Flux2Int8Error(f"{what}: there is no repository '{repo_id}' on the Hugging Face hub (or it is private and you are not logged in); check the name") from None
-    except RevisionNotFoundError as error:
-        raise Flux2Int8Error(f"{what}: revision not found on the hub ({error})") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        raise Flux2Int8Error(_not_cached_message(what, download_command, instead, local_files_only)) from None
-    except EntryNotFoundError:
-        raise Flux2Int8Error(f"{what}: the repository '{repo_id}' has no such file; check the name against https://huggingface.co/{repo_id}/tree/main") from None
-    except HFValidationError as error:
-        raise Flux2Int8Error(f"{what}: not a valid hub name ({error})") from None
-    except HfHubHTTPError as error:
-        raise Flux2Int8Error(f"{what}: the Hugging Face hub answered with an error ({error})") from None
-
-
-def _not_cached_message(what: str, download_command: str, instead: str, local_files_only: bool) -> str:
-    if local_files_only:
-        reason = "local files only were asked for"
-    elif constants.HF_HUB_OFFLINE:
-        reason = "HF_HUB_OFFLINE is set"
-    else:
-        reason = "the hub cannot be reached"
-    return (
-        f"{what} is not (fully) in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {reason}. "
-        f"Fetch it on a machine with internet with `{download_command}` and copy that machine's cache here "
-        f"(or point HF_HOME at a copy), or {instead}"
-    )

@@ -28,7 +28,8 @@ from ..lora.apply import load_loras, parse_lora_spec
 from ..nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS, is_nano
 from ..variants import VARIANTS, architecture_of
 from .compilation import compile_transformer, resolve_compile_mode
-from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_checkpoint, resolve_lora, transformer_config_of
+from ..loading.hub import resolve_checkpoint
+from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_lora, transformer_config_of
 from .quiet import silence_ignored_guidance_warning
 
 Offload = Literal["none", "model", "sequential"]

@@ -209,7 +209,7 @@ def load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str 
         return _given_pipeline(base, transformer)
     from ..formats.checkpoint import open_checkpoint
     from ..generate import load_pipeline
-    from ..generate.hub import resolve_checkpoint
+    from ..loading.hub import resolve_checkpoint
 
     checkpoint = None
     if transformer is not None:

@@ -1,49 +1,112 @@
 #!/usr/bin/env bash
 # Run `flux2-int8 bench` on a lent GPU machine, from the repository root.
 #
-#   bash scripts/bench_gpu.sh PART [OUT]      PART: sanity | micro | 9b | 9b-fused | 4b | 9b-pipeline
+#   bash scripts/bench_gpu.sh proof [OUT]        every decision-relevant figure in one call (< 8 min on an H100/H200)
+#   bash scripts/bench_gpu.sh proof-dry [OUT]    the same sequence on the tiny model on a CPU, small budget (CI runs it)
+#   bash scripts/bench_gpu.sh PART [OUT]         one older, longer part: sanity | micro | 9b | 9b-fused | 4b | 9b-pipeline
 #
 # Installs the wheels carried in .whl/ (diffusers and flux2-int8; see docs/benchmarks.md)
-# into /tmp/site, records the GPU and library versions, runs one part and writes
-# bench-*.json, bench-*.md and a log under OUT/PART (default OUT: $OUT, else bench-out).
+# into /tmp/site, records the GPU and library versions, and writes under OUT/PART
+# (default OUT: $OUT, else bench-out). Then: python3 scripts/record_gpu_results.py OUT/PART
 #
-# Each part is one device call and must end inside its 10-minute limit. Compiling dominates:
-# estimated (not yet measured) ~1-2 min per full-size transformer compile, ~15-30 s per tiny one,
-# a few seconds per single-layer compile in the microbenchmark. Estimated H100 wall times:
-#   sanity ~4 min (3 + 8 plans of tiny, each eager and compiled)
-#   micro ~5 min (12 shapes x (BF16 + 3 backends), eager and compiled: 48 layer compiles + Triton autotuning)
-#   9b, 9b-fused ~5 min each (3 plans: bf16, int8 int_mm, int8 triton_prequant; 3 compiles)
-#   4b ~4 min, 9b-pipeline ~6 min (2 plans with text encoder and VAE, whole images eager and compiled)
-# Fused and unfused 9B are two parts because one run of all 6 plans (--fuse-qkv off,on) would
-# need ~6 full-size compiles, too close to the limit.
-set -euo pipefail
-PART=${1:?usage: bash scripts/bench_gpu.sh sanity|micro|9b|9b-fused|4b|9b-pipeline [OUT]}
+# `proof` runs its sections under one clock (PROOF_SECONDS, default 460 s from the script's
+# start, the wheel install included), cheapest and most decisive first; each section gets
+# `--time-budget` (plans that will not fit are skipped and listed) and a hard `timeout`
+# (SIGTERM: the section's report keeps every finished run). Sections, into OUT/proof/NAME.json:
+#   check           every INT8 backend vs the reference, klein-9B shapes + fused q/k/v, M 1/16/17/4608, bf16+fp16
+#   micro           BF16 vs int_mm / triton / triton_prequant on the klein-9B shapes at M = 4608, eager
+#   9b              klein-9B transformer 1024x1024 4 steps: bf16, int8 int_mm, int8 triton_prequant; eager, regional
+#   micro-compiled  the microbenchmark compiled (Inductor fuses the activation quantization)
+#   9b-full         int8 int_mm compiled whole: regional vs full step time (decides what `--compile on` means)
+# Only the JSON files, env.txt and log.txt land in OUT/proof (the device tool returns at most 8 files).
+set -uo pipefail
+START=$(date +%s)
+PART=${1:?usage: bash scripts/bench_gpu.sh proof|proof-dry|sanity|micro|9b|9b-fused|4b|9b-pipeline [OUT]}
 DEST=${2:-${OUT:-bench-out}}/$PART
+PYTHON=${PYTHON:-python3}
 mkdir -p "$DEST"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+LOG="$DEST/log.txt"
+: >"$LOG"
+if [[ $PART != proof-dry ]] && compgen -G ".whl/*.whl" >/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
 else
-  export PYTHONPATH=src  # no wheels carried: the working tree's package (diffusers must be installed)
+  export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}  # the working tree's package (diffusers must be installed)
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-LOG="$DEST/log.txt"
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv || echo "nvidia-smi: not available"
-  python3 -c "import torch, diffusers, transformers, flux2_int8; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__, 'flux2_int8 from', flux2_int8.__file__)"
-} 2>&1 | tee "$LOG"
+
+versions() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv 2>/dev/null || echo "nvidia-smi: not available"
+  "$PYTHON" - <<'EOF'
+import importlib.metadata as metadata, platform, torch
+def version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "-"
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+print(f"python {platform.python_version()} torch {torch.__version__} cuda {torch.version.cuda} triton {version('triton')} diffusers {version('diffusers')} transformers {version('transformers')} flux2-int8 {version('flux2-int8')} gpu {gpu}")
+import flux2_int8
+print("flux2_int8 from", flux2_int8.__file__)
+EOF
+}
+
+# section NAME CAP_SECONDS BENCH_OPTIONS...: one bench run under min(CAP, time left), its JSON copied to DEST/NAME.json.
+section() {
+  local name=$1 cap=$2 left budget code
+  shift 2
+  left=$((END - $(date +%s)))
+  budget=$((left < cap ? left : cap))
+  if ((budget < MIN_SECTION)); then
+    echo "== $name: skipped, ${left} s of the call's clock left" | tee -a "$LOG"
+    return 0
+  fi
+  echo "== $name: --time-budget $((budget - STARTUP)) s, hard stop after $budget s: $*" | tee -a "$LOG"
+  timeout -s TERM -k 20 "$budget" "$PYTHON" -m flux2_int8.cli bench "$@" --time-budget $((budget - STARTUP)) --out "$WORK/$name" >>"$LOG" 2>&1
+  code=$?
+  echo "== $name: exit $code after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
+  cp "$WORK/$name"/bench-*.json "$DEST/$name.json" 2>/dev/null || echo "== $name: wrote no report" | tee -a "$LOG"
+}
+
+proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/flux2-int8-proof.XXXXXX")
+  # One cold cache for the whole call (the machine starts bare): each graph's first compile is
+  # honest, and the Triton W8A8 kernel built by `check` is not rebuilt by every later section.
+  export TORCHINDUCTOR_CACHE_DIR="$WORK/inductor-cache" TRITON_CACHE_DIR="$WORK/triton-cache"
+  versions 2>&1 | tee "$DEST/env.txt" >>"$LOG"
+  if [[ ${1:-} == dry ]]; then
+    END=$((START + ${PROOF_SECONDS:-150})) MIN_SECTION=15 STARTUP=8
+    local model=(--base tiny --device cpu) check=(--check-tokens 1,17) size=(--resolution 64 --repeats 2 --warmup 1)
+    local micro_size=(--resolution 64 --repeats 2 --warmup 1)
+  else
+    END=$((START + ${PROOF_SECONDS:-460})) MIN_SECTION=40 STARTUP=20
+    local model=(--base klein-9b --random-weights --device cuda) check=() size=(--resolution 1024 --steps 4 --batch 1 --repeats 5 --warmup 1)
+    local micro_size=(--resolution 1024 --repeats 20 --warmup 3)
+  fi
+  local micro=(--microbench-only --microbench-shapes variant --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on "${micro_size[@]}")
+  section check 75 "${model[@]}" --check "${check[@]}"
+  section micro 50 "${model[@]}" "${micro[@]}" --microbench-compile off
+  section 9b 220 "${model[@]}" --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,regional "${size[@]}"
+  section micro-compiled 90 "${model[@]}" "${micro[@]}" --microbench-compile on
+  section 9b-full 150 "${model[@]}" --formats int8 --int8-backends int_mm --compile full "${size[@]}"
+  rm -rf "$WORK"
+  echo "== proof: done in $(($(date +%s) - START)) s; record with: python3 scripts/record_gpu_results.py $DEST" | tee -a "$LOG"
+}
 
 # bench OPTIONS...: one `flux2-int8 bench` run writing into $DEST (BENCH_SUB=NAME: into $DEST/NAME).
-bench() { python3 -m flux2_int8.cli bench "$@" --out "$DEST${BENCH_SUB:+/$BENCH_SUB}" 2>&1 | tee -a "$LOG"; }
-NINE_B=(--variant klein-9b --random-weights --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,on --resolution 1024 --steps 4 --batch 1 --repeats 5)
+bench() { "$PYTHON" -m flux2_int8.cli bench "$@" --out "$DEST${BENCH_SUB:+/$BENCH_SUB}" 2>&1 | tee -a "$LOG"; }
+NINE_B=(--base klein-9b --random-weights --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5)
 case "$PART" in
+  proof) proof ;;
+  proof-dry) proof dry ;;
   sanity)
-    BENCH_SUB=formats bench --variant tiny --formats bf16,int8,fp8 --compile off,on --resolution 256 --repeats 3
-    BENCH_SUB=backends bench --variant tiny --formats bf16,int8 --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on --compile off,on --resolution 256 --repeats 3 ;;
-  micro) bench --variant klein-9b --random-weights --microbench-only --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on --compile off,on --repeats 20 ;;
-  9b) bench "${NINE_B[@]}" ;;
-  9b-fused) bench "${NINE_B[@]}" --fuse-qkv on ;;
-  4b) bench --variant klein-4b --random-weights --full-pipeline --formats bf16,int8 --compile off,on --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
-  9b-pipeline) bench --variant klein-9b --random-weights --full-pipeline --formats bf16,int8 --compile off,on --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
-  *) echo "unknown part '$PART': expected sanity, micro, 9b, 9b-fused, 4b or 9b-pipeline" >&2; exit 2 ;;
+    versions 2>&1 | tee -a "$LOG"
+    BENCH_SUB=formats bench --base tiny --formats bf16,int8,fp8 --compile off,full --resolution 256 --repeats 3
+    BENCH_SUB=backends bench --base tiny --formats bf16,int8 --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on --compile off,full --resolution 256 --repeats 3 ;;
+  micro) versions 2>&1 | tee -a "$LOG"; bench --base klein-9b --random-weights --microbench-only --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on --compile off,full --repeats 20 ;;
+  9b) versions 2>&1 | tee -a "$LOG"; bench "${NINE_B[@]}" ;;
+  9b-fused) versions 2>&1 | tee -a "$LOG"; bench "${NINE_B[@]}" --fuse-qkv on ;;
+  4b) versions 2>&1 | tee -a "$LOG"; bench --base klein-4b --random-weights --full-pipeline --formats bf16,int8 --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
+  9b-pipeline) versions 2>&1 | tee -a "$LOG"; bench --base klein-9b --random-weights --full-pipeline --formats bf16,int8 --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
+  *) echo "unknown part '$PART': expected proof, proof-dry, sanity, micro, 9b, 9b-fused, 4b or 9b-pipeline" >&2; exit 2 ;;
 esac

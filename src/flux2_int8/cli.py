@@ -1,8 +1,9 @@
 """The `flux2-int8` command: thin subcommands over the Python API.
 
 Each command lives in `flux2_int8.commands.<name>`. A user mistake (any
-`Flux2Int8Error`) prints one `Error: ...` line and exits 2; set FLUX2_INT8_DEBUG=1
-to see the traceback.
+`Flux2Int8Error`) or operating-system fault (`OSError`: permissions, a full disk)
+prints one `Error: ...` line and exits 2, Ctrl-C exits 130 the same way; set
+FLUX2_INT8_DEBUG=1 to see the traceback.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .errors import Flux2Int8Error
+from .errors import Flux2Int8Error, os_error_message
 from .version import __version__
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 # Command modules under flux2_int8.commands, in the order `--help` lists them.
 COMMAND_MODULES = ("inspect", "make_tiny", "generate", "demo", "bench", "quantize", "eval", "fetch_weights")
 
@@ -43,11 +45,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except Flux2Int8Error as error:
-        if os.environ.get("FLUX2_INT8_DEBUG"):
-            raise
-        print(f"Error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(error), EXIT_USAGE)
+    except BrokenPipeError:  # `flux2-int8 inspect FILE | head`: the reader left early; nothing went wrong here
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as error:  # permissions, a full disk, a file gone mid-run: the writers left no partial file
+        return _fail(os_error_message(error), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted (Ctrl-C); files being written were removed, earlier outputs are intact", EXIT_INTERRUPTED)
     return 0
+
+
+def _fail(message: str, code: int) -> int:
+    """Print one `Error:` line (or re-raise under FLUX2_INT8_DEBUG=1 for the traceback)."""
+    if os.environ.get("FLUX2_INT8_DEBUG"):
+        raise  # noqa: PLE0704 (called only from an except block)
+    print(f"Error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

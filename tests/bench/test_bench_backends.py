@@ -47,8 +47,8 @@ def compared(tmp_path_factory):
     calls: list[tuple[int, str, tuple[int, ...]]] = []
     original = pipeline_bench._TinySource.transformer
 
-    def capture(self, fmt):  # type: ignore[no-untyped-def]
-        models.append(original(self, fmt))
+    def capture(self, fmt, activations="auto"):  # type: ignore[no-untyped-def]
+        models.append(original(self, fmt, activations))
         return models[-1]
 
     def recorder(name):  # type: ignore[no-untyped-def]
@@ -61,7 +61,7 @@ def compared(tmp_path_factory):
         return record
 
     out = tmp_path_factory.mktemp("backends")
-    command = ["bench", "--variant", "tiny", "--formats", "bf16,int8", "--int8-backends", "emulated,reference", "--fuse-qkv", "off,on"]
+    command = ["bench", "--base", "tiny", "--formats", "bf16,int8", "--int8-backends", "emulated,reference", "--fuse-qkv", "off,on"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pipeline_bench._TinySource, "transformer", capture)
         for name in ("emulated", "reference"):
@@ -127,7 +127,7 @@ def test_triton_backend_without_triton_on_cuda_fails_before_any_model_is_built(m
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(pipeline_bench, "_make_source", no_model)
     out = tmp_path / "out"
-    assert main(["bench", "--variant", "klein-9b", "--random-weights", "--int8-backends", "int_mm,triton", "--device", "cuda", "--out", str(out)]) == 2
+    assert main(["bench", "--base", "klein-9b", "--random-weights", "--int8-backends", "int_mm,triton", "--device", "cuda", "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("Error: --int8-backends int_mm,triton: 'triton' on CUDA needs the triton package") and "flux2-int8[gpu]" in error
     assert not out.exists()

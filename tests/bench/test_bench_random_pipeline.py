@@ -27,7 +27,7 @@ def small_klein(monkeypatch):
 
 
 def test_full_pipeline_times_every_phase(small_klein):
-    settings = BenchSettings(variant="klein-9b", formats=("bf16", "int8", "fp8"), compile_modes=(False,), resolution=64, repeats=1, warmup=0, random_weights=True, full_pipeline=True, device="cpu")
+    settings = BenchSettings(variant="klein-9b", formats=("bf16", "int8", "fp8"), compile_modes=("off",), resolution=64, repeats=1, warmup=0, random_weights=True, full_pipeline=True, device="cpu")
     result = run_benchmark(settings)
     assert [run.format for run in result.runs] == ["bf16", "int8", "fp8"]
     assert result.components_load_s > 0 and "random klein-9b" in result.source
@@ -37,7 +37,7 @@ def test_full_pipeline_times_every_phase(small_klein):
 
 
 def test_transformer_only_estimates_image_latency_from_steps(small_klein):
-    settings = BenchSettings(variant="klein-9b", formats=("int8",), compile_modes=(False,), resolution=64, steps=3, repeats=2, random_weights=True, device="cpu")
+    settings = BenchSettings(variant="klein-9b", formats=("int8",), compile_modes=("off",), resolution=64, steps=3, repeats=2, random_weights=True, device="cpu")
     result = run_benchmark(settings)
     (run,) = result.runs
     assert result.components_load_s is None
@@ -50,7 +50,7 @@ def test_compiled_run_compiles_once_for_steps_and_pipeline(small_klein):
     """The step inputs match the pipeline's calls exactly, so the compiled transformer is never recompiled."""
     from torch._dynamo.utils import counters
 
-    settings = BenchSettings(variant="klein-9b", formats=("int8",), compile_modes=(True,), resolution=64, repeats=1, warmup=0, random_weights=True, full_pipeline=True, device="cpu")
+    settings = BenchSettings(variant="klein-9b", formats=("int8",), compile_modes=("full",), resolution=64, repeats=1, warmup=0, random_weights=True, full_pipeline=True, device="cpu")
     graphs_before = counters["stats"]["unique_graphs"]
     (run,) = run_benchmark(settings).runs
     assert run.compiled and run.image.measured
@@ -65,8 +65,8 @@ def test_transformer_file_is_timed_in_its_own_format(monkeypatch, tmp_path):
 
     path = pipeline_bench.write_tiny_quantized(tiny_pipeline_cache(), "int8", tmp_path / "tiny-int8.safetensors")
     # The tiny file fits no klein size: load it with the config its shapes give.
-    monkeypatch.setattr(pipeline_bench, "load_transformer", lambda path, config, device, dtype: load_transformer(path, device=device, dtype=dtype))
-    settings = BenchSettings(variant="klein-4b", formats=("bf16", "fp8"), compile_modes=(False,), resolution=64, repeats=1, transformer_path=str(path), device="cpu")
+    monkeypatch.setattr(pipeline_bench, "load_transformer", lambda path, config, device, dtype, activations: load_transformer(path, device=device, dtype=dtype, activations=activations))
+    settings = BenchSettings(variant="klein-4b", formats=("bf16", "fp8"), compile_modes=("off",), resolution=64, repeats=1, transformer_path=str(path), device="cpu")
     result = run_benchmark(settings)
     assert [run.format for run in result.runs] == ["bfl-int8"]
     assert str(path) in result.source and not result.runs[0].image.measured

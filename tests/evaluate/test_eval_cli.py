@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -35,10 +37,40 @@ def _eval_args(tiny_base, int8_recipes, suite_file, out, *extra):
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory, tiny_base, int8_recipes, suite_file):
+def cli_result(tmp_path_factory, tiny_base, int8_recipes, suite_file):
+    """The evaluation folder of one CLI run, and what it printed."""
     out = tmp_path_factory.mktemp("cli") / "eval"
-    assert main(_eval_args(tiny_base, int8_recipes, suite_file, out, "--metrics", "psnr,fidelity")) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(_eval_args(tiny_base, int8_recipes, suite_file, out, "--metrics", "psnr,fidelity")) == 0
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cli_run(cli_result):
+    return cli_result[0]
+
+
+def test_eval_prints_a_summary_row_per_task_and_candidate_with_the_numbers_of_metrics_json(cli_result):
+    out, printed = cli_result
+    document = json.loads((out / "metrics.json").read_text())
+    lines = printed.splitlines()
+    header = next(k for k, line in enumerate(lines) if line.startswith("Task (cases)"))
+    assert lines[header].split() == ["Task", "(cases)", "Model", "PSNR", "vel.", "err"]
+    rows = [line.split() for line in lines[header + 2 :] if line and not line.startswith(("json:", "markdown:", "html:"))]
+    expected = []
+    for subset, entries in document["summary"].items():
+        for model in ("int8", "int8mod"):  # the reference has no PSNR or velocity error against itself: no row
+            entry = entries[model]
+            expected.append([subset, f"({entry['count']})", model, f"{entry['psnr']:.2f}", "dB", f"{entry['velocity_error']:.4f}"])
+    assert rows == expected
+    assert f"html: {out / 'report.html'}" in printed
+
+
+def test_run_json_records_the_command_with_every_option(cli_run):
+    (run,) = json.loads((cli_run / "run.json").read_text())["runs"]
+    assert run["command"].startswith("flux2-int8 eval --base ") and "--metrics psnr,fidelity" in run["command"]
+    assert "--candidate int8=" in run["command"] and "--width 64 --height 64" in run["command"]
 
 
 def test_eval_writes_all_three_reports_with_every_section_offline(cli_run):
@@ -67,6 +99,9 @@ def test_report_html_renders_in_headless_chromium(cli_run, tmp_path):
     with Image.open(shot) as image:
         assert image.size == (1200, 1600)
         assert len(image.convert("L").getcolors(1 << 16) or []) > 8  # text and pictures, not a blank page
+        colours = dict((colour, count) for count, colour in image.convert("RGB").getcolors(1 << 20))
+    # The charts are drawn: the two candidates' bar colours (charts.PALETTE) fill whole bars, thousands of pixels each.
+    assert colours.get((0, 114, 178), 0) > 2000 and colours.get((230, 159, 0), 0) > 2000
 
 
 def test_missing_metric_weights_fail_before_generating(tmp_path, tiny_base, int8_recipes, suite_file, capsys):

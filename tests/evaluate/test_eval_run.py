@@ -3,11 +3,13 @@ caching, stale cases, shards and their merge, conflicting settings."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from eval_helpers import HAS_LPIPS, HAS_TORCHMETRICS, STEPS
 from PIL import Image
@@ -122,8 +124,68 @@ def test_report_html_shows_prompts_and_links_every_image(full_run, tiny_suite):
     for case in tiny_suite.cases:
         assert case.prompt in page and all(prompt in page for prompt in case.input_prompts)
     sources = re.findall(r"<img src='([^']+)'", page)
-    assert len(sources) == 4 * 3 + 3  # three models per case, plus three generated inputs
+    assert len(sources) == 4 * 3 + 3 + 4 * 2  # three models per case, three generated inputs, a difference map per candidate and case
     assert all((out / source).is_file() for source in sources)
+
+
+def _chart_values(page: str) -> dict[str, dict[tuple[str, str], float]]:
+    """{chart kind: {(series, group or x position): value}} from the page's SVG bars and points."""
+    charts = {}
+    for kind, svg in re.findall(r"<svg class='chart' data-kind='([^']*)'(.*?)</svg>", page, re.S):
+        bars = re.findall(r"<rect class='bar' data-series='([^']*)' data-group='([^']*)' data-value='([^']*)'", svg)
+        points = re.findall(r"<circle class='point' data-series='([^']*)' data-value='([^']*)'", svg)
+        values = {(series, group): float(value) for series, group, value in bars}
+        for series in dict.fromkeys(name for name, _ in points):
+            values.update({(series, str(k + 1)): float(v) for k, v in enumerate(v for name, v in points if name == series)})
+        charts[kind] = values
+    return charts
+
+
+def test_report_charts_carry_every_number_of_metrics_json(full_run):
+    out = full_run[0].out
+    document = json.loads((out / "metrics.json").read_text())
+    charts = _chart_values((out / "report.html").read_text())
+    keys = {"clip_s", "psnr", "velocity_error"} | ({"lpips"} if HAS_LPIPS else set()) | ({"fid", "kid_mean"} if HAS_TORCHMETRICS else set())
+    assert keys | {"velocity_per_step"} == set(charts)
+    titles = {"overall": "Overall", "t2i": "Text-to-image", "edit": "Editing", "composition": "Composition"}
+    for key in keys:
+        models = ["bf16", "int8", "int8mod"] if key == "clip_s" else ["int8", "int8mod"]
+        expected = {}
+        for subset, entries in document["summary"].items():
+            for model in models:
+                value = entries[model].get(key)
+                if isinstance(value, float) and math.isfinite(value):
+                    expected[(f"{model} (reference)" if model == "bf16" else model, f"{titles[subset]} ({entries[model]['count']})")] = value
+        assert charts[key] == pytest.approx(expected), key
+    steps = {(model, str(k + 1)): v for model in ("int8", "int8mod") for k, v in enumerate(document["summary"]["overall"][model]["velocity_error_per_step"])}
+    assert charts["velocity_per_step"] == pytest.approx(steps)
+
+
+def test_difference_maps_are_the_amplified_pixel_differences(full_run):
+    out = full_run[0].out
+    for case in json.loads((out / "metrics.json").read_text())["cases"]:
+        reference = np.asarray(Image.open(out / case["images"]["bf16"]).convert("RGB"), dtype=np.int32)
+        assert set(case["differences"]) == {"int8", "int8mod"} and case["difference_gain"] in (1, 2, 4, 8, 16, 32, 64)
+        for model, path in case["differences"].items():
+            candidate = np.asarray(Image.open(out / case["images"][model]).convert("RGB"), dtype=np.int32)
+            expected = np.clip(np.abs(candidate - reference) * case["difference_gain"], 0, 255)
+            assert np.array_equal(np.asarray(Image.open(out / path)), expected)
+
+
+def test_run_json_and_the_report_header_record_versions_device_command_and_date(full_run):
+    import diffusers
+    import torch
+    import transformers
+
+    out = full_run[0].out
+    (run,) = json.loads((out / "run.json").read_text())["runs"][:1]
+    assert run["versions"]["torch"] == torch.__version__ and run["versions"]["diffusers"] == diffusers.__version__
+    assert run["versions"]["transformers"] == transformers.__version__ and run["versions"]["flux2_int8"]
+    assert run["device_type"] == "cpu" and run["device_name"] and run["command"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["date_utc"])
+    header = re.search(r"<div class=run>(.*?)</div></div>", (out / "report.html").read_text(), re.S).group(1)
+    for text in (f"torch {torch.__version__}", f"diffusers {diffusers.__version__}", f"transformers {transformers.__version__}", "on cpu", "Command:", run["date_utc"][:10]):
+        assert html.escape(text) in header, text
 
 
 def test_a_rerun_loads_nothing_and_scores_the_same(full_run, tiny_base, candidates, tiny_suite, sampling, tiny_networks):
@@ -154,12 +216,14 @@ def test_shards_merge_into_the_same_images_as_one_run_and_merging_is_idempotent(
     sources = [tmp_path / "shard0", tmp_path / "shard1"]
     merged, loader = _run(tmp_path / "merged", tiny_base, candidate, tiny_suite, sampling, merge=sources)
     assert loader.loaded == [] and merged.merged.copied > 0 and merged.merged.conflicts == 0
+    assert len(json.loads((merged.out / "run.json").read_text())["runs"]) == 3  # each shard's run, and the merge's
     single, full = Layout(full_run[0].out), Layout(merged.out)
     for case in tiny_suite.cases:
         for model in ("bf16", "int8"):
             assert full.image(model, case).read_bytes() == single.image(model, case).read_bytes()
     again, _ = _run(tmp_path / "merged", tiny_base, candidate, tiny_suite, sampling, merge=sources)
     assert again.merged.copied == 0 and again.merged.present == merged.merged.copied
+    assert len(json.loads((merged.out / "run.json").read_text())["runs"]) == 4  # merging again adds its own run, not the shards' twice
     assert again.document["summary"] == merged.document["summary"]
 
 

@@ -142,9 +142,23 @@ def test_cuda_without_a_gpu_is_refused(tiny_base):
         load_pipeline(tiny_base, device="cuda")
 
 
-def test_compile_wraps_the_transformer(tiny_base):
-    pipeline = load_pipeline(tiny_base, device="cpu", compile=True)
-    assert pipeline.transformer._compiled_call_impl is not None  # nn.Module.compile: compiled on first call
+@pytest.mark.parametrize(("choice", "whole", "blocks"), [("full", True, False), ("on", True, False), ("regional", False, True), ("off", False, False)])
+def test_compile_choice_compiles_the_whole_transformer_or_its_blocks(tiny_base, choice, whole, blocks):
+    transformer = load_pipeline(tiny_base, device="cpu", compile=choice).transformer
+    # nn.Module.compile: the module is compiled on its first call.
+    assert (transformer._compiled_call_impl is not None) == whole
+    assert {block._compiled_call_impl is not None for block in [*transformer.transformer_blocks, *transformer.single_transformer_blocks]} == {blocks}
+
+
+def test_compile_true_still_works_with_a_warning(tiny_base):
+    with pytest.warns(FutureWarning, match="compile='full'"):
+        pipeline = load_pipeline(tiny_base, device="cpu", compile=True)
+    assert pipeline.transformer._compiled_call_impl is not None
+
+
+def test_unknown_compile_choice_is_refused_before_loading():
+    with pytest.raises(ConfigError, match="compile mode 'fast': expected one of off, full, regional"):
+        load_pipeline("no/such/folder", compile="fast")
 
 
 @pytest.mark.parametrize("base", ["no/such/folder", "klein-7b", "not a repo"])
@@ -206,3 +220,26 @@ def test_distilled_pipelines_do_not_warn_about_the_guidance_diffusers_chose(tiny
     messages = [record.getMessage() for record in caplog.records]
     assert not any("is ignored for step-wise distilled models" in m for m in messages)
     assert "another message passes" in messages
+
+
+def test_diffusers_spellings_torch_dtype_and_device_map(tiny_base):
+    pipeline = load_pipeline(tiny_base, torch_dtype=torch.float32, device_map="cpu")
+    assert pipeline.transformer.dtype == torch.float32 and pipeline.text_encoder.dtype == torch.float32
+    assert pipeline.transformer.device.type == "cpu"
+    with pytest.raises(ConfigError, match="device_map"):
+        load_pipeline(tiny_base, torch_dtype=torch.float32, device_map="no-such-map")
+
+
+def test_revision_and_token_reach_the_hub(monkeypatch, empty_hub_cache):
+    from flux2_int8.generate import hub
+
+    asked: dict = {}
+
+    def snapshot_download(repo_id, **kwargs):  # type: ignore[no-untyped-def]
+        asked.update(kwargs, repo_id=repo_id)
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(hub, "snapshot_download", snapshot_download)
+    with pytest.raises(Flux2Int8Error, match="not .*in the Hugging Face cache"):
+        load_pipeline("someone/klein-finetune", device="cpu", revision="v1.0", token="hf_secret")
+    assert asked["repo_id"] == "someone/klein-finetune" and asked["revision"] == "v1.0" and asked["token"] == "hf_secret"

@@ -8,7 +8,7 @@ import torch
 from flux2_int8.evaluate.metrics import relative_error
 from flux2_int8.int8 import Int8Linear
 from flux2_int8.int8.backends import BACKENDS
-from flux2_int8.int8.kernels import dynamic_input_scale
+from flux2_int8.int8.kernels import row_scale
 
 
 def dynamic_layer(k: int, n: int, bias: bool = False, seed: int = 0) -> Int8Linear:
@@ -59,7 +59,7 @@ def test_an_all_zero_token_gives_the_bias_alone():
 
 def test_dynamic_scale_is_the_row_amax_over_127():
     x = torch.tensor([[1.0, -2.54, 0.5], [0.0, 0.0, 0.0]])
-    torch.testing.assert_close(dynamic_input_scale(x), torch.tensor([[2.54 / 127], [1.0]]))
+    torch.testing.assert_close(row_scale(x), torch.tensor([[2.54 / 127], [1.0]]))
 
 
 def test_compiled_dynamic_layer_matches_eager_without_graph_breaks():

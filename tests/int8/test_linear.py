@@ -73,9 +73,12 @@ def test_auto_picks_int_mm_on_cuda_with_legal_shapes_and_on_vnni_cpus(monkeypatc
     assert pick_backend(torch.device("cuda"), 3072, 3070) == "emulated"
 
 
-def test_set_int8_backend_rejects_unknown_names():
-    with pytest.raises(ValueError, match="unknown INT8 backend"):
+def test_set_int8_backend_rejects_unknown_names_with_the_package_error():
+    from flux2_int8.errors import Flux2Int8Error
+
+    with pytest.raises(ValueError, match="unknown INT8 backend") as caught:
         set_int8_backend(torch.nn.Sequential(make_layer(8, 8)), "fast")
+    assert isinstance(caught.value, Flux2Int8Error)
 
 
 def test_compiled_layer_matches_eager():

@@ -13,7 +13,7 @@ import torch
 
 from flux2_int8.errors import Flux2Int8Error
 from flux2_int8.int8 import Int8Linear, backends, quantize_activation
-from flux2_int8.int8.kernels import dynamic_input_scale, reference_linear
+from flux2_int8.int8.kernels import row_scale, reference_linear
 from flux2_int8.evaluate.metrics import relative_error
 
 triton = pytest.importorskip("triton", reason="the Triton backends need the optional triton package")
@@ -226,9 +226,9 @@ def test_kernel_compiles_for_hopper_and_ampere_int8_tensor_cores():
 def test_kernel_with_per_row_scales_is_exact(m, k, n, prequantized):
     """Dynamic activations: input_scale [M, 1], one scale per row, in the load and the epilogue."""
     x, weight, weight_scale, _, bias = random_operands(m, k, n, torch.float32, True, seed=23)
-    row_scale = dynamic_input_scale(x)
-    activation = quantize_activation(x, row_scale) if prequantized else x
-    y = triton_w8a8.launch_w8a8(activation, weight, weight_scale, row_scale, bias, torch.float32, SMALL_TILE)
-    accumulator = quantize_activation(x.cpu(), row_scale.cpu()).long() @ weight.cpu().long().t()
-    expected = accumulator.double() * row_scale.cpu().double() * weight_scale.cpu().double() + bias.cpu().double()
+    scales = row_scale(x)
+    activation = quantize_activation(x, scales) if prequantized else x
+    y = triton_w8a8.launch_w8a8(activation, weight, weight_scale, scales, bias, torch.float32, SMALL_TILE)
+    accumulator = quantize_activation(x.cpu(), scales.cpu()).long() @ weight.cpu().long().t()
+    expected = accumulator.double() * scales.cpu().double() * weight_scale.cpu().double() + bias.cpu().double()
     assert relative_error(y.cpu(), expected) < 1e-6

@@ -74,7 +74,8 @@ def test_our_diffusers_export_opens_with_from_pretrained(tiny_model, tiny_amax, 
 
 
 def test_fp8_layers_round_trip(tiny_model, tiny_amax, tmp_path):
-    from flux2_int8.quantization.export import fp8_state_dict, write_bfl_checkpoint
+    from flux2_int8.formats.write import write_bfl_checkpoint
+    from flux2_int8.quantization.export import fp8_state_dict
 
     loaded = load_transformer(write_bfl_checkpoint(tmp_path / "fp8.safetensors", fp8_state_dict(tiny_model, tiny_amax)), dtype=DTYPE)
     loaded.save_pretrained(tmp_path / "saved")

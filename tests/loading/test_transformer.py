@@ -143,3 +143,19 @@ def test_torch_dtype_is_diffusers_spelling_of_dtype(tmp_path, tiny_model, tiny_a
         load_transformer(path, dtype=torch.float16, torch_dtype=torch.float32)
     with pytest.raises(ConfigError, match="floating torch.dtype"):
         load_transformer(path, dtype=torch.int8)
+
+
+def test_a_hub_file_is_fetched_through_the_cache_as_load_pipeline_takes_it(tmp_path, tiny_model, tiny_amax, monkeypatch):
+    from flux2_int8.loading import hub
+
+    path = write_bfl(tmp_path / "q.safetensors", int8_state(tiny_model, tiny_amax))
+    asked = {}
+
+    def hf_hub_download(repo_id, filename, **kwargs):  # type: ignore[no-untyped-def]
+        asked.update(kwargs, repo_id=repo_id, filename=filename)
+        return str(path)
+
+    monkeypatch.setattr(hub, "hf_hub_download", hf_hub_download)
+    loaded = load_transformer("someone/klein-int8/q.safetensors", local_files_only=True, token="hf_x")
+    assert asked == {"repo_id": "someone/klein-int8", "filename": "q.safetensors", "local_files_only": True, "token": "hf_x"}
+    assert any(isinstance(m, Int8Linear) for m in loaded.modules())

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import torch
+from cli_helpers import run_cli
 
 # 3 samples (one t2i, one edit, one composition), 2 of the 4 steps, 64x64: about a second.
 TINY_ARGS = ("--samples", "3", "--steps", "2", "--resolution", "64", "--device", "cpu", "--quiet")
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """`flux2-int8 ARGS` in this process: (exit code, stdout, stderr)."""
-    from flux2_int8.cli import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = main(list(args))
-        except SystemExit as exit:  # argparse's own usage errors
-            code = int(exit.code or 0)
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def quantize_json(out: Path, *extra: str) -> dict:

@@ -16,7 +16,8 @@ from safetensors import safe_open
 from flux2_int8 import load_transformer
 from flux2_int8.formats.header import read_header
 from flux2_int8.formats.inspect import describe
-from flux2_int8.quantization.export import quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint
+from flux2_int8.formats.write import write_bfl_checkpoint
+from flux2_int8.quantization.export import quantized_state_dict, write_comfy_checkpoint
 
 from quantize_helpers import quantize_json
 

@@ -57,7 +57,7 @@ def test_unwritable_or_misnamed_out(tmp_path, tiny_base):
     assert "writes a folder" in quantize_error(tiny_base, tmp_path / "q.safetensors", "--format", "diffusers")
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_text("")
-    assert "is not a transformer folder written by flux2-int8" in quantize_error(tiny_base, tmp_path / "photos", "--format", "diffusers")
+    assert "is a non-empty folder flux2-int8 did not write" in quantize_error(tiny_base, tmp_path / "photos", "--format", "diffusers")
     assert [p.name for p in (tmp_path / "photos").iterdir()] == ["holiday.jpg"]
 
 

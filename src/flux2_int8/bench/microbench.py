@@ -25,11 +25,13 @@ from ..int8.linear import Int8Linear, set_int8_backend
 from ..loading.skeleton import build_empty_model
 from ..quantization.recipe import Recipe
 from ..tiny import TINY_TRANSFORMER_CONFIG
-from ..variants import KLEIN_4B, KLEIN_9B
+from ..variants import KLEIN_4B, KLEIN_9B, get_variant
+from .budget import Budget
 from .pipeline_bench import TEXT_TOKENS, TINY, BenchSettings
 from .random_weights import fill_int8_linear_, quantized_linear_names, random_activation_amax
 from .timing import Stats, time_calls
 
+SHAPE_KIND = "microbenchmark shape"  # a Budget kind
 # Distinct input buffers cycled through, so repeated calls do not all hit in L2 (50 MB on H100).
 _ROTATING_INPUTS = 3
 _BLOCK_INDEX = re.compile(r"\.\d+\.")
@@ -130,6 +132,7 @@ class MicrobenchResult:
     peak: DevicePeak | None
     int8_backends: tuple[str, ...] = ("auto",)
     timings: list[LinearTiming] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"what": shape, "why": reason}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +140,7 @@ class MicrobenchResult:
             "peak": None if self.peak is None else vars(self.peak),
             "int8_backends": list(self.int8_backends),
             "timings": [timing.to_dict(self.peak) for timing in self.timings],
+            "skipped": list(self.skipped),
         }
 
 
@@ -170,25 +174,41 @@ def run_microbench(
     warmup: int = 3,
     seed: int = 0,
     int8_backends: tuple[str, ...] = ("auto",),
+    budget: Budget | None = None,
+    on_update: Callable[[MicrobenchResult], None] = lambda result: None,
 ) -> MicrobenchResult:
     """Time BF16 `nn.Linear`, then the same weights in `Int8Linear` under each of `int8_backends`,
-    on each shape at M = `tokens`."""
+    on each shape at M = `tokens`. `on_update` gets the result after every shape; `budget`
+    skips a shape when the time left is less than the slowest shape so far took."""
     device = torch.device(device)
+    budget = budget or Budget()
     result = MicrobenchResult(device_name=_device_name(device), peak=None, int8_backends=tuple(int8_backends))
     result.peak = device_peak(result.device_name) if device.type == "cuda" else None
     generator = torch.Generator(device=device).manual_seed(seed)
     for shape in shapes:
-        bf16_layer, int8_layer = _layer_pair(shape, device, generator)
-        inputs = [torch.randn(tokens, shape.in_features, device=device, generator=generator, dtype=torch.bfloat16) for _ in range(_ROTATING_INPUTS)]
-        for compiled in compile_modes:
-            bf16 = _time_layer(bf16_layer, inputs, compiled, device, repeats, warmup)
-            int8 = {}
-            for backend in int8_backends:
-                set_int8_backend(int8_layer, backend)
-                int8[backend] = _time_layer(int8_layer, inputs, compiled, device, repeats, warmup)
-            result.timings.append(LinearTiming(shape, tokens, compiled, bf16, int8))
-        del bf16_layer, int8_layer, inputs
+        reason = budget.skip_reason(SHAPE_KIND)
+        if reason is not None:
+            result.skipped.append({"what": f"{shape.in_features}x{shape.out_features} at M={tokens}", "why": reason})
+            on_update(result)
+            continue
+        with budget.timed(SHAPE_KIND):
+            _time_shape(result, shape, tokens, device, generator, compile_modes, repeats, warmup)
+        on_update(result)
     return result
+
+
+def _time_shape(result: MicrobenchResult, shape: LinearShape, tokens: int, device: torch.device, generator: torch.Generator, compile_modes: tuple[bool, ...], repeats: int, warmup: int) -> None:
+    """One shape in every compile mode: BF16, then INT8 per backend of `result`."""
+    bf16_layer, int8_layer = _layer_pair(shape, device, generator)
+    inputs = [torch.randn(tokens, shape.in_features, device=device, generator=generator, dtype=torch.bfloat16) for _ in range(_ROTATING_INPUTS)]
+    for compiled in compile_modes:
+        bf16 = _time_layer(bf16_layer, inputs, compiled, device, repeats, warmup)
+        int8 = {}
+        for backend in result.int8_backends:
+            set_int8_backend(int8_layer, backend)
+            int8[backend] = _time_layer(int8_layer, inputs, compiled, device, repeats, warmup)
+        result.timings.append(LinearTiming(shape, tokens, compiled, bf16, int8))
+    del bf16_layer, int8_layer, inputs
 
 
 def _layer_pair(shape: LinearShape, device: torch.device, generator: torch.Generator) -> tuple[nn.Linear, Int8Linear]:
@@ -222,16 +242,33 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def run_variant_microbench(settings: BenchSettings, progress: Callable[[str], None] = lambda message: None) -> MicrobenchResult:
+def run_variant_microbench(
+    settings: BenchSettings,
+    progress: Callable[[str], None] = lambda message: None,
+    budget: Budget | None = None,
+    on_update: Callable[[MicrobenchResult], None] = lambda result: None,
+) -> MicrobenchResult:
     """The microbenchmark a `bench` run asks for: every distinct quantized linear shape of klein 4B
-    and 9B (of the tiny model for 'tiny'; fused q/k/v shapes too when fusion is asked for), at
-    M = batch x (image tokens + 512 text tokens), per INT8 backend of `settings`."""
-    if settings.variant == TINY:
-        configs = {TINY: dict(TINY_TRANSFORMER_CONFIG)}
-    else:
-        configs = {arch.name: arch.transformer_config() for arch in (KLEIN_4B, KLEIN_9B)}
+    and 9B (of `settings.variant` alone with `microbench_variant_only`; of the tiny model for
+    'tiny'; fused q/k/v shapes too when fusion is asked for), at M = batch x (image tokens + 512
+    text tokens), per INT8 backend of `settings`, eager and/or compiled (a single layer compiles
+    the same whole or "regionally")."""
     progress(f"microbench: Int8Linear ({', '.join(settings.int8_backends)}) vs BF16 nn.Linear")
     tokens = settings.batch * (settings.image_tokens + TEXT_TOKENS)
-    shapes = klein_linear_shapes(configs, fuse_qkv_modes=settings.fuse_qkv_modes)
-    return run_microbench(shapes, tokens, settings.device, settings.compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3), int8_backends=settings.int8_backends)
+    shapes = klein_linear_shapes(variant_shape_configs(settings), fuse_qkv_modes=settings.fuse_qkv_modes)
+    modes = settings.microbench_compile_modes or settings.compile_modes
+    compile_modes = tuple(dict.fromkeys(mode != "off" for mode in modes))
+    return run_microbench(
+        shapes, tokens, settings.device, compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3), int8_backends=settings.int8_backends, budget=budget, on_update=on_update
+    )
 
+
+def variant_shape_configs(settings: BenchSettings, variant_only: bool | None = None) -> dict[str, dict[str, Any]]:
+    """Transformer configs whose linear shapes a run covers, keyed by label: the tiny model's for
+    'tiny'; `settings.variant`'s alone when `variant_only` (default: `microbench_variant_only`);
+    else klein 4B and 9B."""
+    if settings.variant == TINY:
+        return {TINY: dict(TINY_TRANSFORMER_CONFIG)}
+    only = settings.microbench_variant_only if variant_only is None else variant_only
+    architectures = (get_variant(settings.variant).architecture,) if only else (KLEIN_4B, KLEIN_9B)
+    return {arch.name: arch.transformer_config() for arch in architectures}

@@ -2,9 +2,12 @@
 
 Each run plan (a format; for INT8 weights, each requested `Int8Linear` backend; with and/or
 without q/k/v fusion) builds or loads its own transformer (load time), applies its
-options, then runs eager and, after `Module.compile(fullgraph=True)` in place, compiled.
-A fresh model per plan keeps plans independent: fusion cannot be undone and a compiled
-module cannot be switched back to eager.
+options, then runs in each compile mode: eager ("off"), then compiled in place, whole
+("full") or block by block ("regional", `generate.compilation`). A fresh model per plan
+keeps plans independent: fusion cannot be undone and a compiled module cannot be switched
+back to eager; a second compiled mode in one plan loads the transformer again.
+Every finished run is handed to a callback at once (the command writes its report then),
+and a `Budget` skips plans that would not fit in the time left.
 
 Each mode measures its first call (compilation, for compiled), the per-step transformer
 latency and, where a pipeline is at hand, one whole image split into its three phases:
@@ -28,12 +31,14 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..formats.checkpoint import open_checkpoint
+from ..generate.compilation import COMPILE_MODES, compile_transformer
 from ..int8 import backends
 from ..int8.fusion import fuse_qkv_projections
 from ..int8.linear import set_int8_backend
 from ..loading import load_transformer
-from ..tiny import BFL_CHECKPOINT_FILE, TINY_TRANSFORMER_CONFIG, tiny_pipeline_cache, write_tiny_quantized
+from ..tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache, write_tiny_quantized
 from ..variants import KLEIN_SCHEDULER_CONFIG, Architecture, get_variant
+from .budget import Budget
 from .random_weights import check_format, qwen3_config_for, random_text_encoder, random_transformer, random_vae
 from .timing import (
     DeviceClock,
@@ -60,8 +65,9 @@ class BenchSettings:
 
     variant: str
     formats: tuple[str, ...] = ("bf16", "int8")
-    compile_modes: tuple[bool, ...] = (False, True)
+    compile_modes: tuple[str, ...] = ("off", "full")  # each of COMPILE_MODES: off, full, regional
     int8_backends: tuple[str, ...] = ("auto",)  # every INT8 run is repeated per backend
+    activations: tuple[str, ...] = ("auto",)  # every INT8 run is repeated per activation mode (auto: static for random weights)
     fuse_qkv_modes: tuple[bool, ...] = (False,)  # every bf16/int8 run is repeated per mode
     resolution: int = 1024
     steps: int | None = None
@@ -71,6 +77,10 @@ class BenchSettings:
     random_weights: bool = False
     full_pipeline: bool = False
     transformer_path: str | None = None
+    # The microbenchmark: the shapes of `variant` alone (else klein 4B and 9B together), and its
+    # own compile modes (None: eager and compiled as `compile_modes` has them).
+    microbench_variant_only: bool = False
+    microbench_compile_modes: tuple[str, ...] | None = None
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     seed: int = 0
     prompt: str = DEFAULT_PROMPT
@@ -114,6 +124,7 @@ class RunPlan:
     int8_backend: str | None  # None: the format has no Int8Linear layers
     fused_qkv: bool
     label: str  # the row name in reports: "int8 (triton, fused q/k/v)"
+    activations: str = "auto"  # how Int8Linear layers quantize their input: auto, static or dynamic
 
 
 @dataclass
@@ -121,7 +132,7 @@ class RunResult:
     """One run plan in one compile mode."""
 
     format: str
-    compiled: bool
+    compile: str  # off, full or regional
     load_s: float
     first_call_s: float
     step: Stats
@@ -134,6 +145,7 @@ class RunResult:
     host_peak_is_per_run: bool
     int8_backend: str | None = None
     fused_qkv: bool = False
+    activations: str = "auto"
     fused_attentions: int = 0  # attentions `fuse_qkv_projections` fused in this model
     label: str = ""
 
@@ -141,8 +153,28 @@ class RunResult:
         if not self.label:
             self.label = run_label(self.format, self.int8_backend if self.int8_backend != "auto" else None, self.fused_qkv)
 
+    @property
+    def compiled(self) -> bool:
+        return self.compile != "off"
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the step or the image timing spreads wider than half its median (`Stats.noisy`)."""
+        return self.step.noisy or self.image.total.noisy
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "compiled": self.compiled, "noisy": self.noisy}
+
+    def progress_line(self, settings: BenchSettings) -> str:
+        """'klein-9b int8: eager: 1.234 s/img, step 301.2 ms (min-max 299.0-310.4)', marked when noisy."""
+        mode = "eager" if self.compile == "off" else f"{self.compile} compile"
+        step = self.step
+        noisy = ", NOISY: spread wider than half the median" if self.noisy else ""
+        estimated = "" if self.image.measured else " (estimated)"
+        return (
+            f"{settings.variant} {self.label}: {mode}: {self.image.total.median_s / settings.batch:.3f} s/img{estimated}, "
+            f"step {step.median_s * 1e3:.1f} ms (min-max {step.min_s * 1e3:.1f}-{step.max_s * 1e3:.1f}){noisy}"
+        )
 
 
 @dataclass
@@ -152,11 +184,25 @@ class BenchResult:
     components_load_s: float | None = None
     components_bytes: int | None = None  # device memory of text encoder + VAE (CUDA, --full-pipeline or tiny)
     source: str = ""
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"what": plan label, "why": reason}
 
 
-def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lambda message: None) -> BenchResult:
-    """Measure every format in `settings`, in every compile mode, and return the results."""
+PLAN_KIND = "transformer plan"  # a Budget kind
+
+
+def run_benchmark(
+    settings: BenchSettings,
+    progress: Callable[[str], None] = lambda message: None,
+    budget: Budget | None = None,
+    on_update: Callable[[BenchResult], None] = lambda result: None,
+) -> BenchResult:
+    """Measure every plan in `settings`, in every compile mode, and return the results.
+
+    `on_update` gets the result so far after every finished run and skipped plan; `budget`
+    skips a plan when the time left is less than the longest plan so far took.
+    """
     check_settings(settings)
+    budget = budget or Budget()
     device = torch.device(settings.device)
     with tempfile.TemporaryDirectory(prefix="flux2-int8-bench-") as workdir:
         source = _make_source(settings, device, Path(workdir))
@@ -165,10 +211,25 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] = lam
         result.components_load_s = source.load_components()
         if before is not None and result.components_load_s is not None:
             result.components_bytes = device_allocated_bytes(device) - before  # type: ignore[operator]
-        for plan in run_plans(source.formats(settings.formats), settings):
-            progress(f"{settings.variant} {plan.label}: loading")
-            result.runs.extend(_bench_plan(source, plan, settings, device, progress))
+        on_update(result)
+        plans = run_plans(source.formats(settings.formats), settings)
+        for index, plan in enumerate(plans, 1):
+            counted = _counted(progress, f"[{index}/{len(plans)}] ")
+            reason = budget.skip_reason(PLAN_KIND)
+            if reason is not None:
+                counted(f"{settings.variant} {plan.label}: skipped, {reason}")
+                result.skipped.append({"what": plan.label, "why": reason})
+                on_update(result)
+                continue
+            counted(f"{settings.variant} {plan.label}: loading")
+            with budget.timed(PLAN_KIND):
+                _bench_plan(source, plan, settings, device, counted, lambda run: (result.runs.append(run), counted(run.progress_line(settings)), on_update(result)))
     return result
+
+
+def _counted(progress: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    """`progress` with every line of one plan starting '[k/n] '."""
+    return lambda message: progress(prefix + message)
 
 
 def is_int8_format(fmt: str) -> bool:
@@ -176,9 +237,10 @@ def is_int8_format(fmt: str) -> bool:
     return fmt == "int8" or fmt.endswith("-int8")
 
 
-def run_label(fmt: str, int8_backend: str | None, fused_qkv: bool) -> str:
-    """'int8', 'int8 (int_mm)', 'bf16 (fused q/k/v)', 'int8 (triton, fused q/k/v)'."""
+def run_label(fmt: str, int8_backend: str | None, fused_qkv: bool, activations: str | None = None) -> str:
+    """'int8', 'int8 (int_mm)', 'bf16 (fused q/k/v)', 'int8 (triton, dynamic, fused q/k/v)'."""
     qualifiers = [int8_backend] if int8_backend else []
+    qualifiers += [activations] if activations else []
     qualifiers += [FUSED_QKV_LABEL] if fused_qkv else []
     return f"{fmt} ({', '.join(qualifiers)})" if qualifiers else fmt
 
@@ -187,11 +249,15 @@ def run_plans(formats: tuple[str, ...], settings: BenchSettings) -> list[RunPlan
     """Every (format, INT8 backend, fusion) to time, in report order: each backend's unfused
     and fused runs side by side. The backend is named in labels unless only 'auto' was asked for."""
     name_backend = settings.int8_backends != ("auto",)
+    name_activations = settings.activations != ("auto",)
     plans = []
     for fmt in formats:
-        for backend in settings.int8_backends if is_int8_format(fmt) else (None,):
-            for fused in settings.fuse_qkv_modes:
-                plans.append(RunPlan(fmt, backend, fused, run_label(fmt, backend if name_backend else None, fused)))
+        int8 = is_int8_format(fmt)
+        for backend in settings.int8_backends if int8 else (None,):
+            for activations in settings.activations if int8 else ("auto",):
+                for fused in settings.fuse_qkv_modes:
+                    label = run_label(fmt, backend if name_backend else None, fused, activations if int8 and name_activations else None)
+                    plans.append(RunPlan(fmt, backend, fused, label, activations))
     return plans
 
 
@@ -227,8 +293,8 @@ def check_settings(settings: BenchSettings) -> None:
             raise ConfigError(f"{option} {value}: expected at least 1")
     if settings.warmup < 0:
         raise ConfigError(f"--warmup {settings.warmup}: expected 0 or more")
-    if not settings.compile_modes:
-        raise ConfigError("--compile: expected off, on, or off,on")
+    if not settings.compile_modes or any(mode not in COMPILE_MODES for mode in settings.compile_modes):
+        raise ConfigError(f"--compile {','.join(settings.compile_modes)}: expected a comma-separated list of {', '.join(COMPILE_MODES)}")
     if torch.device(settings.device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {settings.device}: CUDA is not available here")
 
@@ -252,32 +318,58 @@ def _check_run_options(settings: BenchSettings, formats: tuple[str, ...]) -> Non
         raise ConfigError(f"--fuse-qkv on: q/k/v fusion is for bf16 and int8 weights, not {fp8[0]} (Fp8Linear); drop fp8 from --formats or use --fuse-qkv off")
 
 
-def _bench_plan(source: _Source, plan: RunPlan, settings: BenchSettings, device: torch.device, progress: Callable[[str], None]) -> list[RunResult]:
-    """Load once, apply the plan's options, run eager then compiled (compiled in place), free everything.
+@dataclass
+class _Loaded:
+    """A plan's transformer, configured, with what timing it needs."""
+
+    model: nn.Module
+    pipe: Flux2KleinPipeline | None
+    inputs: dict[str, Any]
+    load_s: float
+    weights_bytes: int | None
+    fused_attentions: int
+
+
+def _load(source: _Source, plan: RunPlan, settings: BenchSettings, device: torch.device) -> _Loaded:
+    """Load the plan's transformer and apply its options.
 
     `weights` is measured after fusion: the fused model holds the same bytes, the separate
     q/k/v layers having been freed.
     """
     source.prepare(plan.format)
     baseline = device_allocated_bytes(device)
-    load_s, model = time_once(lambda: source.transformer(plan.format), device)
+    load_s, model = time_once(lambda: source.transformer(plan.format, plan.activations), device)
     fused_attentions = configure_transformer(model, plan.int8_backend, plan.fused_qkv)
     weights = None if baseline is None else device_allocated_bytes(device) - baseline  # type: ignore[operator]
-    pipe = source.pipeline(model)
-    inputs = transformer_inputs(model.config, settings, device, model.dtype)
-    plan_fields = {"int8_backend": plan.int8_backend, "fused_qkv": plan.fused_qkv, "fused_attentions": fused_attentions, "label": plan.label}
-    runs = []
+    return _Loaded(model, source.pipeline(model), transformer_inputs(model.config, settings, device, model.dtype), load_s, weights, fused_attentions)
+
+
+def _bench_plan(source: _Source, plan: RunPlan, settings: BenchSettings, device: torch.device, progress: Callable[[str], None], finished: Callable[[RunResult], Any]) -> None:
+    """Run every compile mode on the plan's transformer, handing each RunResult to `finished`.
+
+    Eager and the first compiled mode share one load (compiled in place after eager); a
+    further compiled mode loads the transformer again, since a compiled model cannot be
+    un-compiled. Everything is freed at the end.
+    """
+    loaded: _Loaded | None = None
+    compiled_already = False
+    plan_fields = {"int8_backend": plan.int8_backend, "fused_qkv": plan.fused_qkv, "activations": plan.activations, "label": plan.label}
     try:
-        for compiled in settings.compile_modes:
-            if compiled:
-                model.compile(fullgraph=True)
-            progress(f"{settings.variant} {plan.label}: {'compiled' if compiled else 'eager'}")
-            measured = _measure(model, pipe, inputs, settings, device)
-            runs.append(RunResult(format=plan.format, compiled=compiled, load_s=load_s, weights_bytes=weights, **plan_fields, **measured))
+        for mode in settings.compile_modes:
+            if loaded is None or compiled_already:
+                loaded = None
+                _free(device)
+                loaded = _load(source, plan, settings, device)
+                compiled_already = False
+            if mode != "off":
+                compile_transformer(loaded.model, mode)
+                compiled_already = True
+            progress(f"{settings.variant} {plan.label}: {'eager' if mode == 'off' else mode + ' compile'}")
+            measured = _measure(loaded.model, loaded.pipe, loaded.inputs, settings, device)
+            finished(RunResult(format=plan.format, compile=mode, load_s=loaded.load_s, weights_bytes=loaded.weights_bytes, fused_attentions=loaded.fused_attentions, **plan_fields, **measured))
     finally:
-        del model, pipe, inputs
+        del loaded
         _free(device)
-    return runs
 
 
 def _measure(model: nn.Module, pipe: Flux2KleinPipeline | None, inputs: dict[str, Any], settings: BenchSettings, device: torch.device) -> dict[str, Any]:
@@ -402,7 +494,7 @@ class _Source:
     def prepare(self, fmt: str) -> None:
         """Untimed work before loading `fmt` (writing a test file)."""
 
-    def transformer(self, fmt: str) -> nn.Module:
+    def transformer(self, fmt: str, activations: str = "auto") -> nn.Module:
         raise NotImplementedError
 
     def pipeline(self, transformer: nn.Module) -> Flux2KleinPipeline | None:
@@ -424,7 +516,7 @@ class _TinySource(_Source):
 
     def load_components(self) -> float:
         def load() -> dict[str, Any]:
-            pipe = Flux2KleinPipeline.from_pretrained(self.folder, transformer=None, local_files_only=True, dtype=self.dtype)
+            pipe = Flux2KleinPipeline.from_pretrained(self.folder, transformer=None, local_files_only=True, use_safetensors=True, dtype=self.dtype)
             return {name: _to_device(part, self.device) for name, part in pipe.components.items() if name != "transformer"}
 
         seconds, self.components = time_once(load, self.device)
@@ -434,8 +526,8 @@ class _TinySource(_Source):
         if fmt not in self.files:
             self.files[fmt] = write_tiny_quantized(self.folder, fmt, self.workdir / f"tiny-{fmt}.safetensors")
 
-    def transformer(self, fmt: str) -> nn.Module:
-        return load_transformer(self.files[fmt], device=self.device, dtype=self.dtype)
+    def transformer(self, fmt: str, activations: str = "auto") -> nn.Module:
+        return load_transformer(self.files[fmt], device=self.device, dtype=self.dtype, activations=activations)  # type: ignore[arg-type]
 
 
 class _KleinSource(_Source):
@@ -471,10 +563,10 @@ class _KleinSource(_Source):
         seconds, self.components = time_once(build, self.device)
         return seconds
 
-    def transformer(self, fmt: str) -> nn.Module:
+    def transformer(self, fmt: str, activations: str = "auto") -> nn.Module:
         if self.settings.transformer_path:
-            return load_transformer(self.settings.transformer_path, config=self.settings.variant, device=self.device, dtype=self.dtype)
-        return random_transformer(self.architecture, fmt, self.device, self.dtype, seed=self.settings.seed)
+            return load_transformer(self.settings.transformer_path, config=self.settings.variant, device=self.device, dtype=self.dtype, activations=activations)  # type: ignore[arg-type]
+        return random_transformer(self.architecture, fmt, self.device, self.dtype, seed=self.settings.seed, activations="dynamic" if activations == "dynamic" else "static")
 
 
 def _make_source(settings: BenchSettings, device: torch.device, workdir: Path) -> _Source:

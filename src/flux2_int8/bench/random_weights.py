@@ -22,9 +22,11 @@ from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from ..errors import ConfigError
 from ..formats.keys import QKV_GROUPS
-from ..int8.linear import FP8_MAX, Fp8Linear, Int8Linear
+from ..int8.kernels import FP8_MAX
+from ..int8.linear import Fp8Linear, Int8Linear
 from ..loading.skeleton import build_empty_model
-from ..quantization.recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, weight_scale_per_channel
+from ..int8.weights import quantize_weight, quantize_weight_fp8, weight_scale_per_channel
+from ..quantization.recipe import Recipe, input_scale_from_amax
 from ..variants import Architecture
 
 FORMATS = ("bf16", "int8", "fp8")
@@ -56,8 +58,9 @@ def check_format(name: str) -> str:
     return name
 
 
-def empty_transformer(config: dict[str, Any], fmt: str, dtype: torch.dtype = torch.bfloat16, recipe: Recipe = Recipe()) -> Flux2Transformer2DModel:
-    """The transformer skeleton on meta in `fmt`: the recipe's linears become Int8Linear/Fp8Linear.
+def empty_transformer(config: dict[str, Any], fmt: str, dtype: torch.dtype = torch.bfloat16, recipe: Recipe = Recipe(), activations: str = "static") -> Flux2Transformer2DModel:
+    """The transformer skeleton on meta in `fmt`: the recipe's linears become Int8Linear/Fp8Linear
+    (INT8 ones with static or dynamic activations).
 
     Costs no memory; `planned_bytes` of the result is what the device will hold.
     """
@@ -67,7 +70,8 @@ def empty_transformer(config: dict[str, Any], fmt: str, dtype: torch.dtype = tor
         return model
     for name in quantized_linear_names(model, recipe):
         original = model.get_submodule(name)
-        layer = _LAYER_CLASSES[fmt](original.in_features, original.out_features, bias=original.bias is not None, device="meta")
+        options = {"activations": activations} if fmt == "int8" else {}
+        layer = _LAYER_CLASSES[fmt](original.in_features, original.out_features, bias=original.bias is not None, device="meta", **options)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, layer)
     return model
@@ -85,11 +89,12 @@ def random_transformer(
     dtype: torch.dtype = torch.bfloat16,
     recipe: Recipe = Recipe(),
     seed: int = 0,
+    activations: str = "static",
 ) -> Flux2Transformer2DModel:
     """A transformer of `config` (or an Architecture) with random weights in `fmt`, built on `device`."""
     if isinstance(config, Architecture):
         config = config.transformer_config()
-    model = empty_transformer(config, fmt, dtype, recipe)
+    model = empty_transformer(config, fmt, dtype, recipe, activations)
     materialize_random_(model, device, dtype, seed)
     share_qkv_input_scales_(model)
     return model.eval().requires_grad_(False)
@@ -105,7 +110,7 @@ def share_qkv_input_scales_(model: nn.Module) -> None:
     for module in model.modules():
         for separate, _ in QKV_GROUPS:
             layers = [getattr(module, name, None) for name in separate]
-            if all(isinstance(layer, Int8Linear | Fp8Linear) for layer in layers):
+            if all(isinstance(layer, Int8Linear | Fp8Linear) and layer.input_scale is not None for layer in layers):
                 shared = torch.stack([layer.input_scale for layer in layers]).amax()
                 for layer in layers:
                     layer.input_scale = shared.clone()
@@ -158,7 +163,8 @@ def fill_int8_linear_(layer: Int8Linear, weight: torch.Tensor, activation_amax: 
     weight_scale = weight_scale_per_channel(weight)
     layer.weight = nn.Parameter(quantize_weight(weight, weight_scale), requires_grad=False)
     layer.weight_scale = weight_scale
-    layer.input_scale = input_scale_from_amax(activation_amax).to(weight.device)
+    if layer.input_scale is not None:  # dynamic layers compute theirs per token
+        layer.input_scale = input_scale_from_amax(activation_amax).to(weight.device)
 
 
 def fill_fp8_linear_(layer: Fp8Linear, weight: torch.Tensor, activation_amax: float) -> None:

@@ -24,6 +24,9 @@ import torch
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
 T = TypeVar("T")
+# A timing whose spread (max - min) is wider than this fraction of its median is flagged noisy
+# in every report: a ratio taken from it can be off by as much as the spread.
+NOISY_SPREAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,17 @@ class Stats:
         """The same statistics multiplied by `factor` (e.g. steps x one step)."""
         return Stats(self.median_s * factor, self.min_s * factor, self.max_s * factor, self.mean_s * factor, self.repeats)
 
+    @property
+    def spread_s(self) -> float:
+        return self.max_s - self.min_s
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the spread is wider than NOISY_SPREAD times the median (other work on the machine, clock changes)."""
+        return self.spread_s > NOISY_SPREAD * self.median_s
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "noisy": self.noisy}
 
 
 class DeviceClock:

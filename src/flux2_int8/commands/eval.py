@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from .options import ACTIVATIONS, ACTIVATIONS_HELP
+from ..outputs import add_overwrite_flag
+from . import ray_options
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 DTYPES = ("bfloat16", "float16", "float32")
 
@@ -17,9 +19,12 @@ def run(args: argparse.Namespace) -> None:
 
     from ..evaluate import MetricOptions, RunSettings, WeightsLocation, evaluate, load_suite, parse_metrics, parse_shard
     from ..evaluate.runner import default_loader
+    from ..evaluate.tables import console_summary
     from ..evaluate.suite import DEFAULT_SUITE, NANO_SUITE
     from ..nano import NANO_BASE, NANO_SIZE
 
+    args.width, args.height = resolve_size(args)
+    apply_threads(args, args.base)
     nano = str(args.base).strip().lower() == NANO_BASE  # nano: its held-out prompts at its native 128 px
     metrics = parse_metrics(args.metrics)
     shard = parse_shard(args.shard) if args.shard else parse_shard("0/1")
@@ -27,7 +32,8 @@ def run(args: argparse.Namespace) -> None:
     native = NANO_SIZE if nano else 1024
     weights = WeightsLocation(Path(args.metrics_weights).expanduser() if args.metrics_weights else None)
     options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net)
-    sampling = RunSettings(args.base, width=args.width or native, height=args.height or native, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations)
+    sampling = RunSettings(args.base, width=args.width or native, height=args.height or native, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations, loras=list(args.lora))
+    ray_cluster = ray_options.connect(args)
     result = evaluate(
         args.base,
         args.candidate,
@@ -36,26 +42,54 @@ def run(args: argparse.Namespace) -> None:
         suite=suite,
         options=options,
         sampling=sampling,
-        device=args.device,
+        device=device_or_default(args.device),
         shard=shard,
         merge=args.merge,
         loader=default_loader(args.local_files_only, args.activations),
+        fan_out=ray_options.eval_fan_out(ray_cluster),
+        command=command_line(args),
+        overwrite=args.overwrite,
+        progress=not (args.quiet or args.json),
     )
+    if args.json:
+        print_json({"out": str(result.out), "reports": {kind: str(path) for kind, path in result.reports.items()}, "summary": None if result.document is None else result.document["summary"]})
+        return
     if result.merged is not None:
         merged = result.merged
         print(f"merged: {merged.copied} file(s) copied, {merged.present} already present, {merged.conflicts} present with other bytes (kept)")
+    if args.quiet:
+        return
     if result.document is None:
         print(f"shard {args.shard}: images written to {result.out}; score with a run without --shard (after --merge of every shard's folder)")
         return
+    print(console_summary(result.document))
     for kind, path in result.reports.items():
         print(f"{kind}: {path}")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """`flux2-int8 eval` with every option spelled out (defaults too), so the report says how to reproduce it."""
+    import shlex
+
+    words = ["flux2-int8", "eval"]
+    for name, value in vars(args).items():
+        option = "--" + name.replace("_", "-")
+        if name in ("run", "command") or value is None or value is False:
+            continue
+        if value is True:
+            words.append(option)
+        elif isinstance(value, list):
+            words += [part for item in value for part in (option, str(item))]
+        else:
+            words += [option, str(value)]
+    return shlex.join(words)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     from ..evaluate.weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, LPIPS_BACKBONES
 
     parser = commands.add_parser("eval", help="compare transformers (INT8, FP8, BF16) on a prompt suite: CLIP, LPIPS, PSNR, FID/KID, velocity error")
-    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), nano (the small trained model shipped with flux2-int8), hub repository id, or local pipeline folder")
+    add_base(parser)
     parser.add_argument("--reference", default="bf16", help="bf16 (the base's own transformer, default), or NAME=PATH / PATH of a transformer checkpoint")
     parser.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH", help="a transformer checkpoint to evaluate (repeat for several; PATH alone is named after its file)")
     parser.add_argument("--suite", help="default (the shipped 48 cases; the default), nano (nano's 72 held-out prompts x 2 seeds; the default with --base nano), a JSONL suite, or a PartiPrompts .tsv file")
@@ -64,15 +98,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="the evaluation folder: images are cached there, reports written there")
     parser.add_argument("--steps", type=int, help="denoising steps (default: 4 for distilled models, 50 for base models)")
     parser.add_argument("--guidance", type=float, help="CFG scale for base models (default 4.0); distilled models ignore it")
-    parser.add_argument("--width", type=int, help="image width, multiple of 16 (default 1024, as published; nano 128)")
-    parser.add_argument("--height", type=int, help="image height, multiple of 16 (default 1024; nano 128)")
+    add_size(parser, "1024 as published; nano 128")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype (default bfloat16)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when available), for generation and metrics")
+    add_device(parser)
     parser.add_argument("--shard", metavar="I/N", help="generate only every N-th case from the I-th (0-based); no scoring")
     parser.add_argument("--merge", action="append", default=[], metavar="DIR", help="copy the images of another evaluation folder (a shard's --out) into --out first; repeatable, idempotent")
     parser.add_argument("--metrics-weights", metavar="DIR", help="read metric weights only from DIR (made by `flux2-int8 fetch-weights DIR`); never download")
     parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help=f"CLIP hub repository or local folder (default {DEFAULT_CLIP_MODEL})")
     parser.add_argument("--lpips-net", choices=tuple(LPIPS_BACKBONES), default=DEFAULT_LPIPS_NET, help=f"LPIPS backbone (default {DEFAULT_LPIPS_NET}, the lpips package's default)")
-    parser.add_argument("--local-files-only", action="store_true", help="pipelines and checkpoints from the Hugging Face cache only, never the network")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA applied (unfused) to the reference and every candidate alike; repeatable; recorded in the folder's run.json")
+    add_run_flags(parser)
+    add_overwrite_flag(parser)
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

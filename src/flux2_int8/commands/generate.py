@@ -7,20 +7,34 @@ prompts file.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .options import ACTIVATIONS, ACTIVATIONS_HELP
+from ..outputs import add_overwrite_flag
+from . import ray_options
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 if TYPE_CHECKING:
     from ..generate import Request
 
 DTYPES = ("bfloat16", "float16", "float32")
+# `--compile` alone, the flag's old spelling (a switch for a whole-model compile).
+BARE_COMPILE = "bare"
+
+
+def _compile_choice(value: str) -> str:
+    """The --compile value, `on` for the deprecated bare flag (with a note on stderr)."""
+    if value != BARE_COMPILE:
+        return value
+    print("note: --compile without a value is deprecated: write --compile full (what it does) or --compile regional (compiles much faster)", file=sys.stderr)
+    return "on"
 
 
 def run(args: argparse.Namespace) -> None:
     import torch
 
+    from ..errors import Flux2Int8Error
     from ..generate import (
         Sampling,
         check_request,
@@ -28,42 +42,56 @@ def run(args: argparse.Namespace) -> None:
         check_writable,
         load_pipeline,
         plan_jobs,
+        resolve_sampling,
         run_jobs,
         sampling_defaults,
+        writing_images,
     )
+    from ..outputs import input_files
 
+    args.compile = _compile_choice(args.compile)  # before any path reads it (local or --ray)
+    args.width, args.height = resolve_size(args)
     requests = _requests(args)
     check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
     for request in requests:
         check_request(request)
-    check_writable(args.out)
     jobs = plan_jobs(requests, args.num_images, args.out)
+    inputs = input_files(args.prompts, *args.lora, *(image for request in requests for image in request.images))
+    check_writable(args.out, [job.path for job in jobs], inputs, args.overwrite)
+    if args.lora and args.ray is not None:
+        raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")
+    ray_cluster = ray_options.connect(args)
+    if ray_cluster is not None:
+        with writing_images(args.out):
+            return ray_options.generate(ray_cluster, args, jobs)
 
+    apply_threads(args, args.base)
     pipeline = load_pipeline(
         args.base,
         transformer=args.transformer,
         text_encoder=args.text_encoder,
-        device=args.device,
+        device=device_or_default(args.device),
         dtype=getattr(torch, args.dtype),
         compile=args.compile,
         offload=args.offload,
         local_files_only=args.local_files_only,
         activations=args.activations,
+        loras=args.lora,
+        fuse_loras=args.fuse_lora,
     )
-    defaults = sampling_defaults(pipeline)
-    if args.guidance is not None and pipeline.config.is_distilled:
-        print("note: this is a distilled model; it ignores --guidance")
-    steps = args.steps or defaults.steps
-    guidance = defaults.guidance if args.guidance is None or pipeline.config.is_distilled else args.guidance
+    if args.guidance is not None and pipeline.config.is_distilled and not args.quiet:
+        print("note: this is a distilled model; it ignores --guidance", file=sys.stderr)
+    steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
     # Text-to-image at the model's native size (nano: 128) unless told; edits keep the reference's size.
-    native = None if any(request.images for request in requests) else defaults.size
+    native = None if any(request.images for request in requests) else sampling_defaults(pipeline).size
     width, height = args.width or native, args.height or native
-    done = run_jobs(
-        pipeline, jobs, steps, guidance, width, height, base=str(args.base), checkpoint=args.transformer,
-        text_encoder=args.text_encoder, max_sequence_length=defaults.max_sequence_length,
-    )
+    with writing_images(args.out):
+        done = run_jobs(pipeline, jobs, steps, guidance, width, height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, progress=not (args.quiet or args.json), loras=args.lora, fused_loras=args.fuse_lora)
     total = sum(item.seconds for item in done)
-    print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
+    if args.json:
+        print_json({"images": [{"path": str(item.job.path), "prompt": item.job.request.prompt, "seed": item.job.seed, "width": item.size[0], "height": item.size[1], "seconds": item.seconds} for item in done], "steps": steps, "guidance": guidance})
+    elif not args.quiet:
+        print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 
 
 def _requests(args: argparse.Namespace) -> list[Request]:
@@ -78,7 +106,7 @@ def _requests(args: argparse.Namespace) -> list[Request]:
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="generate images: text-to-image, editing (one --image), composition (several)")
-    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), nano (the small trained model shipped with flux2-int8), hub repository id, or local pipeline folder")
+    add_base(parser)
     parser.add_argument("--transformer", help="INT8/BF16/FP8 transformer checkpoint: a path, or a hub file owner/repo/file.safetensors (default: the base's own BF16 transformer)")
     parser.add_argument("--text-encoder", help="INT8 text encoder file from `flux2-int8 quantize --text-encoder` (path or hub file; default: the base's)")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -88,14 +116,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, help="denoising steps (default: 4 for distilled models, 50 for base models)")
     parser.add_argument("--guidance", type=float, help="CFG scale for base models (default 4.0); distilled models ignore it")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first image; image k of a prompt uses seed + k (default 0)")
-    parser.add_argument("--width", type=int, help="multiple of 16, at least 64 (default: the first reference's size, else the model's native size: 1024, nano 128)")
-    parser.add_argument("--height", type=int, help="multiple of 16, at least 64 (default: the first reference's size, else the model's native size: 1024, nano 128)")
+    add_size(parser, "the first reference's size, else the model's native size: 1024, nano 128")
     parser.add_argument("--num-images", type=int, default=1, help="images per prompt (default 1)")
     parser.add_argument("--out", default="outputs", help="a folder (created), or a .png path for a single image (default: outputs)")
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    add_device(parser)
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (slow first image, faster after)")
-    parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const=BARE_COMPILE,
+        default="off",
+        metavar="off|full|regional|on",
+        help="torch.compile the transformer: whole (full; also 'on'), or each repeated block once (regional, much faster to compile); the first image compiles (default off)",
+    )
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")
+    parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRAs into the weights (INT8: re-quantized per channel) for plain INT8 speed, instead of running them beside the INT8 layers")
+    add_run_flags(parser)
+    add_overwrite_flag(parser)
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -17,7 +17,10 @@ def run(args: argparse.Namespace) -> None:
     from ..formats.inspect import describe, format_report
 
     summary = describe(args.path, check_values=args.check_values)
-    print(json.dumps(summary, indent=2) if args.json else format_report(summary))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif not args.quiet:
+        print(format_report(summary))
     if not summary["loadable"]:
         raise Flux2Int8Error(summary["error"])
 
@@ -25,6 +28,7 @@ def run(args: argparse.Namespace) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("inspect", help="describe a checkpoint from its header (no weights are read)", description=__doc__)
     parser.add_argument("path", help="a .safetensors file, or a diffusers/ModelOpt transformer folder")
-    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.add_argument("--json", action="store_true", help="print a machine-readable summary (JSON) on stdout instead of text")
+    parser.add_argument("--quiet", action="store_true", help="print nothing; the exit code says whether the file loads (0) or not (2)")
     parser.add_argument("--check-values", action="store_true", help="also read every scale and check it is finite and > 0 (reads a few bytes per layer)")
     parser.set_defaults(run=run)

@@ -37,7 +37,7 @@ class DeprecatedAlias(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
         print(f"deprecated: {option_string} is now {self.new}; the old spelling goes away in the next release", file=sys.stderr)
-        setattr(namespace, self.dest, True if values is None and self.nargs == 0 else values)
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
 
 
 def device_choice(value: str) -> str:
@@ -95,3 +95,31 @@ def add_run_flags(parser: argparse.ArgumentParser, local_files: bool = True, thr
     if threads:
         parser.add_argument("--threads", type=int, metavar="N", help="CPU intra-op threads (default: 1 for the small built-in models, else PyTorch's; OMP_NUM_THREADS is honoured)")
 
+
+
+def thread_count(args: argparse.Namespace, base: str | None) -> int | None:
+    """The intra-op thread count a command should run with (None: PyTorch's own).
+
+    --threads wins, then OMP_NUM_THREADS; otherwise one thread for the small built-in
+    models, whose operations are too small to split (see `flux2_int8.threads`).
+    """
+    from ..threads import SMALL_HIDDEN_SIZE, fitted_thread_count
+
+    small = base is not None and str(base).strip().lower() in BUILT_IN_BASES
+    return fitted_thread_count(SMALL_HIDDEN_SIZE if small else 0, getattr(args, "threads", None))
+
+
+def apply_threads(args: argparse.Namespace, base: str | None) -> None:
+    """Set the command's thread count for the rest of the process (a CLI run is one command)."""
+    count = thread_count(args, base)
+    if count is not None:
+        import torch
+
+        torch.set_num_threads(count)
+
+
+def print_json(document: Any) -> None:
+    """The --json summary: one JSON document on stdout."""
+    import json
+
+    print(json.dumps(document, indent=2, default=str))

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import ConfigError
+from ..outputs import add_overwrite_flag
+from .options import add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, resolve_size
+from . import ray_options
+
 _DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -20,13 +25,18 @@ def run(args: argparse.Namespace) -> None:
 
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
+    width, height = resolve_size(args)
+    if width != height:
+        raise ConfigError(f"--width {width} --height {height}: calibration runs square images; give one size (--resolution N)")
+    apply_threads(args, args.base)
+    ray_cluster = ray_options.connect(args)
     result = quantize(
         args.base,
         args.out,
         transformer=args.transformer,
         samples=args.samples,
         steps=args.steps,
-        resolution=args.resolution or (NANO_SIZE if str(args.base).strip().lower() == NANO_BASE else 1024),
+        resolution=width or (NANO_SIZE if str(args.base).strip().lower() == NANO_BASE else 1024),
         seed=args.seed,
         prompts=args.prompts,
         calibration=args.calibration,
@@ -35,11 +45,14 @@ def run(args: argparse.Namespace) -> None:
         keep=args.keep,
         text_encoder=args.text_encoder,
         format=args.format,
-        device=args.device,
+        device=device_or_default(args.device) if ray_cluster is None else "cpu",  # with --ray: the workers calibrate, this copy only exports
         dtype=getattr(torch, args.dtype),
-        offload=args.offload,
+        offload=args.offload if ray_cluster is None else "none",
         progress=not args.quiet,
+        overwrite=args.overwrite,
         activations=args.activations,
+        local_files_only=args.local_files_only,
+        calibrator=ray_options.calibrator(ray_cluster, args),
     )
     statistics = result.statistics
     if args.json:
@@ -57,12 +70,12 @@ def run(args: argparse.Namespace) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("quantize", help="calibrate a BF16 klein pipeline and write an INT8 W8A8 checkpoint", description=__doc__)
-    parser.add_argument("--base", required=True, help="variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), nano (the small trained model shipped with flux2-int8), hub id, or local pipeline folder")
+    add_base(parser)
     parser.add_argument("--out", required=True, help="output .safetensors file (or folder with --format diffusers)")
     parser.add_argument("--transformer", help="a BF16 transformer checkpoint (e.g. a fine-tune, BFL single file) replacing the base's")
     parser.add_argument("--samples", type=int, default=256, help="calibration samples drawn from the prompt set (default 256)")
     parser.add_argument("--steps", type=int, help="denoising steps visited per sample (default all: 4 distilled, 50 base)")
-    parser.add_argument("--resolution", type=int, help="calibration image side in pixels (default 1024; nano 128)")
+    add_size(parser, "1024; nano 128; square: width and height must agree")
     parser.add_argument("--seed", type=int, default=0, help="draws the samples and seeds their noise (default 0)")
     parser.add_argument("--prompts", help="JSONL prompt set, or nano (default: the shipped 768 prompts; nano's training prompts for --base nano); see docs/quantize.md")
     parser.add_argument("--calibration", default="max", help="activation range: max (default) or percentile:P, e.g. percentile:99.99")
@@ -72,9 +85,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-encoder", action="store_true", help="also quantize the Qwen3 text encoder, written to <out stem>-text-encoder.safetensors")
     parser.add_argument("--activations", choices=("static", "dynamic"), default="static", help="static: calibrate and write each linear's input_scale (default); dynamic: write none, activations are quantized per token at run time (no calibration run unless --smoothquant or --text-encoder)")
     parser.add_argument("--format", choices=("bfl", "comfy", "diffusers"), default="bfl", help="bfl: one file with official key names (default); comfy: the same with ComfyUI's INT8 markers (loads in ComfyUI); diffusers: a transformer folder")
-    parser.add_argument("--device", help="default: cuda when available, else cpu")
+    add_device(parser)
     parser.add_argument("--dtype", choices=_DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")
     parser.add_argument("--offload", choices=("none", "model"), default="none", help="model: diffusers' CPU offload, for GPUs too small for the whole pipeline")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="print the result and calibration statistics as JSON")
+    add_overwrite_flag(parser)
+    add_run_flags(parser)
+    ray_options.add_arguments(parser)
     parser.set_defaults(run=run)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..outputs import write_text_atomic
 from ..version import __version__
 from .results import DemoResult, TaskResult
 
@@ -35,7 +36,14 @@ figcaption { font-size: 12px; color: #555; margin-top: 2px; }
 td.refs { white-space: nowrap; }
 .psnr { font-size: 20px; font-weight: 600; }
 footer { margin-top: 16px; color: #666; font-size: 13px; }
+p.cpu { background: #fff3c4; padding: 6px 10px; max-width: 60em; border-radius: 3px; }
 """
+# Why the demo's CPU timings say nothing of a GPU's: one line on the page under the table.
+CPU_TIMINGS_NOTE = (
+    "Timings on a CPU are not indicative of GPU speed. INT8 can be slower than BF16 here: each INT8 layer also quantizes "
+    "its input and rescales its output, and the tiny model's matrix products are too small for the integer GEMM to win that back; "
+    "the speed-up comes from INT8 tensor cores on full-size GEMMs on a GPU (see docs/benchmarks.md)."
+)
 
 
 def difference_image(a: Image.Image, b: Image.Image) -> Image.Image:
@@ -47,7 +55,7 @@ def difference_image(a: Image.Image, b: Image.Image) -> Image.Image:
 
 def write_index(result: DemoResult) -> None:
     """Write `index.html` into the demo folder."""
-    result.index.write_text(render_index(result), encoding="utf-8")
+    write_text_atomic(result.index, render_index(result))
 
 
 def render_index(result: DemoResult) -> str:
@@ -71,6 +79,7 @@ published INT8 klein 9B: 22.3 dB against BF16 at 1024&sup2;).</p>
 <tr><th>task</th><th>prompt</th><th>BF16</th><th>INT8</th><th>|INT8 &minus; BF16| &times; {DIFF_GAIN}</th><th>PSNR INT8 vs BF16</th></tr>
 {rows}
 </table>
+{_cpu_note(result)}
 <footer>
 {result.steps} steps, {result.size}x{result.size} px, device {escape(result.device)}, {torch.get_num_threads()} CPU thread(s).
 Transformer checkpoint: BF16 {result.bf16_checkpoint_bytes / 1024:.0f} KiB, INT8 {result.int8_checkpoint_bytes / 1024:.0f} KiB
@@ -80,6 +89,10 @@ flux2-int8 {__version__}, torch {escape(torch.__version__)}, Python {platform.py
 </body>
 </html>
 """
+
+
+def _cpu_note(result: DemoResult) -> str:
+    return f'<p class="cpu">{escape(CPU_TIMINGS_NOTE)}</p>' if result.device.startswith("cpu") else ""
 
 
 def _row(result: TaskResult) -> str:

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from diffusers import Flux2KleinPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image, ImageDraw
 from transformers.utils import logging as transformers_logging
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
+from ..outputs import mark_folder, write_text_atomic
+from ..threads import SMALL_HIDDEN_SIZE, fitted_threads
 from ..nano import NANO_BASE, NANO_MAX_SEQUENCE_LENGTH, nano_folder
 from ..nano.grammar import parse_prompt, split_scenes
 from ..nano.score import read_image
@@ -55,27 +56,36 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
     return tensor_psnr(image_tensor(a), image_tensor(b))
 
 
-def run_demo(out: str | Path, steps: int = 4, size: int = 128, device: str | None = None) -> DemoResult:
+def run_demo(
+    out: str | Path,
+    steps: int = 4,
+    size: int = 128,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
+    threads: int | None = None,
+) -> DemoResult:
     """Run the demo into folder `out` and return what it measured (also in `out/results.json`).
 
-    It runs on one CPU thread: nano's operations are too small to share, and
-    with other work on the machine two spinning threads made it ten times slower.
+    `progress` gets one line per stage and per task as the demo goes (the CLI prints them).
+
+    It runs on one CPU thread unless `threads` (or OMP_NUM_THREADS) says otherwise: nano's
+    operations are too small to share, and with other work on the machine two spinning
+    threads made it ten times slower (`flux2_int8.threads`).
     """
     out = Path(out)
     check_sampling(Sampling(steps=steps, width=size, height=size))
-    check_writable(out)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run(out, steps, size, device)
-    finally:
-        torch.set_num_threads(threads)
+    check_writable(out, overwrite=overwrite)
+    with fitted_threads(SMALL_HIDDEN_SIZE, threads):
+        return _run(out, steps, size, device, progress)
 
 
-def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
+def _run(out: Path, steps: int, size: int, device: str | None, progress: Callable[[str], None]) -> DemoResult:
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out)
+    progress("[1/4] the nano pipeline (shipped with the package)")
     folder = nano_folder()
+    progress("[2/4] quantizing its transformer to INT8 W8A8 (calibrating on a few prompts)")
     with _no_loading_bars():
         quantize_started = time.perf_counter()
         checkpoint = quantize_nano(out / CHECKPOINT_FILE, size, device)
@@ -86,7 +96,13 @@ def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
     pipelines = {"bf16": (bf16, "the base's transformer"), "int8": (int8, CHECKPOINT_FILE)}
     for pipeline, _ in pipelines.values():  # first calls pay one-off costs; keep them out of the timings
         generate_image(pipeline, "warm-up", [], 0, 1, 1.0, 64, 64, max_sequence_length=NANO_MAX_SEQUENCE_LENGTH)
-    results = [_run_task(task, pipelines, out, steps, size) for task in TASKS]
+    progress(f"[3/4] {len(TASKS)} tasks in BF16 and INT8, same seeds")
+    results = []
+    for index, task in enumerate(TASKS, 1):
+        results.append(_run_task(task, pipelines, out, steps, size))
+        done = results[-1]
+        progress(f"  {index}/{len(TASKS)} {task.name}: BF16 {done.bf16_seconds:.2f} s, INT8 {done.int8_seconds:.2f} s, PSNR {done.psnr_db:.1f} dB")
+    progress("[4/4] writing index.html")
 
     result = DemoResult(
         out=out,
@@ -101,7 +117,7 @@ def _run(out: Path, steps: int, size: int, device: str | None) -> DemoResult:
         int8_checkpoint_bytes=checkpoint.stat().st_size,
     )
     write_index(result)
-    (out / "results.json").write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(asdict(result), indent=2, default=str) + "\n")
     return result
 
 

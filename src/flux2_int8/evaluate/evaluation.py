@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,10 +11,13 @@ import torch
 
 from ..errors import ConfigError
 from ..generate import Sampling, check_sampling
-from .layout import Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, write_settings
+from ..outputs import claim_folder, input_files, mark_folder
+from ..provenance import provenance
+from .layout import RUN_FILE, Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, record_run
 from .metrics import MetricModels, load_metric_models
+from .pictures import add_difference_maps
 from .report import write_reports
-from .runner import Generator, Merged, PipelineLoader, Shard, default_loader, merge_folders
+from .runner import Generator, Merged, PipelineLoader, Shard, Work, check_checkpoints, default_loader, merge_folders
 from .score import score
 from .suite import DEFAULT_SUITE, Suite, load_suite
 from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_weights
@@ -71,6 +74,9 @@ def evaluate(
     merge: Sequence[str | Path] = (),
     loader: PipelineLoader | None = None,
     progress: bool = True,
+    fan_out: Callable[[Generator, Sequence[Work]], RunSettings] | None = None,
+    command: str | None = None,
+    overwrite: bool = False,
 ) -> EvalResult:
     """Generate every case of `suite` with the reference and each candidate, then score and report.
 
@@ -78,7 +84,12 @@ def evaluate(
     `sampling` gives width, height, dtype, steps and guidance (`base` and the models are
     filled in). Images already in `out` for the same settings are reused. A shard
     (`Shard(i, n)` with n > 1) only generates its cases; a later run without a shard
-    (after `merge`-ing the shard folders, or on a shared folder) scores.
+    (after `merge`-ing the shard folders, or on a shared folder) scores. `fan_out`, if
+    given, makes the planned images instead of this process (`flux2_int8.scale_out`
+    spreads them over a Ray cluster); scoring stays here. run.json and the report
+    record the date, device, versions and `command` (default: this process's command
+    line) of every run that wrote the folder. `out` must be new, empty, an evaluation
+    folder, or `overwrite` given; it never holds an input.
     """
     reference_spec = reference if isinstance(reference, ModelSpec) else parse_model_spec(reference)
     candidate_specs = [c if isinstance(c, ModelSpec) else parse_model_spec(c) for c in candidates]
@@ -90,19 +101,25 @@ def evaluate(
     resolved = _preflight(options) if scoring and options.networks is None else ResolvedWeights()
     models = {m.name: m.transformer for m in (reference_spec, *candidate_specs)}
     wanted = RunSettings(**{**asdict(sampling), "base": str(base), "reference": reference_spec.name, "models": models})
-    layout = Layout(out)
+    inputs = input_files(*(m.transformer for m in (reference_spec, *candidate_specs)), *(p for c in suite.cases for p in c.input_images))
+    layout = Layout(claim_folder(out, inputs, overwrite, owned=lambda folder: (folder / RUN_FILE).is_file()))
     settings = reconcile(read_settings(layout.run_file), wanted, layout.root)
+    check_checkpoints((reference_spec, *candidate_specs))  # every header now, before any image
+    mark_folder(layout.root)
     merged = merge_folders(layout, merge, settings) if merge else None
     settings = merged.settings if merged else settings
     generator = Generator(layout, settings, loader or default_loader(), device, fidelity="fidelity" in options.metrics, progress=progress)
     work = generator.plan(shard.select(suite.cases), reference_spec, candidate_specs)
-    write_settings(layout.run_file, settings)
-    settings = generator.run(work)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    runs = record_run(layout.run_file, settings, provenance(device, command))
+    settings = fan_out(generator, work) if fan_out else generator.run(work)
     if not scoring:
         return EvalResult(layout.root, settings, None, {}, merged)
-    networks = options.networks or load_metric_models(set(options.metrics), resolved, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    networks = options.networks or load_metric_models(set(options.metrics), resolved, device)
     document = score(layout, suite, reference_spec.name, [c.name for c in candidate_specs], set(options.metrics), networks)
     document["settings"] = asdict(settings)
+    document["runs"] = runs
+    add_difference_maps(document, layout.root)
     return EvalResult(layout.root, settings, document, write_reports(document, layout.root), merged)
 
 

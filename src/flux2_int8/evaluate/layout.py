@@ -4,7 +4,7 @@ Every file is keyed by (case id, seed, model) and written whole (temporary file,
 rename), so a rerun only adds what is missing, shards can write into one folder, and
 merging folders is copying the files one lacks.
 
-    run.json                                 settings and models (name -> transformer checkpoint)
+    run.json                                 settings and models (name -> transformer checkpoint); each run's date, command, device, versions
     inputs/<case>-s<seed>-<k>.png            edit/composition inputs, made once by the reference model
     images/<model>/<case>-s<seed>.png        every model's output for every case
     trajectories/<case>-s<seed>.safetensors  the reference transformer's recorded calls
@@ -14,7 +14,6 @@ merging folders is copying the files one lacks.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,10 +22,13 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ConfigError
+from ..formats.header import loads_bounded
+from ..outputs import write_text_atomic
 from .suite import Case
 
 RUN_FILE = "run.json"
 RUN_FORMAT = 1
+RUNS_KEY = "runs"  # what wrote the folder, one record per run; not a setting (it never decides a pixel)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DIGEST_KEY = "case_digest"
 
@@ -67,6 +69,7 @@ class RunSettings:
     reference: str = "bf16"
     activations: str = "auto"  # how INT8 candidates quantize activations (load_transformer's choice)
     models: dict[str, str | None] = field(default_factory=dict)
+    loras: list[str] = field(default_factory=list)  # PATH_OR_REPO[:SCALE], applied to every model alike
 
 
 class Layout:
@@ -111,23 +114,50 @@ def is_current(path: Path, case: Case) -> bool:
         return False
 
 
+def read_fidelity(path: Path) -> list[float]:
+    """The per-step velocity errors of one cached fidelity record; a damaged one names the file to delete."""
+    try:
+        values = loads_bounded(path.read_bytes())["velocity_relative_error"]
+        if not isinstance(values, list) or not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ValueError("'velocity_relative_error' is not a list of numbers")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+        raise ConfigError(f"{path}: damaged cache entry ({type(error).__name__}: {error}); delete this file and rerun eval, which records it again") from None
+    return [float(v) for v in values]
+
+
 def read_settings(path: Path) -> RunSettings | None:
     if not path.is_file():
         return None
     try:
-        document = json.loads(path.read_text())
+        document = loads_bounded(path.read_bytes())
         if document.pop("format", None) != RUN_FORMAT:
             raise ValueError(f"format is not {RUN_FORMAT}")
+        document.pop(RUNS_KEY, None)
         return RunSettings(**document)
     except (OSError, ValueError, TypeError) as error:
         raise ConfigError(f"{path}: not a run file of this version ({error}); use another --out folder") from None
 
 
-def write_settings(path: Path, settings: RunSettings) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps({"format": RUN_FORMAT, **asdict(settings)}, indent=2) + "\n")
-    os.replace(temporary, path)
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The runs recorded in run.json (`flux2_int8.provenance.provenance` records), oldest first."""
+    try:
+        runs = loads_bounded(path.read_bytes()).get(RUNS_KEY, [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return runs if isinstance(runs, list) else []
+
+
+def write_settings(path: Path, settings: RunSettings, runs: list[dict[str, Any]] | None = None) -> None:
+    """Write run.json atomically: the settings, and the runs (`None`: keep those already recorded)."""
+    runs = read_runs(path) if runs is None else runs
+    write_text_atomic(path, json.dumps({"format": RUN_FORMAT, **asdict(settings), RUNS_KEY: runs}, indent=2) + "\n")
+
+
+def record_run(path: Path, settings: RunSettings, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Write run.json with `run` added to its runs; returns them all, oldest first."""
+    runs = [*read_runs(path), run]
+    write_settings(path, settings, runs)
+    return runs
 
 
 def reconcile(recorded: RunSettings | None, wanted: RunSettings, where: Path) -> RunSettings:
@@ -139,7 +169,7 @@ def reconcile(recorded: RunSettings | None, wanted: RunSettings, where: Path) ->
     """
     if recorded is None:
         return wanted
-    for key in ("base", "width", "height", "dtype", "reference"):
+    for key in ("base", "width", "height", "dtype", "reference", "loras"):
         if getattr(recorded, key) != getattr(wanted, key):
             raise ConfigError(f"{where} was made with {key} = {getattr(recorded, key)!r}, this run asks for {getattr(wanted, key)!r}: use another --out folder, or the same settings")
     for key in ("steps", "guidance"):

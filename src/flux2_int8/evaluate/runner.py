@@ -24,9 +24,11 @@ from diffusers import Flux2KleinPipeline
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError
-from ..generate import generate_image, load_reference, png_metadata, sampling_defaults, write_png
+from ..formats.checkpoint import open_checkpoint
+from ..generate import apply_loras, generate_image, load_reference, png_metadata, sampling_defaults, write_png
+from ..outputs import write_text_atomic
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
-from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_settings, reconcile, write_settings
+from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_runs, read_settings, reconcile, write_settings
 from .suite import Case
 
 # (base, transformer or None, device, dtype) -> a loaded pipeline; `flux2_int8.load_pipeline` by default.
@@ -103,7 +105,7 @@ class Generator:
         for item in work:
             if not item.cases:
                 continue
-            pipeline = self._load(item.model)
+            pipeline = self.load(item.model)
             try:
                 for case in tqdm(item.cases, desc=item.model.name, disable=not self.progress):
                     item.make(pipeline, item.model, case)
@@ -114,9 +116,11 @@ class Generator:
                     torch.cuda.empty_cache()
         return self.settings
 
-    def _load(self, model: ModelSpec) -> Flux2KleinPipeline:
+    def load(self, model: ModelSpec) -> Flux2KleinPipeline:
         """Load a model's pipeline; the first load fixes the default steps and guidance in run.json."""
         pipeline = self.loader(self.settings.base, model.transformer, self.device, getattr(torch, self.settings.dtype))
+        if self.settings.loras:
+            apply_loras(pipeline, self.settings.loras)
         pipeline.set_progress_bar_config(disable=True)
         defaults = sampling_defaults(pipeline)
         steps = self.settings.steps or defaults.steps
@@ -175,6 +179,16 @@ class Generator:
         return metadata
 
 
+def check_checkpoints(models: Sequence[ModelSpec]) -> None:
+    """Check every model's checkpoint before anything is generated: a bad candidate fails in
+    a second, not after the whole reference run. Local files have their headers read and
+    validated (no weights); hub files are checked when downloaded."""
+    for model in models:
+        _check_checkpoint(model)
+        if model.transformer is not None and Path(model.transformer).expanduser().exists():
+            open_checkpoint(Path(model.transformer).expanduser())
+
+
 def _check_checkpoint(model: ModelSpec) -> None:
     """Refuse a checkpoint path that is neither a local file/folder nor a hub file (owner/repo/file.safetensors)."""
     spec = model.transformer
@@ -199,19 +213,22 @@ def merge_folders(layout: Layout, sources: Sequence[str | Path], settings: RunSe
     Each source's run.json must agree with `settings` (same base, size, dtype, steps,
     reference; a model name means one checkpoint). A file present on both sides is
     kept as it is here (a conflict if the bytes differ: nondeterministic hardware).
+    The sources' recorded runs are added to this folder's.
     """
     counts = {"copied": 0, "present": 0, "conflicts": 0}
+    runs = read_runs(layout.run_file)
     for source in sources:
         root = Path(source).expanduser()
         recorded = read_settings(root / RUN_FILE)
         if recorded is None:
             raise ConfigError(f"--merge {root}: no {RUN_FILE} there; expected an evaluation folder (a shard's --out)")
         settings = reconcile(settings, recorded, root)
+        runs += [run for run in read_runs(root / RUN_FILE) if run not in runs]
         for folder in _MERGED:
             for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
                 if path.is_file() and not path.name.startswith("."):
                     counts[_copy_missing(path, layout.root / path.relative_to(root))] += 1
-    write_settings(layout.run_file, settings)
+    write_settings(layout.run_file, settings, runs)
     return Merged(settings, **counts)
 
 
@@ -220,13 +237,14 @@ def _copy_missing(source: Path, target: Path) -> str:
         return "present" if filecmp.cmp(source, target, shallow=False) else "conflicts"
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return "copied"
 
 
 def _write_json(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps(document) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(document) + "\n")

@@ -9,7 +9,6 @@ case at a time, so memory does not grow with the suite.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from itertools import combinations
@@ -23,7 +22,7 @@ from PIL import Image
 from ..errors import Flux2Int8Error
 from ..nano.grammar import parse_prompt
 from ..nano.score import read_image, score_reading
-from .layout import Layout
+from .layout import Layout, read_fidelity
 from .metrics import MetricModels, clip_s, image_tensor, psnr, set_scores, small_sample_note
 from .suite import Case, Suite
 
@@ -77,7 +76,7 @@ def _score_case(layout: Layout, case: Case, reference: str, candidates: Sequence
         if networks.lpips is not None and "lpips" in metrics:
             scores[model]["lpips"] = networks.lpips(tensors[model], tensors[reference])
         if "fidelity" in metrics:
-            per_step = json.loads(layout.fidelity(model, case).read_text())["velocity_relative_error"]
+            per_step = read_fidelity(layout.fidelity(model, case))
             scores[model].update(velocity_error=sum(per_step) / len(per_step), velocity_error_per_step=per_step)
     scene = parse_prompt(case.prompt) if "accuracy" in metrics and not case.num_inputs else None
     if scene is not None:

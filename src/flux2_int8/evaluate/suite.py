@@ -32,6 +32,7 @@ from ..errors import Flux2Int8Error
 from ..generate.requests import MAX_REFERENCE_IMAGES, MAX_SEED
 from ..jsonlines import parse_json_object
 from ..nano.grammar import split_scenes
+from ..outputs import claim_file, write_text_atomic
 
 TASKS = ("t2i", "edit", "composition")
 DEFAULT_SUITE = "default"
@@ -215,6 +216,7 @@ def read_parti_tsv(path: Path, lines: Sequence[str] | None = None, categories: S
 
 def convert_parti_prompts(tsv: str | Path, jsonl: str | Path, categories: Sequence[str] | None = None, limit: int | None = None) -> int:
     """Write PartiPrompts.tsv (or a category subset, or its first `limit` rows) as a suite JSONL file; returns the count."""
+    claim_file(jsonl, [Path(tsv)], option="the suite file")
     cases = read_parti_tsv(Path(tsv), categories=categories)[:limit]
     write_suite_jsonl(cases, jsonl)
     return len(cases)
@@ -232,9 +234,7 @@ def write_suite_jsonl(cases: Sequence[Case], path: str | Path) -> Path:
         if case.note:
             record["note"] = case.note
         lines.append(json.dumps(record, ensure_ascii=False))
-    path = Path(path)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -10,7 +10,6 @@ so the loader only reads bytes and places what the items give back.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..errors import CheckpointError, UnsupportedFormatError
 from .comfy import COMFY_MARKER
 from .foreign import recognise
-from .header import SafetensorsHeader, TensorInfo, read_header
+from .header import SafetensorsHeader, TensorInfo, read_header, read_json_file
 from .keys import ModuleMapping, Transform, bfl_tensor_to_diffusers, is_row_tensor, map_bfl_module, split_param, strip_prefix
 from .scales import SCALE_PARAMS, canonical_scale, check_scale_values
 
@@ -165,10 +164,9 @@ def _open_folder(folder: Path) -> tuple[Path, list[SafetensorsHeader], dict | No
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(folder, "a checkpoint folder needs config.json (a diffusers transformer folder)")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(config_path, f"config.json is not valid JSON ({error})") from None
+    config = read_json_file(config_path)
+    if not isinstance(config, dict):
+        raise CheckpointError(config_path, "config.json must hold a JSON object")
     files = _weight_files(folder)
     return folder, [read_header(f) for f in files], config
 
@@ -176,7 +174,10 @@ def _open_folder(folder: Path) -> tuple[Path, list[SafetensorsHeader], dict | No
 def _weight_files(folder: Path) -> list[Path]:
     index = folder / f"{DIFFUSERS_WEIGHTS}.index.json"
     if index.is_file():
-        weight_map = json.loads(index.read_text()).get("weight_map", {})
+        document = read_json_file(index)
+        weight_map = document.get("weight_map", {}) if isinstance(document, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(name, str) for name in weight_map.values()):
+            raise CheckpointError(index, "'weight_map' must map tensor names to file names")
         return [folder / name for name in sorted(set(weight_map.values()))]
     single = folder / DIFFUSERS_WEIGHTS
     if single.is_file():

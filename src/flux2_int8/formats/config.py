@@ -8,7 +8,6 @@ source, the loader then checks the config against every tensor shape
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..variants import VARIANTS, get_variant
 from .checkpoint import Checkpoint
+from .header import loads_bounded
 
 ConfigLike = str | Path | dict[str, Any] | None
 
@@ -52,9 +52,12 @@ def _read_config_folder(folder: Path) -> dict[str, Any]:
     for candidate in (folder / "config.json", folder / "transformer" / "config.json", folder):
         if candidate.is_file():
             try:
-                return _clean(json.loads(candidate.read_text()))
-            except json.JSONDecodeError as error:
+                document = loads_bounded(candidate.read_bytes())
+            except ValueError as error:  # bad JSON, bad UTF-8, too deep
                 raise ConfigError(f"{candidate}: not valid JSON ({error})") from None
+            if not isinstance(document, dict):
+                raise ConfigError(f"{candidate}: must hold a JSON object")
+            return _clean(document)
     raise ConfigError(f"config '{folder}' is neither a variant ({', '.join(VARIANTS)}) nor a folder holding config.json")
 
 

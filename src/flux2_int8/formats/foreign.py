@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from ..variants import ARCHITECTURES
 from .comfy import COMFY_MARKER, QUANTIZATION_METADATA
-from .header import SafetensorsHeader
+from .header import SafetensorsHeader, loads_bounded
 
 # Words that mark weights rotated by ConvRot/QuaRot/QuIP-style transforms: such weights
 # are not plain INT8 and would give noise if read as if they were.
@@ -275,8 +275,8 @@ def mentions_rotation(document: object) -> bool:
 
 def _json(text: str) -> object:
     try:
-        return json.loads(text) if text else {}
-    except json.JSONDecodeError:
+        return loads_bounded(text) if text else {}
+    except ValueError:  # not JSON, or nested too deep to parse safely
         return {"value": text}
 
 

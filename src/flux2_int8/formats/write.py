@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from ..errors import Flux2Int8Error
+from ..version import __version__
+from .keys import diffusers_to_bfl
 
 
 def write_safetensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
@@ -27,13 +31,24 @@ def write_safetensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor],
     os.close(descriptor)
     try:
         contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(contiguous, temporary, metadata=metadata)
+        _save_file(contiguous, temporary, metadata, path)
         os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _save_file(tensors: dict[str, torch.Tensor], temporary: str, metadata: dict[str, str] | None, path: Path) -> None:
+    """safetensors' `save_file`, its I/O failures re-raised as the `OSError` they are (a full disk: errno 28), naming `path`."""
+    try:
+        save_file(tensors, temporary, metadata=metadata)
+    except SafetensorError as error:
+        code = re.search(r"os error (\d+)", str(error))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
 def _current_umask() -> int:
@@ -58,3 +73,9 @@ def check_folder_writable(folder: str | Path, what: str, error: type[Flux2Int8Er
             pass
     except OSError as problem:
         raise error(f"{what}: folder {existing} is not writable ({problem.strerror})") from None
+
+
+def write_bfl_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """Write a diffusers-named state dict as one BFL single-file checkpoint (official key names)."""
+    header = {"producer": f"flux2-int8 {__version__}", **(metadata or {})}
+    return write_safetensors_atomic(path, diffusers_to_bfl(state_dict), header)

@@ -8,33 +8,24 @@ saying what is missing and how to provide it, not a stack of HTTP retries.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import constants, hf_hub_download, snapshot_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HfHubHTTPError,
-    HFValidationError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import snapshot_download
 
-from ..errors import CheckpointError, ConfigError, Flux2Int8Error
+from ..errors import CheckpointError, ConfigError
+from ..formats.header import loads_bounded
+from ..loading.hub import HUB_FILE, hub_errors, resolve_checkpoint
 from ..nano import NANO_BASE, nano_folder
+from ..tiny import TINY_BASE, tiny_pipeline_cache
 from ..variants import VARIANTS, Variant, get_variant
 
 PIPELINE_CLASS = "Flux2KleinPipeline"
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-_HUB_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>[^\s]+\.safetensors)$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # torch.save / pickle weight files
 
 
 @dataclass(frozen=True)
@@ -47,11 +38,16 @@ class BaseSource:
     folder: Path | None = None
 
 
+# The built-in bases, by the name `--base` takes: the shipped trained nano, and the tiny
+# random-weight pipeline (built once into the cache on first use).
+BUILT_IN_BASES: dict[str, Callable[[], Path]] = {NANO_BASE: nano_folder, TINY_BASE: tiny_pipeline_cache}
+
+
 def parse_base(base: str | Path) -> BaseSource:
-    """Tell a variant name, `nano` (the shipped trained pipeline), a local pipeline folder and a hub repository id apart (no I/O beyond stat)."""
+    """Tell a variant name, a built-in base (nano, tiny), a local pipeline folder and a hub repository id apart (no I/O beyond stat)."""
     spec = str(base)
-    if spec.strip().lower() == NANO_BASE:
-        return BaseSource(spec, folder=nano_folder())
+    if spec.strip().lower() in BUILT_IN_BASES:
+        return BaseSource(spec, folder=BUILT_IN_BASES[spec.strip().lower()]())
     if spec.strip().lower() in VARIANTS:
         variant = get_variant(spec)
         return BaseSource(spec, variant=variant, repo_id=variant.hub_id)
@@ -61,7 +57,7 @@ def parse_base(base: str | Path) -> BaseSource:
         return BaseSource(spec, folder=path)
     if _REPO_ID.match(spec) and not path.exists():
         return BaseSource(spec, repo_id=spec)
-    raise ConfigError(f"base '{spec}' is neither a variant ({', '.join(VARIANTS)}), {NANO_BASE}, an existing pipeline folder, nor a hub repository id (owner/name)")
+    raise ConfigError(f"base '{spec}' is neither a variant ({', '.join(VARIANTS)}), a built-in base ({', '.join(BUILT_IN_BASES)}), an existing pipeline folder, nor a hub repository id (owner/name)")
 
 
 def check_pipeline_folder(folder: Path) -> dict[str, Any]:
@@ -70,20 +66,42 @@ def check_pipeline_folder(folder: Path) -> dict[str, Any]:
     if not index.is_file():
         raise ConfigError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
     try:
-        document = json.loads(index.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        document = loads_bounded(index.read_bytes())
+    except (OSError, ValueError) as error:
         raise ConfigError(f"{index}: cannot be read as JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{index}: must hold a JSON object")
     if document.get("_class_name") != PIPELINE_CLASS:
         raise ConfigError(f"{folder}: holds a {document.get('_class_name')!r} pipeline; expected {PIPELINE_CLASS} (FLUX.2 [klein])")
     return document
+
+
+def check_safetensors_only(folder: Path, skip: Iterable[str] = ()) -> None:
+    """Refuse a pipeline component whose weights exist only as a pickle (`.bin`, `.pt`, ...).
+
+    `from_pretrained` is always called with `use_safetensors=True`, so such a file is
+    never unpickled (unpickling can run code); this says which component it is and
+    how to convert it, where diffusers would only report a missing file. The components
+    are those `model_index.json` lists; `skip` names those given as loaded objects.
+    """
+    names = sorted(name for name in check_pipeline_folder(folder) if not name.startswith("_") and name not in skip)
+    for component in (folder / name for name in names if (folder / name).is_dir()):
+        files = [p for p in component.rglob("*") if p.is_file()]
+        pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles and not any(p.suffix == ".safetensors" for p in files):
+            raise ConfigError(
+                f"{component}: the '{component.name}' weights are only a pickle ({pickles[0].name}), which flux2-int8 never loads "
+                "(unpickling can run code); convert it where you trust the file: load it with diffusers/transformers and "
+                "save_pretrained(..., safe_serialization=True)"
+            )
 
 
 def transformer_config_of(folder: Path) -> dict[str, Any]:
     """The base pipeline's `transformer/config.json`, the shape every checkpoint must fit."""
     path = folder / "transformer" / "config.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        return loads_bounded(path.read_bytes())
+    except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: the base pipeline's transformer config cannot be read ({error})") from None
 
 
@@ -101,62 +119,32 @@ def pipeline_patterns(skip_transformer_weights: bool, skip_text_encoder_weights:
     return patterns
 
 
-def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_only: bool, skip_text_encoder_weights: bool = False) -> Path:
+def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_only: bool, skip_text_encoder_weights: bool = False, revision: str | None = None, token: str | bool | None = None) -> Path:
     """The local snapshot folder of a hub pipeline (from the cache, or downloaded into it)."""
     patterns = pipeline_patterns(skip_transformer_weights, skip_text_encoder_weights)
     with hub_errors(f"the pipeline '{repo_id}'", repo_id, f"hf download {repo_id}", "pass a local pipeline folder as the base", local_files_only):
-        folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local_files_only))
+        folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local_files_only, revision=revision, token=token))
     check_pipeline_folder(folder)
     return folder
 
 
-def resolve_checkpoint(spec: str | Path, local_files_only: bool) -> Path:
-    """A local checkpoint path, or a hub file `owner/repo/file.safetensors` fetched through the cache."""
+def resolve_lora(spec: str, local_files_only: bool) -> Path:
+    """A LoRA file: a local file or folder, a hub file `owner/repo/file.safetensors`, or a hub repository holding one."""
     path = Path(spec).expanduser()
-    if path.exists():
-        return path
-    match = _HUB_FILE.match(str(spec))
-    if match is None:
-        raise CheckpointError(spec, "no such file or folder (a file on the hub is written owner/repo/file.safetensors)")
-    repo_id, filename = match["repo"], match["file"]
-    with hub_errors(f"the checkpoint '{spec}'", repo_id, f"hf download {repo_id} {filename}", "pass the checkpoint's local path", local_files_only):
-        return Path(hf_hub_download(repo_id, filename, local_files_only=local_files_only))
+    if path.is_dir():
+        return _single_safetensors(path, spec)
+    if path.exists() or HUB_FILE.match(spec):
+        return resolve_checkpoint(spec, local_files_only)
+    if not _REPO_ID.match(spec):
+        raise CheckpointError(spec, "no such LoRA file or folder (on the hub: owner/repo or owner/repo/file.safetensors)")
+    with hub_errors(f"the LoRA '{spec}'", spec, f"hf download {spec}", "pass the LoRA's local path", local_files_only):
+        folder = Path(snapshot_download(spec, allow_patterns=["*.safetensors"], local_files_only=local_files_only))
+    return _single_safetensors(folder, spec)
 
 
-@contextmanager
-def hub_errors(what: str, repo_id: str, download_command: str, instead: str, local_files_only: bool) -> Iterator[None]:
-    """Turn huggingface_hub's errors into one `Flux2Int8Error` that says how to get the files.
-
-    Subclasses come first: a gated repository is also 'not found', a missing cache
-    entry is also an `EntryNotFoundError`.
-    """
-    try:
-        yield
-    except GatedRepoError:
-        raise Flux2Int8Error(f"{what} is gated on the Hugging Face hub: accept its license at https://huggingface.co/{repo_id}, log in with `hf auth login`, and retry") from None
-    except RepositoryNotFoundError:
-        raise Flux2Int8Error(f"{what}: there is no repository '{repo_id}' on the Hugging Face hub (or it is private and you are not logged in); check the name") from None
-    except RevisionNotFoundError as error:
-        raise Flux2Int8Error(f"{what}: revision not found on the hub ({error})") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        raise Flux2Int8Error(_not_cached_message(what, download_command, instead, local_files_only)) from None
-    except EntryNotFoundError:
-        raise Flux2Int8Error(f"{what}: the repository '{repo_id}' has no such file; check the name against https://huggingface.co/{repo_id}/tree/main") from None
-    except HFValidationError as error:
-        raise Flux2Int8Error(f"{what}: not a valid hub name ({error})") from None
-    except HfHubHTTPError as error:
-        raise Flux2Int8Error(f"{what}: the Hugging Face hub answered with an error ({error})") from None
-
-
-def _not_cached_message(what: str, download_command: str, instead: str, local_files_only: bool) -> str:
-    if local_files_only:
-        reason = "local files only were asked for"
-    elif constants.HF_HUB_OFFLINE:
-        reason = "HF_HUB_OFFLINE is set"
-    else:
-        reason = "the hub cannot be reached"
-    return (
-        f"{what} is not (fully) in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {reason}. "
-        f"Fetch it on a machine with internet with `{download_command}` and copy that machine's cache here "
-        f"(or point HF_HOME at a copy), or {instead}"
-    )
+def _single_safetensors(folder: Path, spec: str) -> Path:
+    files = sorted(folder.rglob("*.safetensors"))
+    if len(files) != 1:
+        found = ", ".join(str(f.relative_to(folder)) for f in files) or "none"
+        raise CheckpointError(spec, f"expected one .safetensors LoRA file, found {found}; name the file (owner/repo/file.safetensors or its path)")
+    return files[0]

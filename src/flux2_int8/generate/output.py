@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from PIL import Image
@@ -17,6 +19,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from ..version import __version__
 from ..formats.write import check_folder_writable
+from ..outputs import claim_file, claim_folder, marking
 from .requests import RequestError
 
 _SLUG_LENGTH = 40
@@ -40,13 +43,27 @@ def output_path(out: str | Path, index: int, total: int, prompt: str, seed: int)
     return out / f"{index:04d}-{slug}-seed{seed}.png"
 
 
-def check_writable(out: str | Path) -> None:
-    """Refuse an output whose folder cannot be created or written, without creating anything."""
+def check_writable(out: str | Path, planned: Sequence[Path] = (), inputs: Sequence[Path] = (), overwrite: bool = False) -> None:
+    """Refuse, without creating anything, an output that cannot be written or would replace something.
+
+    `planned` are the image paths the run will write: none may be one of `inputs`
+    (`--image a.png --out a.png`). A folder target must be new, empty, made by
+    flux2-int8, or `overwrite` given (docs/reliability.md).
+    """
     out = Path(out).expanduser()
     if is_file_target(out) and out.is_dir():
         raise RequestError(f"cannot write {out}: it is a folder")
+    if not is_file_target(out):
+        claim_folder(out, overwrite=overwrite)
+    for path in planned:
+        claim_file(path, inputs)
     folder = out.parent if is_file_target(out) else out
     check_folder_writable(folder, f"cannot write to {folder}", RequestError)
+
+
+def writing_images(out: str | Path) -> AbstractContextManager:
+    """Around the image writes: a folder target made here is marked ours once it holds an image."""
+    return nullcontext() if is_file_target(out) else marking(out)
 
 
 def png_metadata(
@@ -59,8 +76,11 @@ def png_metadata(
     checkpoint: str | None,
     references: tuple[Path, ...],
     text_encoder: str | None = None,
+    loras: Sequence[str] = (),
+    fused_loras: bool = False,
 ) -> dict[str, str]:
-    """The text chunks of one generated PNG (reference images by file name)."""
+    """The text chunks of one generated PNG (reference images by file name; LoRAs as given, when any)."""
+    lora_chunks = {"loras": json.dumps(list(loras)), "lora_mode": "fused" if fused_loras else "unfused"} if loras else {}
     return {
         "prompt": prompt,
         "seed": str(seed),
@@ -72,6 +92,7 @@ def png_metadata(
         "checkpoint": checkpoint or "the base's transformer",
         "text_encoder": text_encoder or "the base's text encoder",
         "references": json.dumps([path.name for path in references]),
+        **lora_chunks,
         "software": f"flux2-int8 {__version__}",
     }
 

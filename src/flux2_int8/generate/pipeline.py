@@ -8,7 +8,7 @@ component is neither downloaded nor loaded.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,15 +18,19 @@ from diffusers import Flux2KleinPipeline
 
 from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
-from ..formats.header import read_header
+from ..formats.header import metadata_object, read_header
 from ..loading import load_text_encoder, load_transformer
-from ..loading.transformer import ACTIVATION_CHOICES, ActivationChoice
+from ..loading.dtypes import resolve_dtype
+from ..loading.transformer import ActivationChoice
 from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
+from ..lora.apply import load_loras, parse_lora_spec
 from ..nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS, is_nano
 from ..variants import VARIANTS, architecture_of
+from .compilation import compile_transformer, resolve_compile_mode
+from ..loading.hub import resolve_checkpoint
+from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_lora, transformer_config_of
 from .quiet import silence_ignored_guidance_warning
-from .hub import BaseSource, download_pipeline, parse_base, resolve_checkpoint, transformer_config_of
 
 Offload = Literal["none", "model", "sequential"]
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
@@ -68,11 +72,18 @@ def load_pipeline(
     transformer: str | Path | None = None,
     text_encoder: str | Path | None = None,
     device: str | torch.device | None = None,
-    dtype: torch.dtype = torch.bfloat16,
-    compile: bool = False,
+    dtype: torch.dtype | None = None,
+    compile: str | bool = "off",
     offload: Offload = "none",
     local_files_only: bool = False,
     activations: ActivationChoice = "auto",
+    loras: Sequence[str] = (),
+    fuse_loras: bool = False,
+    *,
+    torch_dtype: torch.dtype | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    device_map: str | None = None,
 ) -> Flux2KleinPipeline:
     """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
@@ -83,19 +94,51 @@ def load_pipeline(
     `text_encoder` an INT8 text encoder file from `flux2-int8 quantize --text-encoder`
     (path or hub file). The base's own weights of a replaced component are neither
     downloaded nor loaded. `device` defaults to CUDA when available. `offload` ("model"
-    or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` wraps the
-    transformer in `torch.compile(fullgraph=True)`; the first call then compiles (slow).
-    `activations` is how INT8 layers quantize their input (see `load_transformer`): "auto"
-    (the file's calibrated scales, else per token), "static" or "dynamic".
+    or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` is "off",
+    "full" (the whole transformer under `torch.compile(fullgraph=True)`), "regional" (each
+    repeated block, compiled once per block class: much faster to compile) or "on" (full,
+    until regional is measured no slower per step on a GPU); the first call then compiles.
+    `True`/`False` still work, with a warning. `activations` is how INT8 layers quantize
+    their input (see `load_transformer`): "auto" (the file's calibrated scales, else per
+    token), "static" or "dynamic". `loras` are `PATH_OR_REPO[:SCALE]` specs, checked
+    against the transformer and loaded (unfused, before compiling) with diffusers'
+    `load_lora_weights`; `fuse_loras` merges them into the weights instead (see
+    docs/generate.md, LoRA).
+
+    diffusers' own spellings work too: `torch_dtype` (same as `dtype`, default bfloat16),
+    `revision` (of the base's hub repository), `token` (for gated repositories and hub
+    files), and `device_map` ("balanced", "cuda", "cpu": passed to diffusers for the
+    components it loads; a checkpoint this package loads goes to `device`).
+
+    Returns
+    -------
+    Flux2KleinPipeline
+        diffusers' own pipeline class, so everything built on diffusers keeps working.
+
+    Raises
+    ------
+    Flux2Int8Error
+        Any bad input (a checkpoint of another size, an unknown base, a file missing offline),
+        before anything large is downloaded or loaded.
+
+    Examples
+    --------
+    >>> pipe = load_pipeline("klein-9b", transformer="flux-2-klein-9b-int8.safetensors", torch_dtype=torch.bfloat16)  # doctest: +SKIP
+    >>> image = pipe(prompt="A red sports car", num_inference_steps=4).images[0]  # doctest: +SKIP
     """
+    dtype = resolve_dtype(dtype, torch_dtype)
+    if device_map is not None and offload != "none":
+        raise ConfigError(f"device_map='{device_map}' and offload '{offload}' both place the weights; choose one")
+    compile_mode = resolve_compile_mode(compile)
     silence_ignored_guidance_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
-    checkpoint = resolve_checkpoint(transformer, local_files_only) if transformer is not None else None
-    encoder_file = resolve_checkpoint(text_encoder, local_files_only) if text_encoder is not None else None
+    checkpoint = resolve_checkpoint(transformer, local_files_only, token) if transformer is not None else None
+    encoder_file = resolve_checkpoint(text_encoder, local_files_only, token) if text_encoder is not None else None
+    lora_files = resolve_loras(loras, local_files_only)
     if source.variant is not None:  # a variant's shapes are known: check before any download
         _check_fits(checkpoint, encoder_file, source.variant.architecture.transformer_config(), source.spec)
-    folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only)
+    folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only, revision, token)
     config = transformer_config_of(folder)
     if source.variant is None:
         _check_fits(checkpoint, encoder_file, config, source.spec)
@@ -105,11 +148,25 @@ def load_pipeline(
         components["transformer"] = load_transformer(checkpoint, config=config, device=load_device, dtype=dtype, activations=activations)
     if encoder_file is not None:
         components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
-    pipeline = _from_pretrained(folder, components, source, dtype)
-    _place(pipeline, device, offload)
-    if compile:
-        pipeline.transformer.compile(fullgraph=True)
+    pipeline = _from_pretrained(folder, components, source, dtype, device_map)
+    if lora_files:
+        load_loras(pipeline, [path for path, _ in lora_files], [scale for _, scale in lora_files], fuse=fuse_loras)
+    if device_map is None:
+        _place(pipeline, device, offload)
+    compile_transformer(pipeline.transformer, compile_mode)
     return pipeline
+
+
+def resolve_loras(specs: Sequence[str], local_files_only: bool = False) -> list[tuple[Path, float]]:
+    """`PATH_OR_REPO[:SCALE]` specs -> (local file, scale), hub LoRAs fetched through the cache."""
+    parsed = [parse_lora_spec(spec) for spec in specs]
+    return [(resolve_lora(spec.source, local_files_only), spec.scale) for spec in parsed]
+
+
+def apply_loras(pipeline: Flux2KleinPipeline, specs: Sequence[str], fuse: bool = False, local_files_only: bool = False) -> list[str]:
+    """Load `PATH_OR_REPO[:SCALE]` LoRAs into a loaded pipeline (checked first; see `flux2_int8.lora.load_loras`)."""
+    files = resolve_loras(specs, local_files_only)
+    return load_loras(pipeline, [path for path, _ in files], [scale for _, scale in files], fuse=fuse)
 
 
 def _check_fits(checkpoint: Path | None, encoder_file: Path | None, transformer_config: dict[str, Any], base_label: str) -> None:
@@ -137,10 +194,10 @@ def check_text_encoder_fits(path: Path, transformer_config: dict[str, Any], base
     `joint_attention_dim` is three times the encoder's hidden size. Read from the
     config in the file's header; without one, `load_text_encoder` checks every shape.
     """
-    document = read_header(path).metadata.get(TEXT_ENCODER_CONFIG)
+    document = metadata_object(read_header(path), TEXT_ENCODER_CONFIG)
     if document is None:
         return
-    hidden = json.loads(document).get("hidden_size")
+    hidden = document.get("hidden_size")
     expected = transformer_config["joint_attention_dim"] // _TEXT_HIDDEN_STATES
     if hidden != expected:
         raise ConfigError(
@@ -175,20 +232,25 @@ def _resolve_device(device: str | torch.device | None, offload: str) -> torch.de
     return resolved
 
 
-def _base_folder(source: BaseSource, skip_transformer_weights: bool, skip_text_encoder_weights: bool, local_files_only: bool) -> Path:
+def _base_folder(source: BaseSource, skip_transformer_weights: bool, skip_text_encoder_weights: bool, local_files_only: bool, revision: str | None = None, token: str | bool | None = None) -> Path:
     if source.folder is not None:
         return source.folder
     assert source.repo_id is not None  # parse_base returns a folder or a repository
-    return download_pipeline(source.repo_id, skip_transformer_weights, local_files_only, skip_text_encoder_weights)
+    return download_pipeline(source.repo_id, skip_transformer_weights, local_files_only, skip_text_encoder_weights, revision=revision, token=token)
 
 
-def _from_pretrained(folder: Path, components: dict[str, Any], source: BaseSource, dtype: torch.dtype) -> Flux2KleinPipeline:
+def _from_pretrained(folder: Path, components: dict[str, Any], source: BaseSource, dtype: torch.dtype, device_map: str | None = None) -> Flux2KleinPipeline:
     """Build the pipeline from local files only; given components replace the folder's, a variant name decides `is_distilled`."""
-    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, **components}
+    check_safetensors_only(folder, skip=components)
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, "use_safetensors": True, **components}
     if source.variant is not None:
         kwargs["is_distilled"] = source.variant.distilled
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     try:
         return Flux2KleinPipeline.from_pretrained(folder, **kwargs)
+    except (NotImplementedError, ValueError) as error:  # diffusers refuses a device_map it does not support
+        raise ConfigError(f"device_map='{device_map}': {error}") from None
     except OSError as error:  # a missing or broken component file in the folder or cache
         raise Flux2Int8Error(f"{folder}: the pipeline cannot be loaded from this folder ({error})") from None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import Flux2Int8Error
-from ..jsonlines import parse_json_object
+from ..jsonlines import BOM, parse_json_object
 
 # Black Forest Labs documents up to 4 reference images for FLUX.2 [klein] 4B and 9B
 # (docs.bfl.ai, "Reference Images per Model"). diffusers' Flux2KleinPipeline sets no
@@ -68,6 +68,8 @@ def check_request(request: Request) -> None:
     """Refuse an empty prompt, too many references, and references that are missing, unreadable or too small."""
     if not request.prompt.strip():
         raise RequestError(f"{request.source}: the prompt is empty")
+    if not is_utf8_text(request.prompt):
+        raise RequestError(f"{request.source}: the prompt is not valid UTF-8 text (a byte the terminal's encoding could not decode); retype it or pass it in a UTF-8 --prompts file")
     if not 0 <= request.seed < MAX_SEED:
         raise RequestError(f"{request.source}: the seed must be an integer in [0, 2**63), got {request.seed}")
     if len(request.images) > MAX_REFERENCE_IMAGES:
@@ -76,6 +78,15 @@ def check_request(request: Request) -> None:
         )
     for path in request.images:
         load_reference(path).close()
+
+
+def is_utf8_text(text: str) -> bool:
+    """False for a string holding undecodable bytes (Python keeps them from argv as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_reference(path: Path) -> Image.Image:
@@ -100,12 +111,13 @@ def read_prompts_file(path: str | Path, default_seed: int = 0) -> list[Request]:
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()  # a BOM (Windows editors) is stripped per line below
     except FileNotFoundError:
         raise RequestError(f"prompts file {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise RequestError(f"prompts file {path}: cannot be read as UTF-8 text ({error})") from None
-    requests = [_parse_line(line.strip(), f"{path} line {number}", path.parent, default_seed) for number, line in enumerate(lines, 1) if line.strip()]
+    stripped = [line.strip().lstrip(BOM).strip() for line in lines]
+    requests = [_parse_line(line, f"{path} line {number}", path.parent, default_seed) for number, line in enumerate(stripped, 1) if line]
     if not requests:
         raise RequestError(f"prompts file {path}: holds no prompts")
     return requests
@@ -122,6 +134,6 @@ def _parse_line(line: str, source: str, folder: Path, default_seed: int) -> Requ
         images = [images]
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
         raise RequestError(f"{source}: 'images' must be a list of image paths")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise RequestError(f"{source}: 'seed' must be an integer")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < MAX_SEED:
+        raise RequestError(f"{source}: 'seed' must be an integer in [0, 2**63)")
     return Request(prompt, tuple(folder / Path(i).expanduser() for i in images), seed, source)

@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .output import output_path, png_metadata, write_png
-from .pipeline import KLEIN_MAX_SEQUENCE_LENGTH
+from .pipeline import sampling_defaults
 from .requests import Request, load_reference
 
 
@@ -56,16 +56,18 @@ def generate_image(
     width: int | None = None,
     height: int | None = None,
     on_step: Callable[[], None] | None = None,
-    max_sequence_length: int = KLEIN_MAX_SEQUENCE_LENGTH,
+    max_sequence_length: int | None = None,
 ) -> Image.Image:
     """One image: text-to-image without references, an edit with one, a composition with several.
 
     The initial noise comes from a CPU generator, so a seed gives the same noise on
     every device, and a BF16 and an INT8 pipeline start from the same latents.
     Without width/height the pipeline uses the first reference's size (else 1024).
-    Prompts are padded to `max_sequence_length` tokens (klein: 512; nano: 32, see
-    `sampling_defaults`).
+    Prompts are padded to `max_sequence_length` tokens (default: the model's own from
+    `sampling_defaults`; klein: 512, nano: 32), so every caller pads as the model was trained.
     """
+    if max_sequence_length is None:
+        max_sequence_length = sampling_defaults(pipeline).max_sequence_length
 
     def step_callback(pipe: Flux2KleinPipeline, step: int, timestep: torch.Tensor, tensors: dict) -> dict:
         if on_step is not None:
@@ -97,7 +99,8 @@ def run_jobs(
     checkpoint: str | None,
     text_encoder: str | None = None,
     progress: bool = True,
-    max_sequence_length: int = KLEIN_MAX_SEQUENCE_LENGTH,
+    loras: Sequence[str] = (),
+    fused_loras: bool = False,
 ) -> list[Generated]:
     """Make and write every image, with one progress bar over all denoising steps.
 
@@ -108,15 +111,39 @@ def run_jobs(
     done: list[Generated] = []
     with tqdm(total=len(jobs) * steps, unit="step", disable=not progress, desc="generating") as bar:
         for job in jobs:
-            references = [load_reference(path) for path in job.request.images]
-            start = time.perf_counter()
-            image = generate_image(
-                pipeline, job.request.prompt, references, job.seed, steps, guidance, width, height,
-                on_step=lambda: bar.update(1), max_sequence_length=max_sequence_length,
-            )
-            seconds = time.perf_counter() - start
-            metadata = png_metadata(job.request.prompt, job.seed, steps, guidance, image.size, base, checkpoint, job.request.images, text_encoder)
-            write_png(job.path, image, metadata)
-            done.append(Generated(job, seconds, image.size))
-            tqdm.write(f"{job.path}  {image.width}x{image.height}  seed {job.seed}  {seconds:.2f} s")
+            item = run_job(pipeline, job, steps, guidance, width, height, base, checkpoint, text_encoder, on_step=lambda: bar.update(1), loras=loras, fused_loras=fused_loras)
+            done.append(item)
+            if progress:
+                tqdm.write(f"{job.path}  {item.size[0]}x{item.size[1]}  seed {job.seed}  {item.seconds:.2f} s")
     return done
+
+
+def run_job(
+    pipeline: Flux2KleinPipeline,
+    job: Job,
+    steps: int,
+    guidance: float,
+    width: int | None,
+    height: int | None,
+    base: str,
+    checkpoint: str | None,
+    text_encoder: str | None = None,
+    on_step: Callable[[], None] | None = None,
+    loras: Sequence[str] = (),
+    fused_loras: bool = False,
+) -> Generated:
+    """Make one job's image and write it (atomically) with its settings in the PNG."""
+    references = [load_reference(path) for path in job.request.images]
+    start = time.perf_counter()
+    image = generate_image(pipeline, job.request.prompt, references, job.seed, steps, guidance, width, height, on_step=on_step)
+    seconds = time.perf_counter() - start
+    metadata = png_metadata(job.request.prompt, job.seed, steps, guidance, image.size, base, checkpoint, job.request.images, text_encoder, loras, fused_loras)
+    write_png(job.path, image, metadata)
+    return Generated(job, seconds, image.size)
+
+
+def resolve_sampling(pipeline: Flux2KleinPipeline, steps: int | None, guidance: float | None) -> tuple[int, float]:
+    """The steps and guidance a run uses: the given ones, else the model's defaults (a distilled model's guidance is its own)."""
+    defaults = sampling_defaults(pipeline)
+    distilled = bool(pipeline.config.get("is_distilled", False))
+    return steps or defaults.steps, defaults.guidance if guidance is None or distilled else guidance

@@ -4,7 +4,7 @@
 
 Shapes: x [M, K] (any float dtype), weight int8 [N, K], weight_scale float32 [N],
 bias [N] or None; y [M, N] in x's dtype. input_scale is float32 0-d for static
-activations (calibrated once), or [M, 1] for dynamic ones (`dynamic_input_scale`, one
+activations (calibrated once), or [M, 1] for dynamic ones (`row_scale`, one
 scale per row, i.e. per token): every function below broadcasts either form the same way.
 
 This is the ground floor of `int8/`: the Triton op (`triton_w8a8`) builds on it, the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 INT8_MIN, INT8_MAX = -128, 127
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
 def quantize_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
@@ -23,11 +24,12 @@ def quantize_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Ten
     return torch.clamp(torch.round(x.float() / input_scale), INT8_MIN, INT8_MAX).to(torch.int8)
 
 
-def dynamic_input_scale(x: torch.Tensor) -> torch.Tensor:
-    """Per-row (per-token) activation scale, float32 [M, 1]: max |x_row| / 127, as ComfyUI's INT8 runs.
+def row_scale(x: torch.Tensor) -> torch.Tensor:
+    """Symmetric scale of each row, float32 [rows, 1]: max |row| / 127 (an all-zero row gets 1).
 
-    An all-zero row gets 1 (any scale quantizes it to zeros). Under `torch.compile` this
-    row reduction fuses into the op producing `x`.
+    The one rule for both per-row quantizations: activations per token (dynamic, as
+    ComfyUI's INT8 runs; under `torch.compile` the reduction fuses into the op producing
+    `x`) and weights per output channel (`weights.weight_scale_per_channel`).
     """
     amax = x.abs().amax(dim=-1, keepdim=True).float()
     return torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ChoiceError
 from .backends import BACKENDS, pick_backend
-from .kernels import dynamic_input_scale
+from .kernels import FP8_MAX, row_scale
 
-FP8_MAX = 448.0  # largest finite float8_e4m3fn
 Activations = Literal["static", "dynamic"]
 ACTIVATION_MODES: tuple[Activations, ...] = ("static", "dynamic")
 
@@ -74,7 +74,7 @@ class Int8Linear(_ScaledLinear):
 
     Activations are quantized with the calibrated static `input_scale` (0-d), or, built
     with `activations="dynamic"` (no `input_scale`), with a scale per row computed at run
-    time (`kernels.dynamic_input_scale`), as ComfyUI's INT8 files expect. Loaders build
+    time (`kernels.row_scale`), as ComfyUI's INT8 files expect. Loaders build
     it (`flux2_int8.load_transformer`); build one yourself only to fill its buffers.
 
     Parameters
@@ -130,7 +130,7 @@ class Int8Linear(_ScaledLinear):
         leading = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
         name = self.backend if self.backend != "auto" else pick_backend(x.device, self.in_features, self.out_features)
-        input_scale = self.input_scale if self.input_scale is not None else dynamic_input_scale(x2d)
+        input_scale = self.input_scale if self.input_scale is not None else row_scale(x2d)
         y = BACKENDS[name](x2d, self.weight, self.weight_scale, input_scale, self.bias)
         return y.reshape(*leading, self.out_features)
 
@@ -191,15 +191,15 @@ def set_int8_backend(model: nn.Module, backend: str) -> None:
 
     Raises
     ------
-    ValueError
-        For an unknown backend name (nothing is changed).
+    ChoiceError
+        For an unknown backend name (nothing is changed); a `Flux2Int8Error` and a `ValueError`.
 
     Examples
     --------
     >>> set_int8_backend(pipe.transformer, "triton_prequant")  # doctest: +SKIP
     """
     if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"unknown INT8 backend '{backend}': expected auto or one of {', '.join(BACKENDS)}")
+        raise ChoiceError(f"unknown INT8 backend '{backend}': expected auto or one of {', '.join(BACKENDS)}")
     for module in model.modules():
         if isinstance(module, Int8Linear):
             module.backend = backend

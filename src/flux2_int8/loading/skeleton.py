@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..formats.checkpoint import FP8, INT8, Checkpoint
 from ..int8.linear import Fp8Linear, Int8Linear
+from ..lora import register_peft_layers
 
 
 def build_empty_model(config: dict[str, Any]) -> Flux2Transformer2DModel:
@@ -66,3 +67,4 @@ def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint, static: set
             layer = Fp8Linear(*shape, bias=bias, device="meta", input_scale=name in static, pre_quant_scale=pre_quant_scale)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, layer)
+    register_peft_layers()  # so diffusers' LoRA API (pipe.load_lora_weights) takes these layers

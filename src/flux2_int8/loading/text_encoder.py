@@ -10,7 +10,6 @@ normally.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from ..errors import CheckpointError, ConfigError
-from ..formats.header import SafetensorsHeader, read_header
+from ..formats.header import SafetensorsHeader, metadata_object, read_header
 from ..formats.scales import canonical_scale, check_scale_values, check_stored_scale
 from ..int8.linear import Int8Linear
 from .dtypes import resolve_dtype
@@ -88,7 +87,7 @@ def _resolve_config(config: str | Path | dict[str, Any] | PretrainedConfig | Non
     if config is None:
         if CONFIG_METADATA not in header.metadata:
             raise CheckpointError(header.path, f"the header has no '{CONFIG_METADATA}'; pass config= (the base pipeline folder)")
-        return _config_from_dict(json.loads(header.metadata[CONFIG_METADATA]), f"{header.path} header")
+        return _config_from_dict(metadata_object(header, CONFIG_METADATA) or {}, f"{header.path} header")
     folder = Path(config)
     for candidate in (folder / "text_encoder", folder):
         if (candidate / "config.json").is_file():

@@ -22,6 +22,7 @@ from ..formats.checkpoint import FLOAT, FP8, INT8, Checkpoint, TensorKind, open_
 from ..formats.config import ConfigLike, quantization_config, resolve_config
 from ..formats.validate import check_structure
 from .dtypes import resolve_dtype
+from .hub import resolve_checkpoint
 from .skeleton import build_empty_model, check_shapes, swap_quantized_linears
 
 ActivationChoice = Literal["auto", "static", "dynamic"]
@@ -36,6 +37,8 @@ def load_transformer(
     activations: ActivationChoice = "auto",
     *,
     torch_dtype: torch.dtype | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
 ) -> Flux2Transformer2DModel:
     """Load a FLUX.2 transformer checkpoint as diffusers' `Flux2Transformer2DModel`.
 
@@ -47,7 +50,9 @@ def load_transformer(
     ----------
     path : str or Path
         A `.safetensors` file, or a diffusers / ModelOpt transformer folder (or a pipeline
-        folder holding one in `transformer/`).
+        folder holding one in `transformer/`), or a file on the Hugging Face hub written
+        `owner/repo/file.safetensors` (fetched through the HF cache; `local_files_only` and
+        `token` as in huggingface_hub).
     config : str, Path, dict or None
         A variant name (`klein-4b`, `klein-9b`, `klein-base-4b`, `klein-base-9b`), a config
         dict, or a folder holding a diffusers `config.json`. Default: the folder's, else
@@ -85,7 +90,7 @@ def load_transformer(
     dtype = resolve_dtype(dtype, torch_dtype)
     if activations not in ACTIVATION_CHOICES:
         raise ConfigError(f"activations must be one of {', '.join(ACTIVATION_CHOICES)}, not {activations!r}")
-    checkpoint = open_checkpoint(path)
+    checkpoint = open_checkpoint(resolve_checkpoint(path, local_files_only, token))
     check_structure(checkpoint)
     model = build_empty_model(resolve_config(config, checkpoint))
     check_shapes(model, checkpoint, source=str(config) if config is not None else "the checkpoint")

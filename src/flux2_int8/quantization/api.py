@@ -9,7 +9,7 @@ encoder beside it) written atomically.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -23,8 +23,11 @@ from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
 from ..nano import NANO_BASE
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
-from .export import FORMAT_NAME, quantized_linears, quantized_state_dict, write_bfl_checkpoint, write_comfy_checkpoint, write_diffusers_folder
+from ..formats.config import FORMAT_NAME
+from ..formats.write import write_bfl_checkpoint
+from .export import quantized_linears, quantized_state_dict, write_comfy_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
+from ..outputs import input_files
 from .output import check_output
 from .prompts import NANO_PROMPTS, PromptSet, draw_samples, load_prompts
 from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, unify_qkv
@@ -113,6 +116,9 @@ def quantize(
     offload: Offload = "none",
     progress: bool = True,
     activations: str = "static",
+    local_files_only: bool = False,
+    calibrator: Callable[..., CalibrationRun] = run_calibration,
+    overwrite: bool = False,
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
 
@@ -133,15 +139,20 @@ def quantize(
     `<out stem>-text-encoder.safetensors`. `activations` "static" (default) writes the
     calibrated `input_scale` of every transformer linear; "dynamic" writes none (activations
     are then quantized per token at run time, as ComfyUI does), and skips calibration
-    unless SmoothQuant or the text encoder needs it. See docs/quantize.md.
+    unless SmoothQuant or the text encoder needs it. `calibrator` runs the samples
+    through the observers (`run_calibration`'s signature); `flux2_int8.scale_out` gives one
+    that spreads them over a Ray cluster. An output that is or holds one of the run's
+    inputs is refused, and so is a non-empty folder flux2-int8 did not write unless
+    `overwrite` (docs/reliability.md). See docs/quantize.md.
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
-    if prompts is None and str(base).strip().lower() == NANO_BASE:
+    if prompts is None and isinstance(base, (str, Path)) and str(base).strip().lower() == NANO_BASE:
         prompts = NANO_PROMPTS  # nano knows only its grammar; calibrate on what it was trained on
-    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations)
+    inputs = input_files(_local_folder(base), transformer, prompts)
+    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
-    pipe = _load_float_pipeline(base, transformer, device, dtype, offload)
+    pipe = load_float_pipeline(base, transformer, device, dtype, offload, local_files_only)
     schedule = _schedule(pipe, steps)
     targets = quantized_linears(pipe.transformer, plan.recipe)
     encoder_recipe = text_encoder_recipe(plan.recipe.extra_keep)
@@ -150,7 +161,7 @@ def quantize(
     observer = _observer(pipe.transformer, targets, plan)
     encoder_observer = _observer(pipe.text_encoder, encoder_targets, plan) if text_encoder else None
     observers = [observer] + ([encoder_observer] if encoder_observer else [])
-    run = run_calibration(pipe, drawn, plan.prompts, schedule, plan.resolution, plan.seed, observers, progress)
+    run = calibrator(pipe, drawn, plan.prompts, schedule, plan.resolution, plan.seed, observers, progress)
     ranges = _transformer_ranges(pipe.transformer, observer, targets, plan) if plan.calibrates else {}
     encoder_ranges = _ranges(encoder_observer, encoder_targets, plan.method) if encoder_observer else {}
     statistics = _statistics(observer, ranges, encoder_observer, encoder_ranges, run, schedule)
@@ -166,6 +177,7 @@ def quantize(
 def _plan(
     out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool,
     keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int, activations: str = "static",
+    inputs: Sequence[Path] = (), overwrite: bool = False,
 ) -> _Plan:
     """Check every option that needs no model, so mistakes surface before loading anything."""
     if output_format not in ("bfl", "comfy", "diffusers"):
@@ -179,26 +191,33 @@ def _plan(
             raise Flux2Int8Error("--smoothquant needs --calibration max: the smoothed activations' distribution is not recorded, only their per-channel maxima")
     if resolution < 64 or resolution % 16:
         raise Flux2Int8Error(f"--resolution {resolution}: must be a multiple of 16, at least 64")
-    path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None)
+    path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
     return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations)
 
 
-def _load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload) -> Flux2KleinPipeline:
+def _local_folder(base: str | Path | Flux2KleinPipeline) -> Path | None:
+    """The local folder the base's files come from, if any (a loaded pipeline's `name_or_path`): inputs no output may replace."""
+    spec = base if isinstance(base, (str, Path)) else getattr(base, "name_or_path", None)
+    path = Path(spec).expanduser() if spec else None
+    return path if path is not None and path.is_dir() else None
+
+
+def load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload, local_files_only: bool = False) -> Flux2KleinPipeline:
     """The BF16 pipeline through `load_pipeline` (or the one given); quantized transformers are refused."""
     if not isinstance(base, (str, Path)):
         return _given_pipeline(base, transformer)
     from ..formats.checkpoint import open_checkpoint
     from ..generate import load_pipeline
-    from ..generate.hub import resolve_checkpoint
+    from ..loading.hub import resolve_checkpoint
 
     checkpoint = None
     if transformer is not None:
-        checkpoint = resolve_checkpoint(transformer, local_files_only=False)
+        checkpoint = resolve_checkpoint(transformer, local_files_only=local_files_only)
         found = open_checkpoint(checkpoint).format
         if not found.endswith("-bf16"):
             raise Flux2Int8Error(f"--transformer {transformer}: a {found} checkpoint; quantize needs a float (BF16) transformer, as quantizing quantized weights compounds their rounding")
-    pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload)
+    pipe = load_pipeline(base, transformer=checkpoint, device=device, dtype=dtype, offload=offload, local_files_only=local_files_only)
     pipe.set_progress_bar_config(disable=True)  # one bar over the samples instead of one per call
     return pipe
 

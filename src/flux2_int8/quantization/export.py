@@ -16,12 +16,13 @@ from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
 from ..formats.comfy import COMFY_MARKER, INT8_PER_ROW_MARKER, INT8_TENSORWISE, QUANTIZATION_METADATA, marker_bytes, quantization_metadata
-from ..formats.config import FORMAT_NAME, quantization_config
+from ..formats.config import quantization_config
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
-from .output import check_replaceable_folder
-from ..int8.linear import FP8_MAX
-from .recipe import Recipe, input_scale_from_amax, quantize_weight, quantize_weight_fp8, unify_qkv, weight_scale_per_channel
+from .output import is_previous_export
+from ..int8.kernels import FP8_MAX
+from ..int8.weights import quantize_weight, quantize_weight_fp8, weight_scale_per_channel
+from .recipe import Recipe, input_scale_from_amax, unify_qkv
 
 
 def quantized_linears(model: nn.Module, recipe: Recipe) -> list[str]:
@@ -67,12 +68,6 @@ def fp8_state_dict(model: nn.Module, input_amax: dict[str, float], recipe: Recip
     return state
 
 
-def write_bfl_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
-    """Write a diffusers-named state dict as one BFL single-file checkpoint (official key names)."""
-    header = {"producer": f"flux2-int8 {__version__}", **(metadata or {})}
-    return write_safetensors_atomic(path, diffusers_to_bfl(state_dict), header)
-
-
 def write_comfy_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     """A BFL single file that ComfyUI core and ComfyUI-INT8-Fast load as INT8 (see `formats.comfy`).
 
@@ -103,7 +98,6 @@ def write_diffusers_folder(folder: str | Path, state_dict: dict[str, torch.Tenso
     folder = Path(folder)
     if not folder.parent.is_dir():
         raise Flux2Int8Error(f"cannot write {folder}: folder {folder.parent} does not exist")
-    check_replaceable_folder(folder)
     kept = sorted({k.rsplit(".", 1)[0] for k, v in state_dict.items() if k.endswith(".weight") and v.dtype != torch.int8 and v.dim() == 2})
     document = {k: v for k, v in config.items() if not k.startswith("_")}
     document["_class_name"] = "Flux2Transformer2DModel"
@@ -126,8 +120,14 @@ def _unified_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def _swap_into_place(staging: Path, folder: Path) -> None:
+    """A new or previous export is swapped whole; a folder of the user's (`--overwrite`) gets only our two files."""
     if not folder.exists():
         os.replace(staging, folder)
+        return
+    if not is_previous_export(folder):
+        for path in staging.iterdir():
+            os.replace(path, folder / path.name)
+        staging.rmdir()
         return
     previous = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
     os.replace(folder, previous / folder.name)

@@ -15,7 +15,6 @@ import torch
 from ..errors import Flux2Int8Error
 from ..formats.keys import QKV_GROUPS, map_diffusers_module
 from ..int8.kernels import INT8_MAX
-from ..int8.linear import FP8_MAX
 
 # Embedders and the output layer stay BF16 (published recipe): they are small, see raw
 # inputs or produce the final velocity, and quantizing them costs quality for no speed.
@@ -98,29 +97,8 @@ def parse_calibration(spec: str) -> CalibrationMethod:
     return CalibrationMethod(percent)
 
 
-def weight_scale_per_channel(weight: torch.Tensor) -> torch.Tensor:
-    """float [N, K] -> float32 [N]: amax over each output row / 127 (an all-zero row gets 1)."""
-    amax = weight.float().abs().amax(dim=1)
-    return torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))
-
-
-def quantize_weight(weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
-    """float [N, K] and float32 [N] -> int8 [N, K], symmetric, round half to even."""
-    return torch.clamp(torch.round(weight.float() / weight_scale[:, None]), -INT8_MAX, INT8_MAX).to(torch.int8)
-
-
 def input_scale_from_amax(amax: float) -> torch.Tensor:
     """The static activation scale (0-d float32) from a calibrated max |input|."""
     if not amax > 0:
         raise ValueError(f"calibrated amax must be > 0, got {amax}")
     return torch.tensor(amax / INT8_MAX, dtype=torch.float32)
-
-
-def quantize_weight_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """float [N, K] -> (float8_e4m3fn [N, K], 0-d float32 scale): BFL's per-tensor FP8 layout.
-
-    FP8 files are written only to compare with INT8 (tests, benchmarks); the scale is
-    amax / 448, the largest finite float8_e4m3fn.
-    """
-    scale = weight.float().abs().amax() / FP8_MAX
-    return (weight.float() / scale).to(torch.float8_e4m3fn), scale.reshape(())

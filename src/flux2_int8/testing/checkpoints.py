@@ -20,7 +20,8 @@ from ..formats.keys import diffusers_to_bfl, map_diffusers_module
 from ..formats.write import write_safetensors_atomic
 from ..quantization.export import quantized_linears, quantized_state_dict
 from ..int8.kernels import INT8_MAX
-from ..quantization.recipe import Recipe, quantize_weight
+from ..int8.weights import quantize_weight
+from ..quantization.recipe import Recipe
 
 # safetensors dtype names -> torch dtypes.
 TORCH_DTYPES = {

@@ -29,12 +29,13 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from ..quantization.export import write_bfl_checkpoint
+from ..formats.write import write_bfl_checkpoint
 from ..variants import KLEIN_SCHEDULER_CONFIG
 
 # Bump when anything below changes what gets written, so cached copies are rebuilt.
 TINY_VERSION = 2
 
+TINY_BASE = "tiny"  # the name `--base` takes
 MARKER_FILE = "tiny.json"
 BFL_CHECKPOINT_FILE = "transformer-bf16.safetensors"
 

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..quantization.export import fp8_state_dict, quantized_state_dict, write_bfl_checkpoint
+from ..formats.write import write_bfl_checkpoint
+from ..quantization.export import fp8_state_dict, quantized_state_dict
 from ..quantization.observers import InputAmaxObserver, linear_names
 from ..quantization.recipe import unify_qkv
 from .pipeline import TINY_TRANSFORMER_CONFIG
@@ -50,7 +51,7 @@ def write_tiny_quantized(folder: Path, fmt: str, path: Path) -> Path:
     """Quantize the tiny pipeline in `folder` to `fmt` ("int8" or "fp8") as a BFL single file."""
     from diffusers import Flux2Transformer2DModel
 
-    model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True).float().eval()
+    model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True, use_safetensors=True).float().eval()
     amax = one_forward_amax(model, random_transformer_inputs(dict(TINY_TRANSFORMER_CONFIG)))
     state = quantized_state_dict(model, amax) if fmt == "int8" else fp8_state_dict(model, amax)
     return write_bfl_checkpoint(path, state, {"format": f"bfl-{fmt}", "source": "flux2-int8 bench (tiny)"})

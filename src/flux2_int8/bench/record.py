@@ -1,0 +1,155 @@
+"""Put a GPU run's figures into docs/benchmarks.md by rendering its JSON reports, not by hand.
+
+`scripts/bench_gpu.sh proof` leaves one bench JSON per section (check.json, micro.json,
+9b.json, ...). `record_measured` renders them, in the order they were run, into the part
+of docs/benchmarks.md between two marker lines: device, versions, date and the command
+of each report, its tables (the 9B table beside the RTX 5090 reference), and the
+targets of issue 10 with whether each was met. Sections the run did not produce are
+listed as still owed. Everything outside the markers is left as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import Flux2Int8Error
+from .report import GB, check_table, microbench_table, published_table, summary_table, write_text_atomic
+
+BEGIN = "<!-- measured:begin (written by scripts/record_gpu_results.py; edit outside these markers) -->"
+END = "<!-- measured:end -->"
+PROOF_SECTIONS = ("check", "micro", "9b", "micro-compiled", "9b-full")
+# Targets of issue 10 for klein-9B at 1024x1024, 4 steps.
+LINEAR_SPEEDUP_TARGET = 1.7  # every linear shape, INT8 / BF16
+TRANSFORMER_SPEEDUP_TARGET = 1.5  # compiled INT8 vs compiled BF16
+TRANSFORMER_SECONDS_TARGET = 0.25  # compiled INT8, 4 steps
+PEAK_MEMORY_RATIO_TARGET = 0.6  # INT8 peak / BF16 peak
+
+
+def read_reports(out_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Every bench JSON under `out_dir`, keyed by file stem ('check', '9b', ...), proof sections first."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(out_dir).rglob("*.json")):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise Flux2Int8Error(f"{path}: not a readable JSON report ({error})") from None
+        if isinstance(document, dict) and str(document.get("schema", "")).startswith("flux2-int8-bench/"):
+            found[path.stem if path.stem not in found else str(path.relative_to(out_dir))] = document
+    if not found:
+        raise Flux2Int8Error(f"{out_dir}: no flux2-int8 bench JSON found (expected the folder a bench_gpu.sh run wrote)")
+    order = [name for name in PROOF_SECTIONS if name in found] + sorted(name for name in found if name not in PROOF_SECTIONS)
+    return {name: found[name] for name in order}
+
+
+def render_measured(reports: dict[str, dict[str, Any]], call: str) -> str:
+    """The Markdown between the markers for one run's reports."""
+    first = next(iter(reports.values()))
+    env = first["environment"]
+    lines = [
+        f"### {env['device_name']}, {env['date_utc'][:10]}",
+        "",
+        f"- call: `{call}`",
+        f"- torch {env['torch']}, CUDA {env['cuda'] or '-'}, triton {env['triton'] or '-'}, diffusers {env['diffusers']}, transformers {env['transformers']}, Python {env['python']}, flux2-int8 {env['flux2_int8']}",
+        f"- Int8Linear 'auto' there: {env['int8_auto']}",
+        "",
+        "Targets (issue 10, klein-9B, 1024x1024, 4 steps):",
+        "",
+        *targets_table(reports),
+    ]
+    for name, document in reports.items():
+        lines += ["", f"#### {name}", "", f"`{document['command']}` ({document['status']}; {document['environment']['date_utc']})", ""]
+        lines += _report_tables(document)
+    missing = [name for name in PROOF_SECTIONS if name not in reports]
+    if missing:
+        lines += ["", f"Still owed (not produced by this run): {', '.join(missing)}."]
+    return "\n".join(lines)
+
+
+def _report_tables(document: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if document.get("check") is not None:
+        lines += check_table(document["check"]) + [""]
+    if document.get("runs"):
+        lines += summary_table(document) + [""]
+        if document.get("published_reference_rtx_5090"):
+            lines += published_table(document) + [""]
+    if document.get("microbench") is not None and document["microbench"]["timings"]:
+        lines += microbench_table(document["microbench"]) + [""]
+    skipped = document.get("skipped", []) + (document.get("microbench") or {}).get("skipped", []) + (document.get("check") or {}).get("skipped", [])
+    lines += [f"- skipped: {entry['what']}: {entry['why']}" for entry in skipped]
+    return lines or ["(no finished run)"]
+
+
+def targets_table(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per target: what was measured, and met / not met / not measured."""
+    rows = [_linear_target(reports), *_transformer_targets(reports)]
+    return ["| Target | Measured | Met |", "|---|---|---|", *[f"| {target} | {measured} | {met} |" for target, measured, met in rows]]
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("yes" if ok else "no")
+
+
+def _linear_target(reports: dict[str, dict[str, Any]]) -> tuple[str, str, str]:
+    """Every klein-9B linear shape: some INT8 backend at least 1.7x BF16 on all of them (eager or compiled)."""
+    target = f"every klein-9B linear shape INT8 >= {LINEAR_SPEEDUP_TARGET}x BF16 (M = 4608)"
+    best: tuple[float, str] | None = None
+    for name in ("micro", "micro-compiled"):
+        micro = (reports.get(name) or {}).get("microbench")
+        if not micro or not micro["timings"]:
+            continue
+        for compiled in (False, True):
+            timings = [t for t in micro["timings"] if t["compiled"] == compiled]
+            for backend in micro["int8_backends"] if timings else ():
+                worst = min(t["int8"][backend]["speedup_vs_bf16"] for t in timings)
+                label = f"{backend} {'compiled' if compiled else 'eager'}: worst shape {worst:.2f}x ({len(timings)} shapes)"
+                best = max(best or (worst, label), (worst, label))
+    if best is None:
+        return target, "-", _verdict(None)
+    return target, best[1], _verdict(best[0] >= LINEAR_SPEEDUP_TARGET)
+
+
+def _transformer_targets(reports: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Compiled INT8 vs compiled BF16 (speed, seconds), and peak memory, from the transformer rows."""
+    rows = [row for name in ("9b", "9b-full") for row in (reports.get(name) or {}).get("summary", [])]
+    bf16 = [row for row in rows if row["format"] == "bf16" and not row["fused_qkv"]]
+    int8 = [row for row in rows if row["format"] != "bf16"]
+    speed_target = f"9B transformer, 4 steps, compiled: INT8 >= {TRANSFORMER_SPEEDUP_TARGET}x BF16 and <= {TRANSFORMER_SECONDS_TARGET} s"
+    memory_target = f"peak GPU memory INT8 <= {PEAK_MEMORY_RATIO_TARGET}x BF16"
+    bf16_compiled = min((row["compiled_s_per_image"] for row in bf16 if row["compiled_s_per_image"]), default=None)
+    int8_compiled = [(row["compiled_s_per_image"], row["label"]) for row in int8 if row["compiled_s_per_image"]]
+    if bf16_compiled is None or not int8_compiled:
+        speed = (speed_target, "-", _verdict(None))
+    else:
+        seconds, label = min(int8_compiled)
+        ratio = bf16_compiled / seconds
+        speed = (speed_target, f"{label}: {seconds:.3f} s vs BF16 {bf16_compiled:.3f} s, {ratio:.2f}x", _verdict(ratio >= TRANSFORMER_SPEEDUP_TARGET and seconds <= TRANSFORMER_SECONDS_TARGET))
+    bf16_peak = max((row["peak_device_gb"] for row in bf16 if row["peak_device_gb"]), default=None)
+    int8_peaks = [(row["peak_device_gb"], row["label"]) for row in int8 if row["peak_device_gb"]]
+    if bf16_peak is None or not int8_peaks:
+        memory = (memory_target, "-", _verdict(None))
+    else:
+        peak, label = max(int8_peaks)
+        memory = (memory_target, f"{label}: {peak:.2f} GB vs BF16 {bf16_peak:.2f} GB, {peak / bf16_peak:.2f}x", _verdict(peak / bf16_peak <= PEAK_MEMORY_RATIO_TARGET))
+    return [speed, memory]
+
+
+def record_measured(doc_path: str | Path, out_dir: str | Path, call: str = "bash scripts/bench_gpu.sh proof") -> str:
+    """Replace the text between the markers of `doc_path` with the run in `out_dir`; returns the new text.
+
+    Written through a temporary file and a rename, like every report.
+    """
+    path = Path(doc_path)
+    text = path.read_text()
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise Flux2Int8Error(f"{path}: expected one '{BEGIN}' line followed by one '{END}' line around the measured figures")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    new = f"{head}{BEGIN}\n{render_measured(read_reports(out_dir), call)}\n{END}{tail}"
+    write_text_atomic(path, new)
+    return new
+
+
+__all__ = ["BEGIN", "END", "GB", "read_reports", "record_measured", "render_measured", "targets_table"]

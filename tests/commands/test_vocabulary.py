@@ -1,0 +1,70 @@
+"""One vocabulary across commands: the shared options exist, with the same meaning, wherever they apply."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from flux2_int8.cli import build_parser
+
+LOADS_A_MODEL = ("generate", "eval", "quantize", "bench", "demo")
+TAKES_A_BASE = ("generate", "eval", "quantize", "bench")
+DOWNLOADS = ("generate", "eval", "quantize", "bench")
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {flag: action for action in parser._actions for flag in action.option_strings}
+
+
+@pytest.mark.parametrize("command", sorted(subcommands()))
+def test_every_command_has_quiet_and_json(command):
+    found = options(subcommands()[command])
+    assert {"--quiet", "--json"} <= found.keys(), command
+
+
+@pytest.mark.parametrize("flag, commands", [
+    ("--device", LOADS_A_MODEL),
+    ("--threads", LOADS_A_MODEL),
+    ("--resolution", LOADS_A_MODEL),
+    ("--width", LOADS_A_MODEL),
+    ("--height", LOADS_A_MODEL),
+    ("--local-files-only", DOWNLOADS),
+    ("--quiet", tuple(subcommands())),
+    ("--json", LOADS_A_MODEL),
+])
+def test_a_shared_option_means_the_same_everywhere(flag, commands):
+    parsers = subcommands()
+    actions = {command: options(parsers[command]).get(flag) for command in commands}
+    assert all(actions.values()), f"{flag} missing from {[c for c, a in actions.items() if a is None]}"
+    kinds = {(type(a).__name__, a.type, a.default if flag != "--resolution" else None) for a in actions.values()}
+    assert len(kinds) == 1, f"{flag}: {kinds}"
+
+
+@pytest.mark.parametrize("command", TAKES_A_BASE)
+def test_base_is_spelled_base_and_takes_the_built_in_models(command):
+    base = options(subcommands()[command])["--base"]
+    assert "tiny" in (base.help or "") or (base.choices and "tiny" in base.choices)
+
+
+def test_device_accepts_auto_cpu_cuda_and_cuda_n_only():
+    parser = subcommands()["generate"]
+    device = options(parser)["--device"]
+    assert device.default == "auto"
+    for good in ("auto", "cpu", "cuda", "cuda:1"):
+        assert device.type(good) == good
+    with pytest.raises(argparse.ArgumentTypeError):
+        device.type("gpu0")
+
+
+def test_old_spellings_still_parse():
+    parsers = subcommands()
+    assert parsers["make-tiny"].parse_args(["d", "--base"]).undistilled is True
+    assert parsers["demo"].parse_args(["--size", "64"]).resolution == 64
+    assert parsers["bench"].parse_args(["--variant", "tiny", "--out", "o"]).variant == "tiny"

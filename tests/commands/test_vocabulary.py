@@ -38,7 +38,9 @@ def test_every_command_has_quiet_and_json(command):
     ("--local-files-only", DOWNLOADS),
     ("--quiet", tuple(subcommands())),
     ("--json", LOADS_A_MODEL),
+    ("--dtype", ("generate", "eval", "quantize")),
 ])
+
 def test_a_shared_option_means_the_same_everywhere(flag, commands):
     parsers = subcommands()
     actions = {command: options(parsers[command]).get(flag) for command in commands}
@@ -68,3 +70,10 @@ def test_old_spellings_still_parse():
     assert parsers["make-tiny"].parse_args(["d", "--base"]).undistilled is True
     assert parsers["demo"].parse_args(["--size", "64"]).resolution == 64
     assert parsers["bench"].parse_args(["--variant", "tiny", "--out", "o"]).variant == "tiny"
+
+
+@pytest.mark.parametrize("command", ("generate", "eval", "bench"))
+def test_compile_takes_the_same_modes_where_images_are_made(command):
+    action = options(subcommands()[command])["--compile"]
+    for mode in ("off", "full", "regional"):
+        assert mode in (action.choices or ()) or mode in (action.help or ""), (command, mode)

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> None:
         device=device_or_default(args.device),
         shard=shard,
         merge=args.merge,
-        loader=default_loader(args.local_files_only, args.activations),
+        loader=default_loader(args.local_files_only, args.activations, args.compile),
         fan_out=ray_options.eval_fan_out(ray_cluster),
         command=command_line(args),
         overwrite=args.overwrite,
@@ -101,6 +101,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_size(parser, "1024 as published; nano 128")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype (default bfloat16)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
+    parser.add_argument("--compile", choices=("off", "full", "regional", "on"), default="off", help="torch.compile each model's transformer: whole (full, also 'on') or each repeated block (regional); images stay the same up to float rounding (default off)")
     add_device(parser)
     parser.add_argument("--shard", metavar="I/N", help="generate only every N-th case from the I-th (0-based); no scoring")
     parser.add_argument("--merge", action="append", default=[], metavar="DIR", help="copy the images of another evaluation folder (a shard's --out) into --out first; repeatable, idempotent")

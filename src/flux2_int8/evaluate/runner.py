@@ -59,11 +59,11 @@ def parse_shard(spec: str) -> Shard:
     return Shard(index, count)
 
 
-def default_loader(local_files_only: bool = False, activations: str = "auto") -> PipelineLoader:
+def default_loader(local_files_only: bool = False, activations: str = "auto", compile: str = "off") -> PipelineLoader:
     def load(base: str, transformer: str | None, device: str | None, dtype: torch.dtype) -> Flux2KleinPipeline:
         from ..generate import load_pipeline
 
-        return load_pipeline(base, transformer=transformer, device=device, dtype=dtype, local_files_only=local_files_only, activations=activations)  # type: ignore[arg-type]
+        return load_pipeline(base, transformer=transformer, device=device, dtype=dtype, local_files_only=local_files_only, activations=activations, compile=compile)  # type: ignore[arg-type]
 
     return load
 

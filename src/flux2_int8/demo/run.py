@@ -26,7 +26,7 @@ from transformers.utils import logging as transformers_logging
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
 from ..outputs import mark_folder, write_text_atomic
 from ..threads import SMALL_HIDDEN_SIZE, fitted_threads
-from ..nano import NANO_BASE, NANO_MAX_SEQUENCE_LENGTH, nano_folder
+from ..nano import NANO_BASE, nano_folder
 from ..nano.grammar import parse_prompt, split_scenes
 from ..nano.score import read_image
 from ..quantization.api import quantize
@@ -95,7 +95,7 @@ def _run(out: Path, steps: int, size: int, device: str | None, progress: Callabl
 
     pipelines = {"bf16": (bf16, "the base's transformer"), "int8": (int8, CHECKPOINT_FILE)}
     for pipeline, _ in pipelines.values():  # first calls pay one-off costs; keep them out of the timings
-        generate_image(pipeline, "warm-up", [], 0, 1, 1.0, 64, 64, max_sequence_length=NANO_MAX_SEQUENCE_LENGTH)
+        generate_image(pipeline, "warm-up", [], 0, 1, 1.0, 64, 64)
     progress(f"[3/4] {len(TASKS)} tasks in BF16 and INT8, same seeds")
     results = []
     for index, task in enumerate(TASKS, 1):
@@ -130,7 +130,7 @@ def _run_task(task: Task, pipelines: dict, out: Path, steps: int, size: int) -> 
     images, seconds, files = {}, {}, {}
     for precision, (pipeline, checkpoint) in pipelines.items():
         start = time.perf_counter()
-        images[precision] = generate_image(pipeline, task.prompt, [], task.seed, steps, 1.0, size, size, max_sequence_length=NANO_MAX_SEQUENCE_LENGTH)
+        images[precision] = generate_image(pipeline, task.prompt, [], task.seed, steps, 1.0, size, size)
         seconds[precision] = time.perf_counter() - start
         files[precision] = f"{task.name}-{precision}.png"
         metadata = png_metadata(task.prompt, task.seed, steps, 1.0, images[precision].size, "nano klein (demo)", checkpoint, ())

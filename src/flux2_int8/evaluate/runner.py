@@ -166,8 +166,7 @@ class Generator:
 
     def _generate(self, pipeline: Flux2KleinPipeline, prompt: str, inputs: list, seed: int):
         s = self.settings
-        length = sampling_defaults(pipeline).max_sequence_length
-        return generate_image(pipeline, prompt, inputs, seed, s.steps, s.guidance, s.width, s.height, max_sequence_length=length)
+        return generate_image(pipeline, prompt, inputs, seed, s.steps, s.guidance, s.width, s.height)  # pads prompts as the model was trained
 
     def _metadata(self, model: ModelSpec, case: Case, prompt: str, seed: int, references: tuple[Path, ...]) -> dict[str, str]:
         """generate's PNG text chunks, plus the case, its digest (for staleness) and the model name."""

@@ -9,9 +9,7 @@ import argparse
 
 from ..outputs import add_overwrite_flag
 from . import ray_options
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
-
-DTYPES = ("bfloat16", "float16", "float32")
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 
 def run(args: argparse.Namespace) -> None:

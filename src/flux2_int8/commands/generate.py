@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 
 from ..outputs import add_overwrite_flag
 from . import ray_options
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 if TYPE_CHECKING:
     from ..generate import Request
 
-DTYPES = ("bfloat16", "float16", "float32")
 # `--compile` alone, the flag's old spelling (a switch for a whole-model compile).
 BARE_COMPILE = "bare"
 

@@ -7,10 +7,8 @@ import json
 
 from ..errors import ConfigError
 from ..outputs import add_overwrite_flag
-from .options import add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, resolve_size
+from .options import DTYPES, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, resolve_size
 from . import ray_options
-
-_DTYPES = ("bfloat16", "float16", "float32")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -86,7 +84,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--activations", choices=("static", "dynamic"), default="static", help="static: calibrate and write each linear's input_scale (default); dynamic: write none, activations are quantized per token at run time (no calibration run unless --smoothquant or --text-encoder)")
     parser.add_argument("--format", choices=("bfl", "comfy", "diffusers"), default="bfl", help="bfl: one file with official key names (default); comfy: the same with ComfyUI's INT8 markers (loads in ComfyUI); diffusers: a transformer folder")
     add_device(parser)
-    parser.add_argument("--dtype", choices=_DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")
+    parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")
     parser.add_argument("--offload", choices=("none", "model"), default="none", help="model: diffusers' CPU offload, for GPUs too small for the whole pipeline")
     add_overwrite_flag(parser)
     add_run_flags(parser)

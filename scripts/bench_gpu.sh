@@ -17,8 +17,9 @@
 #   micro           BF16 vs int_mm / triton / triton_prequant on the klein-9B shapes at M = 4608, eager
 #   9b              klein-9B transformer 1024x1024 4 steps: bf16, int8 int_mm, int8 triton_prequant; eager, regional
 #   micro-compiled  the microbenchmark compiled (Inductor fuses the activation quantization)
+#   lora            one step of 1 double + 2 single klein-9B blocks at 1024x1024: INT8 vs + rank-16 LoRA unfused vs fused (eager)
 #   9b-full         int8 int_mm compiled whole: regional vs full step time (decides what `--compile on` means)
-# Only the JSON files, env.txt and log.txt land in OUT/proof (the device tool returns at most 8 files).
+# Only the six JSON files, env.txt and log.txt land in OUT/proof (the device tool returns at most 8 files).
 set -uo pipefail
 START=$(date +%s)
 PART=${1:?usage: bash scripts/bench_gpu.sh proof|proof-dry|sanity|micro|9b|9b-fused|4b|9b-pipeline [OUT]}
@@ -51,21 +52,38 @@ print("flux2_int8 from", flux2_int8.__file__)
 EOF
 }
 
+# budget NAME CAP_SECONDS: set $budget to min(CAP, time left on the call's clock), or log a skip and fail.
+budget() {
+  local left=$((END - $(date +%s)))
+  budget=$((left < $2 ? left : $2))
+  if ((budget < MIN_SECTION)); then
+    echo "== $1: skipped, ${left} s of the call's clock left" | tee -a "$LOG"
+    return 1
+  fi
+}
+
 # section NAME CAP_SECONDS BENCH_OPTIONS...: one bench run under min(CAP, time left), its JSON copied to DEST/NAME.json.
 section() {
-  local name=$1 cap=$2 left budget code
+  local name=$1 code
+  budget "$1" "$2" || return 0
   shift 2
-  left=$((END - $(date +%s)))
-  budget=$((left < cap ? left : cap))
-  if ((budget < MIN_SECTION)); then
-    echo "== $name: skipped, ${left} s of the call's clock left" | tee -a "$LOG"
-    return 0
-  fi
   echo "== $name: --time-budget $((budget - STARTUP)) s, hard stop after $budget s: $*" | tee -a "$LOG"
   timeout -s TERM -k 20 "$budget" "$PYTHON" -m flux2_int8.cli bench "$@" --time-budget $((budget - STARTUP)) --out "$WORK/$name" >>"$LOG" 2>&1
   code=$?
   echo "== $name: exit $code after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
   cp "$WORK/$name"/bench-*.json "$DEST/$name.json" 2>/dev/null || echo "== $name: wrote no report" | tee -a "$LOG"
+}
+
+# script_section NAME CAP_SECONDS SCRIPT OPTIONS...: a benchmark script writing DEST/NAME.json itself (--json).
+script_section() {
+  local name=$1 code
+  budget "$1" "$2" || return 0
+  shift 2
+  echo "== $name: hard stop after $budget s: $*" | tee -a "$LOG"
+  timeout -s TERM -k 20 "$budget" "$PYTHON" "$@" --json "$DEST/$name.json" >>"$LOG" 2>&1
+  code=$?
+  echo "== $name: exit $code after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
+  [[ -f $DEST/$name.json ]] || echo "== $name: wrote no report" | tee -a "$LOG"
 }
 
 proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
@@ -78,16 +96,19 @@ proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
     END=$((START + ${PROOF_SECONDS:-150})) MIN_SECTION=15 STARTUP=8
     local model=(--base tiny --device cpu) check=(--check-tokens 1,17) size=(--resolution 64 --repeats 2 --warmup 1)
     local micro_size=(--resolution 64 --repeats 2 --warmup 1)
+    local lora=(--variant klein-4b --double 0 --single 1 --side 4 --text 8 --device cpu --repeats 1)
   else
     END=$((START + ${PROOF_SECONDS:-460})) MIN_SECTION=40 STARTUP=20
     local model=(--base klein-9b --random-weights --device cuda) check=() size=(--resolution 1024 --steps 4 --batch 1 --repeats 5 --warmup 1)
     local micro_size=(--resolution 1024 --repeats 20 --warmup 3)
+    local lora=(--variant klein-9b --double 1 --single 2 --side 64 --text 512 --device cuda --repeats 20)
   fi
   local micro=(--microbench-only --microbench-shapes variant --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on "${micro_size[@]}")
   section check 75 "${model[@]}" --check "${check[@]}"
   section micro 50 "${model[@]}" "${micro[@]}" --microbench-compile off
   section 9b 220 "${model[@]}" --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,regional "${size[@]}"
   section micro-compiled 90 "${model[@]}" "${micro[@]}" --microbench-compile on
+  script_section lora 45 benchmarks/lora_step.py "${lora[@]}" --compile off
   section 9b-full 150 "${model[@]}" --formats int8 --int8-backends int_mm --compile full "${size[@]}"
   rm -rf "$WORK"
   echo "== proof: done in $(($(date +%s) - START)) s; record with: python3 scripts/record_gpu_results.py $DEST" | tee -a "$LOG"

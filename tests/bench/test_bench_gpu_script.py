@@ -19,7 +19,7 @@ import pytest
 from flux2_int8.bench.record import BEGIN, END, record_measured
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("check", "micro", "9b", "micro-compiled", "9b-full")
+SECTIONS = ("check", "micro", "9b", "micro-compiled", "lora", "9b-full")
 CLOCK_S = 90  # PROOF_SECONDS: sections that do not fit are skipped or stopped, as on the GPU
 
 
@@ -39,13 +39,18 @@ def test_proof_dry_runs_every_section_within_its_clock_and_records(tmp_path):
         assert f"== {name}: " in log
         if (out / f"{name}.json").exists():
             document = json.loads((out / f"{name}.json").read_text())
-            assert document["status"] in ("complete", "interrupted") and document["variant"] == "tiny"
+            if name == "lora":  # benchmarks/lora_step.py: one INT8 step, + LoRA unfused, + LoRA fused
+                assert document["status"] == "complete" and set(document["steps"]["off"]) == {"int8", "unfused", "fused"} and document["steps"]["off"]["int8"]["ratio_to_int8"] == 1.0
+            else:
+                assert document["status"] in ("complete", "interrupted") and document["variant"] == "tiny"
         else:
             assert f"== {name}: skipped" in log or f"== {name}: wrote no report" in log
     check = json.loads((out / "check.json").read_text())["check"]  # the first section always runs
     assert check["passed"] and check["tokens"] == [1, 17]
-    assert {path.name for path in out.iterdir()} <= {"env.txt", "log.txt", *(f"{name}.json" for name in SECTIONS)}  # at most 7 files come back
+    assert {path.name for path in out.iterdir()} <= {"env.txt", "log.txt", *(f"{name}.json" for name in SECTIONS)}  # at most 8 files come back
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"## Measured\n\n{BEGIN}\nowed\n{END}\n")
     text = record_measured(doc, out, "bash scripts/bench_gpu.sh proof-dry")
     assert "#### check" in text and "**PASS**" in text and "owed\n" not in text
+    if (out / "lora.json").exists():
+        assert "#### lora" in text and "| off | " in text

@@ -83,7 +83,7 @@ def test_script_renders_the_run_between_the_markers_only(run_dir, tmp_path, caps
     assert "`flux2-int8 bench --microbench-only ...` (interrupted; 2026-12-01T10:00:00Z)" in text
     assert "| klein-9b | int8 (int_mm) | 0.480* | 0.220* | 40.0 |" in text and "Published reference (RTX 5090" in text
     assert "- skipped: 16384x4096 at M=4608: needs about 9 s" in text
-    assert "Still owed (not produced by this run): check, micro-compiled, 9b-full." in text
+    assert "Still owed (not produced by this run): check, micro-compiled, lora, 9b-full." in text
     assert script.main([str(run_dir), "--doc", str(doc)]) == 0 and doc.read_text() == text  # idempotent
 
 
@@ -100,3 +100,19 @@ def test_bad_inputs_are_one_line_errors(tmp_path, run_dir):
 def test_the_repository_document_has_the_markers():
     text = (ROOT / "docs" / "benchmarks.md").read_text()
     assert text.count(BEGIN) == 1 and text.count(END) == 1
+
+
+def test_a_lora_step_report_renders_as_its_own_section(run_dir, tmp_path):
+    """benchmarks/lora_step.py --json (run for real, the smallest klein-4B block) lands after micro, in proof order."""
+    spec = importlib.util.spec_from_file_location("lora_step", ROOT / "benchmarks" / "lora_step.py")
+    lora_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lora_step)
+    argv = ["--double", "0", "--single", "1", "--side", "2", "--text", "4", "--repeats", "1", "--json", str(run_dir / "lora.json")]
+    assert lora_step.main(argv) == 0
+    document = json.loads((run_dir / "lora.json").read_text())
+    steps = document["steps"]["off"]
+    assert document["status"] == "complete" and steps["unfused"]["ratio_to_int8"] == pytest.approx(steps["unfused"]["s"] / steps["int8"]["s"])
+    text = record_measured(_doc(tmp_path), run_dir)
+    assert list(read_reports(run_dir)) == ["micro", "9b", "lora"]
+    assert "#### lora" in text and "rank 16 on 2 layers" in text and f"| off | {steps['int8']['s'] * 1e3:.2f} |" in text
+    assert "Still owed (not produced by this run): check, micro-compiled, 9b-full." in text

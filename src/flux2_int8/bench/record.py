@@ -19,7 +19,8 @@ from .report import GB, check_table, microbench_table, published_table, summary_
 
 BEGIN = "<!-- measured:begin (written by scripts/record_gpu_results.py; edit outside these markers) -->"
 END = "<!-- measured:end -->"
-PROOF_SECTIONS = ("check", "micro", "9b", "micro-compiled", "9b-full")
+PROOF_SECTIONS = ("check", "micro", "9b", "micro-compiled", "lora", "9b-full")
+LORA_SCHEMA = "flux2-int8-lora-step/"  # benchmarks/lora_step.py --json
 # Targets of issue 10 for klein-9B at 1024x1024, 4 steps.
 LINEAR_SPEEDUP_TARGET = 1.7  # every linear shape, INT8 / BF16
 TRANSFORMER_SPEEDUP_TARGET = 1.5  # compiled INT8 vs compiled BF16
@@ -35,7 +36,7 @@ def read_reports(out_dir: str | Path) -> dict[str, dict[str, Any]]:
             document = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             raise Flux2Int8Error(f"{path}: not a readable JSON report ({error})") from None
-        if isinstance(document, dict) and str(document.get("schema", "")).startswith("flux2-int8-bench/"):
+        if isinstance(document, dict) and str(document.get("schema", "")).startswith(("flux2-int8-bench/", LORA_SCHEMA)):
             found[path.stem if path.stem not in found else str(path.relative_to(out_dir))] = document
     if not found:
         raise Flux2Int8Error(f"{out_dir}: no flux2-int8 bench JSON found (expected the folder a bench_gpu.sh run wrote)")
@@ -68,6 +69,8 @@ def render_measured(reports: dict[str, dict[str, Any]], call: str) -> str:
 
 
 def _report_tables(document: dict[str, Any]) -> list[str]:
+    if str(document["schema"]).startswith(LORA_SCHEMA):
+        return lora_table(document)
     lines: list[str] = []
     if document.get("check") is not None:
         lines += check_table(document["check"]) + [""]
@@ -80,6 +83,22 @@ def _report_tables(document: dict[str, Any]) -> list[str]:
     skipped = document.get("skipped", []) + (document.get("microbench") or {}).get("skipped", []) + (document.get("check") or {}).get("skipped", [])
     lines += [f"- skipped: {entry['what']}: {entry['why']}" for entry in skipped]
     return lines or ["(no finished run)"]
+
+
+def lora_table(document: dict[str, Any]) -> list[str]:
+    """benchmarks/lora_step.py's step times: INT8, + LoRA unfused, + LoRA fused, per compile mode."""
+    settings = document["settings"]
+    lines = [
+        f"{settings['variant']} shapes, {settings['double']} double + {settings['single']} single blocks, "
+        f"{settings['side'] ** 2} image + {settings['text']} text tokens, rank {settings['rank']} on {settings['layers']} layers, {settings['dtype']}",
+        "",
+        "| compile | INT8 ms/step | + LoRA unfused | + LoRA fused |",
+        "|---|---|---|---|",
+    ]
+    for mode, steps in document["steps"].items():
+        cells = [f"{steps[name]['s'] * 1e3:.2f} ms ({steps[name]['ratio_to_int8']:.2f}x)" for name in ("unfused", "fused")]
+        lines.append(f"| {mode} | {steps['int8']['s'] * 1e3:.2f} | {cells[0]} | {cells[1]} |")
+    return lines
 
 
 def targets_table(reports: dict[str, dict[str, Any]]) -> list[str]:

@@ -8,7 +8,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from flux2_int8 import load_transformer
 from flux2_int8.errors import Flux2Int8Error
-from flux2_int8.int8 import Int8Linear, set_int8_backend
+from flux2_int8.int8 import Fp8Linear, Int8Linear, set_int8_backend
 from flux2_int8.int8.fusion import fuse_qkv_projections
 from flux2_int8.testing.checkpoints import int8_state, write_bfl
 from flux2_int8.evaluate.metrics import relative_error
@@ -48,6 +48,20 @@ def test_dynamic_layers_fuse_and_give_the_unfused_output(int8_file, tiny_inputs)
     assert fuse_qkv_projections(fused) == len(fused.transformer_blocks)
     assert fused.transformer_blocks[0].attn.to_qkv.activations == "dynamic"
     assert relative_error(run(fused, tiny_inputs), run(unfused, tiny_inputs)) < 1e-6
+
+
+def test_fp8_layers_fuse_and_give_the_unfused_output_exactly(tmp_path, tiny_model, tiny_amax, tiny_inputs):
+    """A LoKr made for the fused q/k/v needs it on FP8 models too; concatenating float8 rows changes no product."""
+    from flux2_int8.quantization.export import fp8_state_dict
+
+    path = write_bfl(tmp_path / "fp8.safetensors", fp8_state_dict(tiny_model, tiny_amax))
+    unfused = load_transformer(path, dtype=torch.float32)
+    fused = load_transformer(path, dtype=torch.float32)
+    assert fuse_qkv_projections(fused) == len(fused.transformer_blocks)
+    attention = fused.transformer_blocks[0].attn
+    assert isinstance(attention.to_qkv, Fp8Linear) and attention.to_qkv.weight.dtype == torch.float8_e4m3fn
+    assert attention.to_qkv.has_input_scale and isinstance(attention.to_added_qkv, Fp8Linear)
+    assert torch.equal(run(fused, tiny_inputs), run(unfused, tiny_inputs))
 
 
 def test_differing_input_scales_are_refused_and_the_model_is_left_unchanged(int8_file, tiny_inputs):

@@ -68,26 +68,41 @@ def expected_updates(lora: DrawnLora, scale_with_alpha: bool) -> dict[str, tuple
     scale = lora.alpha / lora.rank if scale_with_alpha else 1.0
     updates = {}
     for module, (a, b) in lora.factors.items():
-        parts = module.split(".")
-        if parts[0] == "single_blocks":
-            target = {"linear1": "attn.to_qkv_mlp_proj", "linear2": "attn.to_out"}[parts[2]]
-            updates[f"single_transformer_blocks.{parts[1]}.{target}"] = (a, b, scale)
-            continue
-        block, kind = f"transformer_blocks.{parts[1]}", ".".join(parts[2:])
-        if kind.endswith("attn.qkv"):
-            for name, rows in zip(QKV[parts[2]], b.chunk(3)):
-                updates[f"{block}.attn.{name}"] = (a, rows, scale)
-            continue
-        target = {
-            "img_attn.proj": "attn.to_out.0",
-            "txt_attn.proj": "attn.to_add_out",
-            "img_mlp.0": "ff.linear_in",
-            "img_mlp.2": "ff.linear_out",
-            "txt_mlp.0": "ff_context.linear_in",
-            "txt_mlp.2": "ff_context.linear_out",
-        }[kind]
-        updates[f"{block}.{target}"] = (a, b, scale)
+        for target, rows in diffusers_rows(module, b).items():
+            updates[target] = (a, rows, scale)
     return updates
+
+
+def diffusers_rows(module: str, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The diffusers layers a BFL module's output rows go to: a fused qkv's thirds to q, k, v; the rest renamed."""
+    parts = module.split(".")
+    if parts[0] == "single_blocks":
+        target = {"linear1": "attn.to_qkv_mlp_proj", "linear2": "attn.to_out"}[parts[2]]
+        return {f"single_transformer_blocks.{parts[1]}.{target}": rows}
+    block, kind = f"transformer_blocks.{parts[1]}", ".".join(parts[2:])
+    if kind.endswith("attn.qkv"):
+        return {f"{block}.attn.{name}": third for name, third in zip(QKV[parts[2]], rows.chunk(3))}
+    target = {
+        "img_attn.proj": "attn.to_out.0",
+        "txt_attn.proj": "attn.to_add_out",
+        "img_mlp.0": "ff.linear_in",
+        "img_mlp.2": "ff.linear_out",
+        "txt_mlp.0": "ff_context.linear_in",
+        "txt_mlp.2": "ff_context.linear_out",
+    }[kind]
+    return {f"{block}.{target}": rows}
+
+
+def merged_then_requantized(state: dict, updates: dict, lora_scale: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Independently: dequantize in float64, add scale * B @ A, re-quantize with the recipe's per-channel rule."""
+    fused = {}
+    for module, (a, b, scale) in updates.items():
+        weight = state[f"{module}.weight"].double() * state[f"{module}.weight_scale"].double().reshape(-1, 1)
+        merged = weight + lora_scale * scale * (b.double() @ a.double())
+        amax = merged.abs().amax(dim=1)
+        weight_scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).float()  # written out: independent of the package
+        fused[module] = (torch.clamp(torch.round(merged.float() / weight_scale[:, None]), -127, 127).to(torch.int8), weight_scale)
+    return fused
 
 
 def write_ai_toolkit(path, lora: DrawnLora) -> None:

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lora_helpers import draw_lora, expected_updates, run, write_lora
+from lora_helpers import draw_lora, expected_updates, merged_then_requantized, run, write_lora
 
 from flux2_int8 import Int8Linear
 from flux2_int8.lora import Int8LoraLinear
 from flux2_int8.int8.weights import quantize_weight, weight_scale_per_channel
 from flux2_int8.lora.layers import requantize_int8
 from flux2_int8.evaluate.metrics import relative_error
-
-
-def merged_then_requantized(state: dict, updates: dict, lora_scale: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Independently: dequantize in float64, add scale * B @ A, re-quantize with the recipe's per-channel rule."""
-    fused = {}
-    for module, (a, b, scale) in updates.items():
-        weight = state[f"{module}.weight"].double() * state[f"{module}.weight_scale"].double().reshape(-1, 1)
-        merged = weight + lora_scale * scale * (b.double() @ a.double())
-        amax = merged.abs().amax(dim=1)
-        weight_scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax)).float()  # written out: independent of the package
-        fused[module] = (torch.clamp(torch.round(merged.float() / weight_scale[:, None]), -127, 127).to(torch.int8), weight_scale)
-    return fused
 
 
 @pytest.mark.parametrize("lora_scale", [1.0, 0.6])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from lokr_helpers import write_lokr
 from lora_helpers import draw_lora, write_lora
 from PIL import Image
 
@@ -24,6 +25,16 @@ def test_generate_with_two_loras(tmp_path, capsys, tiny_base, tiny_config, int8_
     image = Image.open(out)
     assert json.loads(image.text["loras"]) == [f"{kohya}:0.7", str(toolkit)]
     assert image.text["lora_mode"] == ("fused" if fuse else "unfused")
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_generate_with_an_ai_toolkit_lokr(tmp_path, capsys, tiny_base, tiny_config, int8_file, fuse):
+    lokr, _ = write_lokr("ai-toolkit", tmp_path, tiny_config, size=0.2)  # targets the fused q/k/v: loading fuses them
+    out = tmp_path / "lokr.png"
+    args = ["generate", "--base", str(tiny_base), "--transformer", str(int8_file[0]), *SMALL, "--lora", f"{lokr}:0.8", "--out", str(out)]
+    code = main([*args, *(["--fuse-lora"] if fuse else [])])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(Image.open(out).text["loras"]) == [f"{lokr}:0.8"]
 
 
 def test_generate_refuses_a_lora_of_another_size(tmp_path, capsys, tiny_base, tiny_config, int8_file):

@@ -11,6 +11,10 @@ is flagged `fused_projections = True`, the mechanism of diffusers'
 and splits its output with `chunk(3)`. Unlike diffusers, the separate layers are deleted
 rather than kept, so the weights are not held twice; `unfuse_projections` cannot undo
 this. Fuse after loading, for inference: the state dict's names change.
+
+FP8 layers fuse the same way. Besides speed, fusing is what a LoKr made for the fused
+q/k/v (ai-toolkit's BFL layout) needs: diffusers fuses before adding it, and on our
+layers that call lands here (see `flux2_int8.lora.register`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import nn
 
 from ..errors import Flux2Int8Error
 from ..formats.keys import QKV_GROUPS
-from .linear import Int8Linear
+from .linear import Fp8Linear, Int8Linear
 
 # Processors that call `attn.to_qkv` / `attn.to_added_qkv` when `attn.fused_projections` is set.
 _FUSION_AWARE_PROCESSORS = (Flux2AttnProcessor, Flux2KVAttnProcessor)
@@ -32,7 +36,9 @@ def fuse_qkv_projections(model: nn.Module) -> int:
     """Fuse q/k/v (and the added text-stream q/k/v) of every attention in `model`; returns how many.
 
     Every attention is checked before any is changed, so a refusal leaves the model as
-    it was. Refused (Flux2Int8Error): three INT8 layers whose `input_scale` or
+    it was. INT8 and FP8 layers fuse alike (the weights and their per-channel scales are
+    concatenated, so the fused layer computes exactly what the three did). Refused
+    (Flux2Int8Error): three quantized layers whose `input_scale` or
     `pre_quant_scale` differ (one quantized input could not serve them), layers of
     different kinds, and attentions whose processor would not use the fused layer.
     Already fused attentions and those without separate q/k/v are skipped.
@@ -79,34 +85,19 @@ def _fused_layers(attention_name: str, attention: nn.Module) -> list[nn.Module |
 
 def _fuse_group(where: str, layers: list[nn.Module]) -> nn.Module:
     kinds = {type(layer) for layer in layers}
-    if kinds == {Int8Linear}:
-        return _fuse_int8(where, layers)  # type: ignore[arg-type]
+    if kinds in ({Int8Linear}, {Fp8Linear}):
+        return _fuse_quantized(where, layers)  # type: ignore[arg-type]
     if kinds == {nn.Linear}:
         return _fuse_float(layers)  # type: ignore[arg-type]
     names = ", ".join(sorted(kind.__name__ for kind in kinds))
-    raise Flux2Int8Error(f"cannot fuse {where}: expected three Int8Linear or three nn.Linear layers, found {names}")
+    raise Flux2Int8Error(f"cannot fuse {where}: expected three Int8Linear, three Fp8Linear or three nn.Linear layers, found {names}")
 
 
-def _fuse_int8(where: str, layers: list[Int8Linear]) -> Int8Linear:
+def _fuse_quantized(where: str, layers: list[Int8Linear] | list[Fp8Linear]) -> Int8Linear | Fp8Linear:
     """Concatenate weights [N_i, K] and per-channel scales along N; the shared scales are checked equal."""
+    _check_one_input(where, layers)
     first = layers[0]
-    for layer in layers[1:]:
-        if layer.activations != first.activations:
-            raise Flux2Int8Error(f"cannot fuse {where}: some quantize activations statically, some dynamically ({', '.join(x.activations for x in layers)})")
-        if first.input_scale is not None and not torch.equal(layer.input_scale, first.input_scale):
-            raise Flux2Int8Error(f"cannot fuse {where}: their input_scale values differ ({', '.join(f'{float(x.input_scale):.6g}' for x in layers)}); one quantized input needs one input_scale")
-        if (layer.pre_quant_scale is None) != (first.pre_quant_scale is None) or (first.pre_quant_scale is not None and not torch.equal(layer.pre_quant_scale, first.pre_quant_scale)):
-            raise Flux2Int8Error(f"cannot fuse {where}: their SmoothQuant pre_quant_scale vectors differ")
-        if (layer.bias is None) != (first.bias is None) or layer.in_features != first.in_features:
-            raise Flux2Int8Error(f"cannot fuse {where}: their in_features or bias presence differ")
-    fused = Int8Linear(
-        first.in_features,
-        sum(layer.out_features for layer in layers),
-        bias=first.bias is not None,
-        device="meta",
-        activations=first.activations,
-        pre_quant_scale=first.pre_quant_scale is not None,
-    )
+    fused = _empty_like(first, sum(layer.out_features for layer in layers))
     fused.weight = nn.Parameter(torch.cat([layer.weight for layer in layers]), requires_grad=False)
     fused.weight_scale = torch.cat([layer.weight_scale for layer in layers])
     if first.input_scale is not None:
@@ -115,7 +106,30 @@ def _fuse_int8(where: str, layers: list[Int8Linear]) -> Int8Linear:
         fused.pre_quant_scale = first.pre_quant_scale.clone()
     if first.bias is not None:
         fused.bias = nn.Parameter(torch.cat([layer.bias for layer in layers]), requires_grad=False)
-    fused.backend = first.backend
+    return fused
+
+
+def _check_one_input(where: str, layers: list[Int8Linear] | list[Fp8Linear]) -> None:
+    """Refuse layers that could not share one quantized input (or one weight layout)."""
+    first = layers[0]
+    for layer in layers[1:]:
+        if layer.has_input_scale != first.has_input_scale:
+            raise Flux2Int8Error(f"cannot fuse {where}: some quantize activations with a static input_scale, some without")
+        if first.input_scale is not None and not torch.equal(layer.input_scale, first.input_scale):
+            raise Flux2Int8Error(f"cannot fuse {where}: their input_scale values differ ({', '.join(f'{float(x.input_scale):.6g}' for x in layers)}); one quantized input needs one input_scale")
+        if (layer.pre_quant_scale is None) != (first.pre_quant_scale is None) or (first.pre_quant_scale is not None and not torch.equal(layer.pre_quant_scale, first.pre_quant_scale)):
+            raise Flux2Int8Error(f"cannot fuse {where}: their SmoothQuant pre_quant_scale vectors differ")
+        if (layer.bias is None) != (first.bias is None) or layer.in_features != first.in_features:
+            raise Flux2Int8Error(f"cannot fuse {where}: their in_features or bias presence differ")
+
+
+def _empty_like(layer: Int8Linear | Fp8Linear, out_features: int) -> Int8Linear | Fp8Linear:
+    """A layer of `layer`'s kind and options on the meta device, `out_features` wide (its backend kept)."""
+    options = {"bias": layer.bias is not None, "device": "meta", "pre_quant_scale": layer.pre_quant_scale is not None}
+    if isinstance(layer, Fp8Linear):
+        return Fp8Linear(layer.in_features, out_features, input_scale=layer.has_input_scale, **options)
+    fused = Int8Linear(layer.in_features, out_features, activations=layer.activations, **options)
+    fused.backend = layer.backend
     return fused
 
 

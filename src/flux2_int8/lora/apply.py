@@ -5,12 +5,13 @@ converted by diffusers (any layout it knows) and checked against the transformer
 before any adapter is added, so a LoRA made for another model or klein size is
 refused with the file and the first layer that does not fit, and nothing was
 changed. Loading itself is diffusers' `pipe.load_lora_weights`, the call users make.
+"LoRA" here covers LoKr files too: diffusers loads both through the same call.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,15 @@ from torch import nn
 from ..errors import CheckpointError, Flux2Int8Error
 from ..formats.foreign import recognise
 from ..formats.header import read_header
+from ..formats.keys import QKV_GROUPS
 from .register import register_peft_layers
 
 _TRANSFORMER_PREFIX = "transformer."
 # diffusers' key suffixes -> (which factor, position of the dimension that must fit)
 _LORA_FACTORS = {".lora_A.weight": "A", ".lora_B.weight": "B"}
 _LOKR_FACTORS = (".lokr_w1", ".lokr_w1_a", ".lokr_w1_b", ".lokr_w2", ".lokr_w2_a", ".lokr_w2_b")
+# A fused q/k/v name (`to_qkv`) -> its separate layers (`to_q`, `to_k`, `to_v`).
+_FUSED_PARTS = {fused: separate for separate, fused in QKV_GROUPS}
 
 
 @dataclass(frozen=True)
@@ -88,27 +92,24 @@ def check_lora_fits(path: str | Path, state: dict[str, torch.Tensor], transforme
         Its tensors in diffusers' naming (`transformer.<module>.lora_A.weight`, as
         `read_lora` returns them). LoRA factors must be A [r, in_features] and
         B [out_features, r]; LoKr factors w1 (x) w2 must make [out_features, in_features].
+        A LoKr on a fused q/k/v (`attn.to_qkv`, as BFL-layout LoKrs target it) fits
+        separate `to_q`/`to_k`/`to_v` too: loading it fuses them.
     transformer : nn.Module
         The model the LoRA is meant for; it is not changed.
 
     Raises
     ------
     CheckpointError
-        A targeted layer is missing, has other shapes, or is quantized under a LoKr.
+        A targeted layer is missing or has other shapes.
     """
     if not state:
         raise CheckpointError(path, "this LoRA has no tensors for the transformer")
-    if any(".lokr_" in key for key in state) and _has_quantized_layers(transformer):
-        raise CheckpointError(path, "a LoKr adapter cannot be applied to INT8/FP8 layers yet (PEFT's LoKr wraps only nn.Linear); use it with a BF16 transformer")
     layers = _factors_by_layer(state)
-    order = {name: index for index, (name, _) in enumerate(transformer.named_modules())}
-    for module_name in sorted(layers, key=lambda name: order.get(name, len(order))):  # first in the model's order
-        factors = layers[module_name]
-        layer = _linear(transformer, module_name)
-        if layer is None:
+    for module_name in _in_model_order(layers, transformer):  # the first misfit named is the model's first
+        expected = _layer_shape(transformer, module_name)
+        if expected is None:
             raise CheckpointError(path, f"does not fit this transformer: it targets layer '{module_name}', which this transformer does not have (a LoRA for another model? or q/k/v were fused: load LoRAs first)")
-        expected = (layer.out_features, layer.in_features)
-        found = _lora_shape(factors)
+        found = _lora_shape(layers[module_name])
         if found != expected:
             raise CheckpointError(
                 path,
@@ -116,10 +117,55 @@ def check_lora_fits(path: str | Path, state: dict[str, torch.Tensor], transforme
             )
 
 
-def _has_quantized_layers(transformer: nn.Module) -> bool:
+def _in_model_order(names: Iterable[str], transformer: nn.Module) -> list[str]:
+    """Layer names sorted as the model holds them (a fused q/k/v name where its to_q is; unknown names last)."""
+    order = {name: index for index, (name, _) in enumerate(transformer.named_modules())}
+    return sorted(names, key=lambda name: order.get(name, order.get(_parts(name)[0], len(order))))
+
+
+def _parts(name: str) -> list[str]:
+    """The layers `name` stands for: the separate q/k/v of a fused q/k/v name, else `name` itself."""
+    parent, _, child = name.rpartition(".")
+    return [f"{parent}.{part}" for part in _FUSED_PARTS[child]] if child in _FUSED_PARTS else [name]
+
+
+def _layer_shape(transformer: nn.Module, name: str) -> tuple[int, int] | None:
+    """(out_features, in_features) of layer `name`, or of the q/k/v fusion it names; None if absent."""
+    layer = _linear(transformer, name)
+    if layer is not None:
+        return (layer.out_features, layer.in_features)
+    if _parts(name) == [name]:
+        return None
+    parts = [_linear(transformer, part) for part in _parts(name)]
+    if any(part is None for part in parts) or len({part.in_features for part in parts}) != 1:  # type: ignore[union-attr]
+        return None
+    return (sum(part.out_features for part in parts), parts[0].in_features)  # type: ignore[union-attr]
+
+
+def _check_compatible(files: Sequence[tuple[Path, dict[str, torch.Tensor]]], transformer: nn.Module) -> None:
+    """Refuse, before anything loads, two files whose adapters could not both be added.
+
+    A file targeting the fused q/k/v (a BFL-layout LoKr) and one targeting the separate
+    q/k/v: loading the first fuses them, so the second's layers are gone. A LoRA and a
+    LoKr on one INT8/FP8 layer: they cannot share it (see `lora.layers.refuse_stacking`).
+    """
+    owners: dict[str, tuple[str, Path, bool]] = {}  # layer -> (kind, first file targeting it, through a fused name)
+    for path, state in files:
+        kind = "LoKr" if any(".lokr_" in key for key in state) else "LoRA"
+        for name in _in_model_order(_factors_by_layer(state), transformer):
+            fused = _parts(name) != [name]
+            for part in _parts(name):
+                other_kind, other_path, other_fused = owners.setdefault(part, (kind, path, fused))
+                if fused != other_fused:
+                    raise CheckpointError(path, f"it and {other_path.name} cannot be loaded together: one targets the fused q/k/v holding '{part}', the other '{part}' itself (loading the first fuses q/k/v, so the separate layers are gone)")
+                if kind != other_kind and _is_quantized(_linear(transformer, part)):
+                    raise CheckpointError(path, f"its {kind} and the {other_kind} of {other_path.name} both target layer '{part}': a LoRA and a LoKr cannot share an INT8/FP8 layer; load one of them")
+
+
+def _is_quantized(layer: nn.Module | None) -> bool:
     from ..int8.linear import Fp8Linear, Int8Linear
 
-    return any(isinstance(module, (Int8Linear, Fp8Linear)) for module in transformer.modules())
+    return isinstance(layer, (Int8Linear, Fp8Linear))
 
 
 def _factors_by_layer(state: dict[str, torch.Tensor]) -> dict[str, dict[str, tuple[int, ...]]]:
@@ -183,14 +229,23 @@ def load_loras(pipeline: Any, paths: Sequence[str | Path], scales: Sequence[floa
     ------
     CheckpointError
         A file that is not a LoRA, that diffusers cannot convert, or that does not fit
-        this transformer (naming the file and the first layer that does not fit).
+        this transformer (naming the file and the first layer that does not fit); two
+        files that cannot be loaded together (a LoRA and a LoKr on one INT8/FP8 layer,
+        or one targeting the fused q/k/v and one the separate layers).
+    Flux2Int8Error
+        A LoKr targets the fused q/k/v, but they cannot be fused exactly (their
+        `input_scale` values differ).
     """
     register_peft_layers()
     paths = [Path(path) for path in paths]
     scales = list(scales) if scales is not None else [1.0] * len(paths)
     transformer = pipeline.transformer
-    for path in paths:
-        check_lora_fits(path, read_lora(path, type(pipeline)), transformer)
+    files = [(path, read_lora(path, type(pipeline))) for path in paths]
+    for path, state in files:
+        check_lora_fits(path, state, transformer)
+    _check_compatible(files, transformer)
+    _fuse_qkv_if_targeted(transformer, [state for _, state in files])
+    del files  # their tensors: diffusers reads each file again
     names: list[str] = []
     taken = set(getattr(transformer, "peft_config", {}) or {})
     for path in paths:
@@ -205,12 +260,29 @@ def load_loras(pipeline: Any, paths: Sequence[str | Path], scales: Sequence[floa
     return names
 
 
+def _fuse_qkv_if_targeted(transformer: nn.Module, states: list[dict[str, torch.Tensor]]) -> None:
+    """Fuse INT8/FP8 q/k/v now if a LoKr targets the fused layer: diffusers would, but refuses to on
+    a model loaded through its quantizer (`is_quantized`); ours is exact (and refused before any change)."""
+    from ..int8.fusion import fuse_qkv_projections
+
+    targets = {name for state in states for name in _factors_by_layer(state)}
+    if any(_linear(transformer, name) is None and _is_quantized(_linear(transformer, _parts(name)[0])) for name in targets if _parts(name) != [name]):
+        fuse_qkv_projections(transformer)
+
+
 def _cast_adapters(transformer: nn.Module, names: list[str], dtype: torch.dtype) -> None:
-    from peft.tuners.lora import LoraLayer
+    """Cast the named adapters' factors (LoRA A/B, LoKr w1/w2 and their halves) to `dtype`."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     for module in transformer.modules():
-        if isinstance(module, LoraLayer):
+        if not isinstance(module, BaseTunerLayer):
+            continue
+        for attribute in module.adapter_layer_names:
+            factors = getattr(module, attribute)
             for name in names:
-                for factors in (module.lora_A, module.lora_B):
-                    if name in factors:
-                        factors[name].to(dtype)
+                if name not in factors:
+                    continue
+                if isinstance(factors, nn.ParameterDict):  # LoKr: parameters, replaced (a cast makes a new tensor)
+                    factors[name] = nn.Parameter(factors[name].detach().to(dtype), requires_grad=factors[name].requires_grad)
+                else:  # LoRA: modules, cast in place
+                    factors[name].to(dtype)

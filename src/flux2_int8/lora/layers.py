@@ -21,6 +21,12 @@ What differs, and why:
   `input_scale` is kept, since the layer's input does not change). The original
   tensors are kept, so `unmerge` restores them bit for bit instead of subtracting a
   delta from a rounded weight.
+
+`QuantizedAdapterLayer` holds what LoRA and LoKr (see `lokr.py`) share: the scale
+tensors, fusing and restoring, the device rule. Stacking a LoRA and a LoKr on one
+quantized layer is refused (`refuse_stacking`): each would restore its own snapshot on
+unfuse, and diffusers unfuses inner layers first, so the outer one would put back a
+weight that still holds the inner adapter.
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners.lora.layer import Linear as PeftLoraLinear
-from peft.tuners.tuners_utils import check_adapters_to_merge
+from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 
+from ..errors import Flux2Int8Error
 from ..int8.kernels import FP8_MAX
 from ..int8.linear import Fp8Linear, Int8Linear
 from ..int8.weights import quantize_weight, weight_scale_per_channel
@@ -58,14 +65,115 @@ def requantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return quantized, scale
 
 
-class _QuantizedLoraLinear(PeftLoraLinear):
+def refuse_stacking(base_layer: nn.Module, kind: str) -> None:
+    """Refuse to wrap an adapter layer of another kind (a LoRA over a LoKr, or the reverse).
+
+    Unfused they would add up, but fusing could not be undone exactly (see the module docstring).
+    """
+    if isinstance(base_layer, BaseTunerLayer):
+        raise Flux2Int8Error(
+            f"cannot add a {kind} to an INT8/FP8 layer already wrapped by {type(base_layer).__name__}: "
+            "a LoRA and a LoKr cannot share a quantized layer (once fused, unfusing could not restore its "
+            "original weights exactly); unload the other adapter first, or use a BF16 transformer"
+        )
+
+
+class QuantizedAdapterLayer:
+    """What LoRA and LoKr layers over `Int8Linear` / `Fp8Linear` share, mixed in before PEFT's layer class.
+
+    A subclass says which adapters it holds (`_holds`), what each adds to the float
+    weight (`_delta`), and how to re-quantize (`_requantize`); this class keeps each
+    adapter's scale as a 0-d tensor (`_scale_tensors`) and fuses by re-quantizing.
+    """
+
+    _original_tensors: dict[str, torch.Tensor | None] | None = None
+    scaling: dict[str, float]
+    merged_adapters: list[str]
+
+    def _holds(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _delta(self, name: str) -> torch.Tensor:
+        """scale * the adapter's weight update, float32 [N, K], acting on the raw input x (`merge` adapts it to SmoothQuant)."""
+        raise NotImplementedError
+
+    def _requantize(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _merged_bias(self, merged: list[str]) -> torch.Tensor | None:
+        """The fused bias, or None to keep the base layer's (only LoRA's `lora_bias` changes it)."""
+        return None
+
+    def _get_base_layer_device_and_dtype(self, base_layer: nn.Module) -> tuple[torch.device, None]:
+        """The device only: PEFT would cast adapters to a float8 weight's dtype, as it does to a bf16 one."""
+        return base_layer.weight.device, None
+
+    # --- adapters and their scales -------------------------------------------------
+
+    def _scale_tensors(self, attribute: str) -> BufferDict:
+        """The layer's 0-d scale tensor per adapter, made on first use (PEFT's constructors reset modules)."""
+        if attribute not in self._modules:  # type: ignore[attr-defined]
+            setattr(self, attribute, BufferDict({}, persistent=False))
+            self.scaling = _ScaleMirror(getattr(self, attribute), self.scaling)
+        return getattr(self, attribute)
+
+    def _add_scale_tensor(self, attribute: str, adapter_name: str) -> None:
+        """A zero scale tensor for a new adapter; PEFT's `update_layer` then writes the scale through `scaling`."""
+        device = self.get_base_layer().weight.device  # type: ignore[attr-defined]
+        self._scale_tensors(attribute)[adapter_name] = torch.zeros((), dtype=torch.float32, device=device)
+
+    # --- fusing ----------------------------------------------------------------------
+
+    def _in_base_input_domain(self, delta: torch.Tensor) -> torch.Tensor:
+        """delta [N, K] float32 for a base that computes (x * s) @ W.T (SmoothQuant): W absorbs delta / s."""
+        pre_quant_scale = self.get_base_layer().pre_quant_scale  # type: ignore[attr-defined]
+        return delta if pre_quant_scale is None else delta / pre_quant_scale.float()[None, :]
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        """Fuse adapters into the quantized weight: dequantize the original, add the deltas, re-quantize per channel."""
+        names = [name for name in check_adapters_to_merge(self, adapter_names) if self._holds(name)]
+        if not names:
+            return
+        base = self.get_base_layer()  # type: ignore[attr-defined]
+        if self._original_tensors is None:
+            self._original_tensors = {"weight": base.weight.data, "weight_scale": base.weight_scale, "bias": None if base.bias is None else base.bias.data}
+        original = self._original_tensors
+        merged = [*self.merged_adapters, *names]
+        weight = original["weight"].float() * original["weight_scale"].float()[:, None]
+        for name in merged:
+            weight = weight + self._in_base_input_domain(self._delta(name)).to(weight.device)
+        bias = self._merged_bias(merged)
+        if not torch.isfinite(weight).all() or (bias is not None and not torch.isfinite(bias).all()):
+            raise ValueError(f"NaNs detected in the merged weights. The adapter {names[0]} seems to be broken")
+        quantized, scale = self._requantize(weight)
+        base.weight = nn.Parameter(quantized, requires_grad=False)
+        base.weight_scale = scale
+        if bias is not None:
+            base.bias = nn.Parameter(bias, requires_grad=False)
+        self.merged_adapters.extend(names)
+
+    def unmerge(self) -> None:
+        """Put back the original quantized tensors, exactly as they were before the first merge."""
+        if not self.merged or self._original_tensors is None:  # type: ignore[attr-defined]
+            warnings.warn("Already unmerged. Nothing to do.")
+            return
+        base = self.get_base_layer()  # type: ignore[attr-defined]
+        base.weight = nn.Parameter(self._original_tensors["weight"], requires_grad=False)
+        base.weight_scale = self._original_tensors["weight_scale"]
+        if self._original_tensors["bias"] is not None:
+            base.bias = nn.Parameter(self._original_tensors["bias"], requires_grad=False)
+        self._original_tensors = None
+        self.merged_adapters.clear()
+
+
+class _QuantizedLoraLinear(QuantizedAdapterLayer, PeftLoraLinear):
     """PEFT's `lora.Linear`, over a base layer whose weight is quantized (see the module docstring)."""
 
     other_param_names = (*PeftLoraLinear.other_param_names, "lora_scale_tensor")
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
+        refuse_stacking(base_layer, "LoRA")
         super().__init__(base_layer, adapter_name, **kwargs)  # adds the first adapter (see update_layer)
-        self._original_tensors: dict[str, torch.Tensor | None] | None = None
 
     @property
     def lora_variants(self) -> dict[tuple[str, ...], None]:
@@ -75,21 +183,13 @@ class _QuantizedLoraLinear(PeftLoraLinear):
     def _get_in_out_features(self, module: nn.Module) -> tuple[int, int]:
         return module.in_features, module.out_features
 
-    def _get_base_layer_device_and_dtype(self, base_layer: nn.Module) -> tuple[torch.device, None]:
-        """The device only: PEFT would cast adapters to a float8 weight's dtype, as it does to a bf16 one."""
-        return base_layer.weight.device, None
-
-    def _requantize(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+    def _holds(self, name: str) -> bool:
+        return name in self.lora_A
 
     # --- adapters and their scales -------------------------------------------------
 
     def update_layer(self, adapter_name: str, r: int, lora_alpha: int, config: Any, **kwargs: Any) -> None:
-        if "lora_scale_tensor" not in self._modules:  # PEFT's constructor resets modules, so made here
-            self.lora_scale_tensor = BufferDict({}, persistent=False)
-            self.scaling = _ScaleMirror(self.lora_scale_tensor, self.scaling)
-        device = self.get_base_layer().weight.device
-        self.lora_scale_tensor[adapter_name] = torch.zeros((), dtype=torch.float32, device=device)
+        self._add_scale_tensor("lora_scale_tensor", adapter_name)
         super().update_layer(adapter_name, r, lora_alpha, config=config, **kwargs)  # writes scaling[adapter_name]
 
     # --- unfused forward -------------------------------------------------------------
@@ -122,36 +222,9 @@ class _QuantizedLoraLinear(PeftLoraLinear):
 
     # --- fusing ----------------------------------------------------------------------
 
-    def _delta_float32(self, name: str) -> torch.Tensor:
-        """scale * B @ A as float32 [N, K], in the base weight's input domain (SmoothQuant undone)."""
-        delta = (self.lora_B[name].weight.float() @ self.lora_A[name].weight.float()) * float(self.scaling[name])
-        pre_quant_scale = self.get_base_layer().pre_quant_scale
-        if pre_quant_scale is not None:  # the base computes (x * s) @ W.T, so W absorbs delta / s
-            delta = delta / pre_quant_scale.float()[None, :]
-        return delta
-
-    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
-        """Fuse adapters into the quantized weight: dequantize the original, add the deltas, re-quantize per channel."""
-        names = [name for name in check_adapters_to_merge(self, adapter_names) if name in self.lora_A]
-        if not names:
-            return
-        base = self.get_base_layer()
-        if self._original_tensors is None:
-            self._original_tensors = {"weight": base.weight.data, "weight_scale": base.weight_scale, "bias": None if base.bias is None else base.bias.data}
-        original = self._original_tensors
-        merged = [*self.merged_adapters, *names]
-        weight = original["weight"].float() * original["weight_scale"].float()[:, None]
-        for name in merged:
-            weight = weight + self._delta_float32(name).to(weight.device)
-        bias = self._merged_bias(merged)
-        if not torch.isfinite(weight).all() or (bias is not None and not torch.isfinite(bias).all()):
-            raise ValueError(f"NaNs detected in the merged weights. The adapter {names[0]} seems to be broken")
-        quantized, scale = self._requantize(weight)
-        base.weight = nn.Parameter(quantized, requires_grad=False)
-        base.weight_scale = scale
-        if bias is not None:
-            base.bias = nn.Parameter(bias, requires_grad=False)
-        self.merged_adapters.extend(names)
+    def _delta(self, name: str) -> torch.Tensor:
+        """scale * B @ A as float32 [N, K]."""
+        return (self.lora_B[name].weight.float() @ self.lora_A[name].weight.float()) * float(self.scaling[name])
 
     def _merged_bias(self, merged: list[str]) -> torch.Tensor | None:
         with_bias = [name for name in merged if self.lora_B[name].bias is not None]
@@ -165,22 +238,9 @@ class _QuantizedLoraLinear(PeftLoraLinear):
             bias = bias + self.lora_B[name].bias.float() * float(self.scaling[name])
         return bias.to(original.dtype)
 
-    def unmerge(self) -> None:
-        """Put back the original quantized tensors, exactly as they were before the first merge."""
-        if not self.merged or self._original_tensors is None:
-            warnings.warn("Already unmerged. Nothing to do.")
-            return
-        base = self.get_base_layer()
-        base.weight = nn.Parameter(self._original_tensors["weight"], requires_grad=False)
-        base.weight_scale = self._original_tensors["weight_scale"]
-        if self._original_tensors["bias"] is not None:
-            base.bias = nn.Parameter(self._original_tensors["bias"], requires_grad=False)
-        self._original_tensors = None
-        self.merged_adapters.clear()
-
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         """scale * B @ A in the adapter's dtype, as PEFT's own layer returns it (for tools that ask)."""
-        return (self.lora_B[adapter].weight.float() @ self.lora_A[adapter].weight.float() * float(self.scaling[adapter])).to(self.lora_B[adapter].weight.dtype)
+        return self._delta(adapter).to(self.lora_B[adapter].weight.dtype)
 
     def __repr__(self) -> str:
         return "lora." + nn.Module.__repr__(self)

@@ -1,4 +1,4 @@
-"""One transformer step, INT8 vs INT8 + rank-16 LoRA unfused vs fused, side by side.
+"""One transformer step, INT8 vs INT8 + rank-16 LoRA (or LoKr) unfused vs fused, side by side.
 
     python benchmarks/lora_step.py [--variant klein-4b --double 1 --single 2 --side 16 --text 64 --rank 16 --repeats 3]
     python benchmarks/lora_step.py --device cuda --variant klein-9b --side 64 --text 512 --compile off,full --json lora.json
@@ -7,7 +7,8 @@ klein's real layer shapes (hidden size, MLP width of `--variant`) with fewer blo
 INT8 weights, and a LoRA on every quantized block linear, loaded through diffusers'
 `add_adapter` path (PEFT + our INT8 LoRA layers). One step is one transformer forward
 over `--side`^2 image tokens and `--text` text tokens. Unfused runs the INT8 layer plus two
-thin GEMMs per layer in the compute dtype; fused has merged and re-quantized the weights,
+thin GEMMs per layer in the compute dtype (a LoKr, `--adapter lokr`: w1 @ (x @ w2.T));
+fused has merged and re-quantized the weights,
 so it should cost what plain INT8 costs. Prints the median of each and the ratios; with
 `--json` also writes them (schema flux2-int8-lora-step/1), which `scripts/bench_gpu.sh proof`
 does and `scripts/record_gpu_results.py` renders.
@@ -50,7 +51,7 @@ def interleaved_medians(functions: dict[str, Callable[[], object]], device: torc
 
 def build_models(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> tuple[dict[str, torch.nn.Module], dict[str, Any], int]:
     """Plain INT8, INT8 + unfused LoRA, INT8 + fused LoRA: three copies of one random model."""
-    from peft import LoraConfig
+    from peft import LoKrConfig, LoraConfig
 
     config = {**get_variant(args.variant).architecture.transformer_config(), "num_layers": args.double, "num_single_layers": args.single}
     register_peft_layers()
@@ -59,11 +60,15 @@ def build_models(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     # Copies made alike, so no model is favoured by where its tensors happen to lie.
     plain, unfused = copy.deepcopy(original), copy.deepcopy(original)
     del original
-    unfused.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, target_modules=targets, init_lora_weights="gaussian"), adapter_name="style")
+    if args.adapter == "lora":
+        adapter = LoraConfig(r=args.rank, lora_alpha=args.rank, target_modules=targets, init_lora_weights="gaussian")
+    else:  # full w1, low-rank w2, as LyCORIS makes them by default
+        adapter = LoKrConfig(r=args.rank, alpha=args.rank, target_modules=targets, init_weights=False)
+    unfused.add_adapter(adapter, adapter_name="style")
     for module in unfused.modules():  # adapters in the compute dtype, as `load_loras` casts them
-        if hasattr(module, "lora_A"):
-            module.lora_A.to(device=device, dtype=dtype)
-            module.lora_B.to(device=device, dtype=dtype)
+        for name in ("lora_A", "lora_B", "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b"):
+            if hasattr(module, name):
+                getattr(module, name).to(device=device, dtype=dtype)
     fused = copy.deepcopy(unfused)
     fused.fuse_lora(adapter_names=["style"])
     inputs = random_transformer_inputs(config, image_side=args.side, text_tokens=args.text)
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=16, help="image tokens per side (16 -> 256 tokens, a 256x256 image)")
     parser.add_argument("--text", type=int, default=64, help="text tokens")
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--adapter", choices=("lora", "lokr"), default="lora", help="a LoRA (B A) or a LoKr (w1 kron w2) of --rank")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", default="off", help="comma-separated: off (eager) and/or full (torch.compile, fullgraph)")
@@ -102,14 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     models, inputs, layers = build_models(args, device, dtype)
     env = environment(device)
     print(f"torch {torch.__version__}, {env['device_name']}, {torch.get_num_threads()} threads, Int8Linear auto: {env['int8_auto']}, {args.dtype}")
-    print(f"{args.variant} shapes, {args.double} double + {args.single} single blocks, {args.side**2} image + {args.text} text tokens, LoRA rank {args.rank} on {layers} layers")
+    print(f"{args.variant} shapes, {args.double} double + {args.single} single blocks, {args.side**2} image + {args.text} text tokens, {args.adapter} rank {args.rank} on {layers} layers")
     document: dict[str, Any] = {"schema": SCHEMA, "command": " ".join(["python", "benchmarks/lora_step.py", *(argv if argv is not None else sys.argv[1:])]),
                                 "environment": env, "settings": {**vars(args), "layers": layers}, "status": "running", "steps": {}}
     for mode in modes:
         medians = measure(models, inputs, device, mode, args.repeats)
         document["steps"][mode] = {name: {"s": seconds, "ratio_to_int8": seconds / medians["int8"]} for name, seconds in medians.items()}
         print(f"compile {mode}:")
-        for name, label in zip(MODELS, ("INT8", "INT8 + LoRA unfused", "INT8 + LoRA fused")):
+        kind = "LoRA" if args.adapter == "lora" else "LoKr"
+        for name, label in zip(MODELS, ("INT8", f"INT8 + {kind} unfused", f"INT8 + {kind} fused")):
             print(f"  {label + ':':22}{medians[name] * 1e3:9.2f} ms/step  ratio to INT8 {medians[name] / medians['int8']:.3f}")
         document["status"] = "complete" if mode == modes[-1] else "running"
         if args.json:

@@ -114,5 +114,5 @@ def test_a_lora_step_report_renders_as_its_own_section(run_dir, tmp_path):
     assert document["status"] == "complete" and steps["unfused"]["ratio_to_int8"] == pytest.approx(steps["unfused"]["s"] / steps["int8"]["s"])
     text = record_measured(_doc(tmp_path), run_dir)
     assert list(read_reports(run_dir)) == ["micro", "9b", "lora"]
-    assert "#### lora" in text and "rank 16 on 2 layers" in text and f"| off | {steps['int8']['s'] * 1e3:.2f} |" in text
+    assert "#### lora" in text and "lora rank 16 on 2 layers" in text and f"| off | {steps['int8']['s'] * 1e3:.2f} |" in text
     assert "Still owed (not produced by this run): check, micro-compiled, 9b-full." in text

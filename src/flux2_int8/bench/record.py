@@ -88,11 +88,12 @@ def _report_tables(document: dict[str, Any]) -> list[str]:
 def lora_table(document: dict[str, Any]) -> list[str]:
     """benchmarks/lora_step.py's step times: INT8, + LoRA unfused, + LoRA fused, per compile mode."""
     settings = document["settings"]
+    kind = "LoKr" if settings.get("adapter") == "lokr" else "LoRA"
     lines = [
         f"{settings['variant']} shapes, {settings['double']} double + {settings['single']} single blocks, "
-        f"{settings['side'] ** 2} image + {settings['text']} text tokens, rank {settings['rank']} on {settings['layers']} layers, {settings['dtype']}",
+        f"{settings['side'] ** 2} image + {settings['text']} text tokens, {settings.get('adapter', 'lora')} rank {settings['rank']} on {settings['layers']} layers, {settings['dtype']}",
         "",
-        "| compile | INT8 ms/step | + LoRA unfused | + LoRA fused |",
+        f"| compile | INT8 ms/step | + {kind} unfused | + {kind} fused |",
         "|---|---|---|---|",
     ]
     for mode, steps in document["steps"].items():

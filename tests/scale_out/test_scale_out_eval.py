@@ -74,21 +74,49 @@ def test_a_killed_worker_is_replaced_and_its_cases_retried(ray_run):
 def _kill_a_worker_once_images_appear(folder, timeout=300.0):
     """SIGKILL one of this session's Ray Data actors in the middle of a case, once the first reference image is written.
 
-    Ray titles a worker process `ray::MapWorker(...).submit` while it runs a batch (a case).
+    Ray titles a worker process `ray::MapWorker(...).submit` while it runs a batch (a case),
+    but the title can outlive the batch: the worker whose result was just written may sit
+    idle under it, and killing that one loses no case. So the worker killed is the one
+    using the CPU right now (the largest CPU time gained over a short look), which is
+    inside a case.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if folder.is_dir() and any(folder.glob("*.png")):
-            for process in psutil.Process(os.getpid()).children(recursive=True):
-                try:
-                    title = " ".join(process.cmdline())
-                    if "MapWorker" in title and title.strip().endswith(".submit"):
-                        os.kill(process.pid, signal.SIGKILL)
-                        return process.pid
-                except psutil.Error:
-                    continue
+            busiest = _busiest(_map_workers(), seconds=0.3)
+            if busiest is not None:
+                os.kill(busiest.pid, signal.SIGKILL)
+                return busiest.pid
         time.sleep(0.01)
     return None
+
+
+def _map_workers() -> list[psutil.Process]:
+    workers = []
+    for process in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            title = " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        if "MapWorker" in title and title.strip().endswith(".submit"):
+            workers.append(process)
+    return workers
+
+
+def _busiest(processes: list[psutil.Process], seconds: float) -> psutil.Process | None:
+    """The process that gained the most CPU time over `seconds` (None if none gained any)."""
+    def cpu(process: psutil.Process) -> float | None:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system
+
+    before = {process: cpu(process) for process in processes}
+    time.sleep(seconds)
+    gains = {process: after - before[process] for process in processes if before[process] is not None and (after := cpu(process)) is not None}
+    busiest = max(gains, key=gains.get, default=None)
+    return busiest if busiest is not None and gains[busiest] > 0 else None
 
 
 def test_a_pool_larger_than_the_cluster_is_refused_before_anything_starts(ray_session, tmp_path, tiny_base, int8_candidate, suite_file):

@@ -11,28 +11,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from flux2_int8.bench.timing import interleaved_medians
 from flux2_int8.int8 import Int8Linear
 from flux2_int8.int8.backends import CPU_HAS_VNNI, pick_backend
-
-
-def interleaved_medians(functions: dict[str, object], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in alternation so that load from other
-    processes on the machine hits both sides alike (the ratio is what we report)."""
-    for function in functions.values():
-        function()  # warm-up: first-call allocation and thread start-up
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -58,7 +43,7 @@ def main() -> None:
     for backend in backends:
         functions[backend] = _forced(layer, backend, x)
     with torch.no_grad():
-        medians = interleaved_medians(functions, args.repeats)
+        medians = interleaved_medians(functions, "cpu", args.repeats)
     fp32 = medians.pop("fp32")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, M={args.m} K={args.k} N={args.n}, VNNI: {CPU_HAS_VNNI}")
     print(f"fp32 F.linear:               {fp32 * 1e3:8.1f} ms")

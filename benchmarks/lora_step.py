@@ -27,7 +27,7 @@ import torch
 
 from flux2_int8.bench.random_weights import random_transformer
 from flux2_int8.bench.report import environment
-from flux2_int8.bench.timing import time_calls
+from flux2_int8.bench.timing import interleaved_medians
 from flux2_int8.int8 import Int8Linear
 from flux2_int8.lora import register_peft_layers
 from flux2_int8.outputs import write_text_atomic
@@ -36,17 +36,6 @@ from flux2_int8.variants import get_variant
 
 SCHEMA = "flux2-int8-lora-step/1"
 MODELS = ("int8", "unfused", "fused")
-
-
-def interleaved_medians(functions: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
-    """Median seconds of each, run in alternation so other load on the machine hits all alike."""
-    for function in functions.values():
-        function()  # warm-up (and, compiled, the compile)
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            times[name].append(time_calls(function, device, repeats=1, warmup=0).median_s)
-    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
 
 
 def build_models(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> tuple[dict[str, torch.nn.Module], dict[str, Any], int]:

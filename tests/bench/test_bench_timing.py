@@ -14,6 +14,7 @@ from flux2_int8.bench.timing import (
     device_peak_bytes,
     host_rss_bytes,
     host_rss_peak_bytes,
+    interleaved_medians,
     reset_peak_memory,
     time_calls,
     time_once,
@@ -79,3 +80,14 @@ def test_host_rss_peak_sees_an_allocation_and_resets():
     del block
     if reset_peak_memory("cpu"):
         assert host_rss_peak_bytes() < peak - 100_000_000
+
+
+def test_interleaved_medians_warm_up_each_then_alternate():
+    calls: list[str] = []
+
+    def sleeper(name: str, seconds: float):
+        return lambda: (calls.append(name), time.sleep(seconds))
+
+    medians = interleaved_medians({"short": sleeper("short", 0.001), "long": sleeper("long", 0.02)}, "cpu", repeats=3)
+    assert calls == ["short", "long"] * 4  # one warm-up each, then three alternating rounds
+    assert set(medians) == {"short", "long"} and 0.001 <= medians["short"] < medians["long"]

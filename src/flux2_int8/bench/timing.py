@@ -117,6 +117,21 @@ def time_calls(fn: Callable[[], object], device: torch.device | str, repeats: in
     return Stats.from_samples([clock.seconds(start, end) for start, end in marks])
 
 
+def interleaved_medians(functions: dict[str, Callable[[], object]], device: torch.device | str, repeats: int) -> dict[str, float]:
+    """Median seconds of each function after one warm-up call each, the functions run in alternation.
+
+    Alternating (a, b, c, a, b, c, ...) lets load from other processes, or a clock
+    change, hit every side alike, so the ratios between them hold even on a shared machine.
+    """
+    for function in functions.values():
+        function()  # warm-up: first-call allocation, thread start-up, compilation
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            samples[name].append(time_calls(function, device, repeats=1, warmup=0).median_s)
+    return {name: Stats.from_samples(values).median_s for name, values in samples.items()}
+
+
 def time_once(fn: Callable[[], T], device: torch.device | str) -> tuple[float, T]:
     """Wall seconds of one call, synchronized on both sides (first calls, compile, loading), and its result."""
     clock = DeviceClock(device)

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from flux2_int8.nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS
 from flux2_int8.nano.grammar import split_scenes
 from flux2_int8.nano.model import build_scheduler, build_vae
-from flux2_int8.nano.train import _draw_sigmas, sampling_sigmas, set_latent_statistics
+from flux2_int8.nano.train import TrainConfig, _draw_sigmas, _pick, sampling_sigmas, scene_chances, set_latent_statistics
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -71,3 +71,22 @@ def test_latent_statistics_come_from_real_latents():
     set_latent_statistics(vae, split_scenes()[0], np.random.default_rng(0), images=32)
     assert vae.bn.running_mean.shape == (32,)
     assert not torch.allclose(vae.bn.running_mean, torch.zeros(32)) and (vae.bn.running_var > 0).all()
+
+
+def test_count_weights_shift_the_training_pictures_towards_more_objects():
+    train, _ = split_scenes()
+    assert scene_chances(train, "1,1,1") is None  # every scene alike: the earlier runs' draws
+    chances = scene_chances(train, "1,2,3")
+    counts = np.array([scene.count for scene in train])
+    weighted = {count: (counts == count).sum() * count for count in (1, 2, 3)}
+    assert chances[counts == 3].sum() == pytest.approx(weighted[3] / sum(weighted.values()))
+    drawn = _pick(train, 20000, np.random.default_rng(0), chances)
+    share_of_threes = sum(scene.count == 3 for scene in drawn) / len(drawn)
+    assert share_of_threes == pytest.approx(weighted[3] / sum(weighted.values()), abs=0.02)
+    assert share_of_threes > 0.35  # uniform draws give about a quarter
+
+
+@pytest.mark.parametrize("value", ["1,2", "a,b,c", "1,-1,1", "0,0,0"])
+def test_malformed_count_weights_are_refused_before_training(value):
+    with pytest.raises(ValueError, match="count_weights"):
+        TrainConfig(count_weights=value)

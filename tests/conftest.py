@@ -36,6 +36,6 @@ def tiny_inputs(tiny_config) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_amax(tiny_model, tiny_inputs) -> dict:
-    from flux2_int8.tiny import one_forward_amax
+    from flux2_int8.quantization.one_forward import one_forward_amax
 
     return one_forward_amax(tiny_model, tiny_inputs)

@@ -24,7 +24,8 @@ def int8_recipes(tiny_base, tmp_path_factory) -> dict[str, Path]:
     from flux2_int8.quantization.recipe import Recipe
     from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG
     from flux2_int8.testing.checkpoints import int8_state, write_bfl
-    from flux2_int8.tiny import one_forward_amax, random_transformer_inputs
+    from flux2_int8.quantization.one_forward import one_forward_amax
+    from flux2_int8.tiny import random_transformer_inputs
 
     model = Flux2Transformer2DModel.from_pretrained(tiny_base / "transformer").float().eval()
     amax = one_forward_amax(model, random_transformer_inputs(TINY_TRANSFORMER_CONFIG))

@@ -37,7 +37,8 @@ def int8_candidate(tiny_base, tmp_path_factory) -> Path:
     from diffusers import Flux2Transformer2DModel
 
     from flux2_int8.testing.checkpoints import int8_state, write_bfl
-    from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG, one_forward_amax, random_transformer_inputs
+    from flux2_int8.quantization.one_forward import one_forward_amax
+    from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG, random_transformer_inputs
 
     model = Flux2Transformer2DModel.from_pretrained(tiny_base / "transformer").float().eval()
     amax = one_forward_amax(model, random_transformer_inputs(TINY_TRANSFORMER_CONFIG))

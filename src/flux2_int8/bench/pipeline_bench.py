@@ -36,7 +36,8 @@ from ..int8 import backends
 from ..int8.fusion import fuse_qkv_projections
 from ..int8.linear import set_int8_backend
 from ..loading import load_transformer
-from ..tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache, write_tiny_quantized
+from ..quantization.one_forward import write_tiny_quantized
+from ..tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 from ..variants import KLEIN_SCHEDULER_CONFIG, Architecture, get_variant
 from .budget import Budget
 from .random_weights import check_format, qwen3_config_for, random_text_encoder, random_transformer, random_vae

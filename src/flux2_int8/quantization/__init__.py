@@ -2,7 +2,8 @@
 
 The public entry point is `flux2_int8.quantize(...)` (defined in `api.py`).
 
-May import: errors, variants, formats, int8, loading, generate.
+May import: errors, variants, formats, int8, loading, generate, tiny (`one_forward`: the
+tiny model quantized in one forward, for bench and tests).
 """
 
 from .api import CalibrationStatistics, QuantizeResult, quantize

@@ -2,9 +2,9 @@
 
 It is a product part: the demo, `bench --variant tiny` and every offline walk-through
 run on it, and the tests build on it too. Owns: the tiny configs, the cached pipeline
-folder, and its one-forward INT8/FP8 files. May import: variants, formats, int8;
-`quantized` also quantization (loaded lazily: `generate` resolves `--base tiny` here).
-Never evaluate/bench/demo/commands, never `testing`.
+folder, and random inputs for one transformer forward (its one-forward INT8/FP8 files
+are made a floor up, in `quantization.one_forward`). May import: variants, formats,
+int8. Never quantization/evaluate/bench/demo/commands, never `testing`.
 """
 
 from .pipeline import (
@@ -19,12 +19,7 @@ from .pipeline import (
     tiny_pipeline_cache,
     write_bf16_checkpoint,
 )
-from ..lazy import lazy_getattr
-
-# The one-forward quantized files need the quantization stack, which needs `generate`, which
-# resolves `--base tiny` through this package: so they load on first use (PEP 562).
-_LAZY_EXPORTS = {name: ".quantized" for name in ("one_forward_amax", "random_transformer_inputs", "write_tiny_quantized")}
-__getattr__ = lazy_getattr(__name__, globals(), _LAZY_EXPORTS)
+from .inputs import random_transformer_inputs
 
 __all__ = [
     "BFL_CHECKPOINT_FILE",
@@ -35,9 +30,7 @@ __all__ = [
     "TINY_VERSION",
     "build_tiny_transformer",
     "make_tiny_pipeline",
-    "one_forward_amax",
     "random_transformer_inputs",
     "tiny_pipeline_cache",
     "write_bf16_checkpoint",
-    "write_tiny_quantized",
 ]

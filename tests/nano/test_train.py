@@ -90,3 +90,39 @@ def test_count_weights_shift_the_training_pictures_towards_more_objects():
 def test_malformed_count_weights_are_refused_before_training(value):
     with pytest.raises(ValueError, match="count_weights"):
         TrainConfig(count_weights=value)
+
+
+def test_grown_single_blocks_leave_the_output_unchanged_until_trained():
+    from flux2_int8.nano.model import build_transformer
+    from flux2_int8.nano.train import grow_single_blocks
+    from flux2_int8.tiny import random_transformer_inputs
+
+    transformer = build_transformer(seed=0).eval()
+    with torch.no_grad():  # a trained model's blocks are not at their zero start
+        for parameter in transformer.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    grown = grow_single_blocks(transformer, 2, seed=0).eval()
+    assert len(grown.single_transformer_blocks) == len(transformer.single_transformer_blocks) + 2
+    assert grown.config.num_single_layers == transformer.config.num_single_layers + 2
+    inputs = random_transformer_inputs(dict(transformer.config))
+    with torch.no_grad():
+        torch.testing.assert_close(grown(**inputs, return_dict=False)[0], transformer(**inputs, return_dict=False)[0], rtol=0, atol=0)
+    assert grow_single_blocks(transformer, 0, seed=0) is transformer
+    new_block = grown.single_transformer_blocks[-1]
+    assert new_block.attn.to_out.weight.abs().sum() == 0 and new_block.attn.to_qkv_mlp_proj.weight.abs().sum() > 0
+
+
+def test_a_negative_growth_is_refused():
+    from flux2_int8.nano.model import build_transformer
+    from flux2_int8.nano.train import grow_single_blocks
+
+    with pytest.raises(ValueError, match="grow_single_blocks"):
+        grow_single_blocks(build_transformer(seed=0), -1, seed=0)
+
+
+def test_growth_without_a_resumed_model_is_refused_before_training(tmp_path):
+    from flux2_int8.nano.train import train_nano
+
+    with pytest.raises(ValueError, match="resumed"):
+        train_nano(TrainConfig(grow_single_blocks=1), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

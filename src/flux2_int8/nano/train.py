@@ -56,6 +56,10 @@ class TrainConfig:
     # draws every scene alike, so single objects ("a" and "one") are half of all pictures;
     # "1,2,3" gives three objects, the hardest count, 43 % of the pictures instead of 25 %.
     count_weights: str = "1,1,1"
+    # With --resume: append this many single-stream blocks to the resumed transformer, each an
+    # identity at first (zero output projection), so training goes on from the same function
+    # with more depth.
+    grow_single_blocks: int = 0
 
     def __post_init__(self) -> None:
         scene_chances(all_scenes(), self.count_weights)  # refuse a malformed value before any training
@@ -75,6 +79,8 @@ def train_nano(config: TrainConfig, out: str | Path, log: Log = print, resume: s
     tokenizer are taken from there and the transformer continues from its
     weights; give such a run another `seed`, so it draws new pictures.
     """
+    if config.grow_single_blocks and resume is None:
+        raise ValueError("grow_single_blocks adds blocks to a resumed transformer; from scratch, set num_single_layers in nano.model")
     out = Path(out)
     torch.set_flush_denormal(True)  # denormal floats slow CPU training several-fold
     torch.manual_seed(config.seed)
@@ -91,6 +97,7 @@ def train_nano(config: TrainConfig, out: str | Path, log: Log = print, resume: s
         tokenizer, text_encoder, vae, transformer = trained.tokenizer, trained.text_encoder, trained.vae, trained.transformer
         text_encoder.eval().requires_grad_(False)
         vae.eval().requires_grad_(False)
+        transformer = grow_single_blocks(transformer, config.grow_single_blocks, config.seed)
     parts = (vae, text_encoder, tokenizer)
     ema = train_transformer(config, transformer, parts, train_scenes, rng, out, log)
     export(ema, parts, out)
@@ -171,6 +178,32 @@ def train_transformer(
             log({"phase": "checkpoint", "step": clock.step, "s": clock.elapsed(), "path": str(out)})
             last_checkpoint = time.monotonic()
     return ema
+
+
+def grow_single_blocks(transformer: Flux2Transformer2DModel, blocks: int, seed: int) -> Flux2Transformer2DModel:
+    """`transformer` with `blocks` more single-stream blocks after its own, computing the same function.
+
+    A new block adds `gate * to_out(...)` to the residual stream; with `to_out` zeroed it adds
+    nothing, while its other weights start random (seeded), so gradients reach them as soon as
+    `to_out` moves. The usual zero-initialised residual branch, as ControlNet's zero convolutions.
+    """
+    if blocks == 0:
+        return transformer
+    if blocks < 0:
+        raise ValueError(f"grow_single_blocks must be 0 or more; got {blocks}")
+    config = dict(transformer.config)
+    config["num_single_layers"] += blocks
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 2)
+        grown = Flux2Transformer2DModel.from_config(config)
+    missing, unexpected = grown.load_state_dict(transformer.state_dict(), strict=False)
+    assert not unexpected and all(key.startswith("single_transformer_blocks.") for key in missing), (missing, unexpected)
+    with torch.no_grad():
+        for block in grown.single_transformer_blocks[-blocks:]:
+            block.attn.to_out.weight.zero_()
+            if block.attn.to_out.bias is not None:
+                block.attn.to_out.bias.zero_()
+    return grown.to(next(transformer.parameters()).dtype)
 
 
 class LatentPool:

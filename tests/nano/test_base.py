@@ -39,6 +39,16 @@ def test_sampling_defaults_are_natives_for_nano_and_klein_for_others():
     assert (tiny.size, tiny.max_sequence_length) == (None, 512)
 
 
+def test_nano_is_told_by_width_and_inputs_at_any_depth_of_single_blocks():
+    from flux2_int8.nano import is_nano
+    from flux2_int8.nano.model import NANO_TRANSFORMER_CONFIG
+    from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG
+
+    assert is_nano(NANO_TRANSFORMER_CONFIG) and is_nano({**NANO_TRANSFORMER_CONFIG, "num_single_layers": 6})
+    assert is_nano(dict(load_pipeline("nano", device="cpu").transformer.config))
+    assert not is_nano(TINY_TRANSFORMER_CONFIG) and not is_nano({**NANO_TRANSFORMER_CONFIG, "num_attention_heads": 8})
+
+
 def test_generate_with_base_nano_writes_a_native_size_picture(tmp_path):
     out = tmp_path / "one.png"
     assert main(["generate", "--base", "nano", "--prompt", "two red circles on a blue background", "--out", str(out), "--device", "cpu"]) == 0

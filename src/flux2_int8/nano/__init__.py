@@ -24,12 +24,15 @@ NANO_MAX_SEQUENCE_LENGTH = 32
 # nano's transformer shape; a pipeline whose transformer has it samples the nano way.
 NANO_SHAPE: dict[str, Any] = {
     "num_layers": 2,
-    "num_single_layers": 3,
     "num_attention_heads": 4,
     "attention_head_dim": 16,
     "in_channels": 32,
     "joint_attention_dim": 96,
 }
+
+# Single-stream blocks of a transformer trained from scratch; training can append more
+# (`train.grow_single_blocks`), so the count is not part of the shape `is_nano` reads.
+NANO_SINGLE_LAYERS = 3
 
 _FOLDER = Path(__file__).parent / "weights"
 
@@ -42,5 +45,5 @@ def nano_folder() -> Path:
 
 
 def is_nano(transformer_config: dict[str, Any]) -> bool:
-    """Whether a transformer config has nano's shape (so: 128 px, 32 text tokens)."""
+    """Whether a transformer config has nano's shape (so: 128 px, 32 text tokens), at any depth of single blocks."""
     return all(transformer_config.get(key) == value for key, value in NANO_SHAPE.items())

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2TokenizerFast, Qwen3Confi
 
 from ..tiny import pipeline as tiny
 from ..variants import KLEIN_SCHEDULER_CONFIG
-from . import NANO_MAX_SEQUENCE_LENGTH, NANO_SHAPE, NANO_SIZE, NANO_STEPS
+from . import NANO_MAX_SEQUENCE_LENGTH, NANO_SHAPE, NANO_SINGLE_LAYERS, NANO_SIZE, NANO_STEPS
 from .grammar import all_scenes
 
 __all__ = ["NANO_MAX_SEQUENCE_LENGTH", "NANO_SIZE", "NANO_STEPS"]
@@ -38,6 +38,7 @@ NANO_VAE_CONFIG: dict[str, Any] = {
 NANO_TRANSFORMER_CONFIG: dict[str, Any] = {
     **tiny.TINY_TRANSFORMER_CONFIG,
     **NANO_SHAPE,
+    "num_single_layers": NANO_SINGLE_LAYERS,
     "timestep_guidance_channels": 64,
 }
 # Latents are patchified 2x2; the transformer reads three text-encoder layers concatenated.

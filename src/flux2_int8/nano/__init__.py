@@ -1,4 +1,4 @@
-"""klein-nano: a trained FLUX.2 [klein] pipeline of a million parameters, shipped with the package.
+"""klein-nano: a trained FLUX.2 [klein] pipeline of 1.3 million parameters, shipped with the package.
 
 It draws prompts of one small grammar (`two red circles on a blue background`) at
 128x128 in 4 steps on any CPU, so the demo, the offline walk-throughs and the

@@ -34,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(flag, type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
+    try:
+        config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
+    except ValueError as error:
+        parser.error(str(error))  # a usage message and exit status 2, not a traceback
+    if config.grow_single_blocks and not args.resume:
+        parser.error("--grow-single-blocks adds blocks to the transformer of --resume; give --resume too")
     log_file = open(args.log, "a") if args.log else None
     start = time.monotonic()
 

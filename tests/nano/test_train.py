@@ -126,3 +126,11 @@ def test_growth_without_a_resumed_model_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="resumed"):
         train_nano(TrainConfig(grow_single_blocks=1), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [(["--count-weights", "1,2"], "count_weights"), (["--grow-single-blocks", "2"], "--resume")])
+def test_the_script_refuses_bad_options_with_a_usage_message(tmp_path, flags, message):
+    command = [sys.executable, str(REPOSITORY / "scripts" / "train_nano.py"), "--out", str(tmp_path / "out"), *flags]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 2 and message in completed.stderr and "Traceback" not in completed.stderr
+    assert not (tmp_path / "out").exists()

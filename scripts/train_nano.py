@@ -36,10 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
+        config.check_resume(args.resume)
     except ValueError as error:
         parser.error(str(error))  # a usage message and exit status 2, not a traceback
-    if config.grow_single_blocks and not args.resume:
-        parser.error("--grow-single-blocks adds blocks to the transformer of --resume; give --resume too")
     log_file = open(args.log, "a") if args.log else None
     start = time.monotonic()
 

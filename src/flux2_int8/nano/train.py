@@ -60,11 +60,16 @@ class TrainConfig:
     # identity at first (zero output projection), so training goes on from the same function
     # with more depth.
     grow_single_blocks: int = 0
+    checkpoint_minutes: float = 10.0
+    log_every: int = 25
 
     def __post_init__(self) -> None:
         scene_chances(all_scenes(), self.count_weights)  # refuse a malformed value before any training
-    checkpoint_minutes: float = 10.0
-    log_every: int = 25
+
+    def check_resume(self, resume: str | Path | None) -> None:
+        """Refuse what needs a resumed run without one (the script turns it into a usage message)."""
+        if self.grow_single_blocks and resume is None:
+            raise ValueError("grow_single_blocks adds blocks to the transformer of a resumed run (--resume); from scratch, set num_single_layers in nano.model")
 
 
 Log = Callable[[dict[str, Any]], None]
@@ -79,8 +84,7 @@ def train_nano(config: TrainConfig, out: str | Path, log: Log = print, resume: s
     tokenizer are taken from there and the transformer continues from its
     weights; give such a run another `seed`, so it draws new pictures.
     """
-    if config.grow_single_blocks and resume is None:
-        raise ValueError("grow_single_blocks adds blocks to a resumed transformer; from scratch, set num_single_layers in nano.model")
+    config.check_resume(resume)
     out = Path(out)
     torch.set_flush_denormal(True)  # denormal floats slow CPU training several-fold
     torch.manual_seed(config.seed)

@@ -39,7 +39,7 @@ def _metrics(out):
 
 @pytest.fixture(scope="module")
 def ray_run(ray_session, tmp_path_factory, tiny_base, int8_candidate, suite_file):
-    """`eval --ray local --workers 2`, with one worker SIGKILLed as soon as the first image is written.
+    """`eval --ray local --workers 2`, with one worker SIGKILLed while it is making a case.
 
     One run serves both claims (the single-process files, and surviving a lost worker):
     each worker pool costs seconds of process start-up and model loading.
@@ -49,7 +49,7 @@ def ray_run(ray_session, tmp_path_factory, tiny_base, int8_candidate, suite_file
     args = _eval_args(tiny_base, int8_candidate, suite_file, out, "--ray", "local", "--workers", "2")
     thread = threading.Thread(target=lambda: outcome.update(zip(("code", "stdout", "stderr"), run_cli(*args))))
     thread.start()
-    outcome["killed"] = _kill_a_worker_once_images_appear(out / "images" / "bf16")
+    outcome["killed"] = _kill_a_worker_in_a_case(ray_session, thread)
     thread.join(timeout=600)
     assert not thread.is_alive()
     assert outcome["code"] == 0, outcome["stderr"]
@@ -66,57 +66,61 @@ def test_ray_eval_writes_the_single_process_images_and_metrics(ray_run, single_p
 
 def test_a_killed_worker_is_replaced_and_its_cases_retried(ray_run):
     _, outcome = ray_run
-    assert outcome["killed"] is not None, "no worker was found to kill"
+    assert outcome["killed"] is not None, "no worker was found inside a case"
     said = re.search(r"(\d+) work item\(s\) retried after a worker was lost; each came back exactly once", outcome["stderr"])
     assert said and int(said.group(1)) >= 1, outcome["stderr"]
 
 
-def _kill_a_worker_once_images_appear(folder, timeout=300.0):
-    """SIGKILL one of this session's Ray Data actors in the middle of a case, once the first reference image is written.
+def _kill_a_worker_in_a_case(ray, run: threading.Thread) -> int | None:
+    """SIGKILL a worker that the run's ledger says holds an unmade case; its pid (None if the run ended first).
 
-    Ray titles a worker process `ray::MapWorker(...).submit` while it runs a batch (a case),
-    but the title can outlive the batch: the worker whose result was just written may sit
-    idle under it, and killing that one loses no case. So the worker killed is the one
-    using the CPU right now (the largest CPU time gained over a short look), which is
-    inside a case.
+    Looking and killing cannot be one act, and a tiny case lasts about 0.1 s, so the
+    worker is first stopped (SIGSTOP) and the ledger asked again: a stopped worker cannot
+    finish its case, so one still holding it then is surely killed inside it. One that
+    finished in between is let go on (SIGCONT) and the look repeats.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if folder.is_dir() and any(folder.glob("*.png")):
-            busiest = _busiest(_map_workers(), seconds=0.3)
-            if busiest is not None:
-                os.kill(busiest.pid, signal.SIGKILL)
-                return busiest.pid
+    while run.is_alive():
+        for ledger in _ledgers(ray):
+            for pid in set(_holders(ray, ledger)):
+                if _is_our_process(pid) and _stop_and_kill_if_still_holding(ray, ledger, pid):
+                    return pid
         time.sleep(0.01)
     return None
 
 
-def _map_workers() -> list[psutil.Process]:
-    workers = []
-    for process in psutil.Process(os.getpid()).children(recursive=True):
-        try:
-            title = " ".join(process.cmdline())
-        except psutil.Error:
-            continue
-        if "MapWorker" in title and title.strip().endswith(".submit"):
-            workers.append(process)
-    return workers
+def _ledgers(ray) -> list:
+    """The retry ledgers of the runs now going on in this session (named actors, see `LEDGER_NAME_PREFIX`)."""
+    from flux2_int8.scale_out.pool import LEDGER_NAME_PREFIX
+
+    ledgers = []
+    for name in ray.util.list_named_actors():
+        if name.startswith(LEDGER_NAME_PREFIX):
+            try:
+                ledgers.append(ray.get_actor(name))
+            except ValueError:  # closed between the listing and the lookup
+                continue
+    return ledgers
 
 
-def _busiest(processes: list[psutil.Process], seconds: float) -> psutil.Process | None:
-    """The process that gained the most CPU time over `seconds` (None if none gained any)."""
-    def cpu(process: psutil.Process) -> float | None:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            return None
-        return times.user + times.system
+def _holders(ray, ledger) -> list[int]:
+    try:
+        return list(ray.get(ledger.in_flight.remote()).values())
+    except ray.exceptions.RayActorError:  # the run closed its ledger meanwhile
+        return []
 
-    before = {process: cpu(process) for process in processes}
-    time.sleep(seconds)
-    gains = {process: after - before[process] for process in processes if before[process] is not None and (after := cpu(process)) is not None}
-    busiest = max(gains, key=gains.get, default=None)
-    return busiest if busiest is not None and gains[busiest] > 0 else None
+
+def _stop_and_kill_if_still_holding(ray, ledger, pid: int) -> bool:
+    os.kill(pid, signal.SIGSTOP)
+    if pid in _holders(ray, ledger):
+        os.kill(pid, signal.SIGKILL)
+        return True
+    os.kill(pid, signal.SIGCONT)
+    return False
+
+
+def _is_our_process(pid: int) -> bool:
+    """A process this test session started (a Ray worker): the only kind it may signal."""
+    return any(process.pid == pid for process in psutil.Process(os.getpid()).children(recursive=True))
 
 
 def test_a_pool_larger_than_the_cluster_is_refused_before_anything_starts(ray_session, tmp_path, tiny_base, int8_candidate, suite_file):

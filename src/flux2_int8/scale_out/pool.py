@@ -7,7 +7,8 @@ fault tolerance (an actor whose process dies is restarted and its batch retried,
 by default without limit); we add only what a user of our commands needs on top:
 
 - a ledger actor that counts how often each item was started, so a run can say how
-  many were retried (an item started twice was retried once);
+  many were retried (an item started twice was retried once), and knows which worker
+  process holds each item until it is made (`in_flight`: what a lost worker was doing);
 - a check that every item came back exactly once;
 - one progress bar for the whole run, instead of Ray Data's bar per operator.
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -34,6 +37,9 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 # Built once per actor (loads the model): then called on each item of its batches.
 WorkerFactory = Callable[[], Callable[[Item], Result]]
+# Each run's ledger is a named actor (a unique name under this prefix), so whoever drives
+# Ray in the process (a test killing workers, say) can ask it what is in flight.
+LEDGER_NAME_PREFIX = "flux2-int8-ledger-"
 
 
 class WorkerError(Flux2Int8Error):
@@ -51,7 +57,7 @@ class FanOut(Generic[Item, Result]):
         self.cluster = cluster
         self.unit = unit
         self.ray = import_ray()
-        self.ledger = _ledger_class(self.ray).remote()
+        self.ledger = _ledger_class(self.ray).options(name=f"{LEDGER_NAME_PREFIX}{uuid.uuid4().hex}").remote()
         self.bar = tqdm(total=total, desc=description, unit=unit, disable=not progress, dynamic_ncols=True)
 
     @property
@@ -132,8 +138,10 @@ def _actor_class(factory: WorkerFactory, items: Sequence[Any], ledger: Any, labe
             indices = [int(i) for i in batch["index"]]
             payloads = []
             for index in indices:
-                ray.get(ledger.started.remote(label, index))
+                ray.get(ledger.started.remote(label, index, os.getpid()))
                 payloads.append(pickle.dumps(_portable_errors(self.process, items[index])))
+                # Awaited: an item the ledger still holds is surely not made yet.
+                ray.get(ledger.made.remote(label, index))
             return {"index": np.array(indices, dtype=np.int64), "result": np.array(payloads, dtype=object)}
 
     Worker.__name__ = Worker.__qualname__ = f"Worker[{label}]"
@@ -150,15 +158,24 @@ def _portable_errors(function: Callable[..., Any], *args: Any) -> Any:
 def _ledger_class(ray: Any) -> Any:
     @ray.remote(num_cpus=0, max_restarts=0)
     class Ledger:
-        """How many times each (label, item) was started."""
+        """How many times each (label, item) was started, and which process holds it until it is made."""
 
         def __init__(self) -> None:
             self.starts: dict[tuple[str, int], int] = {}
+            self.holders: dict[tuple[str, int], int] = {}
 
-        def started(self, label: str, index: int) -> int:
+        def started(self, label: str, index: int, pid: int) -> int:
             key = (label, index)
             self.starts[key] = self.starts.get(key, 0) + 1
+            self.holders[key] = pid
             return self.starts[key]
+
+        def made(self, label: str, index: int) -> None:
+            self.holders.pop((label, index), None)
+
+        def in_flight(self) -> dict[tuple[str, int], int]:
+            """Items started and not yet made, with the process id of the worker on each."""
+            return dict(self.holders)
 
         def retried(self) -> int:
             return sum(count - 1 for count in self.starts.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,8 +50,10 @@ def ray_run(ray_session, tmp_path_factory, tiny_base, int8_candidate, suite_file
     args = _eval_args(tiny_base, int8_candidate, suite_file, out, "--ray", "local", "--workers", "2")
     thread = threading.Thread(target=lambda: outcome.update(zip(("code", "stdout", "stderr"), run_cli(*args))))
     thread.start()
-    outcome["killed"] = _kill_a_worker_in_a_case(ray_session, thread)
-    thread.join(timeout=600)
+    try:
+        outcome["killed"] = _kill_a_worker_in_a_case(ray_session, thread)
+    finally:  # never leave the run going on beside the next tests
+        thread.join(timeout=600)
     assert not thread.is_alive()
     assert outcome["code"] == 0, outcome["stderr"]
     return out, outcome
@@ -104,18 +107,24 @@ def _ledgers(ray) -> list:
 
 def _holders(ray, ledger) -> list[int]:
     try:
-        return list(ray.get(ledger.in_flight.remote()).values())
-    except ray.exceptions.RayActorError:  # the run closed its ledger meanwhile
+        return list(ray.get(ledger.in_flight.remote(), timeout=30).values())
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):  # closed meanwhile, or too busy to say
         return []
 
 
 def _stop_and_kill_if_still_holding(ray, ledger, pid: int) -> bool:
-    os.kill(pid, signal.SIGSTOP)
-    if pid in _holders(ray, ledger):
-        os.kill(pid, signal.SIGKILL)
-        return True
-    os.kill(pid, signal.SIGCONT)
-    return False
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:  # its pool ended between the look and the stop
+        return False
+    try:
+        if pid in _holders(ray, ledger):
+            os.kill(pid, signal.SIGKILL)
+            return True
+        return False
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # harmless after SIGKILL; lets an idle one go on
 
 
 def _is_our_process(pid: int) -> bool:

@@ -10,13 +10,13 @@ from flux2_int8.nano.accuracy import measure
 from flux2_int8.nano.grammar import split_scenes
 
 # A fixed held-out set: every third held-out prompt (24, all counts, shapes and colours), seed 0.
-# The shipped weights score 24/24 backgrounds, 24/24 object colours and 18/24 counts on it, in
-# float32 and in bf16, on this machine. Each floor leaves room for about three pictures
+# The shipped weights score 24/24 backgrounds, 23/24 object colours and 20/24 counts on it in
+# float32 (19/24 counts in bf16), on this machine. Each floor leaves room for two to four pictures
 # to flip on another CPU (float rounding moving a blob edge past a scorer threshold), while a
 # broken sampling convention (sigmas, latent statistics, prompt length) or a barely trained
 # model fails: after its first 344 transformer steps nano drew all 24 backgrounds right, but
 # 3 of 24 object colours and 5 of 24 counts.
-FLOORS = {"background": 0.95, "colour": 0.87, "count": 0.62}
+FLOORS = {"background": 0.95, "colour": 0.87, "count": 0.66}
 
 
 @pytest.fixture(scope="module")

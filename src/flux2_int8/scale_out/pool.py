@@ -19,9 +19,9 @@ own workers (no user file is ever unpickled).
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import re
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence

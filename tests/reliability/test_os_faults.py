@@ -104,11 +104,17 @@ def test_disk_full_during_eval(tmp_path, base):
 # --- Ctrl-C ------------------------------------------------------------------------------------
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(command: list[str], ready, tmp_path: Path, timeout: float = 300) -> Outcome:
     """Start `command`, send SIGINT once `ready(stderr_so_far)` holds, and collect what it said."""
     stderr_file = tmp_path / "stderr.txt"
     with stderr_file.open("wb") as sink:
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, env=child_env())
+        # A shell that starts pytest in the background hands it SIGINT ignored, and children
+        # inherit that; a user's Ctrl-C reaches a process with the default action.
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, env=child_env(), preexec_fn=_default_sigint)
         deadline = time.monotonic() + timeout
         while not ready(stderr_file.read_text(errors="replace")):
             assert child.poll() is None, f"finished before it could be interrupted: {stderr_file.read_text()}"

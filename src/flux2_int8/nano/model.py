@@ -10,6 +10,10 @@ evaluate) runs on nano unchanged.
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +140,19 @@ def save_pipeline(pipeline: Flux2KleinPipeline, folder: str | Path) -> Path:
     folder = Path(folder)
     pipeline.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+@contextmanager
+def replacing_folder(out: Path) -> Iterator[Path]:
+    """A sibling `.partial` path to write a pipeline folder at; it replaces `out` only once written, so `out` is never half-written."""
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _round_to_bf16(module: torch.nn.Module) -> torch.nn.Module:

@@ -9,7 +9,6 @@ weights are such an average. Our own code because it is a dozen lines over safet
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, ConfigError
+from .model import replacing_folder
 
 TRANSFORMER_WEIGHTS = Path("transformer") / "diffusion_pytorch_model.safetensors"
 
@@ -58,14 +58,8 @@ def _check_same_tensors(first_folder: Path, first: dict[str, torch.Tensor], fold
 
 
 def _write(template: Path, mean: dict[str, torch.Tensor], out: Path) -> Path:
-    """Copy the template folder beside `out`, swap in the mean, then rename: `out` is never half-written."""
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    """The template folder with the mean swapped in, written beside `out` and renamed: `out` is never half-written."""
+    with replacing_folder(out) as staging:
         shutil.copytree(template, staging)
         save_file(mean, staging / TRANSFORMER_WEIGHTS, metadata={"format": "pt"})
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -14,8 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -295,14 +293,11 @@ def prompt_embeddings(text_encoder: Any, tokenizer: Any) -> dict[str, torch.Tens
 def export(transformer: Flux2Transformer2DModel, parts: tuple[Any, ...], out: Path) -> None:
     """Write the pipeline to `out` via a sibling temporary folder, so `out` is never half-written."""
     vae, text_encoder, tokenizer = parts
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     pipeline = model.assemble_pipeline(
         copy.deepcopy(transformer), copy.deepcopy(vae), copy.deepcopy(text_encoder), tokenizer
     )
-    model.save_pipeline(pipeline, staging)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(staging, out)
+    with model.replacing_folder(out) as staging:
+        model.save_pipeline(pipeline, staging)
 
 
 def _patchified_latents(vae: AutoencoderKLFlux2, images: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The house rules, read off the source with `ast` (nothing is imported or run).
 
 - Imports point one way: no cycle between modules of `src/flux2_int8`, lazy imports included.
-- `formats/` (header-only files) imports nothing above it, and `int8/` nothing above `formats/`.
+- `formats/` (header-only files) imports nothing above it, and `int8/` and `planning/` nothing above `formats/`.
 - The product never imports the test kit: only `testing/` itself imports `flux2_int8.testing`.
 """
 
@@ -18,6 +18,7 @@ PACKAGE = "flux2_int8"
 ALLOWED_BELOW = {
     "formats": {"errors", "variants", "lazy", "version"},
     "int8": {"errors", "variants", "lazy", "version", "formats"},
+    "planning": {"errors", "variants", "lazy", "version", "formats"},  # header-only: `flux2-int8 plan` imports no torch
 }
 
 

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> None:
             return ray_options.generate(ray_cluster, args, jobs)
 
     apply_threads(args, args.base)
+    _show_load_notes(args)
     pipeline = load_pipeline(
         args.base,
         transformer=args.transformer,
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> None:
         activations=args.activations,
         loras=args.lora,
         fuse_loras=args.fuse_lora,
+        gpu_memory=args.gpu_memory,
+        plan_resolution=max(args.width or 0, args.height or 0) or None,
     )
     if args.guidance is not None and pipeline.config.is_distilled and not args.quiet:
         print("note: this is a distilled model; it ignores --guidance", file=sys.stderr)
@@ -93,6 +96,21 @@ def run(args: argparse.Namespace) -> None:
         print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 
 
+def _show_load_notes(args: argparse.Namespace) -> None:
+    """Print the loader's notes (the text-encoder cut, the INT8 cache, what `--offload auto` chose) on stderr."""
+    import logging
+
+    if args.quiet or args.json:
+        return
+    logger = logging.getLogger("flux2_int8")
+    if not any(getattr(handler, "flux2_int8_notes", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        handler.flux2_int8_notes = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def _requests(args: argparse.Namespace) -> list[Request]:
     from ..generate import Request, RequestError, read_prompts_file
 
@@ -107,7 +125,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="generate images: text-to-image, editing (one --image), composition (several)")
     add_base(parser)
     parser.add_argument("--transformer", help="INT8/BF16/FP8 transformer checkpoint: a path, or a hub file owner/repo/file.safetensors (default: the base's own BF16 transformer)")
-    parser.add_argument("--text-encoder", help="INT8 text encoder file from `flux2-int8 quantize --text-encoder` (path or hub file; default: the base's)")
+    parser.add_argument("--text-encoder", help="bf16 (the base's, default), int8 (the base's, quantized at load time and cached), or an INT8 text encoder file from `flux2-int8 quantize --text-encoder` (path or hub file); always cut to the layers the pipeline reads")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", help="the prompt")
     source.add_argument("--prompts", metavar="FILE", help="a batch: one prompt per line, or JSONL lines {\"prompt\", \"images\", \"seed\"}")
@@ -121,7 +139,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_device(parser)
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
-    parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none", help="diffusers CPU offload, CUDA only (default none)")
+    parser.add_argument("--offload", choices=("none", "model", "group", "sequential", "auto"), default="none", help="diffusers CPU offload, CUDA only: model, group (block level, CUDA streams), sequential; auto: the fastest that fits the GPU by `flux2-int8 plan` (default none)")
+    parser.add_argument("--gpu-memory", metavar="SIZE", help="with --offload auto: plan for this much GPU memory (e.g. 16GB) instead of the GPU's free memory")
     parser.add_argument(
         "--compile",
         nargs="?",

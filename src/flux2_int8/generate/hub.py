@@ -20,11 +20,13 @@ from ..errors import CheckpointError, ConfigError
 from ..formats.header import loads_bounded
 from ..loading.hub import HUB_FILE, hub_errors, resolve_checkpoint
 from ..nano import NANO_BASE, nano_folder
+from ..planning.text_encoder import CUT_FROM_LAYERS, cut_for
 from ..tiny import TINY_BASE, tiny_pipeline_cache
 from ..variants import VARIANTS, Variant, get_variant
 
 PIPELINE_CLASS = "Flux2KleinPipeline"
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+TEXT_ENCODER_INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # torch.save / pickle weight files
 
 
@@ -115,8 +117,28 @@ def pipeline_patterns(skip_transformer_weights: bool, skip_text_encoder_weights:
     """
     patterns = ["model_index.json", "scheduler/*", "tokenizer/*", "vae/*"]
     patterns.append("transformer/config.json" if skip_transformer_weights else "transformer/*")
-    patterns += ["text_encoder/config.json", "text_encoder/generation_config.json"] if skip_text_encoder_weights else ["text_encoder/*"]
+    patterns += ["text_encoder/config.json", "text_encoder/generation_config.json", f"text_encoder/{TEXT_ENCODER_INDEX}"] if skip_text_encoder_weights else ["text_encoder/*"]
     return patterns
+
+
+def download_text_encoder_weights(repo_id: str | None, folder: Path, local_files_only: bool, revision: str | None = None, token: str | bool | None = None) -> None:
+    """Fetch only the text-encoder shards holding the layers the pipeline reads (the cut, `planning.text_encoder`).
+
+    Qwen3-8B's last shards hold layers past 27, the final norm and the LM head: with the
+    cut, they are never downloaded.
+    """
+    if repo_id is None:
+        return
+    component = folder / "text_encoder"
+    index = component / TEXT_ENCODER_INDEX
+    names = ["text_encoder/model.safetensors"]
+    if index.is_file():
+        config = loads_bounded((component / "config.json").read_bytes())
+        cut = cut_for(int(config["num_hidden_layers"]), config.get(CUT_FROM_LAYERS))
+        weight_map = loads_bounded(index.read_bytes()).get("weight_map", {})
+        names = sorted({f"text_encoder/{shard}" for key, shard in weight_map.items() if cut.model_key(key) is not None})
+    with hub_errors(f"the text encoder of '{repo_id}'", repo_id, f"hf download {repo_id} --include 'text_encoder/*'", "pass a local pipeline folder as the base", local_files_only):
+        snapshot_download(repo_id, allow_patterns=names, local_files_only=local_files_only, revision=revision, token=token)
 
 
 def download_pipeline(repo_id: str, skip_transformer_weights: bool, local_files_only: bool, skip_text_encoder_weights: bool = False, revision: str | None = None, token: str | bool | None = None) -> Path:

@@ -8,6 +8,7 @@ component is neither downloaded nor loaded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,13 @@ from ..nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS, is_nano
 from ..variants import VARIANTS, architecture_of
 from .compilation import compile_transformer, resolve_compile_mode
 from ..loading.hub import resolve_checkpoint
-from .hub import BaseSource, check_safetensors_only, download_pipeline, parse_base, resolve_lora, transformer_config_of
-from .quiet import silence_ignored_guidance_warning
+from .hub import BaseSource, check_safetensors_only, download_pipeline, download_text_encoder_weights, parse_base, resolve_lora, transformer_config_of
+from .placement import OFFLOAD_MODES, choose_offload, place
+from .quiet import silence_cut_encoder_type_warning, silence_ignored_guidance_warning
+from .text_encoders import load_base_text_encoder, load_file_text_encoder, text_encoder_choice
 
-Offload = Literal["none", "model", "sequential"]
-OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential")
+Offload = Literal["none", "model", "group", "sequential", "auto"]
+logger = logging.getLogger("flux2_int8")
 # klein's transformer reads three Qwen3 hidden states (layers 9, 18, 27) concatenated.
 _TEXT_HIDDEN_STATES = 3
 # The config entries that decide tensor shapes: a checkpoint must agree with the base on all.
@@ -84,6 +87,9 @@ def load_pipeline(
     revision: str | None = None,
     token: str | bool | None = None,
     device_map: str | None = None,
+    gpu_memory: str | int | None = None,
+    plan_resolution: int | None = None,
+    plan_batch: int = 1,
 ) -> Flux2KleinPipeline:
     """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
@@ -91,10 +97,19 @@ def load_pipeline(
     `nano` (the small trained pipeline shipped with the package), a hub repository id
     or a local pipeline folder. `transformer` is a checkpoint path (BFL
     single file, diffusers or ModelOpt folder) or a hub file `owner/repo/file.safetensors`;
-    `text_encoder` an INT8 text encoder file from `flux2-int8 quantize --text-encoder`
-    (path or hub file). The base's own weights of a replaced component are neither
-    downloaded nor loaded. `device` defaults to CUDA when available. `offload` ("model"
-    or "sequential") uses diffusers' CPU offload and needs CUDA. `compile` is "off",
+    `text_encoder` is "bf16" (default: the base's, in `dtype`), "int8" (the base's,
+    quantized at load time with per-channel weights and per-token activations, cached on
+    disk so the next load reads INT8 directly; see docs/generate.md) or an INT8 text
+    encoder file from `flux2-int8 quantize --text-encoder` (path or hub file). Every text
+    encoder is cut to the Qwen3 layers the pipeline reads (no final norm, no LM head;
+    the bytes saved are logged on the `flux2_int8` logger). The base's own weights of a
+    replaced component are neither downloaded nor loaded. `device` defaults to CUDA when
+    available. `offload` ("model", "group" or "sequential") uses diffusers' CPU offload
+    (model, group offload with CUDA streams, leaf) and needs CUDA; "auto" plans the
+    memory from the headers (`flux2_int8.plan_memory`, for `plan_resolution` (default
+    the model's native size) and `plan_batch`) against the GPU's free memory (or
+    `gpu_memory`, e.g. "16GB") and takes the fastest placement that fits, logging what
+    it chose and why (also in `pipe.flux2_int8_placement`). `compile` is "off",
     "full" (the whole transformer under `torch.compile(fullgraph=True)`), "regional" (each
     repeated block, compiled once per block class: much faster to compile) or "on" (full,
     until regional is measured no slower per step on a GPU); the first call then compiles.
@@ -131,28 +146,39 @@ def load_pipeline(
         raise ConfigError(f"device_map='{device_map}' and offload '{offload}' both place the weights; choose one")
     compile_mode = resolve_compile_mode(compile)
     silence_ignored_guidance_warning()
+    silence_cut_encoder_type_warning()
     device = _resolve_device(device, offload)
     source = parse_base(base)
     checkpoint = resolve_checkpoint(transformer, local_files_only, token) if transformer is not None else None
-    encoder_file = resolve_checkpoint(text_encoder, local_files_only, token) if text_encoder is not None else None
+    encoder_choice = text_encoder_choice(text_encoder)
+    encoder_file = resolve_checkpoint(text_encoder, local_files_only, token) if encoder_choice is None else None
+    cut_base_encoder = encoder_choice == "int8" or (encoder_choice == "bf16" and device_map is None)
     lora_files = resolve_loras(loras, local_files_only)
     if source.variant is not None:  # a variant's shapes are known: check before any download
         _check_fits(checkpoint, encoder_file, source.variant.architecture.transformer_config(), source.spec)
-    folder = _base_folder(source, checkpoint is not None, encoder_file is not None, local_files_only, revision, token)
+    folder = _base_folder(source, checkpoint is not None, encoder_file is not None or cut_base_encoder, local_files_only, revision, token)
+    if cut_base_encoder and source.folder is None:
+        download_text_encoder_weights(source.repo_id, folder, local_files_only, revision, token)
     config = transformer_config_of(folder)
     if source.variant is None:
         _check_fits(checkpoint, encoder_file, config, source.spec)
+    placement = None
+    if offload == "auto":
+        offload, placement = _auto_offload(folder, checkpoint, encoder_file or encoder_choice, dtype, device, gpu_memory, plan_resolution, plan_batch)
     load_device = device if offload == "none" else torch.device("cpu")
     components: dict[str, Any] = {}
     if checkpoint is not None:
         components["transformer"] = load_transformer(checkpoint, config=config, device=load_device, dtype=dtype, activations=activations)
     if encoder_file is not None:
-        components["text_encoder"] = load_text_encoder(encoder_file, config=folder, device=load_device, dtype=dtype)
+        components["text_encoder"] = load_file_text_encoder(encoder_file, folder, load_device, dtype)
+    elif cut_base_encoder:
+        components["text_encoder"] = load_base_text_encoder(folder, encoder_choice, load_device, dtype)
     pipeline = _from_pretrained(folder, components, source, dtype, device_map)
     if lora_files:
         load_loras(pipeline, [path for path, _ in lora_files], [scale for _, scale in lora_files], fuse=fuse_loras)
     if device_map is None:
-        _place(pipeline, device, offload)
+        place(pipeline, device, offload)
+    pipeline.flux2_int8_placement = placement or {"offload": offload, "reason": "asked for", "peaks": {}}
     compile_transformer(pipeline.transformer, compile_mode)
     return pipeline
 
@@ -227,7 +253,7 @@ def _resolve_device(device: str | torch.device | None, offload: str) -> torch.de
         raise ConfigError(f"invalid device '{device}' ({error})") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
-    if offload != "none" and resolved.type != "cuda":
+    if offload not in ("none", "auto") and resolved.type != "cuda":
         raise ConfigError(f"offload '{offload}' keeps weights on the CPU and runs them on a CUDA GPU; with device '{resolved}' use offload 'none'")
     return resolved
 
@@ -255,10 +281,10 @@ def _from_pretrained(folder: Path, components: dict[str, Any], source: BaseSourc
         raise Flux2Int8Error(f"{folder}: the pipeline cannot be loaded from this folder ({error})") from None
 
 
-def _place(pipeline: Flux2KleinPipeline, device: torch.device, offload: str) -> None:
-    if offload == "model":
-        pipeline.enable_model_cpu_offload(device=device)
-    elif offload == "sequential":
-        pipeline.enable_sequential_cpu_offload(device=device)
-    else:
-        pipeline.to(device)
+def _auto_offload(folder: Path, checkpoint: Path | None, text_encoder: str | Path, dtype: torch.dtype, device: torch.device, gpu_memory: str | int | None, resolution: int | None, batch: int) -> tuple[str, dict[str, Any]]:
+    """`offload="auto"`: the memory plan's choice for this device, logged with its reason."""
+    native = NANO_SIZE if is_nano(transformer_config_of(folder)) else 1024
+    tokens = NANO_MAX_SEQUENCE_LENGTH if is_nano(transformer_config_of(folder)) else KLEIN_MAX_SEQUENCE_LENGTH
+    mode, plan, why = choose_offload(folder, checkpoint, text_encoder, dtype, device, gpu_memory, resolution or native, batch, tokens)
+    logger.info("offload auto: %s (%s)", mode, why)
+    return mode, {"offload": mode, "reason": why, "peaks": dict(plan.peaks) if plan else {}}

@@ -24,3 +24,25 @@ def silence_ignored_guidance_warning() -> None:
     logger = logging.getLogger(_KLEIN_LOGGER)
     if not any(isinstance(existing, _IgnoredGuidanceFilter) for existing in logger.filters):
         logger.addFilter(_IgnoredGuidanceFilter())
+
+
+_PIPELINE_LOGGER = "diffusers.pipelines.pipeline_utils"
+_CUT_ENCODER_TYPE = "Expected types for text_encoder: (<class 'transformers.models.qwen3.modeling_qwen3.Qwen3ForCausalLM'>,), got <class 'transformers.models.qwen3.modeling_qwen3.Qwen3Model'>"
+
+
+class _CutEncoderTypeFilter(logging.Filter):
+    """The cut text encoder is transformers' headless `Qwen3Model` where the pipeline's hint says `Qwen3ForCausalLM`.
+
+    The pipeline only reads hidden states, which both answer alike; the warning would
+    appear on every load.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _CUT_ENCODER_TYPE not in record.getMessage()
+
+
+def silence_cut_encoder_type_warning() -> None:
+    """Install the filter on diffusers' pipeline logger (once)."""
+    logger = logging.getLogger(_PIPELINE_LOGGER)
+    if not any(isinstance(existing, _CutEncoderTypeFilter) for existing in logger.filters):
+        logger.addFilter(_CutEncoderTypeFilter())

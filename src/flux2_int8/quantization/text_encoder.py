@@ -36,10 +36,16 @@ def text_encoder_path(out: str | Path) -> Path:
 
 
 def text_encoder_state_dict(model: nn.Module, input_range: dict[str, float], recipe: Recipe) -> dict[str, torch.Tensor]:
-    """transformers-named W8A8 state dict; a tensor tied to another (lm_head to the embedding) is written once."""
+    """transformers-named W8A8 state dict; a tensor tied to another (lm_head to the embedding) is written once.
+
+    The cut, headless encoder `load_pipeline` gives (`Qwen3Model`) is written under
+    `Qwen3ForCausalLM`'s names (`model.layers...`), so every file has one naming.
+    """
     state = quantized_state_dict(model, input_range, recipe)
     for key in tied_keys(model):
         state.pop(key, None)
+    if not hasattr(model, "lm_head"):
+        state = {f"model.{key}": tensor for key, tensor in state.items()}
     return state
 
 

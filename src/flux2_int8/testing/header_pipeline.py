@@ -1,0 +1,75 @@
+"""Real-size klein pipelines as headers only: every file's header is true, its data a hole (no disk, no memory).
+
+What `flux2-int8 plan` reads, at the sizes of the published models, on a machine that
+cannot download them: tests hold the plan's bytes against meta-built models, and the
+table in docs/generate.md is the plan run on these folders
+(`python scripts/plan_klein_table.py`). The Qwen3 configs are the published Qwen3-4B
+(klein 4B) and Qwen3-8B (klein 9B) ones; the VAE is diffusers' `AutoencoderKLFlux2` default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKLFlux2
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from ..formats.keys import diffusers_to_bfl
+from ..loading.skeleton import build_empty_model
+from ..variants import get_variant
+from .checkpoints import meta_int8_state, write_sparse_header
+
+QWEN3_COMMON: dict[str, Any] = {"num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000}
+QWEN3_CONFIGS: dict[str, dict[str, Any]] = {
+    "klein-4b": {**QWEN3_COMMON, "hidden_size": 2560, "intermediate_size": 9728, "tie_word_embeddings": True},  # Qwen3-4B
+    "klein-9b": {**QWEN3_COMMON, "hidden_size": 4096, "intermediate_size": 12288, "tie_word_embeddings": False},  # Qwen3-8B
+}
+
+
+def meta_text_encoder(size: str) -> Qwen3ForCausalLM:
+    """The whole Qwen3 text encoder of klein 4B / 9B on the meta device (bf16)."""
+    with init_empty_weights():
+        model = Qwen3ForCausalLM(Qwen3Config(**QWEN3_CONFIGS[size])).to(torch.bfloat16)
+    model.tie_weights()
+    return model
+
+
+def _stored(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict as `save_pretrained` stores it: a tied tensor once, under its first name."""
+    seen: set[int] = set()
+    state = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            state[key] = tensor
+    return state
+
+
+def write_header_only_pipeline(folder: str | Path, variant: str = "klein-9b") -> Path:
+    """A klein pipeline folder (BF16 transformer, Qwen3, VAE) with sparse header-only weights."""
+    size = get_variant(variant).architecture.name
+    folder = Path(folder)
+    for component in ("transformer", "text_encoder", "vae", "scheduler", "tokenizer"):
+        (folder / component).mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "Flux2KleinPipeline", "is_distilled": get_variant(variant).distilled, "transformer": ["diffusers", "Flux2Transformer2DModel"], "text_encoder": ["transformers", "Qwen3ForCausalLM"], "vae": ["diffusers", "AutoencoderKLFlux2"], "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "tokenizer": ["transformers", "Qwen2TokenizerFast"]}))
+    transformer = build_empty_model(get_variant(variant).architecture.transformer_config())
+    (folder / "transformer" / "config.json").write_text(json.dumps(dict(transformer.config)))
+    write_sparse_header(folder / "transformer" / "diffusion_pytorch_model.safetensors", {k: v.to(torch.bfloat16) for k, v in transformer.state_dict().items()})
+    encoder = meta_text_encoder(size)
+    (folder / "text_encoder" / "config.json").write_text(encoder.config.to_json_string())
+    write_sparse_header(folder / "text_encoder" / "model.safetensors", _stored(encoder))
+    with torch.device("meta"):
+        vae = AutoencoderKLFlux2()
+    (folder / "vae" / "config.json").write_text(json.dumps(dict(vae.config)))
+    write_sparse_header(folder / "vae" / "diffusion_pytorch_model.safetensors", {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in vae.state_dict().items()})
+    return folder
+
+
+def write_header_only_int8_transformer(path: str | Path, variant: str = "klein-9b") -> Path:
+    """A BFL single-file INT8 W8A8 transformer of the variant's size (the published layout), header only."""
+    model = build_empty_model(get_variant(variant).architecture.transformer_config())
+    return write_sparse_header(path, diffusers_to_bfl(meta_int8_state(model)), {"format": "bfl-int8"})

@@ -7,6 +7,7 @@ prompts file.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,18 +97,23 @@ def run(args: argparse.Namespace) -> None:
         print(f"{len(done)} image(s) in {total:.2f} s, {total / len(done):.2f} s per image ({steps} steps)")
 
 
+class _NotesHandler(logging.Handler):
+    """The loader's notes as `note: ...` lines on whatever stderr is now (not the one at install time)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"note: {record.getMessage()}", file=sys.stderr)
+
+
 def _show_load_notes(args: argparse.Namespace) -> None:
     """Print the loader's notes (the text-encoder cut, the INT8 cache, what `--offload auto` chose) on stderr."""
-    import logging
-
-    if args.quiet or args.json:
-        return
     logger = logging.getLogger("flux2_int8")
-    if not any(getattr(handler, "flux2_int8_notes", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("note: %(message)s"))
-        handler.flux2_int8_notes = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    handlers = [h for h in logger.handlers if isinstance(h, _NotesHandler)]
+    if args.quiet or args.json:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        return
+    if not handlers:
+        logger.addHandler(_NotesHandler())
     logger.setLevel(logging.INFO)
 
 

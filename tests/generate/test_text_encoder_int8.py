@@ -1,0 +1,86 @@
+"""`text_encoder="int8"`: the base's Qwen3 quantized at load time, cached, the second load reading INT8 directly."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import torch
+
+from flux2_int8 import Int8Linear, load_pipeline
+from flux2_int8.cli import main
+
+PROMPT = "A red cube on a blue table"
+
+
+@pytest.fixture
+def cache(tiny_base, tmp_path, monkeypatch):
+    """A fresh flux2-int8 cache (the tiny base is built first, in the shared one)."""
+    monkeypatch.setenv("FLUX2_INT8_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "text-encoders"
+
+
+def _messages(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "flux2_int8"]
+
+
+def test_int8_at_load_is_cached_and_the_second_load_quantizes_nothing(tiny_base, cache, caplog, monkeypatch, bf16_pipeline):
+    from flux2_int8.demo import psnr
+    from flux2_int8.evaluate.metrics import relative_error
+    from flux2_int8.generate import generate_image
+
+    with caplog.at_level(logging.INFO, logger="flux2_int8"):
+        first = load_pipeline(tiny_base, text_encoder="int8", device="cpu")
+    (cached,) = cache.glob("*.safetensors")
+    assert any("quantized at load time and cached" in m for m in _messages(caplog))
+    assert not list(cache.glob("*.partial"))
+    layers = [m for m in first.text_encoder.modules() if isinstance(m, Int8Linear)]
+    assert len(layers) == 27 * 7 and all(layer.activations == "dynamic" for layer in layers)
+    assert all(layer.weight_scale.dtype == torch.float32 for layer in layers)
+
+    import flux2_int8.loading.text_encoder_int8 as at_load
+
+    monkeypatch.setattr(at_load, "quantize_weight", None)  # a second quantization would fail
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="flux2_int8"):
+        second = load_pipeline(tiny_base, text_encoder="int8", device="cpu")
+    assert any("loaded from the cache" in m for m in _messages(caplog))
+    assert list(cache.glob("*.safetensors")) == [cached]
+    with torch.no_grad():
+        int8, _ = second.encode_prompt(prompt=PROMPT, device="cpu")
+        bf16, _ = bf16_pipeline.encode_prompt(prompt=PROMPT, device="cpu")
+        again, _ = first.encode_prompt(prompt=PROMPT, device="cpu")
+    assert torch.equal(int8, again)
+    error = relative_error(int8.float(), bf16.float())
+    assert 0 < error < 0.05, error  # measured 0.0185 (docs/generate.md)
+    second.set_progress_bar_config(disable=True)
+    image = generate_image(second, PROMPT, [], 0, 2, 1.0, 64, 64)
+    reference = generate_image(bf16_pipeline, PROMPT, [], 0, 2, 1.0, 64, 64)
+    assert 35.0 < psnr(image, reference) < float("inf")
+
+
+def test_a_changed_source_or_a_damaged_cache_file_is_rebuilt(tiny_base, cache, tmp_path):
+    import shutil
+
+    from flux2_int8.loading.text_encoder_int8 import load_int8_text_encoder
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_base, base)
+    _, first = load_int8_text_encoder(base)
+    first.path.write_bytes(b"not a safetensors file")  # damaged: read back, refused, rebuilt
+    model, again = load_int8_text_encoder(base)
+    assert again.created and again.path == first.path and len(model.layers) == 27
+    weights = base / "text_encoder" / "model.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    _, changed = load_int8_text_encoder(base)
+    assert changed.created and changed.path != first.path
+
+
+def test_generate_takes_text_encoder_int8(tiny_base, cache, tmp_path, capsys):
+    code = main(["generate", "--base", str(tiny_base), "--text-encoder", "int8", "--prompt", PROMPT, "--steps", "1", "--resolution", "64", "--device", "cpu", "--out", str(tmp_path / "cube.png")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (tmp_path / "cube.png").is_file() and list(cache.glob("*.safetensors"))
+    assert "note: text encoder: INT8" in err and "note: text encoder: 27 of 28 layers" in err

@@ -30,9 +30,10 @@ def pipeline_hidden_state_layers() -> tuple[int, ...]:
     a header-only plan answers without loading torch; a source it cannot read falls
     back to importing the pipeline and reading its signature.
     """
-    spec = importlib.util.find_spec(_PIPELINE_MODULE)
-    if spec is not None and spec.origin:
-        found = _default_from_source(Path(spec.origin))
+    spec = importlib.util.find_spec("diffusers")  # a top-level spec: finding it imports nothing
+    if spec is not None and spec.submodule_search_locations:
+        source = Path(list(spec.submodule_search_locations)[0]).joinpath(*_PIPELINE_MODULE.split(".")[1:]).with_suffix(".py")
+        found = _default_from_source(source)
         if found is not None:
             return found
     import inspect

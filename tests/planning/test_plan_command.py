@@ -1,0 +1,66 @@
+"""`flux2-int8 plan` and `inspect` on a pipeline folder: header-only, no torch, one clear error for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cli_helpers import run_cli
+from flux2_int8.planning import parse_memory
+
+
+@pytest.fixture(scope="module")
+def klein_9b(tmp_path_factory):
+    from flux2_int8.testing.header_pipeline import write_header_only_int8_transformer, write_header_only_pipeline
+
+    folder = tmp_path_factory.mktemp("k9")
+    return write_header_only_pipeline(folder / "pipeline", "klein-9b"), write_header_only_int8_transformer(folder / "int8.safetensors", "klein-9b")
+
+
+def test_memory_sizes_are_read_as_cards_are_sold():
+    assert parse_memory("24GB") == parse_memory("24GiB") == parse_memory("24 G") == 24 << 30
+    assert parse_memory("12000MB") == 12000 << 20 and parse_memory(1234) == 1234
+
+
+def test_plan_imports_no_torch_and_answers_from_headers(klein_9b):
+    folder, int8 = klein_9b
+    script = (
+        "import sys, json; from flux2_int8.cli import main; "
+        f"code = main(['plan', '--base', {str(folder)!r}, '--transformer', {str(int8)!r}, '--text-encoder', 'int8', '--gpu-memory', '16GB', '--json']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["choice"] == "model" and plan["peaks"]["none"] > 16 << 30 >= plan["peaks"]["model"]
+    encoder = next(c for c in plan["components"] if c["name"] == "text_encoder")
+    assert "INT8 at load" in encoder["source"]
+
+
+def test_plan_text_says_what_fits_which_card(klein_9b):
+    folder, int8 = klein_9b
+    code, out, err = run_cli("plan", "--base", str(folder), "--transformer", str(int8), "--gpu-memory", "24GB")
+    assert code == 0, err
+    assert "27 of 36 layers" in out and "choice for 24.00 GiB: none" in out
+    assert "fits: 24 GB" in out
+
+
+def test_bad_plan_input_is_one_error_line(klein_9b, tmp_path):
+    folder, int8 = klein_9b
+    code, _, err = run_cli("plan", "--base", str(folder), "--gpu-memory", "lots")
+    assert code == 2 and err.startswith("Error: GPU memory 'lots'") and err.count("\n") == 1
+    code, _, err = run_cli("plan", "--base", str(tmp_path), "--transformer", str(int8))
+    assert code == 2 and "model_index.json" in err
+
+
+def test_inspect_on_a_pipeline_folder_prints_its_plan(klein_9b):
+    folder, _ = klein_9b
+    code, out, err = run_cli("inspect", str(folder), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["memory_plan"]["weight_bytes"] == sum(c["weight_bytes"] for c in summary["memory_plan"]["components"])
+    code, out, _ = run_cli("inspect", str(folder))
+    assert "memory plan for" in out and "peak per placement" in out

@@ -4,6 +4,9 @@
 #   bash scripts/bench_gpu.sh proof [OUT]        every decision-relevant figure in one call (< 8 min on an H100/H200)
 #   bash scripts/bench_gpu.sh proof-dry [OUT]    the same sequence on the tiny model on a CPU, small budget (CI runs it)
 #   bash scripts/bench_gpu.sh PART [OUT]         one older, longer part: sanity | micro | 9b | 9b-fused | 4b | 9b-pipeline
+#   bash scripts/bench_gpu.sh offload [OUT]      seconds per image and peak memory of each placement (none, model, group,
+#                                                sequential) on klein-9B random weights beside the memory plan (< 4 min; own call,
+#                                                as proof already returns the 8 files the device tool allows). offload-dry: tiny, CPU
 #
 # Installs the wheels carried in .whl/ (diffusers and flux2-int8; see docs/benchmarks.md)
 # into /tmp/site, records the GPU and library versions, and writes under OUT/PART
@@ -22,13 +25,13 @@
 # Only the six JSON files, env.txt and log.txt land in OUT/proof (the device tool returns at most 8 files).
 set -uo pipefail
 START=$(date +%s)
-PART=${1:?usage: bash scripts/bench_gpu.sh proof|proof-dry|sanity|micro|9b|9b-fused|4b|9b-pipeline [OUT]}
+PART=${1:?usage: bash scripts/bench_gpu.sh proof|proof-dry|offload|offload-dry|sanity|micro|9b|9b-fused|4b|9b-pipeline [OUT]}
 DEST=${2:-${OUT:-bench-out}}/$PART
 PYTHON=${PYTHON:-python3}
 mkdir -p "$DEST"
 LOG="$DEST/log.txt"
 : >"$LOG"
-if [[ $PART != proof-dry ]] && compgen -G ".whl/*.whl" >/dev/null; then
+if [[ $PART != proof-dry && $PART != offload-dry ]] && compgen -G ".whl/*.whl" >/dev/null; then
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
 else
@@ -114,12 +117,27 @@ proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
   echo "== proof: done in $(($(date +%s) - START)) s; record with: python3 scripts/record_gpu_results.py $DEST" | tee -a "$LOG"
 }
 
+offload() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model. Writes DEST/offload.json, env.txt, log.txt.
+  START=$(date +%s)
+  versions 2>&1 | tee "$DEST/env.txt" >>"$LOG"
+  if [[ ${1:-} == dry ]]; then
+    END=$((START + ${OFFLOAD_SECONDS:-120})) MIN_SECTION=15
+    script_section offload 110 benchmarks/offload_modes.py --variant tiny --device cpu --resolution 64 --steps 1 --time-budget 90
+  else
+    END=$((START + ${OFFLOAD_SECONDS:-230})) MIN_SECTION=40
+    script_section offload 220 benchmarks/offload_modes.py --variant klein-9b --device cuda --resolution 1024 --steps 4 --time-budget 190
+  fi
+  echo "== offload: done in $(($(date +%s) - START)) s" | tee -a "$LOG"
+}
+
 # bench OPTIONS...: one `flux2-int8 bench` run writing into $DEST (BENCH_SUB=NAME: into $DEST/NAME).
 bench() { "$PYTHON" -m flux2_int8.cli bench "$@" --out "$DEST${BENCH_SUB:+/$BENCH_SUB}" 2>&1 | tee -a "$LOG"; }
 NINE_B=(--base klein-9b --random-weights --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5)
 case "$PART" in
   proof) proof ;;
   proof-dry) proof dry ;;
+  offload) offload ;;
+  offload-dry) offload dry ;;
   sanity)
     versions 2>&1 | tee -a "$LOG"
     BENCH_SUB=formats bench --base tiny --formats bf16,int8,fp8 --compile off,full --resolution 256 --repeats 3
@@ -129,5 +147,5 @@ case "$PART" in
   9b-fused) versions 2>&1 | tee -a "$LOG"; bench "${NINE_B[@]}" --fuse-qkv on ;;
   4b) versions 2>&1 | tee -a "$LOG"; bench --base klein-4b --random-weights --full-pipeline --formats bf16,int8 --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
   9b-pipeline) versions 2>&1 | tee -a "$LOG"; bench --base klein-9b --random-weights --full-pipeline --formats bf16,int8 --compile off,full --resolution 1024 --steps 4 --batch 1 --repeats 5 ;;
-  *) echo "unknown part '$PART': expected proof, proof-dry, sanity, micro, 9b, 9b-fused, 4b or 9b-pipeline" >&2; exit 2 ;;
+  *) echo "unknown part '$PART': expected proof, proof-dry, offload, offload-dry, sanity, micro, 9b, 9b-fused, 4b or 9b-pipeline" >&2; exit 2 ;;
 esac

@@ -4,36 +4,29 @@ What `flux2-int8 plan` reads, at the sizes of the published models, on a machine
 cannot download them: tests hold the plan's bytes against meta-built models, and the
 table in docs/generate.md is the plan run on these folders
 (`python scripts/plan_klein_table.py`). The Qwen3 configs are the published Qwen3-4B
-(klein 4B) and Qwen3-8B (klein 9B) ones; the VAE is diffusers' `AutoencoderKLFlux2` default.
+(klein 4B) and Qwen3-8B (klein 9B) ones (`bench.random_weights.qwen3_config_for`); the VAE is diffusers' `AutoencoderKLFlux2` default.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKLFlux2
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import Qwen3ForCausalLM
 
+from ..bench.random_weights import qwen3_config_for
 from ..formats.keys import diffusers_to_bfl
 from ..loading.skeleton import build_empty_model
 from ..variants import get_variant
 from .checkpoints import meta_int8_state, write_sparse_header
 
-QWEN3_COMMON: dict[str, Any] = {"num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000}
-QWEN3_CONFIGS: dict[str, dict[str, Any]] = {
-    "klein-4b": {**QWEN3_COMMON, "hidden_size": 2560, "intermediate_size": 9728, "tie_word_embeddings": True},  # Qwen3-4B
-    "klein-9b": {**QWEN3_COMMON, "hidden_size": 4096, "intermediate_size": 12288, "tie_word_embeddings": False},  # Qwen3-8B
-}
-
-
 def meta_text_encoder(size: str) -> Qwen3ForCausalLM:
     """The whole Qwen3 text encoder of klein 4B / 9B on the meta device (bf16)."""
     with init_empty_weights():
-        model = Qwen3ForCausalLM(Qwen3Config(**QWEN3_CONFIGS[size])).to(torch.bfloat16)
+        model = Qwen3ForCausalLM(qwen3_config_for(get_variant(size).architecture)).to(torch.bfloat16)
     model.tie_weights()
     return model
 

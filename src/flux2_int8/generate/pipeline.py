@@ -162,6 +162,8 @@ def load_pipeline(
     config = transformer_config_of(folder)
     if source.variant is None:
         _check_fits(checkpoint, encoder_file, config, source.spec)
+    if cut_base_encoder:  # read by us, not by from_pretrained: refuse a pickle-only base component first, by name
+        check_safetensors_only(folder, skip=[name for name, given in (("transformer", checkpoint), ("text_encoder", encoder_file)) if given is not None])
     placement = None
     if offload == "auto":
         offload, placement = _auto_offload(folder, checkpoint, encoder_file or encoder_choice, dtype, device, gpu_memory, plan_resolution, plan_batch)

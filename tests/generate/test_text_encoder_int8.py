@@ -84,3 +84,22 @@ def test_generate_takes_text_encoder_int8(tiny_base, cache, tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "cube.png").is_file() and list(cache.glob("*.safetensors"))
     assert "note: text encoder: INT8" in err and "note: text encoder: 27 of 28 layers" in err
+
+
+def test_from_the_hub_only_the_shards_holding_the_read_layers_are_downloaded(tmp_path, monkeypatch):
+    """Qwen3-8B's index as published: 5 shards; the last holds layers past 27, the norm and the LM head only."""
+    import json
+
+    import flux2_int8.generate.hub as hub
+
+    component = tmp_path / "text_encoder"
+    component.mkdir()
+    (component / "config.json").write_text(json.dumps({"model_type": "qwen3", "num_hidden_layers": 36}))
+    shard = lambda layer: f"model-0000{1 + layer // 8}-of-00005.safetensors"  # noqa: E731 (layers 0-7 in shard 1, ...)
+    weight_map = {f"model.layers.{n}.mlp.up_proj.weight": shard(n) for n in range(36)}
+    weight_map.update({"model.embed_tokens.weight": shard(0), "model.norm.weight": shard(35), "lm_head.weight": shard(35)})
+    (component / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    asked = []
+    monkeypatch.setattr(hub, "snapshot_download", lambda repo_id, allow_patterns, **kwargs: asked.append(allow_patterns))
+    hub.download_text_encoder_weights("owner/klein", tmp_path, local_files_only=True)
+    assert asked == [[f"text_encoder/model-0000{k}-of-00005.safetensors" for k in (1, 2, 3, 4)]]  # layers 0-26 end in shard 4

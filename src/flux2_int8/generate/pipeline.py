@@ -20,7 +20,7 @@ from diffusers import Flux2KleinPipeline
 from ..errors import ConfigError, Flux2Int8Error
 from ..formats.checkpoint import open_checkpoint
 from ..formats.header import metadata_object, read_header
-from ..loading import load_text_encoder, load_transformer
+from ..loading import load_transformer
 from ..loading.dtypes import resolve_dtype
 from ..loading.transformer import ActivationChoice
 from ..formats.config import infer_config

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 from diffusers import Flux2KleinPipeline
@@ -75,8 +74,3 @@ def choose_offload(
     if plan.choice is None:
         return "sequential", plan, plan.reason + "; trying 'sequential' anyway"
     return plan.choice, plan, plan.reason
-
-
-def describe_choice(mode: str, why: str, plan: MemoryPlan | None) -> dict[str, Any]:
-    """What `auto` chose, as a record the pipeline carries (`pipeline.flux2_int8_placement`)."""
-    return {"offload": mode, "reason": why, "peaks": dict(plan.peaks) if plan else {}}

@@ -54,6 +54,8 @@ def test_bad_plan_input_is_one_error_line(klein_9b, tmp_path):
     assert code == 2 and err.startswith("Error: GPU memory 'lots'") and err.count("\n") == 1
     code, _, err = run_cli("plan", "--base", str(tmp_path), "--transformer", str(int8))
     assert code == 2 and "model_index.json" in err
+    code, _, err = run_cli("plan", "--base", "klein-9b")  # the tests run offline (HF_HUB_OFFLINE=1), nothing cached
+    assert code == 2 and err.startswith("Error: planning 'black-forest-labs/FLUX.2-klein-9B'") and "local pipeline folder" in err
 
 
 def test_inspect_on_a_pipeline_folder_prints_its_plan(klein_9b):

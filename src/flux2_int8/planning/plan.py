@@ -27,7 +27,7 @@ from ..formats.header import metadata_object, read_header
 from ..variants import VARIANTS
 from .activations import Workload, text_encoder_peak, transformer_peak, vae_decode_peak
 from .sizes import TensorBytes, compute_bytes, float_component_bytes, stored_text_encoder_bytes, text_encoder_bytes, transformer_bytes
-from .sources import COMPONENTS, PipelineHeaders, hub_pipeline, local_pipeline
+from .sources import COMPONENTS, PipelineHeaders, cached_pipeline, hub_pipeline, local_pipeline
 from .text_encoder import CUT_FROM_LAYERS, cut_for
 
 PLACEMENTS = ("none", "model", "group", "sequential")
@@ -176,7 +176,8 @@ def _pipeline_headers(base: str | Path, transformer: Any, text_encoder: Any, rev
     repo_id = VARIANTS[spec].hub_id if spec in VARIANTS else str(base)
     if "/" not in repo_id:
         raise ConfigError(f"base '{base}' is neither a pipeline folder, a variant ({', '.join(VARIANTS)}) nor a hub repository id")
-    return hub_pipeline(repo_id, need, revision, token)
+    cached = cached_pipeline(repo_id, need, revision)
+    return cached if cached is not None else hub_pipeline(repo_id, need, revision, token)
 
 
 def _transformer_plan(headers: PipelineHeaders, transformer: str | Path | None, work: Workload, dtype: str, element: int) -> ComponentPlan:

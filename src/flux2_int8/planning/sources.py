@@ -46,6 +46,19 @@ def local_pipeline(folder: Path, need_weights: tuple[str, ...] = COMPONENTS) -> 
     return PipelineHeaders(str(folder), configs, headers, folder)
 
 
+def cached_pipeline(repo_id: str, need_weights: tuple[str, ...] = COMPONENTS, revision: str | None = None) -> PipelineHeaders | None:
+    """The repository's snapshot in the HF cache when it holds every config and needed weight file, else None."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+        found = local_pipeline(folder, need_weights)
+    except (LocalEntryNotFoundError, HfHubHTTPError, ConfigError, Flux2Int8Error, OSError, ValueError):
+        return None
+    return PipelineHeaders(repo_id, found.configs, found.headers, folder)
+
+
 def hub_pipeline(repo_id: str, need_weights: tuple[str, ...] = COMPONENTS, revision: str | None = None, token: str | bool | None = None) -> PipelineHeaders:
     """Configs (through the HF cache) and headers (range requests) of a hub pipeline repository."""
     from huggingface_hub import HfApi, hf_hub_download
@@ -63,7 +76,16 @@ def hub_pipeline(repo_id: str, need_weights: tuple[str, ...] = COMPONENTS, revis
         raise Flux2Int8Error(f"planning '{repo_id}' reads its headers from the Hugging Face hub, which cannot be reached (or HF_HUB_OFFLINE is set); plan a local pipeline folder instead") from None
     except HfHubHTTPError as error:
         raise Flux2Int8Error(f"planning '{repo_id}': the Hugging Face hub answered with an error ({error}); a gated repository needs `hf auth login`") from None
+    except Exception as error:  # noqa: BLE001 (re-raised unless it is the network failing)
+        if not _is_network_error(error):
+            raise
+        raise Flux2Int8Error(f"planning '{repo_id}' reads its headers from the Hugging Face hub, which cannot be reached ({error}); plan a local pipeline folder instead") from None
     return PipelineHeaders(repo_id, configs, headers)
+
+
+def _is_network_error(error: Exception) -> bool:
+    """No network: an OSError, or the HTTP client's transport error (huggingface_hub's client package varies by release)."""
+    return isinstance(error, OSError) or any(cls.__name__ in ("TransportError", "RequestError", "ConnectionError") for cls in type(error).__mro__)
 
 
 def _hub_header(api: Any, repo_id: str, filename: str, revision: str | None) -> SafetensorsHeader:

@@ -66,3 +66,26 @@ def test_inspect_on_a_pipeline_folder_prints_its_plan(klein_9b):
     assert summary["memory_plan"]["weight_bytes"] == sum(c["weight_bytes"] for c in summary["memory_plan"]["components"])
     code, out, _ = run_cli("inspect", str(folder))
     assert "memory plan for" in out and "peak per placement" in out
+
+
+def test_a_hub_file_is_planned_from_its_header_alone(klein_9b, monkeypatch):
+    """`owner/repo/file.safetensors`: huggingface_hub's range-request header reader, answered here from the local file."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import SafetensorsFileMetadata, TensorInfo
+
+    from flux2_int8 import plan_memory
+    from flux2_int8.formats.header import read_header
+
+    folder, int8 = klein_9b
+    asked = []
+
+    def parse(self, repo_id, filename, revision=None, **kwargs):
+        asked.append((repo_id, filename))
+        header = read_header(int8)
+        tensors = {name: TensorInfo(dtype=info.dtype, shape=list(info.shape), data_offsets=(0, 0)) for name, info in header.tensors.items()}
+        return SafetensorsFileMetadata(metadata=header.metadata, tensors=tensors)
+
+    monkeypatch.setattr(HfApi, "parse_safetensors_file_metadata", parse)
+    remote = plan_memory(folder, "someone/klein-int8/klein-9b-int8.safetensors", "int8")
+    assert asked == [("someone/klein-int8", "klein-9b-int8.safetensors")]
+    assert remote.peaks == plan_memory(folder, int8, "int8").peaks

@@ -40,7 +40,7 @@ def _base(spec: str) -> tuple[str, int, int]:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("plan", help="plan GPU memory from headers: each component's bytes, activation peaks, which placement fits", description=__doc__)
     add_base(parser)
-    parser.add_argument("--transformer", help="the transformer checkpoint to load (local file or folder; default: the base's own)")
+    parser.add_argument("--transformer", help="the transformer checkpoint to load: a local file or folder, or a hub file owner/repo/file.safetensors (its header by range requests; default: the base's own)")
     parser.add_argument("--text-encoder", default="bf16", help=TEXT_ENCODER_HELP)
     add_size(parser, "1024; nano 128")
     parser.add_argument("--batch", type=int, default=1, help="images per pipeline call (default 1)")

@@ -9,7 +9,6 @@ and `load_pipeline` (whose base folders come through `generate.hub`) resolve fil
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,8 +26,8 @@ from huggingface_hub.errors import (
 )
 
 from ..errors import CheckpointError, Flux2Int8Error
+from ..planning.sources import HUB_FILE
 
-HUB_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>[^\s]+\.safetensors)$")
 
 
 def resolve_checkpoint(spec: str | Path, local_files_only: bool, token: str | bool | None = None) -> Path:

@@ -23,11 +23,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..formats.checkpoint import INT8, checkpoint_from_headers, open_checkpoint
-from ..formats.header import metadata_object, read_header
+from ..formats.header import metadata_object
 from ..variants import VARIANTS
 from .activations import Workload, text_encoder_peak, transformer_peak, vae_decode_peak
 from .sizes import TensorBytes, compute_bytes, float_component_bytes, stored_text_encoder_bytes, text_encoder_bytes, transformer_bytes
-from .sources import COMPONENTS, PipelineHeaders, cached_pipeline, hub_pipeline, local_pipeline
+from .sources import COMPONENTS, PipelineHeaders, cached_pipeline, file_header, hub_pipeline, local_pipeline
 from .text_encoder import CUT_FROM_LAYERS, cut_for
 
 PLACEMENTS = ("none", "model", "group", "sequential")
@@ -181,8 +181,12 @@ def _pipeline_headers(base: str | Path, transformer: Any, text_encoder: Any, rev
 
 
 def _transformer_plan(headers: PipelineHeaders, transformer: str | Path | None, work: Workload, dtype: str, element: int) -> ComponentPlan:
-    if transformer is not None:
+    if transformer is not None and Path(transformer).expanduser().is_dir():
         checkpoint = open_checkpoint(Path(transformer).expanduser())
+        source = str(transformer)
+    elif transformer is not None:
+        header = file_header(transformer)
+        checkpoint = checkpoint_from_headers(header.path, [header], None)
         source = str(transformer)
     else:
         folder = headers.folder / "transformer" if headers.folder else Path(f"{headers.label}/transformer")
@@ -198,7 +202,7 @@ def _text_encoder_plan(headers: PipelineHeaders, choice: str | Path | None, work
     if choice in (None, "bf16", "int8"):
         stored, quantize, source = headers.headers["text_encoder"], choice == "int8", "the base's text encoder" + (", INT8 at load" if choice == "int8" else f" in {dtype}")
     else:
-        header = read_header(Path(choice).expanduser())
+        header = file_header(choice)
         stored, quantize, source = [header], False, f"{choice} (INT8 file)"
         config = metadata_object(header, TEXT_ENCODER_CONFIG) or config
     cut = cut_for(int(config["num_hidden_layers"]), config.get(CUT_FROM_LAYERS))

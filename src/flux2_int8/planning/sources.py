@@ -8,6 +8,7 @@ downloaded, so a plan answers before the 30 GB download it is about.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from ..errors import ConfigError, Flux2Int8Error
 from ..formats.header import SafetensorsHeader, TensorInfo, loads_bounded, read_header, read_json_file
 
 COMPONENTS = ("transformer", "text_encoder", "vae")
+# A file on the hub, as every option taking a checkpoint spells it (the loaders' `loading.hub` too).
+HUB_FILE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>[^\s]+\.safetensors)$")
 
 
 @dataclass
@@ -86,6 +89,25 @@ def hub_pipeline(repo_id: str, need_weights: tuple[str, ...] = COMPONENTS, revis
 def _is_network_error(error: Exception) -> bool:
     """No network: an OSError, or the HTTP client's transport error (huggingface_hub's client package varies by release)."""
     return isinstance(error, OSError) or any(cls.__name__ in ("TransportError", "RequestError", "ConnectionError") for cls in type(error).__mro__)
+
+
+def file_header(spec: str | Path, revision: str | None = None, token: str | bool | None = None) -> SafetensorsHeader:
+    """A local safetensors file's header, or a hub file's (`owner/repo/file.safetensors`) by range requests."""
+    path = Path(spec).expanduser()
+    if path.exists() or not HUB_FILE.match(str(spec)):
+        return read_header(path)
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    repo_id, filename = HUB_FILE.match(str(spec)).group("repo", "file")  # type: ignore[union-attr]
+    try:
+        return _hub_header(HfApi(token=token), repo_id, filename, revision)
+    except (OfflineModeIsEnabled, HfHubHTTPError) as error:
+        raise Flux2Int8Error(f"planning '{spec}': its header cannot be read from the Hugging Face hub ({error}); pass the local file") from None
+    except Exception as error:  # noqa: BLE001 (re-raised unless it is the network failing)
+        if not _is_network_error(error):
+            raise
+        raise Flux2Int8Error(f"planning '{spec}': the Hugging Face hub cannot be reached ({error}); pass the local file") from None
 
 
 def _hub_header(api: Any, repo_id: str, filename: str, revision: str | None) -> SafetensorsHeader:

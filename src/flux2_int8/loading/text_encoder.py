@@ -148,11 +148,7 @@ def _resolve_config(config: str | Path | dict[str, Any] | PretrainedConfig | Non
         if CONFIG_METADATA not in header.metadata:
             raise CheckpointError(header.path, f"the header has no '{CONFIG_METADATA}'; pass config= (the base pipeline folder)")
         return _config_from_dict(metadata_object(header, CONFIG_METADATA) or {}, f"{header.path} header")
-    folder = Path(config)
-    for candidate in (folder / "text_encoder", folder):
-        if (candidate / "config.json").is_file():
-            return AutoConfig.from_pretrained(candidate)
-    raise ConfigError(f"text encoder config '{folder}': expected a pipeline folder with text_encoder/config.json or a folder with config.json")
+    return AutoConfig.from_pretrained(text_encoder_folder(config))
 
 
 def _config_from_dict(document: dict[str, Any], source: str) -> PretrainedConfig:

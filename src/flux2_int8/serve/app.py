@@ -48,7 +48,7 @@ class ServerState:
         self.engine = engine
         self.settings = settings
         self.batcher = Batcher(engine.run, settings.max_batch, settings.batch_wait_ms, settings.max_queue)
-        self.metrics = Metrics(lambda: self.batcher.waiting_requests)
+        self.metrics = Metrics(lambda: self.batcher.waiting_requests, lambda: self.batcher.running)
         self.batcher.on_batch = self.metrics.batch
         self.ready = False
         self.model_ids = (engine.model_id, "flux2-int8")

@@ -35,11 +35,12 @@ def peak_cuda_bytes() -> int:
 class Metrics:
     """The server's instruments, and the text `/metrics` answers."""
 
-    def __init__(self, queue_depth: Callable[[], float]):
+    def __init__(self, queue_depth: Callable[[], float], running: Callable[[], float]):
         self.registry = CollectorRegistry()
         prefix = "flux2_int8_serve"
         self.queue = Gauge(f"{prefix}_queue_depth", "Requests waiting for the model (not running)", registry=self.registry)
         self.queue.set_function(queue_depth)
+        Gauge(f"{prefix}_running_images", "Images in the pipeline call now running", registry=self.registry).set_function(running)
         self.batch_size = Histogram(f"{prefix}_batch_size", "Images per pipeline call", buckets=_BATCH_SIZES, registry=self.registry)
         self.phase = Histogram(f"{prefix}_phase_seconds", "Seconds per phase: queue (waiting), pipeline (per batch), encode (per batch), request (whole)", ["phase"], buckets=_SECONDS, registry=self.registry)
         self.images = Counter(f"{prefix}_images", "Images made and returned", registry=self.registry)

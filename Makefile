@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH) "$(RAY)"
-	$(BIN)/python -m pip install --quiet -e ".[test,eval,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[test,eval,ray,serve]"
 	touch $@
 
 demo: install

@@ -64,6 +64,9 @@ def test_loras_are_the_folders_own_files_by_name(tmp_path):
     (["serve", "--max-queue", "0"], "--max-queue"),
     (["serve", "--lora-dir", "/nonexistent-loras"], "no such folder"),
     (["serve", "--port", "-1"], "--port"),
+    (["serve", "--replicas", "2"], "--ray"),
+    (["serve", "--ray", "nowhere"], "--ray"),
+    (["serve", "--ray", "local", "--replicas", "0"], "--replicas"),
 ])
 def test_the_command_refuses_before_loading(capsys, argv, message):
     assert main(argv) == 2

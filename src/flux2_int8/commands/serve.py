@@ -25,12 +25,22 @@ def run(args: argparse.Namespace) -> None:
     settings = ServeSettings(args.host, args.port, api_key, args.max_batch, args.batch_wait_ms, args.max_queue, args.request_timeout, tuple(args.cors_origin), limits)
     spec = ModelSpec(args.base, args.transformer, args.text_encoder, device_or_default(args.device), args.dtype, args.compile, args.activations, args.lora_dir, args.threads, args.local_files_only)
     lora_files(spec.lora_dir)  # a missing or empty folder is refused now, not after the load
+    if args.ray is not None:
+        from ..serve.ray_serve import ReplicaOptions
+
+        ReplicaOptions(args.ray, args.replicas, args.gpus_per_replica, args.cpus_per_replica)  # checked before Ray starts
     missing = [name for name in _SERVE_MODULES if importlib.util.find_spec(name) is None]
     if missing:
         raise ServeConfigError(f"serve needs the serve extra ({missing[0]} is not installed): pip install 'flux2-int8[serve]'")
-    from ..serve.server import serve
+    if args.ray is None:
+        if (args.replicas, args.gpus_per_replica, args.cpus_per_replica) != (1, None, 1.0):
+            raise ServeConfigError("--replicas, --gpus-per-replica and --cpus-per-replica go with --ray ADDRESS (e.g. --ray local)")
+        from ..serve.server import serve
 
-    serve(spec, settings, quiet=args.quiet, as_json=args.json)
+        return serve(spec, settings, quiet=args.quiet, as_json=args.json)
+    from ..serve.ray_serve import ReplicaOptions, serve_on_ray
+
+    serve_on_ray(spec, settings, ReplicaOptions(args.ray, args.replicas, args.gpus_per_replica, args.cpus_per_replica), quiet=args.quiet, as_json=args.json)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -61,4 +71,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-body-mb", type=int, default=32, help="largest request body, in MiB (default 32)")
     limits.add_argument("--max-references", type=int, default=4, help="most reference images per edit (default and most: 4)")
     add_run_flags(parser)
+    ray = parser.add_argument_group("Ray Serve: replicas past one GPU (pip install 'flux2-int8[ray,serve]'; see docs/serve.md)")
+    ray.add_argument("--ray", metavar="ADDRESS", help="run as a Ray Serve deployment: local (start Ray here), auto (this machine's cluster) or HOST:PORT")
+    ray.add_argument("--replicas", type=int, default=1, metavar="N", help="replicas, each holding one copy of the model (default 1)")
+    ray.add_argument("--gpus-per-replica", type=float, metavar="G", help="GPUs per replica (default 0 with --device cpu, else 1 where the cluster has GPUs)")
+    ray.add_argument("--cpus-per-replica", type=float, default=1.0, metavar="C", help="CPUs per replica, and its torch threads (default 1)")
     parser.set_defaults(run=run)

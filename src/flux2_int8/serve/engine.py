@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ class Engine:
             "default_size": f"{self.defaults.size}x{self.defaults.size}" if self.defaults.size else None,
             "device": str(self.pipeline.transformer.device),
             "loras": sorted(self.adapters),
+            "process_id": os.getpid(),  # which process (Ray Serve replica) answered
         }
 
     def resolve(self, steps: int | None, guidance: float | None) -> tuple[int, float]:

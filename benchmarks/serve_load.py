@@ -1,6 +1,7 @@
 """`flux2-int8 serve` under load: batching on vs off, side by side, on loopback.
 
     python benchmarks/serve_load.py [--requests 32 --concurrency 8 --rounds 3 --max-batch 8 -- SERVE FLAGS...]
+    python benchmarks/serve_load.py --sweep 1,2,4 [--json OUT] -- --base klein-9b --random-weights --device cuda
 
 Starts two servers of the same model (default nano; anything after `--` goes to both,
 e.g. `-- --base klein-9b --transformer x.safetensors`): one with `--max-batch N`, one
@@ -9,6 +10,11 @@ with `--max-batch 1` (batching off). Each round sends `--requests` requests,
 machine), and prints images/s, p50/p95 latency and rejections per round, then the
 medians, the images/s ratio with its spread over rounds, and each server's peak RSS.
 Loops are bounded in count and by `--budget-s`. Not a test: a measurement.
+
+`--sweep 1,2,4` instead starts one server with `--max-batch` the largest level and,
+for each level c, keeps c requests in flight (so calls run c images at a time: the
+mean batch size read from /metrics is printed beside): images/s at batch 1, 2, 4
+under the server, one model load (the GPU proof's serve section).
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ def peak_rss_mib(url: str) -> float:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a hard stop still stops the servers (the finally blocks)
     argv = sys.argv[1:]
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -90,7 +97,11 @@ def main() -> None:
     parser.add_argument("--size", default="auto", help="size of every request (default auto: the model's native)")
     parser.add_argument("--steps", type=int, help="num_inference_steps of every request (default: the model's)")
     parser.add_argument("--budget-s", type=float, default=900, help="stop starting rounds after this many seconds (default 900)")
+    parser.add_argument("--sweep", help="comma-separated concurrency levels on one server (e.g. 1,2,4), instead of batched vs unbatched")
+    parser.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH ('-': stdout)")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if args.sweep:
+        return sweep(args, flags)
     body = {"size": args.size, **({"num_inference_steps": args.steps} if args.steps else {})}
     servers = {"batched": start(args.max_batch, flags, args.batch_wait_ms), "unbatched": start(1, flags, 0)}
     results: dict[str, list[dict]] = {name: [] for name in servers}
@@ -119,6 +130,52 @@ def main() -> None:
         print(f"{name:>9}: {statistics.median(r['images_per_s'] for r in rows):.2f} images/s, p50 {statistics.median(r['p50'] for r in rows):.2f} s, "
               f"p95 {statistics.median(r['p95'] for r in rows):.2f} s, {sum(r['rejected'] for r in rows)} rejected, peak RSS {rss[name]:.0f} MiB")
     print(f"images/s ratio batched / unbatched: {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+    write_json(args.json, {"mode": "batched-vs-unbatched", "requests": args.requests, "concurrency": args.concurrency, "max_batch": args.max_batch, "size": args.size, "serve_flags": flags, "rounds": results, "ratio_median": statistics.median(ratios), "ratios": ratios, "peak_rss_mib": rss})
+
+
+def batch_metrics(url: str) -> tuple[float, float]:
+    """(sum, count) of the server's batch-size histogram."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    found = {name: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() for name in ("flux2_int8_serve_batch_size_sum", "flux2_int8_serve_batch_size_count") if line.startswith(name + " ")}
+    return found.get("flux2_int8_serve_batch_size_sum", 0.0), found.get("flux2_int8_serve_batch_size_count", 0.0)
+
+
+def sweep(args: argparse.Namespace, flags: list[str]) -> None:
+    levels = [int(level) for level in args.sweep.split(",")]
+    body = {"size": args.size, **({"num_inference_steps": args.steps} if args.steps else {})}
+    process, url = start(max(levels), flags, args.batch_wait_ms)
+    started = time.monotonic()
+    rows = []
+    try:
+        round_at(url, max(levels), max(levels), body)  # warm, every batch size once
+        for level in levels:
+            if time.monotonic() - started > args.budget_s:
+                print(f"budget of {args.budget_s:g} s spent before level {level}")
+                break
+            before = batch_metrics(url)
+            row = round_at(url, max(args.requests, 2 * level), level, body)
+            after = batch_metrics(url)
+            row = {"concurrency": level, **row, "mean_batch": (after[0] - before[0]) / max(1.0, after[1] - before[1])}
+            rows.append(row)
+            print(f"concurrency {level}: {row['images_per_s']:.3f} images/s, mean batch {row['mean_batch']:.2f}, p50 {row['p50']:.2f} s, p95 {row['p95']:.2f} s, {row['rejected']} rejected", flush=True)
+        rss = peak_rss_mib(url)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    print(f"peak RSS {rss:.0f} MiB; serve flags: {' '.join(flags) or '(nano)'}; size {args.size}")
+    write_json(args.json, {"mode": "sweep", "size": args.size, "serve_flags": flags, "levels": rows, "peak_rss_mib": rss})
+
+
+def write_json(path: str | None, document: dict) -> None:
+    if path is None:
+        return
+    text = json.dumps(document, indent=1)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
 
 
 if __name__ == "__main__":

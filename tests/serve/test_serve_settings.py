@@ -67,6 +67,8 @@ def test_loras_are_the_folders_own_files_by_name(tmp_path):
     (["serve", "--replicas", "2"], "--ray"),
     (["serve", "--ray", "nowhere"], "--ray"),
     (["serve", "--ray", "local", "--replicas", "0"], "--replicas"),
+    (["serve", "--random-weights"], "--random-weights"),
+    (["serve", "--random-weights", "--base", "klein-9b", "--transformer", "x.safetensors"], "--random-weights"),
 ])
 def test_the_command_refuses_before_loading(capsys, argv, message):
     assert main(argv) == 2

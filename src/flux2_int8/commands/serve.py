@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> None:
     limits = Limits(args.max_pixels, args.max_steps, args.max_n, args.max_prompt_chars, args.max_body_mb * 2**20, args.max_references)
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
     settings = ServeSettings(args.host, args.port, api_key, args.max_batch, args.batch_wait_ms, args.max_queue, args.request_timeout, tuple(args.cors_origin), limits)
-    spec = ModelSpec(args.base, args.transformer, args.text_encoder, device_or_default(args.device), args.dtype, args.compile, args.activations, args.lora_dir, args.threads, args.local_files_only)
+    spec = ModelSpec(args.base, args.transformer, args.text_encoder, device_or_default(args.device), args.dtype, args.compile, args.activations, args.lora_dir, args.threads, args.local_files_only, args.random_weights)
     lora_files(spec.lora_dir)  # a missing or empty folder is refused now, not after the load
     if args.ray is not None:
         from ..serve.ray_serve import ReplicaOptions
@@ -52,6 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_dtype(parser)
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)
     parser.add_argument("--compile", choices=_COMPILE_MODES, default="off", help="torch.compile the transformer: full, or regional (each repeated block); warm-up compiles (default off)")
+    parser.add_argument("--random-weights", action="store_true", help="benchmarks: serve the full-size --base variant with random INT8 weights built on the device (no download; pictures are noise)")
     parser.add_argument("--lora-dir", metavar="DIR", help="LoRAs requests may name: each NAME.safetensors in DIR, by NAME (never a path from a request)")
     network = parser.add_argument_group("network and security")
     network.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; any other needs an API key)")

@@ -70,7 +70,7 @@ class Engine:
         from ..threads import fitted_thread_count, hidden_size
 
         self.spec = spec
-        self.pipeline = load_pipeline(
+        self.pipeline = _random_pipeline(spec) if spec.random_weights else load_pipeline(
             spec.base, transformer=spec.transformer, text_encoder=spec.text_encoder, device=spec.device, dtype=getattr(torch, spec.dtype),
             compile=spec.compile, local_files_only=spec.local_files_only, activations=spec.activations,  # type: ignore[arg-type]
         )
@@ -155,6 +155,19 @@ class Engine:
         else:
             self.pipeline.disable_lora()
         self._active = wanted
+
+
+def _random_pipeline(spec: ModelSpec) -> Any:
+    """The full-size variant with random INT8 weights (benchmarks), compiled as asked."""
+    import torch
+
+    from ..bench.random_pipeline import random_pipeline
+    from ..generate import compile_transformer
+
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline = random_pipeline(spec.base, "int8", device, getattr(torch, spec.dtype))
+    compile_transformer(pipeline.transformer, spec.compile)
+    return pipeline
 
 
 def encode(image: Image.Image, output_format: str, compression: int | None) -> str:

@@ -62,6 +62,16 @@ class ModelSpec:
     lora_dir: str | None = None
     threads: int | None = None
     local_files_only: bool = False
+    random_weights: bool = False  # benchmarks: the full-size variant `base` with random INT8 weights, no download
+
+    def __post_init__(self) -> None:
+        if self.random_weights:
+            from ..variants import VARIANTS
+
+            if str(self.base).strip().lower() not in VARIANTS:
+                raise ServeConfigError(f"--random-weights builds a full-size klein variant ({', '.join(VARIANTS)}), not '{self.base}'")
+            if self.transformer is not None or self.text_encoder is not None or self.lora_dir is not None:
+                raise ServeConfigError("--random-weights makes every weight itself: it takes no --transformer, --text-encoder or --lora-dir")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """A server under load, a client that leaves, and SIGTERM: every request answered, nothing lost, a clean exit.
 
-One server for the module (no key, on loopback): a queue of 2, batches of 2. The
-SIGTERM test stops it, so it comes last.
+One server for the module (no key, on loopback), serving nano's transformer quantized
+to INT8 W8A8 (the package's own path: calibrated static scales): a queue of 2, batches
+of 2. The SIGTERM test stops it, so it comes last.
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ SLOW = {"size": "256x256", "extra_body": {"num_inference_steps": 12}}  # about a
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_server(tmp_path_factory.mktemp("overload"), "--max-queue", "2", "--max-batch", "2", "--batch-wait-ms", "10", "--request-timeout", "120", "--max-pixels", str(256 * 256))
+def int8_nano(tmp_path_factory):
+    from flux2_int8 import quantize
+
+    return quantize("nano", tmp_path_factory.mktemp("int8") / "nano-int8.safetensors", samples=2, resolution=128, device="cpu", progress=False).path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, int8_nano):
+    running = start_server(tmp_path_factory.mktemp("overload"), "--transformer", str(int8_nano), "--max-queue", "2", "--max-batch", "2", "--batch-wait-ms", "10", "--request-timeout", "120", "--max-pixels", str(256 * 256))
     yield running
     running.stop()
 
@@ -58,6 +66,14 @@ def slow_request(client, seed: int, outcome: dict, steps: int = 12) -> threading
     thread = threading.Thread(target=go)
     thread.start()
     return thread
+
+
+def test_the_int8_transformer_is_served(client, int8_nano):
+    entry = client.models.list().data[0].model_dump()
+    assert entry["id"] == f"nano:{int8_nano.stem}"
+    assert (entry["transformer"], entry["activations"]) == ("int8", ["static"])
+    result = client.images.generate(prompt=PROMPT, model=entry["id"], extra_body={"seed": 1})
+    assert result.data[0].model_extra["seed"] == 1
 
 
 def test_twelve_clients_on_a_queue_of_two_get_200_or_429(server, client):

@@ -58,7 +58,7 @@ class ServerState:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.batcher.start()
-        await asyncio.get_running_loop().run_in_executor(self.batcher._executor, self.engine.warm)
+        await self.batcher.in_worker(self.engine.warm)
         self.ready = True
 
     def begin_stop(self) -> asyncio.Task:

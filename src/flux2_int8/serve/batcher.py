@@ -73,6 +73,10 @@ class Batcher:
     def waiting_requests(self) -> int:
         return len({piece.request for piece in self.queue})
 
+    async def in_worker(self, function: Callable[[], Any]) -> Any:
+        """Run `function` on the model's thread (start-up work such as the warm-up image)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="flux2-int8-batcher")

@@ -54,6 +54,12 @@ def serve(spec: ModelSpec, settings: ServeSettings, quiet: bool = False, as_json
     """Bind, load the model, and serve until SIGTERM or Ctrl-C."""
     sock = bind(settings.host, settings.port)
     port = sock.getsockname()[1]
+    if quiet or as_json:
+        import diffusers.utils.logging
+        import transformers.utils.logging
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
     engine = Engine(spec)
     url = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}:{port}"
 

@@ -30,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 PROMPTS = ["two red circles on a blue background", "one green square on a white background", "three yellow triangles on a black background", "a white circle on a red background"]
 
@@ -170,12 +171,13 @@ def sweep(args: argparse.Namespace, flags: list[str]) -> None:
 def write_json(path: str | None, document: dict) -> None:
     if path is None:
         return
+    from flux2_int8.outputs import write_text_atomic
+
     text = json.dumps(document, indent=1)
     if path == "-":
         print(text)
     else:
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        write_text_atomic(Path(path), text + "\n")
 
 
 if __name__ == "__main__":

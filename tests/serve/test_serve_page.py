@@ -17,8 +17,10 @@ def page(server):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = browser.new_page()
-            page.goto(f"{server.url}/")
+            # The page's own Content-Security-Policy forbids eval, which Playwright's polling waits use.
+            page = browser.new_page(bypass_csp=True)
+            response = page.goto(f"{server.url}/")
+            assert "default-src 'self'" in response.headers["content-security-policy"]
             yield page
         finally:
             browser.close()
@@ -54,3 +56,16 @@ def test_a_wrong_key_shows_the_401(page):
     page.click("#go")
     page.wait_for_function("document.getElementById('error').textContent.includes('401')", timeout=30_000)
     assert "invalid API key" in page.text_content("#error")
+
+
+def test_reference_images_make_an_edit(page, tmp_path):
+    from PIL import Image
+
+    reference = tmp_path / "reference.png"
+    Image.new("RGB", (96, 96), (30, 30, 200)).save(reference)
+    page.fill("#key", API_KEY)
+    page.set_input_files("#references", str(reference))
+    page.click("#go")
+    page.wait_for_function("document.querySelector('#result img') && document.querySelector('#result img').naturalWidth === 96", timeout=60_000)
+    assert page.text_content("#error") == ""
+    page.set_input_files("#references", [])

@@ -42,9 +42,17 @@ def _generate(url: str, seed: int, steps: int = 4) -> tuple[int, dict]:
         return -1, {"error": str(error)}
 
 
+def _pid(url: str) -> int | None:
+    """The process id of the replica that answered, or None (while Ray Serve notices a dead replica, a call may fail)."""
+    try:
+        return _get(f"{url}/v1/models")["data"][0]["process_id"]
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
 def _replica_pids(url: str, calls: int = 16) -> set[int]:
     with ThreadPoolExecutor(8) as pool:
-        return {entry["data"][0]["process_id"] for entry in pool.map(lambda _: _get(f"{url}/v1/models"), range(calls))}
+        return {pid for pid in pool.map(lambda _: _pid(url), range(calls)) if pid is not None}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +88,7 @@ def test_a_killed_replica_is_replaced_while_the_others_succeed(deployed):
         os.kill(victim, signal.SIGKILL)
         outcomes = [future.result(timeout=180) for future in running]
     assert sum(status == 200 for status, _ in outcomes) >= 1, outcomes  # those on the other replica
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # a new replica imports torch and loads nano: slow on a busy machine
     while time.monotonic() < deadline:
         pids = _replica_pids(deployed)
         if len(pids) == 2 and victim not in pids:

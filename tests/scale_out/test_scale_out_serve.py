@@ -64,6 +64,10 @@ def deployed(ray_session):
     from flux2_int8.serve.ray_serve import APP_NAME, deployment
     from flux2_int8.serve.settings import ModelSpec, ServeSettings
 
+    deadline = time.monotonic() + 120  # the CPUs of an earlier test's actor pool, freed as Ray tears it down
+    while ray_session.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, f"the session's Ray has {ray_session.available_resources().get('CPU', 0)} free CPUs; two replicas need 2"
+        time.sleep(1)
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(deployment(ModelSpec(device="cpu", threads=1), ServeSettings(max_batch=2, request_timeout=60), replicas=2, gpus=0, cpus=1).bind(), name=APP_NAME, route_prefix="/")

@@ -8,7 +8,7 @@ VENV ?= .venv
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 # RAY pins the Ray the `ray` extra's tests run against (the extra itself accepts any 2.60+ 2.x,
 # as every node of a user's cluster must run the same Ray as the driver).
-RAY ?= ray[data]==2.60.0
+RAY ?= ray[data,serve]==2.60.0
 BIN = $(VENV)/bin
 
 .PHONY: install demo test bench-cpu clean
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH) "$(RAY)"
-	$(BIN)/python -m pip install --quiet -e ".[test,eval,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[test,eval,ray,serve]"
 	touch $@
 
 demo: install

@@ -22,6 +22,8 @@
 #   micro-compiled  the microbenchmark compiled (Inductor fuses the activation quantization)
 #   lora            one step of 1 double + 2 single klein-9B blocks at 1024x1024: INT8 vs + rank-16 LoRA unfused vs fused (eager)
 #   9b-full         int8 int_mm compiled whole: regional vs full step time (decides what `--compile on` means)
+#   serve           klein-9B random INT8 weights under `flux2-int8 serve`, 512x512: images/s at batch 1/2/4 (into log.txt;
+#                   needs the serve extra's wheels in .whl/, see docs/serve.md)
 # Only the six JSON files, env.txt and log.txt land in OUT/proof (the device tool returns at most 8 files).
 set -uo pipefail
 START=$(date +%s)
@@ -89,6 +91,18 @@ script_section() {
   [[ -f $DEST/$name.json ]] || echo "== $name: wrote no report" | tee -a "$LOG"
 }
 
+# serve_section CAP SERVE_LOAD_OPTIONS...: images/s at batch 1/2/4 under `flux2-int8 serve` (benchmarks/serve_load.py
+# --sweep 1,2,4). Its JSON goes into log.txt, not a file of its own: the device tool returns at most 8 files.
+serve_section() {
+  local code
+  budget serve "$1" || return 0
+  shift
+  echo "== serve: hard stop after $budget s: benchmarks/serve_load.py --sweep 1,2,4 $*" | tee -a "$LOG"
+  timeout -s TERM -k 20 "$budget" "$PYTHON" benchmarks/serve_load.py --sweep 1,2,4 --budget-s $((budget / 2)) --json - "$@" >>"$LOG" 2>&1
+  code=$?
+  echo "== serve: exit $code after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
+}
+
 proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/flux2-int8-proof.XXXXXX")
   # One cold cache for the whole call (the machine starts bare): each graph's first compile is
@@ -100,11 +114,13 @@ proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
     local model=(--base tiny --device cpu) check=(--check-tokens 1,17) size=(--resolution 64 --repeats 2 --warmup 1)
     local micro_size=(--resolution 64 --repeats 2 --warmup 1)
     local lora=(--variant klein-4b --double 0 --single 1 --side 4 --text 8 --device cpu --repeats 1)
+    local serve=(--requests 4 -- --base nano --device cpu --quiet)
   else
     END=$((START + ${PROOF_SECONDS:-460})) MIN_SECTION=40 STARTUP=20
     local model=(--base klein-9b --random-weights --device cuda) check=() size=(--resolution 1024 --steps 4 --batch 1 --repeats 5 --warmup 1)
     local micro_size=(--resolution 1024 --repeats 20 --warmup 3)
     local lora=(--variant klein-9b --double 1 --single 2 --side 64 --text 512 --device cuda --repeats 20)
+    local serve=(--size 512x512 --requests 8 -- --base klein-9b --random-weights --device cuda --quiet)
   fi
   local micro=(--microbench-only --microbench-shapes variant --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on "${micro_size[@]}")
   section check 75 "${model[@]}" --check "${check[@]}"
@@ -113,6 +129,7 @@ proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
   section micro-compiled 90 "${model[@]}" "${micro[@]}" --microbench-compile on
   script_section lora 45 benchmarks/lora_step.py "${lora[@]}" --compile off
   section 9b-full 150 "${model[@]}" --formats int8 --int8-backends int_mm --compile full "${size[@]}"
+  serve_section 120 "${serve[@]}"
   rm -rf "$WORK"
   echo "== proof: done in $(($(date +%s) - START)) s; record with: python3 scripts/record_gpu_results.py $DEST" | tee -a "$LOG"
 }

@@ -21,7 +21,7 @@ from .version import __version__
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 # Command modules under flux2_int8.commands, in the order `--help` lists them.
-COMMAND_MODULES = ("inspect", "plan", "make_tiny", "generate", "demo", "bench", "quantize", "eval", "fetch_weights")
+COMMAND_MODULES = ("inspect", "plan", "make_tiny", "generate", "demo", "bench", "quantize", "eval", "fetch_weights", "serve")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -3,6 +3,7 @@
 May import: errors, variants, formats, int8, loading.
 """
 
+from .batch import generate_images
 from .compilation import COMPILE_MODES, compile_transformer, resolve_compile_mode
 from .output import check_writable, png_metadata, write_png, writing_images
 from .pipeline import OFFLOAD_MODES, SamplingDefaults, apply_loras, check_checkpoint_fits, load_pipeline, sampling_defaults
@@ -26,6 +27,7 @@ __all__ = [
     "check_writable",
     "compile_transformer",
     "generate_image",
+    "generate_images",
     "load_pipeline",
     "load_reference",
     "plan_jobs",

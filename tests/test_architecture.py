@@ -16,9 +16,9 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "flux2_int8"
 # What each low floor may import from the package (besides itself).
 ALLOWED_BELOW = {
-    "formats": {"errors", "variants", "lazy", "version"},
-    "int8": {"errors", "variants", "lazy", "version", "formats"},
-    "planning": {"errors", "variants", "lazy", "version", "formats"},  # header-only: `flux2-int8 plan` imports no torch
+    "formats": {"errors", "variants", "lazy", "version", "textfiles"},
+    "int8": {"errors", "variants", "lazy", "version", "textfiles", "formats"},
+    "planning": {"errors", "variants", "lazy", "version", "textfiles", "formats"},  # header-only: `flux2-int8 plan` imports no torch
 }
 
 

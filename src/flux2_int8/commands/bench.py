@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import limits
 from ..outputs import add_overwrite_flag
 from ..variants import VARIANTS
-from .options import ACTIVATIONS, DeprecatedAlias, print_json, add_device, add_run_flags, add_size, apply_threads, resolve_size
+from .options import ACTIVATIONS, STEPS, DeprecatedAlias, in_range, print_json, add_device, add_run_flags, add_size, apply_threads, resolve_size
 
 VARIANT_CHOICES = (*VARIANTS, "tiny")
 _SWITCH = {"off": False, "on": True}
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.variant is None:
         raise ConfigError("bench needs --base: a klein size (klein-4b, klein-9b, ...) or tiny")
-    width, height = resolve_size(args)
+    width, height = resolve_size(args, args.variant)
     if width != height:
         raise ConfigError(f"--width {width} --height {height}: bench times square images; give one size (--resolution N)")
     args.resolution = width or (TINY_DEFAULT_RESOLUTION if args.variant == "tiny" else DEFAULT_RESOLUTION)
@@ -287,21 +288,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--transformer", metavar="PATH", help="time this checkpoint (its own format) instead of random weights")
     parser.add_argument("--formats", default="bf16,int8", help="comma-separated: bf16, int8, fp8 (default: bf16,int8)")
     add_size(parser, f"{DEFAULT_RESOLUTION}; {TINY_DEFAULT_RESOLUTION} for tiny; square: width and height must agree")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the variant's, 4 for distilled)")
-    parser.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
+    parser.add_argument("--steps", type=STEPS, default=None, help="denoising steps (default: the variant's, 4 for distilled)")
+    parser.add_argument("--batch", type=in_range(limits.BATCH), default=1, help="images per call (default: 1)")
     parser.add_argument("--int8-backends", default=None, metavar="LIST", help=f"comma-separated Int8Linear backends; every int8 run is repeated per backend, one report row each: {INT8_BACKEND_NAMES} (default: auto; with --check {CHECK_BACKEND_NAMES})")
     parser.add_argument("--activations", default="auto", metavar="LIST", help="comma-separated: auto, static, dynamic; every int8 run is repeated per mode, one report row each, e.g. static,dynamic compares per-token quantization's cost (default: auto: the file's, static for random weights)")
     parser.add_argument("--fuse-qkv", nargs="?", const="on", default="off", metavar="off|on|off,on", help="fuse each attention's q/k/v (bf16 and int8) into one GEMM before timing; the flag alone means on, off,on times both (default: off)")
     parser.add_argument("--compile", default="off,on", metavar="LIST", help="comma-separated: off (eager), full (the whole transformer compiled), regional (each repeated block, compiled once per block class), on (full) (default: off,on)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default: 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default: 1)")
+    parser.add_argument("--repeats", type=in_range(limits.REPEATS), default=5, help="timed repeats; the median is reported (default: 5)")
+    parser.add_argument("--warmup", type=in_range(limits.WARMUP), default=1, help="untimed calls before timing (default: 1)")
     parser.add_argument("--microbench", action="store_true", help="also time Int8Linear vs BF16 nn.Linear on every klein linear shape")
     parser.add_argument("--microbench-only", action="store_true", help="run only the linear-layer microbenchmark")
     parser.add_argument("--microbench-shapes", choices=("all", "variant"), default="all", help="linear shapes of klein 4B and 9B (all), or of --variant alone (default: all)")
     parser.add_argument("--microbench-compile", metavar="LIST", help="the microbenchmark's own compile modes: off and/or on (a single layer compiles the same whole or regionally) (default: as --compile)")
     parser.add_argument("--check", action="store_true", help="instead of timing: compare every INT8 backend with the float64 reference on every linear shape of --variant (fused q/k/v too), in bf16 and fp16; exit 1 on a failure")
     parser.add_argument("--check-tokens", metavar="LIST", help="M values for --check (default: 1,16,17,4608; 1,16,17 for full-size klein shapes on a CPU)")
-    parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="skip each plan (or microbenchmark / check shape) that the seconds left cannot cover, estimated from the slowest one so far; results are written after every finished run either way")
+    parser.add_argument("--time-budget", type=in_range(limits.TIME_BUDGET), metavar="SECONDS", help="skip each plan (or microbenchmark / check shape) that the seconds left cannot cover, estimated from the slowest one so far; results are written after every finished run either way")
     add_device(parser)
     add_run_flags(parser)
     parser.add_argument("--out", required=True, help="folder for bench-<variant>.json and bench-<variant>.md")

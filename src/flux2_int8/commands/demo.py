@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from ..outputs import add_overwrite_flag
 from ..errors import ConfigError
-from .options import DeprecatedAlias, add_device, add_run_flags, add_size, device_or_default, print_json, resolve_size
+from .options import STEPS, DeprecatedAlias, image_side, add_device, add_run_flags, add_size, device_or_default, print_json, resolve_size
 
 
 def run(args: argparse.Namespace) -> None:
@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> None:
 
     from ..demo import run_demo
 
-    width, height = resolve_size(args)
+    width, height = resolve_size(args, "nano")
     if width != height:
         raise ConfigError(f"--width {width} --height {height}: the demo draws square images; give one size (--resolution N)")
     quiet = args.quiet or args.json
@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("demo", help="quantize nano (the small trained klein shipped with flux2-int8) and compare BF16 with INT8 on its prompts (no weights, no GPU needed)")
     parser.add_argument("--out", default="flux2-int8-demo", help="folder for the PNGs and index.html (default: flux2-int8-demo)")
-    parser.add_argument("--steps", type=int, default=4, help="denoising steps (default 4, as the distilled klein)")
+    parser.add_argument("--steps", type=STEPS, default=4, help="denoising steps (default 4, as the distilled klein)")
     add_size(parser, "128, nano's native size; square: width and height must agree")
-    parser.add_argument("--size", type=int, dest="resolution", action=DeprecatedAlias, new="--resolution")
+    parser.add_argument("--size", type=image_side, dest="resolution", action=DeprecatedAlias, new="--resolution")
     add_device(parser)
     add_run_flags(parser, local_files=False)
     add_overwrite_flag(parser)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 
+from .. import limits
 from ..outputs import add_overwrite_flag
 from . import ray_options
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, STEPS, add_base, in_range, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 
 def run(args: argparse.Namespace) -> None:
@@ -91,11 +92,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", default="bf16", help="bf16 (the base's own transformer, default), or NAME=PATH / PATH of a transformer checkpoint")
     parser.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH", help="a transformer checkpoint to evaluate (repeat for several; PATH alone is named after its file)")
     parser.add_argument("--suite", help="default (the shipped 48 cases; the default), nano (nano's 72 held-out prompts x 2 seeds; the default with --base nano), a JSONL suite, or a PartiPrompts .tsv file")
-    parser.add_argument("--limit", type=int, help="only the first N cases of each task")
+    parser.add_argument("--limit", type=in_range(limits.CASE_LIMIT), help="only the first N cases of each task")
     parser.add_argument("--metrics", default="all", help="comma-separated: clip,lpips,psnr,fid,kid,fidelity,accuracy (default all); psnr, fidelity and accuracy (nano prompts) need no weights")
     parser.add_argument("--out", required=True, help="the evaluation folder: images are cached there, reports written there")
-    parser.add_argument("--steps", type=int, help="denoising steps (default: 4 for distilled models, 50 for base models)")
-    parser.add_argument("--guidance", type=float, help="CFG scale for base models (default 4.0); distilled models ignore it")
+    parser.add_argument("--steps", type=STEPS, help="denoising steps (default: 4 for distilled models, 50 for base models)")
+    parser.add_argument("--guidance", type=GUIDANCE, help="CFG scale for base models (default 4.0); distilled models ignore it")
     add_size(parser, "1024 as published; nano 128")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype (default bfloat16)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="auto", help=ACTIVATIONS_HELP)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..outputs import add_overwrite_flag
 from . import ray_options
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, NUM_IMAGES, SEED, STEPS, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 if TYPE_CHECKING:
     from ..generate import Request
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> None:
 
     args.compile = _compile_choice(args.compile)  # before any path reads it (local or --ray)
     args.width, args.height = resolve_size(args)
+    if args.fuse_lora and not args.lora:
+        raise Flux2Int8Error("--fuse-lora goes with --lora PATH (it merges the LoRAs given there); add a --lora or drop --fuse-lora")
     requests = _requests(args)
     check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
     for request in requests:
@@ -136,11 +138,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--prompt", help="the prompt")
     source.add_argument("--prompts", metavar="FILE", help="a batch: one prompt per line, or JSONL lines {\"prompt\", \"images\", \"seed\"}")
     parser.add_argument("--image", action="append", default=[], metavar="REF", help="a reference image (repeat for a composition, at most 4)")
-    parser.add_argument("--steps", type=int, help="denoising steps (default: 4 for distilled models, 50 for base models)")
-    parser.add_argument("--guidance", type=float, help="CFG scale for base models (default 4.0); distilled models ignore it")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first image; image k of a prompt uses seed + k (default 0)")
+    parser.add_argument("--steps", type=STEPS, help="denoising steps (default: 4 for distilled models, 50 for base models)")
+    parser.add_argument("--guidance", type=GUIDANCE, help="CFG scale for base models (default 4.0); distilled models ignore it")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the first image; image k of a prompt uses seed + k (default 0)")
     add_size(parser, "the first reference's size, else the model's native size: 1024, nano 128")
-    parser.add_argument("--num-images", type=int, default=1, help="images per prompt (default 1)")
+    parser.add_argument("--num-images", type=NUM_IMAGES, default=1, help="images per prompt (default 1)")
     parser.add_argument("--out", default="outputs", help="a folder (created), or a .png path for a single image (default: outputs)")
     add_device(parser)
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")

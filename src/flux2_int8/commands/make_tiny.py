@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..outputs import add_overwrite_flag
-from .options import DeprecatedAlias, add_run_flags, print_json
+from .options import SEED, DeprecatedAlias, add_run_flags, print_json
 
 
 def run(args: argparse.Namespace) -> None:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("make-tiny", help="write a tiny random-weight klein pipeline (for tests and demos)")
     parser.add_argument("directory")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the random weights (default 0)")
     parser.add_argument("--undistilled", action="store_true", help="an undistilled (base, CFG) pipeline instead of a distilled one")
     parser.add_argument("--base", dest="undistilled", nargs=0, action=DeprecatedAlias, new="--undistilled")
     add_run_flags(parser, local_files=False, threads=False)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from .. import limits
 from ..errors import ConfigError
 
 ACTIVATIONS = ("auto", "static", "dynamic")
@@ -47,6 +49,47 @@ def device_choice(value: str) -> str:
     return value.strip().lower()
 
 
+def in_range(limit: limits.IntRange | limits.FloatRange) -> Callable[[str], Any]:
+    """An argparse type for a number in `limit` (`flux2_int8.limits`); the message gives the range.
+
+    Every numeric option of every command uses one of these, so `--threads 0`, `--steps
+    100000`, `--time-budget nan` or `--cpus-per-worker 1e-5` are one usage line, not a
+    traceback, a hang or a silent NaN later.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            return limit.parse(text, "")
+        except limits.RangeError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {limit.describe()}") from None
+
+    parse.__name__ = "number"
+    return parse
+
+
+def gpus_per_worker(text: str) -> float:
+    """--gpus-per-worker: 0 (CPU workers), or a finite fraction of at least 0.01 up to 64."""
+    value = in_range(limits.GPUS_PER_WORKER)(text)
+    try:
+        return limits.check_gpus_per_worker(value, "")  # type: ignore[return-value]
+    except limits.RangeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 0 or a finite number from {limits.MIN_GPU_FRACTION:g} to {limits.GPUS_PER_WORKER.high:g}") from None
+
+
+def image_side(text: str) -> int:
+    """--width / --height / --resolution: a multiple of 16 from 64 to 2048 (the base's own limit is checked in `resolve_size`)."""
+    value = in_range(limits.SIDE)(text)
+    if value % limits.SIDE_MULTIPLE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {limits.SIDE.describe()}")
+    return value
+
+
+SEED = in_range(limits.SEED)
+STEPS = in_range(limits.STEPS)
+GUIDANCE = in_range(limits.GUIDANCE)
+NUM_IMAGES = in_range(limits.NUM_IMAGES)
+
+
 def device_or_default(value: str | None) -> str | None:
     """`auto` (or nothing) -> None: the library then takes CUDA when available, else the CPU."""
     return None if value in (None, "auto") else value
@@ -58,19 +101,29 @@ def add_base(parser: argparse.ArgumentParser, required: bool = True) -> None:
 
 def add_size(parser: argparse.ArgumentParser, default: str) -> None:
     """--width, --height, and --resolution N for a square N x N."""
-    parser.add_argument("--width", type=int, help=f"image width in px, a multiple of 16, at least 64 (default {default})")
-    parser.add_argument("--height", type=int, help=f"image height in px, a multiple of 16, at least 64 (default {default})")
-    parser.add_argument("--resolution", type=int, metavar="N", help="shorthand for --width N --height N")
+    side = image_side
+    sides = f"a multiple of 16 from 64 to {limits.MAX_SIDE} ({limits.MAX_BUILT_IN_SIDE} for tiny and nano)"
+    parser.add_argument("--width", type=side, help=f"image width in px, {sides} (default {default})")
+    parser.add_argument("--height", type=side, help=f"image height in px, {sides} (default {default})")
+    parser.add_argument("--resolution", type=side, metavar="N", help="shorthand for --width N --height N")
 
 
-def resolve_size(args: argparse.Namespace) -> tuple[int | None, int | None]:
-    """(width, height) from --width/--height/--resolution; a contradiction is a usage error."""
+def resolve_size(args: argparse.Namespace, base: str | None = None) -> tuple[int | None, int | None]:
+    """(width, height) from --width/--height/--resolution, within what `base` supports; a contradiction is a usage error.
+
+    `base` defaults to the command's --base; the built-in tiny and nano allow smaller
+    sides than klein (`flux2_int8.limits.max_side`).
+    """
     width, height, side = args.width, args.height, args.resolution
     if side is not None:
         for name, value in (("--width", width), ("--height", height)):
             if value is not None and value != side:
                 raise ConfigError(f"--resolution {side} contradicts {name} {value}")
         width = height = side
+    base = base if base is not None else getattr(args, "base", None)
+    name = "--resolution" if side is not None else None
+    limits.check_side(width, name or "--width", base)
+    limits.check_side(height, name or "--height", base)
     return width, height
 
 
@@ -93,7 +146,7 @@ def add_run_flags(parser: argparse.ArgumentParser, local_files: bool = True, thr
     if local_files:
         parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
     if threads:
-        parser.add_argument("--threads", type=int, metavar="N", help="CPU intra-op threads (default: 1 for the small built-in models, else PyTorch's; OMP_NUM_THREADS is honoured)")
+        parser.add_argument("--threads", type=in_range(limits.THREADS), metavar="N", help="CPU intra-op threads (default: 1 for the small built-in models, else PyTorch's; OMP_NUM_THREADS is honoured)")
 
 
 

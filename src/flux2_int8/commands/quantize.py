@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import limits
 from ..errors import ConfigError
 from ..outputs import add_overwrite_flag
-from .options import DTYPES, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, resolve_size
+from .options import DTYPES, SEED, STEPS, add_base, in_range, add_device, add_run_flags, add_size, apply_threads, device_or_default, resolve_size
 from . import ray_options
 
 
@@ -71,13 +72,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_base(parser)
     parser.add_argument("--out", required=True, help="output .safetensors file (or folder with --format diffusers)")
     parser.add_argument("--transformer", help="a BF16 transformer checkpoint (e.g. a fine-tune, BFL single file) replacing the base's")
-    parser.add_argument("--samples", type=int, default=256, help="calibration samples drawn from the prompt set (default 256)")
-    parser.add_argument("--steps", type=int, help="denoising steps visited per sample (default all: 4 distilled, 50 base)")
+    parser.add_argument("--samples", type=in_range(limits.SAMPLES), default=256, help="calibration samples drawn from the prompt set (default 256)")
+    parser.add_argument("--steps", type=STEPS, help="denoising steps visited per sample (default all: 4 distilled, 50 base)")
     add_size(parser, "1024; nano 128; square: width and height must agree")
-    parser.add_argument("--seed", type=int, default=0, help="draws the samples and seeds their noise (default 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="draws the samples and seeds their noise (default 0)")
     parser.add_argument("--prompts", help="JSONL prompt set, or nano (default: the shipped 768 prompts; nano's training prompts for --base nano); see docs/quantize.md")
     parser.add_argument("--calibration", default="max", help="activation range: max (default) or percentile:P, e.g. percentile:99.99")
-    parser.add_argument("--smoothquant", type=float, metavar="ALPHA", help="experimental: SmoothQuant folded into the weights, alpha in (0, 1]")
+    parser.add_argument("--smoothquant", type=in_range(limits.SMOOTHQUANT_ALPHA), metavar="ALPHA", help="experimental: SmoothQuant folded into the weights, alpha in (0, 1]")
     parser.add_argument("--quantize-modulation", action=argparse.BooleanOptionalAction, default=False, help="also quantize the modulation linears (default: keep them BF16)")
     parser.add_argument("--keep", action="append", default=[], metavar="PATTERN", help="keep matching linears in BF16 (fnmatch, diffusers or BFL names; repeatable)")
     parser.add_argument("--text-encoder", action="store_true", help="also quantize the Qwen3 text encoder, written to <out stem>-text-encoder.safetensors")

@@ -10,16 +10,33 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import limits
+from .options import gpus_per_worker, in_range
+
 if TYPE_CHECKING:
     from ..scale_out import Cluster
+
+DEFAULT_RAY_TIMEOUT = 15.0  # seconds; a head that answers at all answers in well under this
+
+
+def ray_address(text: str) -> str:
+    """--ray: local, auto, HOST:PORT or ray://HOST:PORT with a port of 1..65535, checked at parse time."""
+    from ..scale_out.cluster import ScaleOutError, check_address
+
+    try:
+        check_address(text)
+    except ScaleOutError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix(f"--ray {text!r}: ")) from None
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scale-out on a Ray cluster (pip install 'flux2-int8[ray]'; see docs/scale-out.md)")
-    group.add_argument("--ray", metavar="ADDRESS", help="run on Ray: local (start one here), auto (this machine's cluster), ray://HOST:PORT or HOST:PORT")
-    group.add_argument("--workers", type=int, default=1, metavar="N", help="actors, each holding one copy of the model (default 1)")
-    group.add_argument("--gpus-per-worker", type=float, metavar="G", help="GPUs per actor (default 0 with --device cpu, else 1 where the cluster has GPUs or --device is cuda)")
-    group.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C", help="CPUs per actor, and its torch threads (default 1)")
+    group.add_argument("--ray", type=ray_address, metavar="ADDRESS", help="run on Ray: local (start one here), auto (this machine's cluster), ray://HOST:PORT or HOST:PORT")
+    group.add_argument("--workers", type=in_range(limits.WORKERS), default=1, metavar="N", help="actors, each holding one copy of the model (default 1)")
+    group.add_argument("--gpus-per-worker", type=gpus_per_worker, metavar="G", help="GPUs per actor (default 0 with --device cpu, else 1 where the cluster has GPUs or --device is cuda)")
+    group.add_argument("--cpus-per-worker", type=in_range(limits.CPUS_PER_WORKER), default=1.0, metavar="C", help="CPUs per actor, and its torch threads (default 1)")
+    group.add_argument("--ray-timeout", type=in_range(limits.RAY_TIMEOUT), default=DEFAULT_RAY_TIMEOUT, metavar="SECONDS", help=f"give up on a HOST:PORT or ray:// address that does not answer within this many seconds (default {DEFAULT_RAY_TIMEOUT:g})")
 
 
 def connect(args: argparse.Namespace) -> Cluster | None:
@@ -27,15 +44,15 @@ def connect(args: argparse.Namespace) -> Cluster | None:
     from ..scale_out.cluster import ClusterOptions, ScaleOutError, check_address
 
     if args.ray is None:
-        if (args.workers, args.gpus_per_worker, args.cpus_per_worker) != (1, None, 1.0):
-            raise ScaleOutError("--workers, --gpus-per-worker and --cpus-per-worker go with --ray ADDRESS (e.g. --ray local)")
+        if (args.workers, args.gpus_per_worker, args.cpus_per_worker, args.ray_timeout) != (1, None, 1.0, DEFAULT_RAY_TIMEOUT):
+            raise ScaleOutError("--workers, --gpus-per-worker, --cpus-per-worker and --ray-timeout go with --ray ADDRESS (e.g. --ray local)")
         return None
     check_address(args.ray)
     if getattr(args, "prompt", None) is not None:  # generate: a single image is not worth a cluster
         raise ScaleOutError("--ray goes with --prompts FILE (a batch); a single --prompt runs here")
     from ..scale_out.cluster import connect as connect_cluster
 
-    return connect_cluster(ClusterOptions(args.ray, args.workers, args.gpus_per_worker, args.cpus_per_worker), args.device)
+    return connect_cluster(ClusterOptions(args.ray, args.workers, args.gpus_per_worker, args.cpus_per_worker, args.ray_timeout), args.device)
 
 
 def eval_fan_out(cluster: Cluster | None) -> Callable[[Any, Sequence[Any]], Any] | None:

@@ -22,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ConfigError
+from ..limits import GUIDANCE, STEPS, check_side
 from ..formats.header import loads_bounded
 from ..outputs import write_text_atomic
 from .suite import Case
@@ -70,6 +71,15 @@ class RunSettings:
     activations: str = "auto"  # how INT8 candidates quantize activations (load_transformer's choice)
     models: dict[str, str | None] = field(default_factory=dict)
     loras: list[str] = field(default_factory=list)  # PATH_OR_REPO[:SCALE], applied to every model alike
+
+    def __post_init__(self) -> None:
+        """The numbers in `flux2_int8.limits`' ranges (the API refuses what the CLI refuses)."""
+        check_side(self.width, "--width", self.base)
+        check_side(self.height, "--height", self.base)
+        if self.steps is not None:
+            STEPS.check(self.steps, "--steps")
+        if self.guidance is not None:
+            GUIDANCE.check(self.guidance, "--guidance")
 
 
 class Layout:

@@ -33,6 +33,7 @@ from ..generate.requests import MAX_REFERENCE_IMAGES, MAX_SEED
 from ..jsonlines import parse_json_object
 from ..nano.grammar import split_scenes
 from ..outputs import claim_file, write_text_atomic
+from ..textfiles import file_problem, read_text_lines
 
 TASKS = ("t2i", "edit", "composition")
 DEFAULT_SUITE = "default"
@@ -238,9 +239,7 @@ def write_suite_jsonl(cases: Sequence[Case], path: str | Path) -> Path:
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise SuiteError(f"suite file {path}: no such file (or pass --suite default for the shipped 48 cases)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SuiteError(f"suite file {path}: cannot be read as UTF-8 text ({error})") from None
+    """The suite's lines: a regular UTF-8 file within the text-input bounds (`flux2_int8.textfiles`)."""
+    if file_problem(path) == "no such file":
+        raise SuiteError(f"suite file {path}: no such file (or pass --suite default for the shipped 48 cases)")
+    return read_text_lines(path, "suite file", error=SuiteError)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, UnsupportedFormatError
+from ..textfiles import file_problem
 from .comfy import COMFY_MARKER
 from .foreign import recognise
 from .header import SafetensorsHeader, TensorInfo, read_header, read_json_file
@@ -152,6 +153,9 @@ def read_headers(path: str | Path) -> tuple[Path, list[SafetensorsHeader], dict 
         return _open_folder(path)
     if not path.exists():
         raise CheckpointError(path, "no such file or folder")
+    problem = file_problem(path)  # a FIFO, device or socket: named, never opened
+    if problem is not None:
+        raise CheckpointError(path, problem)
     if path.suffix != ".safetensors":
         raise UnsupportedFormatError(path, "only .safetensors checkpoints are read (pickled .bin/.pt/.ckpt files are never loaded)")
     return path, [read_header(path)], None

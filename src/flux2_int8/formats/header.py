@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..textfiles import file_problem, read_bounded_bytes
 
 # safetensors dtype names -> bytes per element.
 DTYPE_SIZES = {
@@ -68,8 +69,9 @@ def read_header(path: str | Path) -> SafetensorsHeader:
     and overlaps no other tensor's range. Every command reads headers through here.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such file")
+    problem = file_problem(path)  # a FIFO or device is named as such, never opened
+    if problem is not None:
+        raise CheckpointError(path, problem)
     try:
         file_size = path.stat().st_size
         if file_size == 0:
@@ -135,7 +137,7 @@ def metadata_object(header: SafetensorsHeader, key: str) -> dict[str, Any] | Non
 def read_json_file(path: Path) -> Any:
     """A small JSON file (a config, a weight index), or a `CheckpointError` naming it."""
     try:
-        return loads_bounded(path.read_bytes())
+        return loads_bounded(read_bounded_bytes(path, "", problem_error=lambda problem: CheckpointError(path, problem)))
     except OSError as error:
         raise CheckpointError(path, f"cannot be read ({error.strerror or error})") from None
     except ValueError as error:  # also JSONDecodeError and UnicodeDecodeError

@@ -6,23 +6,23 @@ path or a width of 1000 should fail before that, with a message naming the input
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from .. import limits
 from ..errors import Flux2Int8Error
 from ..jsonlines import BOM, parse_json_object
+from ..textfiles import read_text_lines
 
 # Black Forest Labs documents up to 4 reference images for FLUX.2 [klein] 4B and 9B
 # (docs.bfl.ai, "Reference Images per Model"). diffusers' Flux2KleinPipeline sets no
 # limit, but each reference adds its full token count to every attention call.
 MAX_REFERENCE_IMAGES = 4
-MIN_SIDE = 64
-# The VAE downsamples by 8 and latents are packed 2x2, so pixel sizes move in steps of 16.
-SIDE_MULTIPLE = 16
-MAX_SEED = 2**63  # torch.Generator.manual_seed takes 64-bit seeds; image k of a request uses seed + k
+MIN_SIDE = limits.MIN_SIDE
+SIDE_MULTIPLE = limits.SIDE_MULTIPLE
+MAX_SEED = limits.MAX_SEED + 1  # exclusive: torch.Generator.manual_seed takes 64-bit seeds; image k of a request uses seed + k
 _JSONL_KEYS = ("prompt", "images", "seed")
 
 
@@ -52,16 +52,14 @@ class Sampling:
 
 
 def check_sampling(sampling: Sampling) -> None:
-    """Refuse non-positive steps or image counts, bad guidance, and sizes the model cannot make."""
-    if sampling.steps is not None and sampling.steps < 1:
-        raise RequestError(f"steps must be a positive number of denoising steps, got {sampling.steps}")
-    if sampling.num_images < 1:
-        raise RequestError(f"num-images must be at least 1, got {sampling.num_images}")
-    if sampling.guidance is not None and not (math.isfinite(sampling.guidance) and sampling.guidance >= 0):
-        raise RequestError(f"guidance must be a finite number >= 0, got {sampling.guidance}")
-    for name, side in (("width", sampling.width), ("height", sampling.height)):
-        if side is not None and (side < MIN_SIDE or side % SIDE_MULTIPLE):
-            raise RequestError(f"{name} must be a multiple of {SIDE_MULTIPLE} and at least {MIN_SIDE}, got {side}")
+    """Refuse steps, image counts, guidance and sizes outside `flux2_int8.limits` (sizes: what klein supports)."""
+    if sampling.steps is not None:
+        limits.STEPS.check(sampling.steps, "steps")
+    limits.NUM_IMAGES.check(sampling.num_images, "num-images")
+    if sampling.guidance is not None:
+        limits.GUIDANCE.check(sampling.guidance, "guidance")
+    limits.check_side(sampling.width, "width")
+    limits.check_side(sampling.height, "height")
 
 
 def check_request(request: Request) -> None:
@@ -110,12 +108,7 @@ def read_prompts_file(path: str | Path, default_seed: int = 0) -> list[Request]:
     read from the prompts file's folder, so a prompts file travels with its images.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()  # a BOM (Windows editors) is stripped per line below
-    except FileNotFoundError:
-        raise RequestError(f"prompts file {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise RequestError(f"prompts file {path}: cannot be read as UTF-8 text ({error})") from None
+    lines = read_text_lines(path, "prompts file", error=RequestError)  # a BOM (Windows editors) is stripped per line below
     stripped = [line.strip().lstrip(BOM).strip() for line in lines]
     requests = [_parse_line(line, f"{path} line {number}", path.parent, default_seed) for number, line in enumerate(stripped, 1) if line]
     if not requests:

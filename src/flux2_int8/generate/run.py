@@ -12,6 +12,7 @@ from diffusers import Flux2KleinPipeline
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .. import limits
 from .output import output_path, png_metadata, write_png
 from .pipeline import sampling_defaults
 from .requests import Request, load_reference
@@ -37,9 +38,11 @@ class Generated:
 
 def plan_jobs(requests: Sequence[Request], num_images: int, out: str | Path) -> list[Job]:
     """Every image of the run with its path; image k of a request uses seed + k."""
+    limits.NUM_IMAGES.check(num_images, "num-images")
     total = len(requests) * num_images
     jobs: list[Job] = []
     for request in requests:
+        limits.check_seed_span(request.seed, num_images, f"{request.source}: seed" if request.source != "--prompt" else "--seed")
         for k in range(num_images):
             seed = request.seed + k
             jobs.append(Job(request, seed, output_path(out, len(jobs) + 1, total, request.prompt, seed)))
@@ -66,8 +69,15 @@ def generate_image(
     Prompts are padded to `max_sequence_length` tokens (default: the model's own from
     `sampling_defaults`; klein: 512, nano: 32), so every caller pads as the model was trained.
     """
+    defaults = sampling_defaults(pipeline)
     if max_sequence_length is None:
-        max_sequence_length = sampling_defaults(pipeline).max_sequence_length
+        max_sequence_length = defaults.max_sequence_length
+    limits.SEED.check(seed, "seed")
+    limits.STEPS.check(steps, "steps")
+    limits.GUIDANCE.check(guidance, "guidance")
+    model = "nano" if defaults.size is not None else None  # a built-in with a native size: the smaller limit
+    limits.check_side(width, "width", model)
+    limits.check_side(height, "height", model)
 
     def step_callback(pipe: Flux2KleinPipeline, step: int, timestep: torch.Tensor, tensors: dict) -> dict:
         if on_step is not None:

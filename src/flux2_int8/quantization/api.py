@@ -19,6 +19,7 @@ from torch import nn
 
 from ..version import __version__
 from ..errors import Flux2Int8Error
+from ..limits import SAMPLES, SEED, STEPS, check_side
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
 from ..nano import NANO_BASE
@@ -149,6 +150,9 @@ def quantize(
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
     if prompts is None and isinstance(base, (str, Path)) and str(base).strip().lower() == NANO_BASE:
         prompts = NANO_PROMPTS  # nano knows only its grammar; calibrate on what it was trained on
+    SAMPLES.check(samples, "samples")
+    if steps is not None:
+        STEPS.check(steps, "steps")
     inputs = input_files(_local_folder(base), transformer, prompts)
     plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
@@ -189,8 +193,8 @@ def _plan(
         check_alpha(smoothquant)
         if method.percentile is not None:
             raise Flux2Int8Error("--smoothquant needs --calibration max: the smoothed activations' distribution is not recorded, only their per-channel maxima")
-    if resolution < 64 or resolution % 16:
-        raise Flux2Int8Error(f"--resolution {resolution}: must be a multiple of 16, at least 64")
+    check_side(resolution, "--resolution")
+    SEED.check(seed, "--seed")
     path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
     return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations)

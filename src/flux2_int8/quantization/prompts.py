@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import Flux2Int8Error
 from ..generate.requests import MAX_REFERENCE_IMAGES
 from ..jsonlines import parse_json_object
+from ..textfiles import read_text_lines
 
 BUILTIN_PROMPTS = "calibration_prompts.jsonl"
 NANO_PROMPTS = "nano"  # nano's training prompts (its grammar less the held-out fifth)
@@ -74,10 +75,7 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
         text = resources.files("flux2_int8.quantization").joinpath("data", BUILTIN_PROMPTS).read_text(encoding="utf-8")
         return _parse(text, Path(BUILTIN_PROMPTS), base=None, source=f"builtin:{BUILTIN_PROMPTS}")
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise PromptFileError(f"--prompts {path}: cannot read the file ({error.__class__.__name__}: {error})") from None
+    text = "\n".join(read_text_lines(path, "--prompts", error=PromptFileError))
     return _parse(text, path, base=path.parent, source=str(path))
 
 

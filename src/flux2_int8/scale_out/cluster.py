@@ -3,19 +3,30 @@
 Ray waits forever for resources nobody has: asked for 8 GPUs on a cluster of 4, a
 run would hang at 0 %. So the cluster's resources are read as soon as we connect and
 a worker pool that cannot be placed is an error, before any model loads.
+
+Ray also retries an address that does not answer for minutes, deaf to Ctrl-C
+(`--ray 127.0.0.1:1`). So a HOST:PORT or ray:// address is first probed with a plain
+TCP connect bounded by `timeout` (interruptible), and `ray.init` then runs in a
+helper thread the main thread waits on in short slices: past the timeout, or at
+Ctrl-C / SIGTERM, the run ends with one line naming the address.
 """
 
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from .. import limits
 from ..errors import Flux2Int8Error
 
 LOCAL = "local"
 # host:port, as `ray start --head` prints it; ray:// addresses go to Ray Client.
-_HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
+_HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
+DEFAULT_TIMEOUT = 15.0  # seconds to wait for an address to answer
 
 
 class ScaleOutError(Flux2Int8Error):
@@ -36,15 +47,17 @@ class ClusterOptions:
     workers: int = 1
     gpus_per_worker: float | None = None
     cpus_per_worker: float = 1.0
+    timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
         check_address(self.address)
-        if self.workers < 1:
-            raise ScaleOutError(f"--workers {self.workers}: give at least 1")
-        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
-            raise ScaleOutError(f"--gpus-per-worker {self.gpus_per_worker:g}: must be 0 or more")
-        if self.cpus_per_worker <= 0:
-            raise ScaleOutError(f"--cpus-per-worker {self.cpus_per_worker:g}: must be more than 0")
+        try:
+            limits.WORKERS.check(self.workers, "--workers")
+            limits.check_gpus_per_worker(self.gpus_per_worker)
+            limits.CPUS_PER_WORKER.check(self.cpus_per_worker, "--cpus-per-worker")
+            limits.RAY_TIMEOUT.check(self.timeout, "--ray-timeout")
+        except limits.RangeError as error:
+            raise ScaleOutError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -58,9 +71,33 @@ class Cluster:
 
 
 def check_address(address: str) -> None:
-    if address in (LOCAL, "auto") or address.startswith("ray://") or _HOST_PORT.match(address):
+    """Refuse an address that is none of local, auto, HOST:PORT, ray://HOST:PORT, or whose port is not 1..65535."""
+    if address in (LOCAL, "auto"):
         return
-    raise ScaleOutError(f"--ray {address!r}: expected local, auto, ray://HOST:PORT or HOST:PORT (the address `ray start --head` prints)")
+    match = _HOST_PORT.match(address)
+    if match is None:
+        raise ScaleOutError(f"--ray {address!r}: expected local, auto, ray://HOST:PORT or HOST:PORT (the address `ray start --head` prints)")
+    if not 1 <= int(match["port"]) <= 65535:
+        raise ScaleOutError(f"--ray {address!r}: port {int(match['port'])} is not a TCP port (1 to 65535)")
+
+
+def probe(address: str, timeout: float) -> None:
+    """Refuse a HOST:PORT / ray:// address where nothing accepts a TCP connection within `timeout` seconds.
+
+    Nothing is sent: this only tells "a server listens there" from "nobody answers", which
+    Ray itself would retry for minutes. local and auto are not probed (Ray finds those).
+    """
+    match = _HOST_PORT.match(address)
+    if match is None:
+        return
+    try:
+        with socket.create_connection((match["host"], int(match["port"])), timeout=timeout):
+            return
+    except TimeoutError:
+        reason = f"no answer within {timeout:g} s (--ray-timeout)"
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+    raise ScaleOutError(f"--ray {address}: cannot connect ({reason}); start the head with `ray start --head` and pass the address it prints")
 
 
 def import_ray() -> Any:
@@ -82,7 +119,8 @@ def connect(options: ClusterOptions, device: str | None = None) -> Cluster:
     """
     ray = import_ray()
     if not ray.is_initialized():
-        _init(ray, options.address)
+        probe(options.address, options.timeout)
+        _init_within(ray, options.address, options.timeout)
     resources = ray.cluster_resources()
     gpus = options.gpus_per_worker
     if gpus is None:  # a GPU each where there are GPUs, or where --device asks for one
@@ -92,6 +130,36 @@ def connect(options: ClusterOptions, device: str | None = None) -> Cluster:
     cluster = Cluster(options.address, options.workers, gpus, options.cpus_per_worker)
     check_fits(cluster, resources, _node_resources(ray))
     return cluster
+
+
+def _init_within(ray: Any, address: str, timeout: float) -> None:
+    """`_init`, given up after `timeout` seconds for a remote address.
+
+    ray.init runs in a daemon thread; this thread waits in short slices, so Ctrl-C and
+    SIGTERM reach the command at once. An init left running is abandoned with the process.
+    `local` starts Ray here (nothing to wait for on a network) in this thread, as before.
+    """
+    if address == LOCAL:
+        _init(ray, address)
+        return
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            _init(ray, address)
+            outcome.append(None)
+        except BaseException as error:  # handed to the waiting thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=target, name="flux2-int8-ray-init", daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(0.1)
+    if not outcome:
+        raise ScaleOutError(f"--ray {address}: Ray did not connect within {timeout:g} s (--ray-timeout); is it a Ray head? start one with `ray start --head` and pass the address it prints")
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def _init(ray: Any, address: str) -> None:

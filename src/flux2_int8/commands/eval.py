@@ -10,7 +10,7 @@ import argparse
 from .. import limits
 from ..outputs import add_overwrite_flag
 from . import ray_options
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, STEPS, add_base, in_range, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, STEPS, add_base, in_range, lora_spec, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 
 def run(args: argparse.Namespace) -> None:
@@ -107,7 +107,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics-weights", metavar="DIR", help="read metric weights only from DIR (made by `flux2-int8 fetch-weights DIR`); never download")
     parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help=f"CLIP hub repository or local folder (default {DEFAULT_CLIP_MODEL})")
     parser.add_argument("--lpips-net", choices=tuple(LPIPS_BACKBONES), default=DEFAULT_LPIPS_NET, help=f"LPIPS backbone (default {DEFAULT_LPIPS_NET}, the lpips package's default)")
-    parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA applied (unfused) to the reference and every candidate alike; repeatable; recorded in the folder's run.json")
+    parser.add_argument("--lora", type=lora_spec, action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA applied (unfused) to the reference and every candidate alike; repeatable; recorded in the folder's run.json")
     add_run_flags(parser)
     add_overwrite_flag(parser)
     ray_options.add_arguments(parser)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..outputs import add_overwrite_flag
 from . import ray_options
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, NUM_IMAGES, SEED, STEPS, add_base, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, NUM_IMAGES, SEED, STEPS, add_base, lora_spec, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 if TYPE_CHECKING:
     from ..generate import Request
@@ -157,7 +157,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="off|full|regional|on",
         help="torch.compile the transformer: whole (full; also 'on'), or each repeated block once (regional, much faster to compile); the first image compiles (default off)",
     )
-    parser.add_argument("--lora", action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")
+    parser.add_argument("--lora", type=lora_spec, action="append", default=[], metavar="PATH_OR_REPO[:SCALE]", help="a LoRA (diffusers/PEFT, kohya, ai-toolkit/BFL, LoKr): file, folder, hub repo or owner/repo/file.safetensors, optional :SCALE (default 1.0); repeat for several")
     parser.add_argument("--fuse-lora", action="store_true", help="merge the LoRAs into the weights (INT8: re-quantized per channel) for plain INT8 speed, instead of running them beside the INT8 layers")
     add_run_flags(parser)
     add_overwrite_flag(parser)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import limits
-from ..errors import ConfigError
+from ..errors import ConfigError, Flux2Int8Error
 
 ACTIVATIONS = ("auto", "static", "dynamic")
 ACTIVATIONS_HELP = (
@@ -82,6 +82,17 @@ def image_side(text: str) -> int:
     if value % limits.SIDE_MULTIPLE:
         raise argparse.ArgumentTypeError(f"{text!r} is not {limits.SIDE.describe()}")
     return value
+
+
+def lora_spec(text: str) -> str:
+    """--lora PATH_OR_REPO[:SCALE], its scale checked now (finite, in range), kept as written."""
+    from ..lora.spec import parse_lora_spec
+
+    try:
+        parse_lora_spec(text)
+    except Flux2Int8Error as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix(f"--lora {text}: ")) from None
+    return text
 
 
 SEED = in_range(limits.SEED)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -95,6 +96,29 @@ def png_metadata(
         **lora_chunks,
         "software": f"flux2-int8 {__version__}",
     }
+
+
+class NonFiniteImageError(RequestError):
+    """The pipeline produced NaN or infinite pixels: never written as a success."""
+
+
+def check_finite_image(pixels: Any, prompt: str, seed: int) -> None:
+    """Refuse a decoded image (array or tensor of floats) holding NaN or inf, naming the prompt and seed.
+
+    diffusers turns NaN pixels into black when it makes a PIL image, so an image that
+    went wrong (a broken LoRA, an overflow in float16) would be saved as a black
+    picture with exit 0. Every image the package writes (generate, eval, demo) passes here first.
+    """
+    import numpy as np
+
+    values = pixels.detach().float().cpu().numpy() if hasattr(pixels, "detach") else np.asarray(pixels, dtype=np.float32)
+    bad = int(values.size - np.isfinite(values).sum())
+    if bad:
+        shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+        raise NonFiniteImageError(
+            f"the image for prompt {shown!r}, seed {seed} came out with {bad} non-finite (NaN/inf) values; nothing was written for it "
+            "(a LoRA or checkpoint with extreme values, or float16 overflow: try --dtype bfloat16)"
+        )
 
 
 def write_png(path: Path, image: Image.Image, metadata: dict[str, str]) -> Path:

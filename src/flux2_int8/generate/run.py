@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import limits
-from .output import output_path, png_metadata, write_png
+from .output import check_finite_image, output_path, png_metadata, write_png
 from .pipeline import sampling_defaults
 from .requests import Request, load_reference
 
@@ -85,6 +85,7 @@ def generate_image(
         return {}
 
     result = pipeline(
+        output_type="np",  # floats, so a NaN is still visible to `check_finite_image` (as a PIL image it is black)
         image=list(references) or None,
         prompt=prompt,
         height=height,
@@ -95,7 +96,9 @@ def generate_image(
         callback_on_step_end=step_callback,
         max_sequence_length=max_sequence_length,
     )
-    return result.images[0]
+    pixels = result.images[0]  # [H, W, 3] float in [0, 1]
+    check_finite_image(pixels, prompt, seed)
+    return pipeline.image_processor.numpy_to_pil(pixels[None])[0]
 
 
 def run_jobs(

@@ -21,14 +21,15 @@ _LAZY_EXPORTS = {
     "Fp8LoraLinear": ".layers",
     "Int8LoKrLinear": ".lokr",
     "Fp8LoKrLinear": ".lokr",
-    "LoraSpec": ".apply",
-    "parse_lora_spec": ".apply",
+    "LoraSpec": ".spec",
+    "parse_lora_spec": ".spec",
     "check_lora_fits": ".apply",
     "load_loras": ".apply",
 }
 
 if TYPE_CHECKING:
-    from .apply import LoraSpec, check_lora_fits, load_loras, parse_lora_spec
+    from .apply import check_lora_fits, load_loras
+    from .spec import LoraSpec, parse_lora_spec
     from .layers import Fp8LoraLinear, Int8LoraLinear
     from .lokr import Fp8LoKrLinear, Int8LoKrLinear
     from .register import register_peft_layers

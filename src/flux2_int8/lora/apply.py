@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,13 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, Flux2Int8Error
+from ..limits import LORA_SCALE, RangeError
 from ..formats.foreign import recognise
 from ..formats.header import read_header
 from ..formats.keys import QKV_GROUPS
+from .checks import check_factor_magnitudes, check_factor_shapes, check_file_values, check_lokr_factorization
 from .register import register_peft_layers
+from .spec import LoraSpec, parse_lora_spec  # noqa: F401  (re-exported: the names callers know)
 
 _TRANSFORMER_PREFIX = "transformer."
 # diffusers' key suffixes -> (which factor, position of the dimension that must fit)
@@ -31,32 +33,6 @@ _LORA_FACTORS = {".lora_A.weight": "A", ".lora_B.weight": "B"}
 _LOKR_FACTORS = (".lokr_w1", ".lokr_w1_a", ".lokr_w1_b", ".lokr_w2", ".lokr_w2_a", ".lokr_w2_b")
 # A fused q/k/v name (`to_qkv`) -> its separate layers (`to_q`, `to_k`, `to_v`).
 _FUSED_PARTS = {fused: separate for separate, fused in QKV_GROUPS}
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    """One `--lora PATH_OR_REPO[:SCALE]`: where the LoRA is and how strongly to apply it."""
-
-    source: str
-    scale: float = 1.0
-
-
-def parse_lora_spec(text: str) -> LoraSpec:
-    """`PATH_OR_REPO[:SCALE]` -> LoraSpec; a tail after the last ':' that is a number is the scale."""
-    source, _, tail = text.rpartition(":")
-    if source and _is_number(tail):
-        return LoraSpec(source, float(tail))
-    if not text:
-        raise Flux2Int8Error("--lora needs a LoRA file or hub repository, optionally followed by :SCALE")
-    return LoraSpec(text)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def adapter_name(path: Path, taken: set[str]) -> str:
@@ -71,14 +47,19 @@ def adapter_name(path: Path, taken: set[str]) -> str:
 
 def read_lora(path: Path, pipeline_class: Any) -> dict[str, torch.Tensor]:
     """The LoRA's transformer tensors, converted by diffusers to its own `transformer.<module>.lora_A.weight` naming."""
-    found = recognise([read_header(path)])
+    header = read_header(path)
+    found = recognise([header])
     if found is None or found.lora is None:
         raise CheckpointError(path, "not a LoRA: no lora_A/lora_B, lora_down/lora_up or lokr_* tensors (a transformer checkpoint goes to --transformer)")
+    check_file_values(path, header)
     try:
         state = pipeline_class.lora_state_dict(str(path), use_safetensors=True)
-    except (ValueError, KeyError, IndexError, RuntimeError, AssertionError) as error:
+    except (ValueError, KeyError, IndexError, RuntimeError, AssertionError, TypeError) as error:
         raise CheckpointError(path, f"diffusers could not convert this {found.lora.format} LoRA for FLUX.2 ({error})") from None
-    return {key: value for key, value in state.items() if key.startswith(_TRANSFORMER_PREFIX)}
+    state = {key: value for key, value in state.items() if key.startswith(_TRANSFORMER_PREFIX)}
+    check_factor_shapes(path, state)
+    check_factor_magnitudes(path, state)
+    return state
 
 
 def check_lora_fits(path: str | Path, state: dict[str, torch.Tensor], transformer: nn.Module) -> None:
@@ -239,10 +220,14 @@ def load_loras(pipeline: Any, paths: Sequence[str | Path], scales: Sequence[floa
     register_peft_layers()
     paths = [Path(path) for path in paths]
     scales = list(scales) if scales is not None else [1.0] * len(paths)
+    if len(scales) != len(paths):
+        raise Flux2Int8Error(f"{len(paths)} LoRA file(s) but {len(scales)} scale(s): give one scale per file")
+    scales = [_checked_scale(scale, path) for scale, path in zip(scales, paths)]
     transformer = pipeline.transformer
     files = [(path, read_lora(path, type(pipeline))) for path in paths]
     for path, state in files:
         check_lora_fits(path, state, transformer)
+        check_lokr_factorization(path, state)
     _check_compatible(files, transformer)
     _fuse_qkv_if_targeted(transformer, [state for _, state in files])
     del files  # their tensors: diffusers reads each file again
@@ -250,14 +235,27 @@ def load_loras(pipeline: Any, paths: Sequence[str | Path], scales: Sequence[floa
     taken = set(getattr(transformer, "peft_config", {}) or {})
     for path in paths:
         name = adapter_name(path, taken | set(names))
-        pipeline.load_lora_weights(str(path), adapter_name=name, use_safetensors=True)
+        try:  # the checks above should leave diffusers nothing to refuse; if it does, one line naming the file
+            pipeline.load_lora_weights(str(path), adapter_name=name, use_safetensors=True)
+        except (ValueError, KeyError, IndexError, RuntimeError, TypeError) as error:
+            raise CheckpointError(path, f"diffusers could not load this LoRA ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
         names.append(name)
     pipeline.set_adapters(names, adapter_weights=scales)
     _cast_adapters(transformer, names, transformer.dtype)
     if fuse:
-        pipeline.fuse_lora(adapter_names=names)
+        try:
+            pipeline.fuse_lora(adapter_names=names)
+        except ValueError as error:  # our layers refuse a merge that is not finite
+            raise Flux2Int8Error(f"--fuse-lora {', '.join(str(p) for p in paths)}: merging gives non-finite weights ({error}); run without --fuse-lora or lower the scale") from None
         pipeline.unload_lora_weights()
     return names
+
+
+def _checked_scale(scale: float, path: Path) -> float:
+    try:
+        return LORA_SCALE.check(scale, "scale")
+    except RangeError:
+        raise Flux2Int8Error(f"LoRA {path}: scale {scale!r} is not {LORA_SCALE.describe()}") from None
 
 
 def _fuse_qkv_if_targeted(transformer: nn.Module, states: list[dict[str, torch.Tensor]]) -> None:

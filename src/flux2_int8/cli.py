@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # a usage error (2) or --help / --version (0): the code, for in-process callers too
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     try:
         args.run(args)
     except Flux2Int8Error as error:

@@ -8,9 +8,10 @@ value enters (load, generate, quantize), so both refuse with the same words.
 docs/reliability.md has the table.
 
 Image sides: FLUX.2 [klein] is documented up to 4 megapixels, so 2048 x 2048 is the
-largest side we allow; the built-in tiny and nano models (nano is trained at 128 px)
-are capped at 512, four times nano's native side: beyond that they draw noise, and a
-step at 4096 px on a CPU takes minutes in one uninterruptible torch call.
+largest side we allow. The built-in models are smaller: nano (trained at 128 px) is
+capped at 512, four times its native side (beyond that it draws noise, and one step
+at 4096 px on a CPU is minutes inside one torch call), and tiny (random weights, for
+tests; it samples at klein's default 1024 unless told) at 1024.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ WORKERS = IntRange(1, 1024)
 MIN_SIDE = 64
 SIDE_MULTIPLE = 16  # the VAE downsamples by 8 and latents are packed 2x2
 MAX_SIDE = 2048  # FLUX.2 [klein]: up to 4 megapixels
-MAX_BUILT_IN_SIDE = 512  # tiny and nano (nano is native at 128)
+MAX_BUILT_IN_SIDE = {"nano": 512, "tiny": 1024}  # nano is native at 128; tiny samples at klein's 1024
 SIDE = IntRange(MIN_SIDE, MAX_SIDE, " px, a multiple of 16")
 GUIDANCE = FloatRange(0.0, 100.0)
 SMOOTHQUANT_ALPHA = FloatRange(0.0, 1.0, low_open=True)
@@ -111,8 +112,8 @@ LORA_SCALE = FloatRange(-100.0, 100.0)
 
 
 def max_side(base: object) -> int:
-    """The largest image side `base` supports: 512 for the built-in tiny and nano, else 2048."""
-    return MAX_BUILT_IN_SIDE if str(base).strip().lower() in ("tiny", "nano") else MAX_SIDE
+    """The largest image side `base` supports: 512 for nano, 1024 for tiny, else 2048."""
+    return MAX_BUILT_IN_SIDE.get(str(base).strip().lower(), MAX_SIDE)
 
 
 def check_side(value: int | None, name: str, base: object = None) -> int | None:

@@ -88,11 +88,16 @@ def read_bounded_bytes(
 def read_text_lines(
     path: str | Path,
     what: str,
-    max_bytes: int = MAX_TEXT_BYTES,
-    max_lines: int = MAX_TEXT_LINES,
+    max_bytes: int | None = None,
+    max_lines: int | None = None,
     error: Callable[[str], Exception] = InputFileError,
 ) -> list[str]:
-    """The lines of the UTF-8 text file `path` (a leading BOM kept for the caller to drop), bounded in size and count."""
+    """The lines of the UTF-8 text file `path` (a leading BOM kept for the caller to drop), bounded in size and count.
+
+    The bounds default to MAX_TEXT_BYTES and MAX_TEXT_LINES.
+    """
+    max_bytes = MAX_TEXT_BYTES if max_bytes is None else max_bytes
+    max_lines = MAX_TEXT_LINES if max_lines is None else max_lines
     data = read_bounded_bytes(path, what, max_bytes, error)
     try:
         text = data.decode("utf-8")

@@ -121,7 +121,7 @@ def test_missing_metric_weights_fail_before_generating(tmp_path, tiny_base, int8
         (["--metrics", "psnr,ssim"], "unknown metric 'ssim'"),
         (["--shard", "2/2"], "the index must be in 0..n-1"),
         (["--shard", "half"], "expected i/n"),
-        (["--width", "100"], "width must be a multiple of 16"),
+        (["--width", "100"], "--width: '100' is not an integer from 64 to 2048 px, a multiple of 16"),
         (["--reference", "my model=x.safetensors"], "the name 'my model' must be a word"),
     ],
 )

@@ -95,6 +95,7 @@ def lora_spec(text: str) -> str:
     return text
 
 
+THREADS = in_range(limits.THREADS)
 SEED = in_range(limits.SEED)
 STEPS = in_range(limits.STEPS)
 GUIDANCE = in_range(limits.GUIDANCE)
@@ -113,7 +114,7 @@ def add_base(parser: argparse.ArgumentParser, required: bool = True) -> None:
 def add_size(parser: argparse.ArgumentParser, default: str) -> None:
     """--width, --height, and --resolution N for a square N x N."""
     side = image_side
-    sides = f"a multiple of 16 from 64 to {limits.MAX_SIDE} ({limits.MAX_BUILT_IN_SIDE} for tiny and nano)"
+    sides = f"a multiple of 16 from 64 to {limits.MAX_SIDE} ({limits.MAX_BUILT_IN_SIDE['nano']} for nano, {limits.MAX_BUILT_IN_SIDE['tiny']} for tiny)"
     parser.add_argument("--width", type=side, help=f"image width in px, {sides} (default {default})")
     parser.add_argument("--height", type=side, help=f"image height in px, {sides} (default {default})")
     parser.add_argument("--resolution", type=side, metavar="N", help="shorthand for --width N --height N")
@@ -157,7 +158,7 @@ def add_run_flags(parser: argparse.ArgumentParser, local_files: bool = True, thr
     if local_files:
         parser.add_argument("--local-files-only", action="store_true", help="use the Hugging Face cache only, never the network")
     if threads:
-        parser.add_argument("--threads", type=in_range(limits.THREADS), metavar="N", help="CPU intra-op threads (default: 1 for the small built-in models, else PyTorch's; OMP_NUM_THREADS is honoured)")
+        parser.add_argument("--threads", type=THREADS, metavar="N", help="CPU intra-op threads (default: 1 for the small built-in models, else PyTorch's; OMP_NUM_THREADS is honoured)")
 
 
 

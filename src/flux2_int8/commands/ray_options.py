@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..scale_out import Cluster
 
 DEFAULT_RAY_TIMEOUT = 15.0  # seconds; a head that answers at all answers in well under this
+WORKERS, CPUS_PER_WORKER, RAY_TIMEOUT = in_range(limits.WORKERS), in_range(limits.CPUS_PER_WORKER), in_range(limits.RAY_TIMEOUT)
 
 
 def ray_address(text: str) -> str:
@@ -33,10 +34,10 @@ def ray_address(text: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scale-out on a Ray cluster (pip install 'flux2-int8[ray]'; see docs/scale-out.md)")
     group.add_argument("--ray", type=ray_address, metavar="ADDRESS", help="run on Ray: local (start one here), auto (this machine's cluster), ray://HOST:PORT or HOST:PORT")
-    group.add_argument("--workers", type=in_range(limits.WORKERS), default=1, metavar="N", help="actors, each holding one copy of the model (default 1)")
+    group.add_argument("--workers", type=WORKERS, default=1, metavar="N", help="actors, each holding one copy of the model (default 1)")
     group.add_argument("--gpus-per-worker", type=gpus_per_worker, metavar="G", help="GPUs per actor (default 0 with --device cpu, else 1 where the cluster has GPUs or --device is cuda)")
-    group.add_argument("--cpus-per-worker", type=in_range(limits.CPUS_PER_WORKER), default=1.0, metavar="C", help="CPUs per actor, and its torch threads (default 1)")
-    group.add_argument("--ray-timeout", type=in_range(limits.RAY_TIMEOUT), default=DEFAULT_RAY_TIMEOUT, metavar="SECONDS", help=f"give up on a HOST:PORT or ray:// address that does not answer within this many seconds (default {DEFAULT_RAY_TIMEOUT:g})")
+    group.add_argument("--cpus-per-worker", type=CPUS_PER_WORKER, default=1.0, metavar="C", help="CPUs per actor, and its torch threads (default 1)")
+    group.add_argument("--ray-timeout", type=RAY_TIMEOUT, default=DEFAULT_RAY_TIMEOUT, metavar="SECONDS", help=f"give up on a HOST:PORT or ray:// address that does not answer within this many seconds (default {DEFAULT_RAY_TIMEOUT:g})")
 
 
 def connect(args: argparse.Namespace) -> Cluster | None:
@@ -44,7 +45,7 @@ def connect(args: argparse.Namespace) -> Cluster | None:
     from ..scale_out.cluster import ClusterOptions, ScaleOutError, check_address
 
     if args.ray is None:
-        if (args.workers, args.gpus_per_worker, args.cpus_per_worker, args.ray_timeout) != (1, None, 1.0, DEFAULT_RAY_TIMEOUT):
+        if (args.workers, args.gpus_per_worker, args.cpus_per_worker, getattr(args, "ray_timeout", DEFAULT_RAY_TIMEOUT)) != (1, None, 1.0, DEFAULT_RAY_TIMEOUT):
             raise ScaleOutError("--workers, --gpus-per-worker, --cpus-per-worker and --ray-timeout go with --ray ADDRESS (e.g. --ray local)")
         return None
     check_address(args.ray)

@@ -115,3 +115,9 @@ def test_the_reader_refuses_a_file_that_grows_past_the_limit_while_read(tmp_path
     monkeypatch.setattr(textfiles.os, "stat", lambda p: Small(real_stat(p)))
     with pytest.raises(textfiles.InputFileError, match="more than 8 bytes"):
         textfiles.read_bounded_bytes(path, "file", max_bytes=8)
+
+
+def test_a_reference_image_that_is_a_fifo_is_refused_not_opened(tmp_path):
+    fifo = tmp_path / "ref.png"
+    os.mkfifo(fifo)
+    run_cli("generate", "--base", "tiny", "--prompt", "a cube", "--image", fifo, "--out", tmp_path / "o.png").assert_one_error_line(2, f"reference image {fifo}", "named pipe")

@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from .. import limits
 from ..errors import Flux2Int8Error
 from ..jsonlines import BOM, parse_json_object
-from ..textfiles import read_text_lines
+from ..textfiles import file_problem, read_text_lines
 
 # Black Forest Labs documents up to 4 reference images for FLUX.2 [klein] 4B and 9B
 # (docs.bfl.ai, "Reference Images per Model"). diffusers' Flux2KleinPipeline sets no
@@ -88,7 +88,10 @@ def is_utf8_text(text: str) -> bool:
 
 
 def load_reference(path: Path) -> Image.Image:
-    """Open a reference image as RGB, refusing files that are missing, not images, or under 64 px a side."""
+    """Open a reference image as RGB, refusing files that are missing, not regular files (a FIFO would block), not images, or under 64 px a side."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise RequestError(f"reference image {path}: {problem}")
     try:
         with Image.open(path) as opened:
             image = opened.convert("RGB")

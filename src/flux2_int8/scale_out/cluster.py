@@ -6,9 +6,10 @@ a worker pool that cannot be placed is an error, before any model loads.
 
 Ray also retries an address that does not answer for minutes, deaf to Ctrl-C
 (`--ray 127.0.0.1:1`). So a HOST:PORT or ray:// address is first probed with a plain
-TCP connect bounded by `timeout` (interruptible), and `ray.init` then runs in a
-helper thread the main thread waits on in short slices: past the timeout, or at
-Ctrl-C / SIGTERM, the run ends with one line naming the address.
+socket bounded by `timeout` (interruptible): it must answer as a gRPC server does. Only
+then is `ray.init` called, in a helper thread the main thread waits on in short slices
+(a backstop): past the timeout, or at Ctrl-C / SIGTERM, the run ends with one line
+naming the address.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ LOCAL = "local"
 # host:port, as `ray start --head` prints it; ray:// addresses go to Ray Client.
 _HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
 DEFAULT_TIMEOUT = 15.0  # seconds to wait for an address to answer
+# HTTP/2's client connection preface and an empty SETTINGS frame; a gRPC server answers with its SETTINGS frame.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_FRAME_HEADER_BYTES, _SETTINGS_FRAME = 9, 0x04
 
 
 class ScaleOutError(Flux2Int8Error):
@@ -82,22 +86,46 @@ def check_address(address: str) -> None:
 
 
 def probe(address: str, timeout: float) -> None:
-    """Refuse a HOST:PORT / ray:// address where nothing accepts a TCP connection within `timeout` seconds.
+    """Refuse a HOST:PORT / ray:// address that does not answer as a gRPC server within `timeout` seconds.
 
-    Nothing is sent: this only tells "a server listens there" from "nobody answers", which
-    Ray itself would retry for minutes. local and auto are not probed (Ray finds those).
+    Ray's head (GCS) and its client server speak gRPC, i.e. HTTP/2: sent the HTTP/2
+    client preface, they answer at once with a SETTINGS frame. A port nobody listens on,
+    one that accepts and stays silent, or another kind of server is told apart here with
+    a plain socket (interruptible, bounded by `timeout`), before Ray, which would retry
+    for minutes, is asked. local and auto are not probed (Ray finds those itself).
     """
     match = _HOST_PORT.match(address)
     if match is None:
         return
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((match["host"], int(match["port"])), timeout=timeout):
-            return
+        with socket.create_connection((match["host"], int(match["port"])), timeout=timeout) as connection:
+            connection.sendall(_HTTP2_PREFACE)
+            answer = _receive(connection, _FRAME_HEADER_BYTES, deadline)
     except TimeoutError:
         reason = f"no answer within {timeout:g} s (--ray-timeout)"
     except OSError as error:
         reason = error.strerror or type(error).__name__
+    else:
+        if len(answer) == _FRAME_HEADER_BYTES and answer[3] == _SETTINGS_FRAME:
+            return
+        reason = "something answers there, but not as a Ray head (no gRPC)"
     raise ScaleOutError(f"--ray {address}: cannot connect ({reason}); start the head with `ray start --head` and pass the address it prints")
+
+
+def _receive(connection: socket.socket, count: int, deadline: float) -> bytes:
+    """Up to `count` bytes, fewer if the peer closes; TimeoutError past `deadline`."""
+    data = b""
+    while len(data) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        connection.settimeout(left)
+        chunk = connection.recv(count - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def import_ray() -> Any:

@@ -9,8 +9,8 @@ docs/reliability.md has the table.
 
 Image sides: FLUX.2 [klein] is documented up to 4 megapixels, so 2048 x 2048 is the
 largest side we allow. The built-in models are smaller: nano (trained at 128 px) is
-capped at 512, four times its native side (beyond that it draws noise, and one step
-at 4096 px on a CPU is minutes inside one torch call), and tiny (random weights, for
+capped at 512, four times its native side (beyond that it draws noise, and at 4096 px
+a CPU run went on for minutes, deaf to Ctrl-C), and tiny (random weights, for
 tests; it samples at klein's default 1024 unless told) at 1024.
 """
 
@@ -88,7 +88,7 @@ class FloatRange:
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64-bit seeds; image k of a prompt uses seed + k
 SEED = IntRange(0, MAX_SEED)
 THREADS = IntRange(1, 1024)
-STEPS = IntRange(1, 1000)  # a base model's default is 50; far beyond, the scheduler's sigmas turn NaN
+STEPS = IntRange(1, 1000)  # a base model's default is 50; at 100,000 the scheduler's sigmas are NaN
 NUM_IMAGES = IntRange(1, 10_000)
 BATCH = IntRange(1, 64)
 SAMPLES = IntRange(1, 100_000)

@@ -85,5 +85,5 @@ def test_bad_prompt_files_name_the_line_and_the_problem(tmp_path, content, messa
 
 
 def test_missing_prompt_file_is_a_clear_error(tmp_path):
-    with pytest.raises(PromptFileError, match="cannot read the file"):
+    with pytest.raises(PromptFileError, match="nope.jsonl: no such file"):
         load_prompts(tmp_path / "nope.jsonl")

@@ -25,6 +25,7 @@ from transformers.utils import logging as transformers_logging
 
 from ..generate import Sampling, check_sampling, check_writable, generate_image, load_pipeline, png_metadata, write_png
 from ..outputs import mark_folder, write_text_atomic
+from ..limits import THREADS, check_side
 from ..threads import SMALL_HIDDEN_SIZE, fitted_threads
 from ..nano import NANO_BASE, nano_folder
 from ..nano.grammar import parse_prompt, split_scenes
@@ -75,6 +76,9 @@ def run_demo(
     """
     out = Path(out)
     check_sampling(Sampling(steps=steps, width=size, height=size))
+    check_side(size, "size", "nano")  # nano's own limit, smaller than klein's
+    if threads is not None:
+        THREADS.check(threads, "threads")
     check_writable(out, overwrite=overwrite)
     with fitted_threads(SMALL_HIDDEN_SIZE, threads):
         return _run(out, steps, size, device, progress)

@@ -14,6 +14,7 @@ naming the address.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -26,7 +27,8 @@ from ..errors import Flux2Int8Error
 
 LOCAL = "local"
 # host:port, as `ray start --head` prints it; ray:// addresses go to Ray Client.
-_HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
+_HOST_PORT = re.compile(r"^(?P<client>ray://)?(?P<host>[A-Za-z0-9._-]+)(?::(?P<port>\d{1,5}))?$")
+RAY_CLIENT_PORT = 10001  # Ray Client's default, what `ray://HOST` means
 DEFAULT_TIMEOUT = 15.0  # seconds to wait for an address to answer
 # HTTP/2's client connection preface and an empty SETTINGS frame; a gRPC server answers with its SETTINGS frame.
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -79,9 +81,9 @@ def check_address(address: str) -> None:
     if address in (LOCAL, "auto"):
         return
     match = _HOST_PORT.match(address)
-    if match is None:
+    if match is None or (match["port"] is None and match["client"] is None):
         raise ScaleOutError(f"--ray {address!r}: expected local, auto, ray://HOST:PORT or HOST:PORT (the address `ray start --head` prints)")
-    if not 1 <= int(match["port"]) <= 65535:
+    if match["port"] is not None and not 1 <= int(match["port"]) <= 65535:
         raise ScaleOutError(f"--ray {address!r}: port {int(match['port'])} is not a TCP port (1 to 65535)")
 
 
@@ -94,12 +96,14 @@ def probe(address: str, timeout: float) -> None:
     a plain socket (interruptible, bounded by `timeout`), before Ray, which would retry
     for minutes, is asked. local and auto are not probed (Ray finds those itself).
     """
+    if address == "auto" and _HOST_PORT.match(os.environ.get("RAY_ADDRESS", "")):  # what `auto` will use
+        address = os.environ["RAY_ADDRESS"]
     match = _HOST_PORT.match(address)
-    if match is None:
+    if match is None or address == LOCAL or (match["port"] is None and match["client"] is None):
         return
     deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((match["host"], int(match["port"])), timeout=timeout) as connection:
+        with socket.create_connection((match["host"], int(match["port"] or RAY_CLIENT_PORT)), timeout=timeout) as connection:
             connection.sendall(_HTTP2_PREFACE)
             answer = _receive(connection, _FRAME_HEADER_BYTES, deadline)
     except TimeoutError:

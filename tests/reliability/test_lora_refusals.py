@@ -166,3 +166,21 @@ def test_a_written_picture_is_never_non_finite(tmp_path):
     with pytest.raises(Exception, match="seed 3") as raised:
         check_finite_image(bad, "a cube", 3)
     assert "a cube" in str(raised.value)
+
+
+def test_generate_refuses_to_write_a_nan_picture(tmp_path, tiny_base, monkeypatch):
+    """Through the real pipeline: the VAE output is made NaN (as an overflowing float16 run or a broken LoRA
+    makes it); generate says which prompt and seed, exits 2, and writes no black PNG."""
+    from diffusers.pipelines.flux2 import pipeline_flux2_klein
+
+    processor = pipeline_flux2_klein.Flux2ImageProcessor
+    real = processor.postprocess
+
+    def postprocess(self, image, *args, **kwargs):  # the decoded tensor, NaN, whatever output type is asked for
+        return real(self, torch.full_like(image, math.nan), *args, **kwargs)
+
+    monkeypatch.setattr(processor, "postprocess", postprocess)
+    out = tmp_path / "out"
+    outcome = run_cli("generate", "--base", tiny_base, *TINY_GENERATE, "--prompt", "a cube", "--seed", "7", "--out", out)
+    outcome.assert_one_error_line(2, "'a cube'", "seed 7", "non-finite")
+    assert not out.exists() or not list(out.rglob("*.png"))

@@ -95,6 +95,7 @@ SAMPLES = IntRange(1, 100_000)
 REPEATS = IntRange(1, 1000)
 WARMUP = IntRange(0, 100)
 CASE_LIMIT = IntRange(1, 1_000_000)
+CHECK_TOKENS = IntRange(1, 65_536)  # bench --check M values: 4608 is a 1024 px image's tokens
 WORKERS = IntRange(1, 1024)
 MIN_SIDE = 64
 SIDE_MULTIPLE = 16  # the VAE downsamples by 8 and latents are packed 2x2

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .limits import THREADS
+
 # Hidden sizes up to this run on one thread: the tiny (32) and nano (64) models; klein is 3072+.
 SMALL_HIDDEN_SIZE = 512
 
@@ -27,7 +29,7 @@ def hidden_size(transformer_config: dict) -> int:
 def fitted_thread_count(hidden: int, requested: int | None = None) -> int | None:
     """The thread count to use, or None to leave PyTorch's as it is."""
     if requested is not None:
-        return requested
+        return THREADS.check(requested, "threads")
     if os.environ.get("OMP_NUM_THREADS"):
         return None
     return 1 if 0 < hidden <= SMALL_HIDDEN_SIZE else None

@@ -172,3 +172,9 @@ def test_generate_image_refuses_bad_numbers_before_running_the_pipeline():
         arguments = {"seed": 0, "guidance": 1.0, **kwargs}
         with pytest.raises(Flux2Int8Error):
             generate_image(Pipeline(), "a cube", [], **arguments)
+
+
+@pytest.mark.parametrize("tokens", ["0", "1,100000000", "1_6", "nan"])
+def test_bench_check_tokens_are_bounded_too(tmp_path, tokens):
+    run_cli("bench", "--base", "tiny", "--check", "--check-tokens", tokens, "--out", tmp_path / "b").assert_one_error_line(2, "--check-tokens", "from 1 to 65536")
+    assert not (tmp_path / "b").exists()

@@ -86,11 +86,11 @@ def _parse_tokens(value: str) -> tuple[int, ...]:
     from ..errors import ConfigError
 
     try:
-        tokens = tuple(dict.fromkeys(int(item) for item in value.split(",") if item.strip()))
-    except ValueError:
+        tokens = tuple(dict.fromkeys(limits.CHECK_TOKENS.parse(item, "") for item in value.split(",") if item.strip()))
+    except limits.RangeError:
         tokens = ()
-    if not tokens or min(tokens) < 1:
-        raise ConfigError(f"--check-tokens '{value}': expected a comma-separated list of positive integers, e.g. 1,16,17,4608")
+    if not tokens:
+        raise ConfigError(f"--check-tokens '{value}': expected a comma-separated list of integers from 1 to {limits.CHECK_TOKENS.high}, e.g. 1,16,17,4608")
     return tokens
 
 

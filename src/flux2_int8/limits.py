@@ -110,6 +110,16 @@ GPUS_PER_WORKER = FloatRange(0.0, 64.0)  # 0 (CPU workers) or at least MIN_GPU_F
 MIN_GPU_FRACTION = 0.01
 RAY_TIMEOUT = FloatRange(0.0, 600.0, low_open=True, unit=" s")
 LORA_SCALE = FloatRange(-100.0, 100.0)
+# serve
+PORT = IntRange(0, 65535)  # 0: any free port
+MAX_QUEUE = IntRange(1, 100_000)
+BATCH_WAIT_MS = FloatRange(0.0, 60_000.0, unit=" ms")
+REQUEST_TIMEOUT = FloatRange(0.0, 86_400.0, low_open=True, unit=" s")
+MAX_PIXELS = IntRange(MIN_SIDE * MIN_SIDE, MAX_SIDE * MAX_SIDE)
+MAX_IMAGES_PER_REQUEST = IntRange(1, 64)
+MAX_PROMPT_CHARS = IntRange(1, 1_000_000)
+MAX_BODY_MB = IntRange(1, 4096)
+MAX_REFERENCES = IntRange(1, 4)  # FLUX.2 [klein]: at most 4 reference images
 
 
 def max_side(base: object) -> int:

@@ -21,6 +21,8 @@ PREFIX = {
     "bench": ["bench", "--base", "tiny", "--out", "{tmp}/b"],
     "demo": ["demo", "--out", "{tmp}/d"],
     "make-tiny": ["make-tiny", "{tmp}/t"],
+    "serve": ["serve", "--base", "tiny"],
+    "plan": ["plan", "--base", "tiny"],
 }
 # (command, option, value, words the one line must hold: the option and its range)
 BAD = [
@@ -67,6 +69,16 @@ BAD = [
     ("quantize", "--gpus-per-worker", "-1", "from 0 to 64"),
     ("generate", "--ray-timeout", "0", "above 0, at most 600"),
     ("eval", "--ray-timeout", "nan", "above 0, at most 600"),
+    ("serve", "--threads", "0", "from 1 to 1024"),
+    ("serve", "--port", "99999", "from 0 to 65535"),
+    ("serve", "--batch-wait-ms", "nan", "from 0 to 60000 ms"),
+    ("serve", "--request-timeout", "inf", "above 0, at most 86400 s"),
+    ("serve", "--max-steps", "100000", "from 1 to 1000"),
+    ("serve", "--max-batch", "0", "from 1 to 64"),
+    ("serve", "--replicas", "0", "from 1 to 1024"),
+    ("serve", "--cpus-per-replica", "nan", "from 0.01 to 1024"),
+    ("plan", "--batch", "100000", "from 1 to 64"),
+    ("plan", "--resolution", "100000", "from 64 to 2048"),
 ]
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from .options import BUILT_IN_BASES, DTYPES, add_base, add_run_flags, add_size, print_json, resolve_size
+from .. import limits
+from .options import BUILT_IN_BASES, DTYPES, add_base, add_run_flags, add_size, in_range, print_json, resolve_size
 
 TEXT_ENCODER_HELP = "bf16 (the base's, default), int8 (the base's, quantized at load) or an INT8 text encoder file; always cut to the layers the pipeline reads"
 
@@ -43,7 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--transformer", help="the transformer checkpoint to load: a local file or folder, or a hub file owner/repo/file.safetensors (its header by range requests; default: the base's own)")
     parser.add_argument("--text-encoder", default="bf16", help=TEXT_ENCODER_HELP)
     add_size(parser, "1024; nano 128")
-    parser.add_argument("--batch", type=int, default=1, help="images per pipeline call (default 1)")
+    parser.add_argument("--batch", type=in_range(limits.BATCH), default=1, help="images per pipeline call (default 1)")
     parser.add_argument("--gpu-memory", metavar="SIZE", help="the card's memory, e.g. 24GB, 16GB, 12GB (GB = GiB, as cards are sold): say which placement to use")
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="compute dtype of activations and float layers (default bfloat16)")
     add_run_flags(parser, local_files=False, threads=False)

@@ -11,7 +11,9 @@ import argparse
 import importlib.util
 import os
 
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, add_device, add_dtype, add_run_flags, device_or_default
+from .. import limits as ranges
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, STEPS, add_device, add_dtype, add_run_flags, device_or_default, gpus_per_worker, in_range
+from .ray_options import CPUS_PER_WORKER, WORKERS, ray_address
 
 _COMPILE_MODES = ("off", "full", "regional")
 _SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "multipart")
@@ -56,25 +58,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--lora-dir", metavar="DIR", help="LoRAs requests may name: each NAME.safetensors in DIR, by NAME (never a path from a request)")
     network = parser.add_argument_group("network and security")
     network.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; any other needs an API key)")
-    network.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port, printed at start)")
+    network.add_argument("--port", type=in_range(ranges.PORT), default=8000, help="port (default 8000; 0: any free port, printed at start)")
     network.add_argument("--api-key", help="the key clients send as 'Authorization: Bearer KEY' (default: the FLUX2_INT8_API_KEY variable; prefer it: a flag shows in ps)")
     network.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser pages of ORIGIN to call the API (repeat; default: none)")
     batching = parser.add_argument_group("batching and queue")
-    batching.add_argument("--max-batch", type=int, default=4, help="images per pipeline call at most (default 4; 1 turns batching off)")
-    batching.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long the oldest request waits for others to share its call (default 20)")
-    batching.add_argument("--max-queue", type=int, default=16, help="requests waiting at most; more get 429 with Retry-After (default 16)")
-    batching.add_argument("--request-timeout", type=float, default=300.0, help="seconds a request may take, queue included, before a 503 (default 300)")
+    batching.add_argument("--max-batch", type=in_range(ranges.BATCH), default=4, help="images per pipeline call at most (default 4; 1 turns batching off)")
+    batching.add_argument("--batch-wait-ms", type=in_range(ranges.BATCH_WAIT_MS), default=20.0, help="how long the oldest request waits for others to share its call (default 20)")
+    batching.add_argument("--max-queue", type=in_range(ranges.MAX_QUEUE), default=16, help="requests waiting at most; more get 429 with Retry-After (default 16)")
+    batching.add_argument("--request-timeout", type=in_range(ranges.REQUEST_TIMEOUT), default=300.0, help="seconds a request may take, queue included, before a 503 (default 300)")
     limits = parser.add_argument_group("request limits")
-    limits.add_argument("--max-pixels", type=int, default=1024 * 1024, help="largest image (width x height) made or taken as a reference (default 1048576)")
-    limits.add_argument("--max-steps", type=int, default=50, help="most num_inference_steps (default 50)")
-    limits.add_argument("--max-n", type=int, default=4, help="most images per request (default 4)")
-    limits.add_argument("--max-prompt-chars", type=int, default=2000, help="longest prompt, in characters (default 2000)")
-    limits.add_argument("--max-body-mb", type=int, default=32, help="largest request body, in MiB (default 32)")
-    limits.add_argument("--max-references", type=int, default=4, help="most reference images per edit (default and most: 4)")
+    limits.add_argument("--max-pixels", type=in_range(ranges.MAX_PIXELS), default=1024 * 1024, help="largest image (width x height) made or taken as a reference (default 1048576)")
+    limits.add_argument("--max-steps", type=STEPS, default=50, help="most num_inference_steps (default 50)")
+    limits.add_argument("--max-n", type=in_range(ranges.MAX_IMAGES_PER_REQUEST), default=4, help="most images per request (default 4)")
+    limits.add_argument("--max-prompt-chars", type=in_range(ranges.MAX_PROMPT_CHARS), default=2000, help="longest prompt, in characters (default 2000)")
+    limits.add_argument("--max-body-mb", type=in_range(ranges.MAX_BODY_MB), default=32, help="largest request body, in MiB (default 32)")
+    limits.add_argument("--max-references", type=in_range(ranges.MAX_REFERENCES), default=4, help="most reference images per edit (default and most: 4)")
     add_run_flags(parser)
     ray = parser.add_argument_group("Ray Serve: replicas past one GPU (pip install 'flux2-int8[ray,serve]'; see docs/serve.md)")
-    ray.add_argument("--ray", metavar="ADDRESS", help="run as a Ray Serve deployment: local (start Ray here), auto (this machine's cluster) or HOST:PORT")
-    ray.add_argument("--replicas", type=int, default=1, metavar="N", help="replicas, each holding one copy of the model (default 1)")
-    ray.add_argument("--gpus-per-replica", type=float, metavar="G", help="GPUs per replica (default 0 with --device cpu, else 1 where the cluster has GPUs)")
-    ray.add_argument("--cpus-per-replica", type=float, default=1.0, metavar="C", help="CPUs per replica, and its torch threads (default 1)")
+    ray.add_argument("--ray", type=ray_address, metavar="ADDRESS", help="run as a Ray Serve deployment: local (start Ray here), auto (this machine's cluster) or HOST:PORT")
+    ray.add_argument("--replicas", type=WORKERS, default=1, metavar="N", help="replicas, each holding one copy of the model (default 1)")
+    ray.add_argument("--gpus-per-replica", type=gpus_per_worker, metavar="G", help="GPUs per replica (default 0 with --device cpu, else 1 where the cluster has GPUs)")
+    ray.add_argument("--cpus-per-replica", type=CPUS_PER_WORKER, default=1.0, metavar="C", help="CPUs per replica, and its torch threads (default 1)")
     parser.set_defaults(run=run)

@@ -190,3 +190,15 @@ def test_generate_image_refuses_bad_numbers_before_running_the_pipeline():
 def test_bench_check_tokens_are_bounded_too(tmp_path, tokens):
     run_cli("bench", "--base", "tiny", "--check", "--check-tokens", tokens, "--out", tmp_path / "b").assert_one_error_line(2, "--check-tokens", "from 1 to 65536")
     assert not (tmp_path / "b").exists()
+
+
+def test_a_nano_edit_cannot_take_a_reference_past_nanos_limit(tmp_path):
+    """Without --width/--height an edit takes its reference's size; on nano that size is bounded too."""
+    from PIL import Image
+
+    reference = tmp_path / "big.png"
+    Image.new("RGB", (1024, 1024), "white").save(reference)
+    out = tmp_path / "o.png"
+    outcome = run_cli("generate", "--base", "nano", "--prompt", "a red circle", "--image", reference, "--device", "cpu", "--out", out, "--quiet")
+    outcome.assert_one_error_line(2, "1024x1024", "nano makes at most 512 px")
+    assert not out.exists()

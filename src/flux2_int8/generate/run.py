@@ -78,6 +78,8 @@ def generate_image(
     model = "nano" if defaults.size is not None else None  # a built-in with a native size: the smaller limit
     limits.check_side(width, "width", model)
     limits.check_side(height, "height", model)
+    if model is not None and references and (width is None or height is None) and max(references[0].size) > limits.max_side(model):
+        raise limits.RangeError(f"the first reference image is {references[0].width}x{references[0].height}, the size this edit would take; {model} makes at most {limits.max_side(model)} px a side: give --width and --height")
 
     def step_callback(pipe: Flux2KleinPipeline, step: int, timestep: torch.Tensor, tensors: dict) -> dict:
         if on_step is not None:

@@ -2,8 +2,9 @@
 
 Each command lives in `flux2_int8.commands.<name>`. A user mistake (any
 `Flux2Int8Error`) or operating-system fault (`OSError`: permissions, a full disk)
-prints one `Error: ...` line and exits 2, Ctrl-C exits 130 the same way; set
-FLUX2_INT8_DEBUG=1 to see the traceback.
+prints one `Error: ...` line and exits 2, Ctrl-C exits 130 the same way and SIGTERM
+143 (the same clean-up as Ctrl-C); set FLUX2_INT8_DEBUG=1 to see the traceback. The
+shipped scripts run their work through `run_guarded` too.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from .errors import Flux2Int8Error, os_error_message
+from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, interruption, sigterm_as_interrupt
 from .version import __version__
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "UsageParser", "build_parser", "main", "run_guarded"]
 # Command modules under flux2_int8.commands, in the order `--help` lists them.
 COMMAND_MODULES = ("inspect", "plan", "make_tiny", "generate", "demo", "bench", "quantize", "eval", "fetch_weights", "serve")
 
@@ -29,6 +31,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"Error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+UsageParser = _Parser  # the shipped scripts' parser: the same one-line usage errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # a usage error (2) or --help / --version (0): the code, for in-process callers too
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    return run_guarded(lambda: args.run(args))
+
+
+def run_guarded(work: Callable[[], object]) -> int:
+    """Run `work` with SIGTERM taken as Ctrl-C; a mistake, OS fault or interruption is one `Error:` line and its exit code."""
     try:
-        args.run(args)
+        with sigterm_as_interrupt():
+            work()
     except Flux2Int8Error as error:
         return _fail(str(error), EXIT_USAGE)
     except BrokenPipeError:  # `flux2-int8 inspect FILE | head`: the reader left early; nothing went wrong here
@@ -54,8 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as error:  # permissions, a full disk, a file gone mid-run: the writers left no partial file
         return _fail(os_error_message(error), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return _fail("interrupted (Ctrl-C); files being written were removed, earlier outputs are intact", EXIT_INTERRUPTED)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (signals.Terminated)
+        return _fail(*interruption(interrupt))
     return 0
 
 

@@ -9,7 +9,11 @@ own transformer folder costs nothing. The rules, in one place:
 - an output folder never holds an input (writing there could replace or shadow it);
 - an existing non-empty folder is written into only when flux2-int8 made it (it
   holds the `.flux2-int8` marker, or the writer recognises its own content) or the
-  user passed `--overwrite`; even then only the command's own files are replaced.
+  user passed `--overwrite`; even then only the command's own files are replaced;
+- an existing file is replaced only when the writer recognises it as its own output
+  or the user passed `--overwrite` (side files too: the user never typed their names);
+- staging names are unique and created exclusively, so a clean-up never deletes a
+  file or folder that happened to carry such a name.
 
 This module sits on the lowest floor (it imports only `errors`), so header-only
 commands can use it without pulling torch in.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -51,18 +56,26 @@ def input_files(*paths: PathLike | None) -> list[Path]:
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*")) if p.is_file())
+            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and p.name != MARKER)
     return found
 
 
-def claim_file(path: PathLike, inputs: Iterable[Path] = (), option: str = "--out") -> Path:
-    """`path` as an output file, once it is known not to be a folder nor any of `inputs`."""
+def claim_file(
+    path: PathLike, inputs: Iterable[Path] = (), option: str = "--out", overwrite: bool = True, owned: Callable[[Path], bool] | None = None
+) -> Path:
+    """`path` as an output file, once it is known not to be a folder nor any of `inputs`.
+
+    With `overwrite=False` an existing file is replaced only if `owned(path)` says it
+    is this writer's own earlier output (a checkpoint by its header, say).
+    """
     path = Path(path).expanduser()
     if path.is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name")
     for source in inputs:
         if _same_file(path, source):
             raise OutputError(f"{option} {path}: is also an input of this run ({source}); writing it would replace that input, choose another path")
+    if not overwrite and (path.exists() or path.is_symlink()) and not (owned is not None and path.is_file() and owned(path)):
+        raise OutputError(f"{option} {path}: exists and is not an output of this command; choose another name, or pass --overwrite to replace it")
     return path
 
 
@@ -104,22 +117,6 @@ def mark_folder(folder: PathLike) -> Path:
     return folder
 
 
-@contextmanager
-def marking(folder: PathLike) -> Iterator[Path]:
-    """Around the writes into `folder`: if it was new or empty, mark it ours once it holds anything.
-
-    The marker is written even after a failure or Ctrl-C (the files there are ours and a
-    rerun may continue), but never into a folder that stayed empty or absent.
-    """
-    folder = Path(folder).expanduser()
-    fresh = not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
-    try:
-        yield folder
-    finally:
-        if fresh and folder.is_dir() and any(folder.iterdir()):
-            (folder / MARKER).touch()
-
-
 def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
@@ -154,12 +151,51 @@ def staged_folder(folder: PathLike) -> Iterator[Path]:
 
 def _replace_entry(source: Path, target: Path) -> None:
     if target.is_dir() and not target.is_symlink():
-        retired = target.with_name(f".{target.name}.{os.getpid()}.old")
-        os.replace(target, retired)
+        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, retired / target.name)
         os.replace(source, target)
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(source, target)
+
+
+@contextmanager
+def replacing_folder(folder: PathLike) -> Iterator[Path]:
+    """A new temporary folder beside `folder` to build the whole of it in; on success it replaces `folder`.
+
+    For writers whose output is one whole folder (a nano pipeline): the result is marked
+    ours, the previous folder (claimed first with `claim_folder`) is retired under a
+    unique name and removed only after the new one is in place, and on any failure,
+    Ctrl-C or SIGTERM included, only the temporary folder is removed.
+    """
+    folder = Path(folder).expanduser()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        yield staging
+        (staging / MARKER).touch()
+        if folder.exists():
+            _replace_entry(staging, folder)
+        else:
+            os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def temporary_beside(path: PathLike) -> Path:
+    """A new, empty file beside `path` with a unique name, created exclusively (so it is ours to delete).
+
+    Created with mode 0666 less the umask, like any file the user writes; the caller
+    writes it, renames it onto `path`, and unlinks it on failure.
+    """
+    path = Path(path)
+    while True:
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:
@@ -168,7 +204,7 @@ def write_text_atomic(path: PathLike, text: str) -> Path:
     failure (a full disk, Ctrl-C)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary = temporary_beside(path)
     try:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> None:
         sampling_defaults,
         writing_images,
     )
+    from ..lora.spec import lora_paths
     from ..outputs import input_files
 
     args.compile = _compile_choice(args.compile)  # before any path reads it (local or --ray)
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> None:
     for request in requests:
         check_request(request)
     jobs = plan_jobs(requests, args.num_images, args.out)
-    inputs = input_files(args.prompts, *args.lora, *(image for request in requests for image in request.images))
+    inputs = input_files(args.base, args.transformer, args.text_encoder, args.prompts, *lora_paths(args.lora), *(image for request in requests for image in request.images))
     check_writable(args.out, [job.path for job in jobs], inputs, args.overwrite)
     if args.lora and args.ray is not None:
         raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")

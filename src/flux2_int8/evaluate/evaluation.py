@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..generate import Sampling, check_sampling
+from ..generate import Sampling, check_run_inputs, check_sampling, load_reference
+from ..lora.spec import lora_paths
 from ..outputs import claim_folder, input_files, mark_folder
 from ..provenance import provenance
 from .layout import RUN_FILE, Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, record_run
@@ -19,7 +20,7 @@ from .pictures import add_difference_maps
 from .report import write_reports
 from .runner import Generator, Merged, PipelineLoader, Shard, Work, check_checkpoints, default_loader, merge_folders
 from .score import score
-from .suite import DEFAULT_SUITE, Suite, load_suite
+from .suite import DEFAULT_SUITE, NANO_SUITE, Suite, load_suite
 from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_weights
 
 # accuracy: does the picture show what a nano grammar prompt asks for (nano.score); other prompts get none.
@@ -101,10 +102,14 @@ def evaluate(
     resolved = _preflight(options) if scoring and options.networks is None else ResolvedWeights()
     models = {m.name: m.transformer for m in (reference_spec, *candidate_specs)}
     wanted = RunSettings(**{**asdict(sampling), "base": str(base), "reference": reference_spec.name, "models": models})
-    inputs = input_files(*(m.transformer for m in (reference_spec, *candidate_specs)), *(p for c in suite.cases for p in c.input_images))
+    _check_inputs(base, (reference_spec, *candidate_specs), suite, sampling.loras)  # all of them, before anything is claimed
+    inputs = input_files(
+        *(m.transformer for m in (reference_spec, *candidate_specs)),
+        *(p for c in suite.cases for p in c.input_images),
+        base, None if suite.name in (DEFAULT_SUITE, NANO_SUITE) else suite.name, *lora_paths(sampling.loras), *merge, options.weights.root,
+    )
     layout = Layout(claim_folder(out, inputs, overwrite, owned=lambda folder: (folder / RUN_FILE).is_file()))
     settings = reconcile(read_settings(layout.run_file), wanted, layout.root)
-    check_checkpoints((reference_spec, *candidate_specs))  # every header now, before any image
     mark_folder(layout.root)
     merged = merge_folders(layout, merge, settings) if merge else None
     settings = merged.settings if merged else settings
@@ -121,6 +126,14 @@ def evaluate(
     document["runs"] = runs
     add_difference_maps(document, layout.root)
     return EvalResult(layout.root, settings, document, write_reports(document, layout.root), merged)
+
+
+def _check_inputs(base: str, models: Sequence[ModelSpec], suite: Suite, loras: Sequence[str]) -> None:
+    """Every checkpoint header, its fit to the base, every LoRA (found, a LoRA, fitting) and every input image."""
+    check_checkpoints(models)
+    check_run_inputs(base, [m.transformer for m in models if m.transformer is not None], loras)
+    for path in sorted({p for case in suite.cases for p in case.input_images}):
+        load_reference(path).close()
 
 
 def _check_names(reference: ModelSpec, candidates: Sequence[ModelSpec]) -> None:

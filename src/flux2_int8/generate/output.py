@@ -20,7 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from ..version import __version__
 from ..formats.write import check_folder_writable
-from ..outputs import claim_file, claim_folder, marking
+from ..outputs import claim_file, claim_folder, mark_folder, temporary_beside
 from .requests import RequestError
 
 _SLUG_LENGTH = 40
@@ -56,15 +56,30 @@ def check_writable(out: str | Path, planned: Sequence[Path] = (), inputs: Sequen
         raise RequestError(f"cannot write {out}: it is a folder")
     if not is_file_target(out):
         claim_folder(out, overwrite=overwrite)
-    for path in planned:
-        claim_file(path, inputs)
+    for path in planned:  # in a folder claimed above every image name is ours; a lone .png target must be
+        claim_file(path, inputs, overwrite=overwrite or not is_file_target(out), owned=is_generated_png)
     folder = out.parent if is_file_target(out) else out
     check_folder_writable(folder, f"cannot write to {folder}", RequestError)
 
 
+def is_generated_png(path: Path) -> bool:
+    """A PNG this package wrote (its `software` text chunk), which a rerun may replace."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and str(getattr(image, "text", {}).get("software", "")).startswith("flux2-int8")
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
 def writing_images(out: str | Path) -> AbstractContextManager:
-    """Around the image writes: a folder target made here is marked ours once it holds an image."""
-    return nullcontext() if is_file_target(out) else marking(out)
+    """Around the image writes: a new or empty folder target is claimed (made and marked ours) before the first image.
+
+    Marking at the claim, not at the end, lets a run killed midway be rerun into its own
+    folder, and makes a second run into the same new folder see it as flux2-int8's.
+    """
+    if not is_file_target(out):
+        mark_folder(out)
+    return nullcontext()
 
 
 def png_metadata(
@@ -127,8 +142,7 @@ def write_png(path: Path, image: Image.Image, metadata: dict[str, str]) -> Path:
     info = PngInfo()
     for key, value in metadata.items():
         info.add_text(key, value)  # falls back to UTF-8 iTXt for non-Latin-1 prompts
-    # A name of our own (not mkstemp's), so the file gets the user's umask like any other output.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary = temporary_beside(path)  # unique, created here: the clean-up never removes someone else's file
     try:
         with temporary.open("wb") as handle:
             image.save(handle, format="PNG", pnginfo=info)

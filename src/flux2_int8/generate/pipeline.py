@@ -22,10 +22,11 @@ from ..formats.checkpoint import open_checkpoint
 from ..formats.header import metadata_object, read_header
 from ..loading import load_transformer
 from ..loading.dtypes import resolve_dtype
+from ..loading.skeleton import build_empty_model
 from ..loading.transformer import ActivationChoice
 from ..formats.config import infer_config
 from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
-from ..lora.apply import load_loras, parse_lora_spec
+from ..lora.apply import check_lora_fits, load_loras, parse_lora_spec, read_lora
 from ..nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS, is_nano
 from ..variants import VARIANTS, architecture_of
 from .compilation import compile_transformer, resolve_compile_mode
@@ -195,6 +196,32 @@ def apply_loras(pipeline: Flux2KleinPipeline, specs: Sequence[str], fuse: bool =
     """Load `PATH_OR_REPO[:SCALE]` LoRAs into a loaded pipeline (checked first; see `flux2_int8.lora.load_loras`)."""
     files = resolve_loras(specs, local_files_only)
     return load_loras(pipeline, [path for path, _ in files], [scale for _, scale in files], fuse=fuse)
+
+
+def check_run_inputs(base: str | Path, checkpoints: Sequence[str | Path] = (), loras: Sequence[str] = (), local_files_only: bool = False) -> None:
+    """Check, before a run claims or computes anything, that its checkpoints and LoRAs fit the base.
+
+    From headers and the base's transformer config alone (LoRAs against a transformer
+    built on the meta device): a typo, a checkpoint of another size or a LoRA for
+    another model is refused before `eval` writes run.json or a single image. A hub
+    base whose config is not on this machine yet is checked when it is loaded.
+    """
+    source = parse_base(base)
+    if source.variant is not None:
+        config: dict[str, Any] | None = source.variant.architecture.transformer_config()
+    else:
+        config = transformer_config_of(source.folder) if source.folder is not None else None
+    files = resolve_loras(loras, local_files_only)
+    if config is None:
+        return
+    for checkpoint in checkpoints:
+        path = Path(checkpoint).expanduser()
+        if path.exists():
+            check_checkpoint_fits(path, config, source.spec)
+    if files:
+        skeleton = build_empty_model(config)
+        for path, _ in files:
+            check_lora_fits(path, read_lora(path, Flux2KleinPipeline), skeleton)
 
 
 def _check_fits(checkpoint: Path | None, encoder_file: Path | None, transformer_config: dict[str, Any], base_label: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import Flux2Int8Error
@@ -32,6 +33,15 @@ def parse_lora_spec(text: str) -> LoraSpec:
     if not text:
         raise Flux2Int8Error("--lora needs a LoRA file or hub repository, optionally followed by :SCALE")
     return LoraSpec(text)
+
+
+def lora_paths(specs: Iterable[str]) -> list[str]:
+    """The path part of each `PATH_OR_REPO[:SCALE]` spec (and the whole text, should a file carry that name): inputs no output may replace."""
+    paths: list[str] = []
+    for text in specs:
+        source, _, tail = text.rpartition(":")
+        paths += [text, source] if source and tail else [text]
+    return paths
 
 
 def _is_number(text: str) -> bool:

@@ -10,10 +10,6 @@ evaluate) runs on nano unchanged.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +20,8 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 from transformers import PreTrainedTokenizerFast, Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+from ..errors import ConfigError
+from ..formats.header import loads_bounded
 from ..tiny import pipeline as tiny
 from ..variants import KLEIN_SCHEDULER_CONFIG
 from . import NANO_MAX_SEQUENCE_LENGTH, NANO_SHAPE, NANO_SINGLE_LAYERS, NANO_SIZE, NANO_STEPS
@@ -142,17 +140,24 @@ def save_pipeline(pipeline: Flux2KleinPipeline, folder: str | Path) -> Path:
     return folder
 
 
-@contextmanager
-def replacing_folder(out: Path) -> Iterator[Path]:
-    """A sibling `.partial` path to write a pipeline folder at; it replaces `out` only once written, so `out` is never half-written."""
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+def pipeline_entries(folder: Path) -> list[str]:
+    """The entries of a pipeline folder `save_pipeline` wrote: `model_index.json` and each component's folder.
+
+    What a copy of the pipeline takes (nothing else a user keeps there), and what marks a
+    folder as one: a `--resume` or averaging input without it is refused by name.
+    """
+    index = folder / "model_index.json"
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: {'is a file' if folder.exists() else 'no such folder'}; expected a nano pipeline folder (as scripts/train_nano.py writes)")
     try:
-        yield staging
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        document = loads_bounded(index.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder}: not a pipeline folder (no model_index.json); expected one scripts/train_nano.py wrote") from None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{index}: cannot be read as JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{index}: must hold a JSON object")
+    return [index.name, *sorted(name for name in document if not name.startswith("_") and (folder / name).is_dir())]
 
 
 def _round_to_bf16(module: torch.nn.Module) -> torch.nn.Module:

@@ -17,26 +17,33 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, ConfigError
-from .model import replacing_folder
+from ..outputs import claim_folder, input_files, staged_folder
+from .model import pipeline_entries
 
 TRANSFORMER_WEIGHTS = Path("transformer") / "diffusion_pytorch_model.safetensors"
 
 
-def average_transformers(folders: Sequence[str | Path], out: str | Path) -> Path:
+def average_transformers(folders: Sequence[str | Path], out: str | Path, overwrite: bool = False) -> Path:
     """Write `out`: the first folder's pipeline with its transformer replaced by the mean over all folders.
 
     Each mean is taken in float32 and stored in the first folder's dtype; every folder
-    must hold the same tensors with the same shapes (the same architecture).
+    must hold the same tensors with the same shapes (the same architecture). `out` is
+    claimed first, like every output (`flux2_int8.outputs`): it may not hold an input
+    and must be new, empty, made by flux2-int8, or `overwrite` given (then only the
+    pipeline's own entries are replaced).
     """
-    folders = [Path(folder) for folder in folders]
+    folders = [Path(folder).expanduser() for folder in folders]
     if len(folders) < 2:
         raise ConfigError(f"averaging needs two or more pipeline folders, got {len(folders)}")
+    for folder in folders:
+        pipeline_entries(folder)
+    out = claim_folder(out, input_files(*folders), overwrite)
     states = [_transformer_state(folder) for folder in folders]
     first = states[0]
     for folder, state in zip(folders[1:], states[1:], strict=True):
         _check_same_tensors(folders[0], first, folder, state)
     mean = {name: (sum(state[name].float() for state in states) / len(states)).to(first[name].dtype) for name in first}
-    return _write(folders[0], mean, Path(out))
+    return _write(folders[0], mean, out)
 
 
 def _transformer_state(folder: Path) -> dict[str, torch.Tensor]:
@@ -58,8 +65,10 @@ def _check_same_tensors(first_folder: Path, first: dict[str, torch.Tensor], fold
 
 
 def _write(template: Path, mean: dict[str, torch.Tensor], out: Path) -> Path:
-    """The template folder with the mean swapped in, written beside `out` and renamed: `out` is never half-written."""
-    with replacing_folder(out) as staging:
-        shutil.copytree(template, staging)
+    """The template's pipeline with the mean swapped in, built beside `out` and moved in entry by entry: no entry is half-written."""
+    with staged_folder(out) as staging:
+        for name in pipeline_entries(template):
+            copy = shutil.copytree if (template / name).is_dir() else shutil.copy2
+            copy(template / name, staging / name)
         save_file(mean, staging / TRANSFORMER_WEIGHTS, metadata={"format": "pt"})
     return out

@@ -24,9 +24,15 @@ import torch
 from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
 from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
 
+from ..errors import ConfigError
+from ..outputs import claim_folder, input_files, staged_folder
 from . import model
 from .draw import draw_batch
 from .grammar import Scene, all_scenes, split_scenes
+
+
+class TrainingOptionError(ConfigError, ValueError):
+    """A training option no run can use; a `ValueError` too, as the dataclass raised before."""
 
 
 @dataclass
@@ -62,28 +68,70 @@ class TrainConfig:
     log_every: int = 25
 
     def __post_init__(self) -> None:
-        scene_chances(all_scenes(), self.count_weights)  # refuse a malformed value before any training
+        """Refuse a value no run can use (a batch of 0, a NaN rate) before any training, naming the option and its range."""
+        for name, (low, high, low_open) in _RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value) or value < low or (low_open and value == low) or (high is not None and value > high):
+                bounds = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
+                raise TrainingOptionError(f"--{name.replace('_', '-')} {value}: must be a finite number in {bounds}")
+        if self.ema_decay >= 1:
+            raise TrainingOptionError(f"--ema-decay {self.ema_decay}: must be below 1 (1 would never move the average)")
+        if self.vae_crop % 8:
+            raise TrainingOptionError(f"--vae-crop {self.vae_crop}: must be a multiple of 8 (the VAE downsamples 8x)")
+        if self.pool_refresh > self.latent_pool:
+            raise TrainingOptionError(f"--pool-refresh {self.pool_refresh}: at most --latent-pool ({self.latent_pool})")
+        try:
+            scene_chances(all_scenes(), self.count_weights)  # refuse a malformed value before any training
+        except ValueError as error:
+            raise TrainingOptionError(f"--count-weights: {error}") from None
 
     def check_resume(self, resume: str | Path | None) -> None:
-        """Refuse what needs a resumed run without one (the script turns it into a usage message)."""
+        """Refuse what needs a resumed run without one, and a resume folder that is not a pipeline."""
         if self.grow_single_blocks and resume is None:
-            raise ValueError("grow_single_blocks adds blocks to the transformer of a resumed run (--resume); from scratch, set num_single_layers in nano.model")
+            raise TrainingOptionError("--grow-single-blocks adds blocks to the transformer of a resumed run (--resume); from scratch, set num_single_layers in nano.model")
+        if resume is not None:
+            model.pipeline_entries(Path(resume).expanduser())
+
+
+# name -> (lowest, highest or None, lowest excluded): what each TrainConfig number may be.
+_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "seed": (0, 2**63 - 1, False),
+    "vae_steps": (1, None, False),
+    "vae_batch": (1, None, False),
+    "vae_crop": (8, model.NANO_SIZE, False),
+    "vae_lr": (0, None, True),
+    "vae_minutes": (0, None, True),
+    "transformer_steps": (1, None, False),
+    "transformer_batch": (1, None, False),
+    "transformer_lr": (0, None, True),
+    "transformer_minutes": (0, None, True),
+    "kl_weight": (0, None, False),
+    "latent_pool": (1, None, False),
+    "pool_refresh": (0, None, False),
+    "ema_decay": (0, 1, False),
+    "pipeline_sigma_fraction": (0, 1, False),
+    "grow_single_blocks": (0, None, False),
+    "checkpoint_minutes": (0, None, True),
+    "log_every": (1, None, False),
+}
 
 
 Log = Callable[[dict[str, Any]], None]
 
 
-def train_nano(config: TrainConfig, out: str | Path, log: Log = print, resume: str | Path | None = None) -> Path:
+def train_nano(config: TrainConfig, out: str | Path, log: Log = print, resume: str | Path | None = None, overwrite: bool = False) -> Path:
     """Train nano and write it to `out` as a diffusers folder (bf16); return `out`.
 
     Every `checkpoint_minutes` of transformer training the current weights are
     written to `out` too, so a run stopped early still leaves a usable model.
     With `resume` (a folder this function wrote) the VAE, text encoder and
     tokenizer are taken from there and the transformer continues from its
-    weights; give such a run another `seed`, so it draws new pictures.
+    weights; give such a run another `seed`, so it draws new pictures. `out` is
+    claimed before any training (`flux2_int8.outputs`): it may not be or hold the
+    resumed folder, and must be new, empty, made by flux2-int8, or `overwrite` given.
     """
     config.check_resume(resume)
-    out = Path(out)
+    out = claim_folder(out, input_files(resume), overwrite)
     torch.set_flush_denormal(True)  # denormal floats slow CPU training several-fold
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -291,12 +339,12 @@ def prompt_embeddings(text_encoder: Any, tokenizer: Any) -> dict[str, torch.Tens
 
 
 def export(transformer: Flux2Transformer2DModel, parts: tuple[Any, ...], out: Path) -> None:
-    """Write the pipeline to `out` via a sibling temporary folder, so `out` is never half-written."""
+    """Write the pipeline to `out` via a temporary folder beside it, moved in entry by entry: no entry is half-written."""
     vae, text_encoder, tokenizer = parts
     pipeline = model.assemble_pipeline(
         copy.deepcopy(transformer), copy.deepcopy(vae), copy.deepcopy(text_encoder), tokenizer
     )
-    with model.replacing_folder(out) as staging:
+    with staged_folder(out) as staging:
         model.save_pipeline(pipeline, staging)
 
 

@@ -6,8 +6,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import Flux2Int8Error
+from ..errors import CheckpointError, Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
+from ..formats.header import read_header
 from ..formats.write import check_folder_writable
 from ..outputs import claim_file, claim_folder
 
@@ -20,7 +21,7 @@ def check_output(out: str | Path, output_format: str, text_encoder_path: Path | 
             raise Flux2Int8Error(f"--out {out}: a BFL checkpoint is one file; name it *.safetensors (or use --format diffusers for a folder)")
         if path.is_dir():
             raise Flux2Int8Error(f"--out {out}: is a folder; give a file name ending in .safetensors")
-        claim_file(path, inputs)
+        claim_file(path, inputs, overwrite=overwrite, owned=is_previous_file)
     else:
         if path.suffix == ".safetensors":
             raise Flux2Int8Error(f"--out {out}: --format diffusers writes a folder; give a folder name, not *.safetensors")
@@ -29,8 +30,18 @@ def check_output(out: str | Path, output_format: str, text_encoder_path: Path | 
     if text_encoder_path is not None:
         if text_encoder_path.is_dir():
             raise Flux2Int8Error(f"cannot write the text encoder to {text_encoder_path}: it is a folder")
-        claim_file(text_encoder_path, inputs, option="the text encoder output")
+        # A name the user never typed: an unrelated file of that name is refused, not replaced.
+        claim_file(text_encoder_path, inputs, option="the text encoder output (named after --out)", overwrite=overwrite, owned=is_previous_file)
     return path
+
+
+def is_previous_file(path: Path) -> bool:
+    """A safetensors file this package wrote (its header names flux2-int8), which a rerun may replace."""
+    try:
+        metadata = read_header(path).metadata
+    except (CheckpointError, OSError):
+        return False
+    return "flux2_int8_version" in metadata or metadata.get("producer", "").startswith("flux2-int8")
 
 
 def is_previous_export(folder: Path) -> bool:

@@ -106,7 +106,7 @@ def test_a_process_stopped_between_plans_leaves_every_finished_run_on_disk(tmp_p
     assert finished[: len(seen["runs"])] == [run["label"] for run in seen["runs"]] and len(finished) < 3
     assert all(run["step"]["median_s"] > 0 for run in document["runs"])
     if stop == signal.SIGTERM:  # a graceful stop says so, in both files
-        assert code == 130 and document["status"] == "interrupted"
+        assert code == 143 and document["status"] == "interrupted"
         assert "- status: interrupted" in (out / "bench-tiny.md").read_text()
     else:  # killed outright: the last write stands, still marked as running
         assert code == -signal.SIGKILL and document["status"] == "running"

@@ -35,6 +35,7 @@ CHECK_BACKEND_NAMES = "int_mm,triton,triton_prequant,auto"
 EXIT_CHECK_FAILED = 1
 _CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 # The tiny model runs on CPU in CI: at 1024x1024 its VAE decode alone takes seconds there.
 DEFAULT_RESOLUTION, TINY_DEFAULT_RESOLUTION = 1024, 128
 
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> None:
         if terminated:  # stopped mid-compile, Inductor's workers can hold up a normal exit: leave now, files are written
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(EXIT_TERMINATED)
         raise SystemExit(EXIT_INTERRUPTED)
     check = report.parts["check"]
     if check is not None and not check.passed:

@@ -134,3 +134,19 @@ def _quote(part: str | bytes) -> str:
 def left_in_mount(outcome: Outcome) -> list[str]:
     """The paths `in_small_tmpfs` listed after its command ran."""
     return [line for line in outcome.stdout.split("--- left:", 1)[1].splitlines() if line.strip()]
+
+
+def write_tiny_lora(path: Path, hidden: int = 32, rank: int = 2) -> Path:
+    """A kohya LoRA on the tiny model's first image-attention projection (`hidden` other than 32: one that does not fit)."""
+    import torch
+    from safetensors.torch import save_file
+
+    name = "lora_unet_double_blocks_0_img_attn_proj"
+    generator = torch.Generator().manual_seed(0)
+    tensors = {
+        f"{name}.lora_down.weight": torch.randn(rank, hidden, generator=generator) * 0.1,
+        f"{name}.lora_up.weight": torch.randn(hidden, rank, generator=generator) * 0.1,
+        f"{name}.alpha": torch.tensor(float(rank)),
+    }
+    save_file(tensors, str(path), metadata={"ss_network_module": "networks.lora_flux", "ss_network_dim": str(rank), "ss_network_alpha": str(rank)})
+    return path

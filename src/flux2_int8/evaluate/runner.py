@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import CheckpointError, ConfigError
 from ..formats.checkpoint import open_checkpoint
 from ..generate import apply_loras, generate_image, load_reference, png_metadata, sampling_defaults, write_png
-from ..outputs import write_text_atomic
+from ..outputs import temporary_beside, write_text_atomic
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
 from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_runs, read_settings, reconcile, write_settings
 from .suite import Case
@@ -235,7 +235,7 @@ def _copy_missing(source: Path, target: Path) -> str:
     if target.exists():
         return "present" if filecmp.cmp(source, target, shallow=False) else "conflicts"
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    temporary = temporary_beside(target)
     try:
         shutil.copyfile(source, temporary)
         os.replace(temporary, target)

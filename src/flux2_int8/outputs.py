@@ -159,29 +159,6 @@ def _replace_entry(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
-@contextmanager
-def replacing_folder(folder: PathLike) -> Iterator[Path]:
-    """A new temporary folder beside `folder` to build the whole of it in; on success it replaces `folder`.
-
-    For writers whose output is one whole folder (a nano pipeline): the result is marked
-    ours, the previous folder (claimed first with `claim_folder`) is retired under a
-    unique name and removed only after the new one is in place, and on any failure,
-    Ctrl-C or SIGTERM included, only the temporary folder is removed.
-    """
-    folder = Path(folder).expanduser()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    try:
-        yield staging
-        (staging / MARKER).touch()
-        if folder.exists():
-            _replace_entry(staging, folder)
-        else:
-            os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def temporary_beside(path: PathLike) -> Path:
     """A new, empty file beside `path` with a unique name, created exclusively (so it is ours to delete).
 

@@ -68,6 +68,27 @@ def test_sigterm_while_generate_writes_keeps_earlier_images_and_the_folder_is_st
     assert len(list(out.glob("*.png"))) == 1
 
 
+def test_a_second_run_into_a_new_folder_being_filled_is_not_refused(tmp_path, base):
+    """The first run marked the folder when it claimed it, so the second sees it as flux2-int8's."""
+    out = tmp_path / "shared"
+    first = [*SLOW, "cli", "generate", "--base", str(base), "--prompt", "a cube", "--out", str(out), *TINY_GENERATE]
+    log = tmp_path / "stderr.txt"
+    with log.open("wb") as sink:
+        child = subprocess.Popen(first, stdout=subprocess.PIPE, stderr=sink, env=child_env())
+        try:
+            deadline = time.monotonic() + 300
+            while "stalled writing" not in log.read_text(errors="replace"):
+                assert child.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            second = run_cli("generate", "--base", base, "--prompt", "a sphere", "--out", out, *TINY_GENERATE)
+            assert second.code == 0, second.stderr
+        finally:
+            child.send_signal(signal.SIGTERM)
+            child.communicate(timeout=120)
+    assert child.returncode == 143
+    assert [p.name for p in out.glob("*.png")] == ["0001-a-sphere-seed0.png"] and not leftovers(out)
+
+
 def test_sigterm_while_eval_writes(tmp_path, base):
     out = tmp_path / "e"
     command = [*SLOW, "cli", "eval", "--base", str(base), "--candidate", f"copy={base / 'transformer-bf16.safetensors'}", "--out", str(out), *EVAL_TINY]

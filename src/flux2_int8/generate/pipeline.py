@@ -163,6 +163,7 @@ def load_pipeline(
     config = transformer_config_of(folder)
     if source.variant is None:
         _check_fits(checkpoint, encoder_file, config, source.spec)
+    check_loras_fit([path for path, _ in lora_files], config)  # before any weight is loaded
     if cut_base_encoder:  # read by us, not by from_pretrained: refuse a pickle-only base component first, by name
         check_safetensors_only(folder, skip=[name for name, given in (("transformer", checkpoint), ("text_encoder", encoder_file)) if given is not None])
     placement = None
@@ -218,10 +219,16 @@ def check_run_inputs(base: str | Path, checkpoints: Sequence[str | Path] = (), l
         path = Path(checkpoint).expanduser()
         if path.exists():
             check_checkpoint_fits(path, config, source.spec)
-    if files:
-        skeleton = build_empty_model(config)
-        for path, _ in files:
-            check_lora_fits(path, read_lora(path, Flux2KleinPipeline), skeleton)
+    check_loras_fit([path for path, _ in files], config)
+
+
+def check_loras_fit(paths: Sequence[Path], transformer_config: dict[str, Any]) -> None:
+    """Each LoRA file against a transformer of this config built on the meta device: refused before a weight loads."""
+    if not paths:
+        return
+    skeleton = build_empty_model(transformer_config)
+    for path in paths:
+        check_lora_fits(path, read_lora(path, Flux2KleinPipeline), skeleton)
 
 
 def _check_fits(checkpoint: Path | None, encoder_file: Path | None, transformer_config: dict[str, Any], base_label: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import os
 import shutil
@@ -47,6 +48,20 @@ def run_cli(*args: str) -> Outcome:
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             code = main([str(a) for a in args])
+        except SystemExit as exit:
+            code = int(exit.code or 0)
+    return Outcome(code, stdout.getvalue(), stderr.getvalue())
+
+
+def run_script(name: str, *args: object) -> Outcome:
+    """`python scripts/NAME ARGS` in this process (the script's own `main`)."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), SRC.parent / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = module.main([str(a) for a in args])
         except SystemExit as exit:
             code = int(exit.code or 0)
     return Outcome(code, stdout.getvalue(), stderr.getvalue())

@@ -8,41 +8,23 @@ averaging folders); every path it writes (side files, staging folders) goes thro
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from reliability_helpers import TINY_GENERATE, TINY_QUANTIZE, Outcome, copy_tiny_base, leftovers, run_cli, snapshot, write_tiny_lora
+from reliability_helpers import TINY_GENERATE, TINY_QUANTIZE, copy_tiny_base, leftovers, run_cli, run_script, snapshot, write_tiny_lora
 from safetensors.torch import save_file
 
 import torch
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 EVAL_TINY = ("--limit", "1", "--width", "64", "--height", "64", "--steps", "1", "--dtype", "float32", "--device", "cpu", "--metrics", "psnr")
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     return copy_tiny_base(tmp_path_factory.mktemp("data-loss") / "base")
-
-
-def run_script(name: str, *args: object) -> Outcome:
-    """`python scripts/NAME ARGS` in this process (the script's own `main`)."""
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), REPOSITORY / "scripts" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = module.main([str(a) for a in args])
-        except SystemExit as exit:
-            code = int(exit.code or 0)
-    return Outcome(code, stdout.getvalue(), stderr.getvalue())
 
 
 def user_files(root: Path) -> Path:

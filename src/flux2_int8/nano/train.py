@@ -71,7 +71,8 @@ class TrainConfig:
         """Refuse a value no run can use (a batch of 0, a NaN rate) before any training, naming the option and its range."""
         for name, (low, high, low_open) in _RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, float) and not math.isfinite(value) or value < low or (low_open and value == low) or (high is not None and value > high):
+            finite = not isinstance(value, float) or math.isfinite(value)
+            if not finite or value < low or (low_open and value == low) or (high is not None and value > high):
                 bounds = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
                 raise TrainingOptionError(f"--{name.replace('_', '-')} {value}: must be a finite number in {bounds}")
         if self.ema_decay >= 1:

@@ -16,6 +16,7 @@ Paths, each built from the same BF16 weights the way its library documents:
 
     bf16                  nn.Linear / the BF16 model (the baseline of every ratio)
     int_mm alone          torch._int_mm on pre-quantized operands: the INT8 GEMM ceiling (no quantize, no rescale)
+    onednn prepacked      (--onednn, CPU) oneDNN's int8 linear on a weight packed once: a reference for what packing gains
     flux2-int8 eager      Int8Linear, static activations (scale calibrated on the input), default backend
     flux2-int8 dynamic    Int8Linear, per-token activation scales, eager
     flux2-int8 compiled   the static layer / model under torch.compile(fullgraph=True)
@@ -55,8 +56,8 @@ from torch import nn
 from flux2_int8.bench.random_weights import quantized_linear_names, random_transformer
 from flux2_int8.bench.report import environment
 from flux2_int8.evaluate.metrics import relative_error
-from flux2_int8.int8 import Int8Linear, quantize_activation
-from flux2_int8.int8.backends import CPU_HAS_VNNI
+from flux2_int8.int8 import Int8Linear, kernels, quantize_activation, set_int8_backend
+from flux2_int8.int8.backends import BACKENDS, CPU_HAS_VNNI
 from flux2_int8.int8.weights import quantize_weight, weight_scale_per_channel
 from flux2_int8.nano.model import NANO_TRANSFORMER_CONFIG
 from flux2_int8.outputs import write_text_atomic
@@ -152,21 +153,65 @@ def installed_peers(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
     return found, skipped
 
 
-def build_paths(bf16: nn.Module, calibrate: Callable[[nn.Module], object], args: argparse.Namespace, peers: list[str], notes: dict[str, str]) -> dict[str, nn.Module]:
-    """Every path of one workload, all from `bf16`; a peer that fails to build is noted, not fatal."""
-    paths: dict[str, nn.Module] = {"bf16": bf16, "flux2-int8 eager": int8_from_bf16(bf16, calibrate)}
-    paths["flux2-int8 dynamic"] = int8_from_bf16(bf16, calibrate, "dynamic")
-    if args.compile:
-        paths["flux2-int8 compiled"] = torch.compile(copy.deepcopy(paths["flux2-int8 eager"]), fullgraph=True)
+def build_paths(bf16: nn.Module, calibrate: Callable[[nn.Module], object], args: argparse.Namespace, peers: list[str], notes: dict[str, str], compile_here: bool) -> dict[str, nn.Module]:
+    """Every path of one workload, all from `bf16`; a peer that fails to build is noted, not fatal.
+
+    flux2-int8 runs once per `--int8-backends` entry (labelled with it unless it is the lone
+    `auto`); compiled, `triton` is traced as `triton_prequant`, as `auto` does under compile.
+    """
+    paths: dict[str, nn.Module] = {"bf16": bf16}
+    static = int8_from_bf16(bf16, calibrate)
+    for backend in args.int8_backends:
+        tag = "" if args.int8_backends == ["auto"] else f" ({backend})"
+        paths[f"flux2-int8 eager{tag}"] = _with_backend(static, backend)
+        if backend == args.int8_backends[0]:
+            paths[f"flux2-int8 dynamic{tag}"] = _with_backend(int8_from_bf16(bf16, calibrate, "dynamic"), backend)
+    for backend in args.int8_backends if compile_here else ():
+        traced = {"triton": "triton_prequant"}.get(backend, backend)
+        tag = "" if args.int8_backends == ["auto"] else f" ({traced})"
+        paths[f"flux2-int8 compiled{tag}"] = compiled(_with_backend(static, traced))
     builders = peer_builders(calibrate)
     for name in [n for n in ("sdnq", "quanto", "torchao eager") if n.split()[0] in peers]:
         try:
             paths[name] = builders[name](bf16)
         except Exception as error:  # a peer's own failure is a finding to report, not a crash of the run
             notes[name] = f"failed to build: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
-    if "torchao eager" in paths and args.compile:
-        paths["torchao compiled"] = torch.compile(copy.deepcopy(paths["torchao eager"]), fullgraph=True)
+    if "torchao eager" in paths and compile_here:
+        paths["torchao compiled"] = compiled(copy.deepcopy(paths["torchao eager"]))
     return paths
+
+
+class Compiled(nn.Module):
+    """`model` run through one shared `torch.compile(fullgraph=True, dynamic=True)` function.
+
+    Dynamo inlines nn.Modules and treats their parameters as inputs, so every layer of the same
+    kind (and, with dynamic shapes, of any size) reuses one graph: one compile per path kind
+    instead of one per shape, which keeps the run's length in minutes.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return _run_compiled(self.model, *args, **kwargs)
+
+
+def _run(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    return model(*args, **kwargs)
+
+
+_run_compiled = torch.compile(_run, fullgraph=True, dynamic=True)
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    return Compiled(model)
+
+
+def _with_backend(model: nn.Module, backend: str) -> nn.Module:
+    model = copy.deepcopy(model)
+    set_int8_backend(model, backend)
+    return model
 
 
 def weight_bytes(module: nn.Module) -> int:
@@ -191,13 +236,17 @@ def _tensor_bytes(tensor: torch.Tensor) -> int:
 # ---------------------------------------------------------------- timing
 
 
-def interleaved(calls: dict[str, Callable[[], torch.Tensor]], device: torch.device, rounds: int, notes: dict[str, str]) -> dict[str, list[float]]:
-    """Seconds per call of each path over `rounds` round-robin rounds, after one warm-up call each
-    (compilation happens there; its seconds are kept in `notes`). A path that raises is dropped."""
+def interleaved(calls: dict[str, Callable[[], torch.Tensor]], device: torch.device, rounds: int, notes: dict[str, str]) -> tuple[dict[str, list[float]], dict[str, torch.Tensor]]:
+    """Seconds per call of each path over `rounds` round-robin rounds, and each path's first output.
+
+    The first call of each is the warm-up (compilation happens there; when it takes over a
+    second its time is kept in `notes`). A path that raises is dropped and noted.
+    """
     samples: dict[str, list[float]] = {}
+    outputs: dict[str, torch.Tensor] = {}
     for name, call in list(calls.items()):
         try:
-            seconds = _timed(call, device)
+            seconds, outputs[name] = _timed(call, device)
         except Exception as error:
             notes[name] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
             del calls[name]
@@ -207,18 +256,18 @@ def interleaved(calls: dict[str, Callable[[], torch.Tensor]], device: torch.devi
         samples[name] = []
     for _ in range(rounds):
         for name, call in calls.items():
-            samples[name].append(_timed(call, device))
-    return samples
+            samples[name].append(_timed(call, device)[0])
+    return samples, outputs
 
 
-def _timed(call: Callable[[], object], device: torch.device) -> float:
+def _timed(call: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, torch.Tensor]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     began = time.perf_counter()
-    call()
+    output = call()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - began
+    return time.perf_counter() - began, output
 
 
 def summarize(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -234,10 +283,9 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 # ---------------------------------------------------------------- the three parts
 
 
-def linear_part(args: argparse.Namespace, device: torch.device, peers: list[str], notes: dict[str, str]) -> list[dict[str, Any]]:
+def linear_part(args: argparse.Namespace, device: torch.device, peers: list[str], notes: dict[str, str], save: Callable[[], None], rows: list[dict[str, Any]]) -> None:
     configs = {"klein-9b": KLEIN_9B.transformer_config()} if not args.quick else {"tiny": dict(TINY_TRANSFORMER_CONFIG)}
     shapes = klein_linear_shapes(configs)[: args.max_shapes or None]
-    rows = []
     for index, shape in enumerate(shapes):
         k, n = shape.in_features, shape.out_features
         generator = torch.Generator(device=device).manual_seed(index)
@@ -247,11 +295,21 @@ def linear_part(args: argparse.Namespace, device: torch.device, peers: list[str]
         del weight
         bf16.requires_grad_(False)
         for m in args.tokens:
+            if out_of_time(args, notes, f"linear K={k} N={n} M={m}"):
+                continue
             x = torch.randn(m, k, device=device, generator=generator).to(torch.bfloat16)
             rows.append(_measure(bf16, (x,), args, device, peers, notes, {"part": "linear", "k": k, "n": n, "m": m, "layers": list(shape.layers)}))
             _print_row(rows[-1])
-            torch._dynamo.reset()  # one compile per shape would otherwise reach Dynamo's recompile limit
-    return rows
+            save()
+
+
+def out_of_time(args: argparse.Namespace, notes: dict[str, str], what: str) -> bool:
+    """Whether `--time-budget` is spent; a skipped workload is noted in the report."""
+    if args.time_budget and time.monotonic() - args.started > args.time_budget:
+        notes[what] = f"skipped: --time-budget {args.time_budget:.0f} s spent"
+        print(f"skipped {what}: --time-budget spent", flush=True)
+        return True
+    return False
 
 
 def _measure(bf16: nn.Module, inputs: tuple[torch.Tensor, ...] | dict[str, Any], args: argparse.Namespace, device: torch.device, peers: list[str], notes: dict[str, str], row: dict[str, Any]) -> dict[str, Any]:
@@ -260,13 +318,17 @@ def _measure(bf16: nn.Module, inputs: tuple[torch.Tensor, ...] | dict[str, Any],
     call_with = (lambda model: lambda: model(*inputs)) if is_linear else (lambda model: lambda: model(**inputs, return_dict=False)[0])
     local_notes: dict[str, str] = {}
     with torch.no_grad():
-        paths = build_paths(bf16, lambda model: call_with(model)(), args, peers, local_notes)
+        paths = build_paths(bf16, lambda model: call_with(model)(), args, peers, local_notes, args.compile == "all" or (args.compile == "block" and not is_linear))
         calls = {name: call_with(model) for name, model in paths.items()}
         if is_linear and (device.type == "cuda" or CPU_HAS_VNNI):
-            calls["int_mm alone"] = _int_mm_alone(paths["flux2-int8 eager"][0], inputs[0])
-        samples = interleaved(calls, device, args.rounds, local_notes)
-        reference = _float64_reference(bf16, inputs) if is_linear else calls["bf16"]().double()
-        errors = {name: relative_error(calls[name]()[: ERROR_ROWS if is_linear else None], reference) for name in samples if name != "int_mm alone"}
+            calls["int_mm alone"] = _int_mm_alone(static_layer(paths), inputs[0])
+        if is_linear and device.type == "cpu" and args.onednn:
+            calls["onednn prepacked"] = _onednn_prepacked(static_layer(paths), inputs[0])
+        samples, outputs = interleaved(calls, device, args.rounds, local_notes)
+        reference = _float64_reference(bf16, inputs) if is_linear else outputs["bf16"].double()
+        rows = ERROR_ROWS if is_linear else None
+        errors = {name: relative_error(output[:rows], reference) for name, output in outputs.items() if name != "int_mm alone"}
+        del outputs
     row["paths"] = summarize(samples)
     for name, summary in row["paths"].items():
         summary["relative_error"] = errors.get(name)
@@ -277,6 +339,11 @@ def _measure(bf16: nn.Module, inputs: tuple[torch.Tensor, ...] | dict[str, Any],
     return row
 
 
+def static_layer(paths: dict[str, nn.Module]) -> Int8Linear:
+    """The static Int8Linear of a linear workload (the first flux2-int8 eager path)."""
+    return next(model for name, model in paths.items() if name.startswith("flux2-int8 eager"))[0]
+
+
 def _int_mm_alone(layer: Int8Linear, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     quantized = quantize_activation(x, layer.input_scale)
     if quantized.shape[0] <= 16 and x.device.type == "cuda":
@@ -285,19 +352,35 @@ def _int_mm_alone(layer: Int8Linear, x: torch.Tensor) -> Callable[[], torch.Tens
     return lambda: torch._int_mm(quantized, weight)
 
 
+def _onednn_prepacked(layer: Int8Linear, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """A reference, not a backend: oneDNN's int8 linear on a weight packed once for this CPU (AMX/VNNI
+    blocked layout), quantize + GEMM + rescale epilogue; shows what a packed weight would gain.
+    The packed copy doubles the weight memory, which is why no backend holds one."""
+    packed = torch.ops.onednn.qlinear_prepack(layer.weight, list(x.shape))
+    zero_points = torch.zeros(layer.out_features, dtype=torch.int64)
+    scale = float(layer.input_scale)
+
+    def call() -> torch.Tensor:
+        quantized = kernels.quantize_activation_eager(x, layer.input_scale)
+        return torch.ops.onednn.qlinear_pointwise(quantized, scale, 0, packed, layer.weight_scale, zero_points, None, 1.0, 0, x.dtype, "none", [], "")
+
+    return call
+
+
 def _float64_reference(bf16: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """The first rows of x @ W.T in float64, from the BF16 weight and input (the blocks compare with the BF16 model)."""
     return inputs[0][:ERROR_ROWS].double() @ bf16[0].weight.double().t()
 
 
-def block_part(args: argparse.Namespace, device: torch.device, peers: list[str], notes: dict[str, str]) -> dict[str, Any]:
+def block_part(args: argparse.Namespace, device: torch.device, peers: list[str], notes: dict[str, str]) -> dict[str, Any] | None:
     base = KLEIN_9B.transformer_config() if not args.quick else dict(TINY_TRANSFORMER_CONFIG)
-    config = {**base, "num_layers": 1, "num_single_layers": 1}
+    config = {**base, "num_layers": args.double, "num_single_layers": args.single}
+    if out_of_time(args, notes, "block"):
+        return None
     bf16 = random_transformer(config, "bf16", device)
     inputs = _model_inputs(config, args.image_side, args.text, device)
-    row = _measure(bf16, inputs, args, device, peers, notes, {"part": "block", "name": f"{'klein-9b' if not args.quick else 'tiny'} 1 double + 1 single", "image_tokens": args.image_side**2, "text_tokens": args.text})
+    row = _measure(bf16, inputs, args, device, peers, notes, {"part": "block", "name": f"{'klein-9b' if not args.quick else 'tiny'} {args.double} double + {args.single} single", "image_tokens": args.image_side**2, "text_tokens": args.text})
     _print_row(row)
-    torch._dynamo.reset()
     return row
 
 
@@ -308,7 +391,9 @@ def small_models_part(args: argparse.Namespace, device: torch.device, notes: dic
         config, side, text = SMALL_MODELS[name]
         bf16 = random_transformer(dict(config), "bf16", device)
         inputs = _model_inputs(dict(config), side, text, device)
-        quiet = argparse.Namespace(**{**vars(args), "compile": False, "rounds": args.rounds * 10})
+        if out_of_time(args, notes, f"model {name}"):
+            continue
+        quiet = argparse.Namespace(**{**vars(args), "compile": "none", "rounds": args.rounds * 10, "int8_backends": args.int8_backends[:1]})
         row = _measure(bf16, inputs, quiet, device, [], notes, {"part": "model", "name": name, "image_tokens": side**2, "text_tokens": text})
         _print_row(row)
         rows.append(row)
@@ -348,15 +433,18 @@ def targets(document: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     """The issue's targets, checked on this run: (target, measured, met)."""
     found: list[tuple[str, str, bool | None]] = []
     for m, means in document["geometric_means"].items():
-        eager, compiled, sdnq = means.get("flux2-int8 eager"), means.get("flux2-int8 compiled"), means.get("sdnq")
+        eager, compiled, sdnq = means.get("flux2-int8 eager"), means.get("flux2-int8 compiled"), means.get("sdnq")  # the default (auto) paths
         if eager and compiled:
             found.append((f"M={m}: flux2-int8 eager <= 1.15x compiled", f"{eager:.3f} / {compiled:.3f} = {eager / compiled:.3f}", eager / compiled <= 1.15))
         if eager and sdnq:
             found.append((f"M={m}: flux2-int8 eager <= sdnq", f"{eager:.3f} vs {sdnq:.3f}", eager <= sdnq))
-    if document.get("block"):
-        ratio = document["block"]["paths"]["flux2-int8 eager"]["ratio"]
+    block = (document.get("block") or {}).get("paths", {})
+    if "flux2-int8 eager" in block:
+        ratio = block["flux2-int8 eager"]["ratio"]
         found.append(("block: flux2-int8 eager <= 0.70x bf16", f"{ratio:.3f}", ratio <= 0.70))
     for row in document.get("models", []):
+        if "flux2-int8 eager" not in row["paths"]:
+            continue
         ratio = row["paths"]["flux2-int8 eager"]["ratio"]
         found.append((f"{row['name']}: flux2-int8 eager <= 1.0x bf16", f"{ratio:.3f}", ratio <= 1.0))
     return found
@@ -374,19 +462,30 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-side", type=int, default=32, help="block part: image tokens per side (32 -> 1024)")
     parser.add_argument("--text", type=int, default=512, help="block part: text tokens")
     parser.add_argument("--max-shapes", type=int, default=0, help="only the first N linear shapes (0: all)")
-    parser.add_argument("--no-compile", dest="compile", action="store_false", help="leave out the compiled paths")
+    parser.add_argument("--compile", choices=("all", "block", "none"), help="where the compiled paths run (block: only in the block part; default all, none with --quick)")
+    parser.add_argument("--int8-backends", default="auto", help="comma-separated Int8Linear backends to time (default auto; e.g. int_mm,triton on CUDA)")
+    parser.add_argument("--double", type=int, default=1, help="block part: double blocks")
+    parser.add_argument("--single", type=int, default=1, help="block part: single blocks")
+    parser.add_argument("--time-budget", type=float, default=0.0, help="seconds; workloads that start later are skipped and noted (0: no limit)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one round, no compiled paths: a smoke test")
+    parser.add_argument("--onednn", action="store_true", help="CPU: add oneDNN's int8 linear on a prepacked weight as a reference path")
     parser.add_argument("--json", help="also write every figure here")
     args = parser.parse_args(argv)
     args.tokens = [int(value) for value in args.tokens.split(",")]
     args.parts = args.parts.split(",")
     args.models = [name for name in args.models.split(",") if name]
+    args.int8_backends = [name for name in args.int8_backends.split(",") if name]
+    args.compile = args.compile or ("none" if args.quick else "all")
+    args.started = time.monotonic()
+    if unknown := set(args.int8_backends) - {"auto", *BACKENDS}:
+        parser.error(f"--int8-backends: unknown {', '.join(sorted(unknown))} (expected auto or {', '.join(BACKENDS)})")
     if unknown := set(args.parts) - {"linear", "block", "models"}:
         parser.error(f"--parts: unknown {', '.join(sorted(unknown))}")
     if unknown := set(args.models) - set(SMALL_MODELS):
         parser.error(f"--models: unknown {', '.join(sorted(unknown))} (expected nano, tiny)")
     if args.quick:
-        args.tokens, args.rounds, args.compile, args.image_side, args.text, args.models = [16], 1, False, 4, 8, ["tiny"]
+        args.tokens, args.rounds, args.image_side, args.text, args.models = [16], 1, 4, 8, ["tiny"]
+        args.compile = args.compile or "none"
         args.max_shapes = args.max_shapes or 2
     return args
 
@@ -394,6 +493,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     device = torch.device(args.device)
+    # Every path kind shares one compiled function (`Compiled`), its weights' sizes symbolic too.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    torch._dynamo.config.force_parameter_static_shapes = False
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     wanted = [] if args.peers == "none" else [name for name in args.peers.split(",") if name]
@@ -413,8 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             write_text_atomic(Path(args.json), json.dumps(document, indent=1) + "\n")
 
     if "linear" in args.parts:
-        document["linear"] = linear_part(args, device, peers, document["notes"])
-        save()
+        linear_part(args, device, peers, document["notes"], save, document["linear"])
     if "block" in args.parts:
         document["block"] = block_part(args, device, peers, document["notes"])
         save()

@@ -35,18 +35,6 @@ def row_scale(x: torch.Tensor) -> torch.Tensor:
     return torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))
 
 
-def row_scale_eager(x: torch.Tensor) -> torch.Tensor:
-    """`row_scale` of an activation for eager runs: the same float32 [rows, 1], without x.abs()'s [M, K] copy.
-
-    The infinity norm is max |x| per row read in one pass; a maximum is exact in any
-    dtype, so the scale is bit-equal to `row_scale`'s (NaN propagates alike).
-    """
-    if torch.compiler.is_compiling():
-        return row_scale(x)
-    amax = torch.linalg.vector_norm(x, ord=float("inf"), dim=-1, keepdim=True).float()
-    return torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))
-
-
 def _integer_valued_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
     """The quantized activation kept as float32 integers, skipping the int8 round trip.
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ChoiceError
 from .backends import BACKENDS, pick_backend
-from .kernels import FP8_MAX, row_scale_eager
+from .kernels import FP8_MAX, row_scale
 
 Activations = Literal["static", "dynamic"]
 ACTIVATION_MODES: tuple[Activations, ...] = ("static", "dynamic")
@@ -130,7 +130,7 @@ class Int8Linear(_ScaledLinear):
         x = self._scaled_input(x)
         leading = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
-        input_scale = self.input_scale if self.input_scale is not None else row_scale_eager(x2d)
+        input_scale = self.input_scale if self.input_scale is not None else row_scale(x2d)
         y = self._backend_for(x.device)(x2d, self.weight, self.weight_scale, input_scale, self.bias)
         return y.reshape(*leading, self.out_features)
 

@@ -287,7 +287,7 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 def linear_part(args: argparse.Namespace, device: torch.device, peers: list[str], notes: dict[str, str], save: Callable[[], None], rows: list[dict[str, Any]]) -> None:
     configs = {"klein-9b": KLEIN_9B.transformer_config()} if not args.quick else {"tiny": dict(TINY_TRANSFORMER_CONFIG)}
-    shapes = klein_linear_shapes(configs)[: args.max_shapes or None]
+    shapes = klein_linear_shapes(configs)[args.first_shape :][: args.max_shapes or None]
     for index, shape in enumerate(shapes):
         k, n = shape.in_features, shape.out_features
         generator = torch.Generator(device=device).manual_seed(index)
@@ -469,6 +469,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-side", type=int, default=32, help="block part: image tokens per side (32 -> 1024)")
     parser.add_argument("--text", type=int, default=512, help="block part: text tokens")
     parser.add_argument("--max-shapes", type=int, default=0, help="only the first N linear shapes (0: all)")
+    parser.add_argument("--first-shape", type=int, default=0, help="start at this linear shape (0-based, in (K, N) order)")
     parser.add_argument("--compile", choices=("all", "block", "none"), help="where the compiled paths run (block: only in the block part; default all, none with --quick)")
     parser.add_argument("--int8-backends", default="auto", help="comma-separated Int8Linear backends to time (default auto; e.g. int_mm,triton on CUDA)")
     parser.add_argument("--double", type=int, default=1, help="block part: double blocks")

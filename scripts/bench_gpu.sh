@@ -18,13 +18,15 @@
 # (SIGTERM: the section's report keeps every finished run). Sections, into OUT/proof/NAME.json:
 #   check           every INT8 backend vs the reference, klein-9B shapes + fused q/k/v, M 1/16/17/4608, bf16+fp16
 #   micro           BF16 vs int_mm / triton / triton_prequant on the klein-9B shapes at M = 4608, eager
+#   eager-compiled  benchmarks/peers.py: eager int_mm vs eager triton on the klein-9B shapes at M = 4608, and one 9B-width
+#                   double + single block (4096 + 512 tokens) eager and compiled per backend, with the peers if installed
 #   9b              klein-9B transformer 1024x1024 4 steps: bf16, int8 int_mm, int8 triton_prequant; eager, regional
 #   micro-compiled  the microbenchmark compiled (Inductor fuses the activation quantization)
 #   lora            one step of 1 double + 2 single klein-9B blocks at 1024x1024: INT8 vs + rank-16 LoRA unfused vs fused (eager)
 #   9b-full         int8 int_mm compiled whole: regional vs full step time (decides what `--compile on` means)
 #   serve           klein-9B random INT8 weights under `flux2-int8 serve`, 512x512: images/s at batch 1/2/4 (into log.txt;
 #                   needs the serve extra's wheels in .whl/, see docs/serve.md)
-# Only the six JSON files, env.txt and log.txt land in OUT/proof (the device tool returns at most 8 files).
+# Only the seven JSON files and log.txt (which starts with the versions) land in OUT/proof (the device tool returns at most 8 files).
 set -uo pipefail
 START=$(date +%s)
 PART=${1:?usage: bash scripts/bench_gpu.sh proof|proof-dry|offload|offload-dry|sanity|micro|9b|9b-fused|4b|9b-pipeline [OUT]}
@@ -108,23 +110,28 @@ proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
   # One cold cache for the whole call (the machine starts bare): each graph's first compile is
   # honest, and the Triton W8A8 kernel built by `check` is not rebuilt by every later section.
   export TORCHINDUCTOR_CACHE_DIR="$WORK/inductor-cache" TRITON_CACHE_DIR="$WORK/triton-cache"
-  versions 2>&1 | tee "$DEST/env.txt" >>"$LOG"
+  versions >>"$LOG" 2>&1
   if [[ ${1:-} == dry ]]; then
     END=$((START + ${PROOF_SECONDS:-150})) MIN_SECTION=15 STARTUP=8
     local model=(--base tiny --device cpu) check=(--check-tokens 1,17) size=(--resolution 64 --repeats 2 --warmup 1)
     local micro_size=(--resolution 64 --repeats 2 --warmup 1)
     local lora=(--variant klein-4b --double 0 --single 1 --side 4 --text 8 --device cpu --repeats 1)
     local serve=(--requests 4 -- --base nano --device cpu --quiet)
+    local eager=(--quick --device cpu --peers none --parts linear,block --max-shapes 1 --int8-backends int_mm,triton)
   else
     END=$((START + ${PROOF_SECONDS:-460})) MIN_SECTION=40 STARTUP=20
     local model=(--base klein-9b --random-weights --device cuda) check=() size=(--resolution 1024 --steps 4 --batch 1 --repeats 5 --warmup 1)
     local micro_size=(--resolution 1024 --repeats 20 --warmup 3)
     local lora=(--variant klein-9b --double 1 --single 2 --side 64 --text 512 --device cuda --repeats 20)
     local serve=(--size 512x512 --requests 8 -- --base klein-9b --random-weights --device cuda --quiet)
+    # Eager per-shape figures decide `auto` on CUDA (does triton's fused epilogue beat int_mm's int32 round trip?);
+    # compiled only in the block (one compile per backend), since micro-compiled times the compiled shapes.
+    local eager=(--device cuda --tokens 4608 --parts linear,block --image-side 64 --text 512 --int8-backends int_mm,triton --compile block --rounds 10)
   fi
   local micro=(--microbench-only --microbench-shapes variant --int8-backends int_mm,triton,triton_prequant --fuse-qkv off,on "${micro_size[@]}")
   section check 75 "${model[@]}" --check "${check[@]}"
   section micro 50 "${model[@]}" "${micro[@]}" --microbench-compile off
+  peers_section eager-compiled 70 "${eager[@]}"
   section 9b 220 "${model[@]}" --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,regional "${size[@]}"
   section micro-compiled 90 "${model[@]}" "${micro[@]}" --microbench-compile on
   script_section lora 45 benchmarks/lora_step.py "${lora[@]}" --compile off
@@ -145,6 +152,19 @@ offload() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model. Writes DEST/
     script_section offload 220 benchmarks/offload_modes.py --variant klein-9b --device cuda --resolution 1024 --steps 4 --time-budget 190
   fi
   echo "== offload: done in $(($(date +%s) - START)) s" | tee -a "$LOG"
+}
+
+# peers_section NAME CAP_SECONDS OPTIONS...: benchmarks/peers.py under min(CAP, time left), its --time-budget
+# the same less the start-up, writing DEST/NAME.json after every workload (a hard stop keeps what finished).
+peers_section() {
+  local name=$1 code
+  budget "$1" "$2" || return 0
+  shift 2
+  echo "== $name: --time-budget $((budget - STARTUP)) s, hard stop after $budget s: benchmarks/peers.py $*" | tee -a "$LOG"
+  timeout -s TERM -k 20 "$budget" "$PYTHON" benchmarks/peers.py "$@" --time-budget $((budget - STARTUP)) --json "$DEST/$name.json" >>"$LOG" 2>&1
+  code=$?
+  echo "== $name: exit $code after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
+  [[ -f $DEST/$name.json ]] || echo "== $name: wrote no report" | tee -a "$LOG"
 }
 
 # bench OPTIONS...: one `flux2-int8 bench` run writing into $DEST (BENCH_SUB=NAME: into $DEST/NAME).

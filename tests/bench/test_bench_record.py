@@ -83,7 +83,7 @@ def test_script_renders_the_run_between_the_markers_only(run_dir, tmp_path, caps
     assert "`flux2-int8 bench --microbench-only ...` (interrupted; 2026-12-01T10:00:00Z)" in text
     assert "| klein-9b | int8 (int_mm) | 0.480* | 0.220* | 40.0 |" in text and "Published reference (RTX 5090" in text
     assert "- skipped: 16384x4096 at M=4608: needs about 9 s" in text
-    assert "Still owed (not produced by this run): check, micro-compiled, lora, 9b-full." in text
+    assert "Still owed (not produced by this run): check, eager-compiled, micro-compiled, lora, 9b-full." in text
     assert script.main([str(run_dir), "--doc", str(doc)]) == 0 and doc.read_text() == text  # idempotent
 
 
@@ -115,4 +115,30 @@ def test_a_lora_step_report_renders_as_its_own_section(run_dir, tmp_path):
     text = record_measured(_doc(tmp_path), run_dir)
     assert list(read_reports(run_dir)) == ["micro", "9b", "lora"]
     assert "#### lora" in text and "lora rank 16 on 2 layers" in text and f"| off | {steps['int8']['s'] * 1e3:.2f} |" in text
-    assert "Still owed (not produced by this run): check, micro-compiled, 9b-full." in text
+    assert "Still owed (not produced by this run): check, eager-compiled, micro-compiled, 9b-full." in text
+
+
+def _peers_path(ratio: float) -> dict:
+    return {"median_s": ratio * 1e-3, "ratio": ratio, "ratio_min": ratio * 0.9, "ratio_max": ratio * 1.1, "relative_error": 2e-3, "weight_bytes": 1}
+
+
+def test_an_eager_compiled_report_renders_one_table_in_proof_order(run_dir, tmp_path):
+    """benchmarks/peers.py --json (the eager-compiled section): a column per path, a row per workload."""
+    paths = {"bf16": _peers_path(1.0), "flux2-int8 eager (int_mm)": _peers_path(0.80), "flux2-int8 eager (triton)": _peers_path(0.60)}
+    block_paths = {**paths, "flux2-int8 compiled (triton_prequant)": _peers_path(0.5)}
+    document = {
+        "schema": "flux2-int8-peers/1", "command": "python benchmarks/peers.py --device cuda ...", "environment": H200, "status": "complete",
+        "settings": {"rounds": 10}, "skipped_peers": {"sdnq": "not installed (pip install 'flux2-int8[peers]')"}, "notes": {},
+        "linear": [{"part": "linear", "k": 4096, "n": 36864, "m": 4608, "paths": paths}],
+        "block": {"part": "block", "name": "klein-9b 1 double + 1 single", "image_tokens": 4096, "text_tokens": 512, "paths": block_paths},
+        "models": [], "geometric_means": {"4608": {"bf16": 1.0, "flux2-int8 eager (int_mm)": 0.8, "flux2-int8 eager (triton)": 0.6}},
+    }
+    (run_dir / "eager-compiled.json").write_text(json.dumps(document))
+    text = record_measured(_doc(tmp_path), run_dir)
+    assert list(read_reports(run_dir)) == ["micro", "eager-compiled", "9b"]
+    assert "#### eager-compiled" in text and "median of 10 interleaved rounds" in text
+    assert "| workload | BF16 ms | flux2-int8 eager (int_mm) | flux2-int8 eager (triton) | flux2-int8 compiled (triton_prequant) |" in text
+    assert "| K=4096 N=36864 M=4608 | 1.00 | 0.80 (0.72-0.88) | 0.60 (0.54-0.66) | - |" in text
+    assert "| klein-9b 1 double + 1 single (4096 + 512 tokens) | 1.00 | 0.80 (0.72-0.88) | 0.60 (0.54-0.66) | 0.50 (0.45-0.55) |" in text
+    assert "at M = 4608: flux2-int8 eager (int_mm) 0.80, flux2-int8 eager (triton) 0.60" in text and "- sdnq: not installed" in text
+    assert "eager-compiled" not in text.split("Still owed")[1]

@@ -19,8 +19,9 @@ from .report import GB, check_table, microbench_table, published_table, summary_
 
 BEGIN = "<!-- measured:begin (written by scripts/record_gpu_results.py; edit outside these markers) -->"
 END = "<!-- measured:end -->"
-PROOF_SECTIONS = ("check", "micro", "9b", "micro-compiled", "lora", "9b-full")
+PROOF_SECTIONS = ("check", "micro", "eager-compiled", "9b", "micro-compiled", "lora", "9b-full")
 LORA_SCHEMA = "flux2-int8-lora-step/"  # benchmarks/lora_step.py --json
+PEERS_SCHEMA = "flux2-int8-peers/"  # benchmarks/peers.py --json (the eager-compiled section)
 # Targets of issue 10 for klein-9B at 1024x1024, 4 steps.
 LINEAR_SPEEDUP_TARGET = 1.7  # every linear shape, INT8 / BF16
 TRANSFORMER_SPEEDUP_TARGET = 1.5  # compiled INT8 vs compiled BF16
@@ -36,7 +37,7 @@ def read_reports(out_dir: str | Path) -> dict[str, dict[str, Any]]:
             document = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             raise Flux2Int8Error(f"{path}: not a readable JSON report ({error})") from None
-        if isinstance(document, dict) and str(document.get("schema", "")).startswith(("flux2-int8-bench/", LORA_SCHEMA)):
+        if isinstance(document, dict) and str(document.get("schema", "")).startswith(("flux2-int8-bench/", LORA_SCHEMA, PEERS_SCHEMA)):
             found[path.stem if path.stem not in found else str(path.relative_to(out_dir))] = document
     if not found:
         raise Flux2Int8Error(f"{out_dir}: no flux2-int8 bench JSON found (expected the folder a bench_gpu.sh run wrote)")
@@ -71,6 +72,8 @@ def render_measured(reports: dict[str, dict[str, Any]], call: str) -> str:
 def _report_tables(document: dict[str, Any]) -> list[str]:
     if str(document["schema"]).startswith(LORA_SCHEMA):
         return lora_table(document)
+    if str(document["schema"]).startswith(PEERS_SCHEMA):
+        return peers_tables(document)
     lines: list[str] = []
     if document.get("check") is not None:
         lines += check_table(document["check"]) + [""]
@@ -100,6 +103,38 @@ def lora_table(document: dict[str, Any]) -> list[str]:
         cells = [f"{steps[name]['s'] * 1e3:.2f} ms ({steps[name]['ratio_to_int8']:.2f}x)" for name in ("unfused", "fused")]
         lines.append(f"| {mode} | {steps['int8']['s'] * 1e3:.2f} | {cells[0]} | {cells[1]} |")
     return lines
+
+
+def peers_tables(document: dict[str, Any]) -> list[str]:
+    """benchmarks/peers.py: time per path as a ratio to BF16 (median of the interleaved rounds, min-max), per workload.
+
+    One table for the linear shapes (a column per path), one row per block or model,
+    then the geometric means per M and whatever was skipped or failed.
+    """
+    rows = [*document.get("linear", []), *([document["block"]] if document.get("block") else []), *document.get("models", [])]
+    if not rows:
+        return ["(no finished workload)"]
+    names = list(dict.fromkeys(name for row in rows for name in row["paths"] if name != "bf16"))
+    lines = [
+        f"Time relative to BF16 (median of {document['settings']['rounds']} interleaved rounds, min-max in brackets); BF16 ms per call; `-`: not run there.",
+        "",
+        "| workload | BF16 ms | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for row in rows:
+        paths = row["paths"]
+        cells = [f"{paths[name]['ratio']:.2f} ({paths[name]['ratio_min']:.2f}-{paths[name]['ratio_max']:.2f})" if name in paths else "-" for name in names]
+        lines.append(f"| {_workload(row)} | {paths['bf16']['median_s'] * 1e3:.2f} | " + " | ".join(cells) + " |")
+    for m, means in document.get("geometric_means", {}).items():
+        lines += ["", f"Geometric mean over the linear shapes at M = {m}: " + ", ".join(f"{name} {ratio:.2f}" for name, ratio in means.items() if name != "bf16")]
+    lines += [f"- {what}: {why}" for what, why in {**document.get("skipped_peers", {}), **document.get("notes", {})}.items()]
+    return lines
+
+
+def _workload(row: dict[str, Any]) -> str:
+    if row["part"] == "linear":
+        return f"K={row['k']} N={row['n']} M={row['m']}"
+    return f"{row['name']} ({row['image_tokens']} + {row['text_tokens']} tokens)"
 
 
 def targets_table(reports: dict[str, dict[str, Any]]) -> list[str]:
@@ -172,4 +207,4 @@ def record_measured(doc_path: str | Path, out_dir: str | Path, call: str = "bash
     return new
 
 
-__all__ = ["BEGIN", "END", "GB", "read_reports", "record_measured", "render_measured", "targets_table"]
+__all__ = ["BEGIN", "END", "GB", "peers_tables", "read_reports", "record_measured", "render_measured", "targets_table"]

@@ -44,6 +44,48 @@ def _integer_valued_activation(x: torch.Tensor, input_scale: torch.Tensor) -> to
     return torch.div(x.float(), input_scale).round_().clamp_(INT8_MIN, INT8_MAX)
 
 
+# Eager CPU runs stream big activations through a float32 scratch of this many elements
+# (1 MiB, inside every x86 core's L2): the same division, rounding and clamp as
+# `quantize_activation`, in place on a cache-resident block, so neither an [M, K] float32
+# temporary nor an [M, N] one is written (their fresh pages alone cost as much as the math).
+SCRATCH_ELEMENTS = 1 << 18
+# Below this many elements a tensor is one block: the plain ops are as fast, with fewer calls.
+_BLOCKED_FROM = 1 << 16
+
+
+def _row_blocks(rows: int, width: int) -> range:
+    """Start rows of the row blocks of a [rows, width] tensor that fit the scratch."""
+    return range(0, rows, max(1, SCRATCH_ELEMENTS // max(width, 1)))
+
+
+def _blocked(x: torch.Tensor) -> bool:
+    """Whether the eager, cache-blocked form applies: a CPU tensor big enough to gain, outside tracing."""
+    return x.device.type == "cpu" and x.numel() >= _BLOCKED_FROM and not torch.compiler.is_compiling()
+
+
+def quantize_activation_eager(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
+    """`quantize_activation` for eager runs: the same integers, bit for bit, with less memory traffic.
+
+    x [M, K] float, input_scale 0-d or [M, 1] float32 -> int8 [M, K]. On CPU, big inputs go
+    row block by row block through a float32 scratch that stays in cache (`SCRATCH_ELEMENTS`):
+    copy (the exact upcast `x.float()` does), `div_`, `round_`, `clamp_`, cast into the int8
+    result. Elsewhere (CUDA, tracing, small tensors) one float32 temporary, rounded and clamped in place.
+    """
+    if not _blocked(x):
+        return _integer_valued_activation(x, input_scale).to(torch.int8)
+    rows, width = x.shape
+    quantized = torch.empty((rows, width), dtype=torch.int8)
+    step = max(1, SCRATCH_ELEMENTS // width)
+    scratch = torch.empty((min(step, rows), width), dtype=torch.float32)
+    per_row = input_scale.dim() > 0
+    for start in _row_blocks(rows, width):
+        block = scratch[: min(step, rows - start)]
+        block.copy_(x[start : start + step])
+        block.div_(input_scale[start : start + step] if per_row else input_scale).round_().clamp_(INT8_MIN, INT8_MAX)
+        quantized[start : start + step].copy_(block)
+    return quantized
+
+
 def rescale_accumulator(accumulator: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     """accumulator [M, N] (int32 or integer-valued float32) -> y [M, N] in `dtype`."""
     y = accumulator.float() if accumulator.dtype != torch.float32 else accumulator
@@ -51,6 +93,40 @@ def rescale_accumulator(accumulator: torch.Tensor, input_scale: torch.Tensor, we
     if bias is not None:
         y = y.add_(bias.float())
     return y.to(dtype)
+
+
+def rescale_accumulator_eager(accumulator: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """`rescale_accumulator` for eager runs: the same float32 operations in the same order, bit for bit.
+
+    On CPU, a big int32 accumulator is converted, scaled and biased row block by row block
+    in a cache-resident float32 scratch and written once, in `dtype`: no [M, N] float32
+    temporary (nor, for per-row scales, their [M, N] outer product with `weight_scale`).
+    """
+    if accumulator.dtype != torch.int32 or torch.compiler.is_compiling():
+        return rescale_accumulator(accumulator, input_scale, weight_scale, bias, dtype)
+    if not _blocked(accumulator):  # small: one op fewer (int32 * float32 is the float32 product of acc.float())
+        y = torch.mul(accumulator, input_scale * weight_scale)
+        return (y if bias is None else y.add_(bias.float())).to(dtype)
+    rows, width = accumulator.shape
+    y = torch.empty((rows, width), dtype=dtype)
+    step = max(1, SCRATCH_ELEMENTS // width)
+    scratch = torch.empty((min(step, rows), width), dtype=torch.float32)
+    per_row = input_scale.dim() > 0
+    scale = None if per_row else input_scale * weight_scale
+    row_scales = torch.empty((min(step, rows), width), dtype=torch.float32) if per_row else None
+    bias = None if bias is None else bias.float()
+    for start in _row_blocks(rows, width):
+        count = min(step, rows - start)
+        block = scratch[:count]
+        block.copy_(accumulator[start : start + count])
+        if per_row:  # (row scale x weight scale) first, as rescale_accumulator multiplies
+            block.mul_(torch.mul(input_scale[start : start + count], weight_scale, out=row_scales[:count]))
+        else:
+            block.mul_(scale)
+        if bias is not None:
+            block.add_(bias)
+        y[start : start + count].copy_(block)
+    return y
 
 
 INT_MM_MIN_ROWS = 17  # torch._int_mm on CUDA needs M > 16
@@ -66,15 +142,19 @@ def int_mm_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
 
     Under `torch.compile`, Inductor fuses the quantization into the producer of `x`
     and the rescale into the epilogue, so only the int8 GEMM is left as a separate op.
-    A short activation (the modulation layers run at M = batch) is padded with zero
+    Eager, the quantization and the rescale are the cache-blocked forms (`*_eager`).
+    A short activation on CUDA (the modulation layers run at M = batch) is padded with zero
     rows up to 17: cheaper than widening a [24576, 4096] weight to float on every call.
+    oneDNN's CPU `_int_mm` takes any M, so nothing is padded there.
     """
-    quantized = quantize_activation(x, input_scale)
+    eager = not torch.compiler.is_compiling()
+    quantized = quantize_activation_eager(x, input_scale) if eager else quantize_activation(x, input_scale)
     rows = quantized.shape[0]
-    if rows < INT_MM_MIN_ROWS:
+    if rows < INT_MM_MIN_ROWS and x.device.type != "cpu":
         quantized = torch.nn.functional.pad(quantized, (0, 0, 0, INT_MM_MIN_ROWS - rows))
     accumulator = torch._int_mm(quantized, weight.t())[:rows]
-    return rescale_accumulator(accumulator, input_scale, weight_scale, bias, x.dtype)
+    rescale = rescale_accumulator_eager if eager else rescale_accumulator
+    return rescale(accumulator, input_scale, weight_scale, bias, x.dtype)
 
 
 def emulated_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -7,6 +7,7 @@ every output channel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -129,10 +130,26 @@ class Int8Linear(_ScaledLinear):
         x = self._scaled_input(x)
         leading = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
-        name = self.backend if self.backend != "auto" else pick_backend(x.device, self.in_features, self.out_features)
         input_scale = self.input_scale if self.input_scale is not None else row_scale(x2d)
-        y = BACKENDS[name](x2d, self.weight, self.weight_scale, input_scale, self.bias)
+        y = self._backend_for(x.device)(x2d, self.weight, self.weight_scale, input_scale, self.bias)
         return y.reshape(*leading, self.out_features)
+
+    def _backend_for(self, device: torch.device) -> Callable[..., torch.Tensor]:
+        """The backend function for `device`; in eager runs `auto` is resolved once per (setting, device).
+
+        `pick_backend` reads the environment and the device; asking it on every call was a
+        measurable share of a small model's step. While `torch.compile` traces nothing is
+        cached (the choice there may differ: `triton_prequant` instead of `triton`).
+        """
+        if self.backend != "auto":
+            return BACKENDS[self.backend]
+        if torch.compiler.is_compiling():
+            return BACKENDS[pick_backend(device, self.in_features, self.out_features)]
+        cached = self.__dict__.get("_auto_backend")
+        if cached is None or cached[0] != device:
+            cached = (device, pick_backend(device, self.in_features, self.out_features))
+            self.__dict__["_auto_backend"] = cached
+        return BACKENDS[cached[1]]
 
 
 class Fp8Linear(_ScaledLinear):

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, UnsupportedFormatError
 from ..textfiles import file_problem
-from .comfy import COMFY_MARKER
-from .foreign import recognise
+from .comfy import COMFY_MARKER, convrot_group_size
+from .foreign import ROTATION_PARAM, layer_layouts, recognise
 from .header import SafetensorsHeader, TensorInfo, read_header, read_json_file
 from .keys import ModuleMapping, Transform, bfl_tensor_to_diffusers, is_row_tensor, map_bfl_module, split_param, strip_prefix
 from .scales import SCALE_PARAMS, canonical_scale, check_scale_values
@@ -47,6 +47,7 @@ class TensorKind(Enum):
 
     QUANTIZED_WEIGHT = "quantized_weight"  # int8 / float8: kept exactly as stored
     SCALE = "scale"  # checked, then float32 in the layer's shape
+    ROTATION = "rotation"  # a ConvRot layer's [G, G] Hadamard matrix: float32, checked when read
     FLOAT = "float"  # cast to the compute dtype
 
 
@@ -91,6 +92,7 @@ class Checkpoint:
     tensors: dict[str, SourceTensor]  # diffusers key -> source
     config: dict | None = None  # from config.json, for diffusers folders
     linear_kinds: dict[str, str] = field(default_factory=dict)  # diffusers module -> int8/fp8/float
+    rotations: dict[str, int] = field(default_factory=dict)  # diffusers module -> ConvRot group size G
 
     @property
     def format(self) -> str:
@@ -124,7 +126,7 @@ class Checkpoint:
 
     def _load_item(self, file: Path, source_key: str, keys: list[str]) -> LoadItem:
         module, param = split_param(keys[0])
-        kind = TensorKind.SCALE if param in SCALE_PARAMS else TensorKind.FLOAT
+        kind = TensorKind.SCALE if param in SCALE_PARAMS else TensorKind.ROTATION if param == ROTATION_PARAM else TensorKind.FLOAT
         if param == "weight" and self.linear_kinds.get(module) in (INT8, FP8):
             kind = TensorKind.QUANTIZED_WEIGHT
         rows = {key: self.shape(f"{split_param(key)[0]}.weight")[0] if kind is TensorKind.SCALE else 0 for key in keys}
@@ -210,7 +212,32 @@ def checkpoint_from_headers(path: Path, headers: list[SafetensorsHeader], config
             tensors[f"{module}.{param}"] = SourceTensor(file, source_key, info, info.shape)
     checkpoint = Checkpoint(path=path, layout=layout, headers=headers, tensors=tensors, config=config)
     checkpoint.linear_kinds = _linear_kinds(tensors)
+    checkpoint.rotations = _rotations(path, layout, headers, tensors)
     return checkpoint
+
+
+def _rotations(path: Path, layout: str, headers: list[SafetensorsHeader], tensors: dict[str, SourceTensor]) -> dict[str, int]:
+    """Each ConvRot layer's group size: from its marker (`convrot_groupsize`), else from a stored [G, G] `rotation`.
+
+    Markers are keyed by the file's layer names (BFL or diffusers, with or without ComfyUI's
+    prefix); a fused BFL q/k/v gives its group size to all three diffusers layers.
+    """
+    found: dict[str, int] = {}
+    for layer, document in layer_layouts(headers).items():
+        group = convrot_group_size(document)
+        if group is None:
+            continue
+        name = strip_prefix(layer)
+        mapping = map_bfl_module(name) if layout == "bfl" else None
+        if layout == "bfl" and mapping is None:
+            raise CheckpointError(path, "a ConvRot marker for a layer unknown to the BFL layout", tensor=f"{layer}.{COMFY_MARKER}")
+        for module in mapping.diffusers_modules if mapping else (name,):
+            found[module] = group
+    for key, source in tensors.items():
+        module, param = split_param(key)
+        if param == ROTATION_PARAM and module not in found:
+            found[module] = source.info.shape[0] if source.info.shape else 0
+    return found
 
 
 def _add_bfl_tensor(path: Path, tensors: dict[str, SourceTensor], file: Path, key: str, info: TensorInfo, module: str, param: str) -> None:

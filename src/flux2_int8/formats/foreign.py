@@ -29,12 +29,15 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..variants import ARCHITECTURES
-from .comfy import COMFY_MARKER, QUANTIZATION_METADATA
+from .comfy import COMFY_MARKER, QUANTIZATION_METADATA, is_convrot_layout
 from .header import SafetensorsHeader, loads_bounded
 
 # Words that mark weights rotated by ConvRot/QuaRot/QuIP-style transforms: such weights
-# are not plain INT8 and would give noise if read as if they were.
+# are not plain INT8 and would give noise if read as if they were. ConvRot INT8 (a
+# group-wise Hadamard, `comfy.is_convrot_layout`) is read; every other rotation is refused.
 ROTATION_WORDS = ("convrot", "quarot", "hadamard", "rotation", "rotated", "quip")
+# The per-layer tensor our ConvRot layers store their [G, G] Hadamard matrix in (`Int8Linear.rotation`).
+ROTATION_PARAM = "rotation"
 _MARKER_BYTES_LIMIT = 4096  # a marker is a short JSON object; anything longer is not one
 
 _QUANTIZE_ADVICE = "quantize the BF16 model with `flux2-int8 quantize`, or use a published INT8 W8A8 klein file"
@@ -52,7 +55,7 @@ _ADVICE = {
     "mxfp8": "run it in ComfyUI; flux2-int8 runs INT8: " + _QUANTIZE_ADVICE,
     "int8-blockwise": "run it in ComfyUI (int8_blockwise); flux2-int8 reads per-channel or per-tensor INT8: " + _QUANTIZE_ADVICE,
     "fp8-blockwise": "run it in ComfyUI; flux2-int8 reads per-tensor FP8 and INT8: " + _QUANTIZE_ADVICE,
-    "convrot": "rotated weights read as plain INT8 give noise; run it in ComfyUI / ComfyUI-INT8-Fast, which undo the rotation, or " + _QUANTIZE_ADVICE,
+    "convrot": "flux2-int8 runs ConvRot INT8 (group-wise Hadamard, `convrot: true` markers), not learned or random rotations (QuaRot/QuIP style) nor other rotated layouts; run it in the tool that wrote it, or " + _QUANTIZE_ADVICE,
     "w4a8": "run it in ComfyUI; flux2-int8 runs INT8 W8A8: " + _QUANTIZE_ADVICE,
     "torchao": "load it with diffusers and torchao (`Flux2Transformer2DModel.from_pretrained` with a `TorchAoConfig`), which rebuild its tensor subclasses, or " + _QUANTIZE_ADVICE,
     "flux1": "flux2-int8 runs FLUX.2 [klein]; use a FLUX.2 [klein] checkpoint (FLUX.1 has another architecture and text encoders)",
@@ -187,17 +190,28 @@ def _quant_method(config: dict | None) -> str | None:
 def _quantized(headers: list[SafetensorsHeader], keys: list[str], config: dict | None) -> ForeignFile | None:
     layouts = layer_layouts(headers)
     for layout in layouts.values():
-        if mentions_rotation(layout):
-            return _named("convrot", f"a ConvRot/QuaRot INT8 file: rotated weights ({_excerpt(json.dumps(layout))})")
+        if mentions_rotation(layout) and not is_convrot_layout(layout):
+            return _named("convrot", f"a QuaRot/QuIP-style or other rotated file flux2-int8 cannot run: rotated weights ({_excerpt(json.dumps(layout))})")
     formats = Counter(str(layout.get("format")) for layout in layouts.values())
     for name, _ in formats.most_common():
         if name in _COMFY_FORMATS:
             kind, what = _COMFY_FORMATS[name]
             return _named(kind, f"a ComfyUI {what} file ({formats[name]} layers)")
+    shapes = {key: info.shape for header in headers for key, info in header.tensors.items()}
     for key in keys:
-        if any(word in key.rsplit(".", 1)[-1].lower() for word in ROTATION_WORDS):
-            return _named("convrot", f"a ConvRot/QuaRot INT8 file: rotation tensors ('{key}')")
+        if any(word in key.rsplit(".", 1)[-1].lower() for word in ROTATION_WORDS) and not _convrot_matrix(key, shapes):
+            return _named("convrot", f"a QuaRot/QuIP-style rotated file flux2-int8 cannot run: rotation tensors ('{key}')")
     return _nvfp4(headers, config) or _blockwise(headers)
+
+
+def _convrot_matrix(key: str, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """Our ConvRot layers' stored H_G: `<layer>.rotation`, square, beside the layer's weight.
+
+    Its values are checked when it is read (a learned matrix is refused then, by name).
+    """
+    module, _, param = key.rpartition(".")
+    shape = shapes[key]
+    return param == ROTATION_PARAM and len(shape) == 2 and shape[0] == shape[1] and f"{module}.weight" in shapes
 
 
 def _named(kind: str, summary: str) -> ForeignFile:
@@ -319,4 +333,4 @@ def _shape_of(shapes: dict[str, tuple[int, ...]], names: tuple[str, ...]) -> tup
     return None
 
 
-__all__ = ["ForeignFile", "LoraInfo", "layer_layouts", "mentions_rotation", "read_marker", "recognise"]
+__all__ = ["ROTATION_PARAM", "ForeignFile", "LoraInfo", "layer_layouts", "mentions_rotation", "read_marker", "recognise"]

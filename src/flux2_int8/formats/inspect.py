@@ -47,6 +47,7 @@ def describe(path: str | Path, check_values: bool = False) -> dict[str, Any]:
         "variant": _variant(checkpoint, foreign),
         "linears": _linear_counts(checkpoint),
         "scale_shapes": _scale_shapes(checkpoint),
+        "rotation": _rotation(checkpoint),
         "tensors": len({(s.file, s.key) for s in checkpoint.tensors.values()}),
         "size_bytes": checkpoint.size_bytes,
         "metadata": checkpoint.metadata,
@@ -127,6 +128,28 @@ def _scale_shapes(checkpoint: Checkpoint) -> dict[str, dict[str, int]]:
     return {name: dict(counter) for name, counter in shapes.items() if counter}
 
 
+def _rotation(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """ConvRot layers as stored (a fused q/k/v counts once): how many, their group sizes and Hadamard kinds."""
+    stored = {checkpoint.tensors[f"{module}.weight"].key: group for module, group in checkpoint.rotations.items()}
+    if not stored:
+        return None
+    groups = Counter(stored.values())
+    kinds = Counter("regular" if (group.bit_length() - 1) % 2 == 0 else "sylvester" for group in stored.values())
+    return {
+        "kind": "convrot",
+        "layers": len(stored),
+        "of_int8": _linear_counts(checkpoint)["int8"],
+        "group_sizes": {str(group): count for group, count in sorted(groups.items())},
+        "hadamard": dict(sorted(kinds.items())),
+    }
+
+
+def _rotation_line(rotation: dict[str, Any]) -> str:
+    groups = ", ".join(f"group {group}: {count}" for group, count in rotation["group_sizes"].items())
+    kinds = " and ".join(f"{kind} Hadamard" if len(rotation["hadamard"]) == 1 else f"{count} {kind}" for kind, count in rotation["hadamard"].items())
+    return f"rotation:     convrot, {rotation['layers']} of {rotation['of_int8']} int8 linears ({groups}; {kinds})"
+
+
 def _generic(shape: tuple[int, ...], rows: int | None) -> str:
     return "[" + ", ".join("N" if d == rows and d != 1 else str(d) for d in shape) + "]"
 
@@ -144,6 +167,8 @@ def format_report(summary: dict[str, Any]) -> str:
         f"tensors:      {summary['tensors']}",
         f"size:         {_size(summary['size_bytes'])}",
     ]
+    if summary.get("rotation"):
+        lines.append(_rotation_line(summary["rotation"]))
     for name, counts in summary["scale_shapes"].items():
         lines.append(f"{name + ':':<14}" + ", ".join(f"{count} x {shape}" for shape, count in sorted(counts.items())))
     if "scales_checked" in summary:

@@ -9,7 +9,8 @@ the tensor as the file spells it, and what was expected.
 from __future__ import annotations
 
 from ..errors import CheckpointError
-from .checkpoint import FLOAT, Checkpoint, SourceTensor
+from .checkpoint import FLOAT, INT8, Checkpoint, SourceTensor
+from .foreign import ROTATION_PARAM
 from .keys import split_param
 from .scales import SCALE_PARAMS, check_stored_scale
 
@@ -24,6 +25,7 @@ def check_structure(checkpoint: Checkpoint) -> None:
         else:
             _check_quantized(checkpoint, kind, weight, scales)
     _refuse_orphan_scales(checkpoint)
+    _check_rotations(checkpoint)
 
 
 def _refuse_scales_on_float(checkpoint: Checkpoint, weight: SourceTensor, scales: dict[str, SourceTensor | None]) -> None:
@@ -51,6 +53,21 @@ def _refuse_orphan_scales(checkpoint: Checkpoint) -> None:
         module, param = split_param(key)
         if param in SCALE_PARAMS and module not in checkpoint.linear_kinds:
             raise CheckpointError(checkpoint.path, f"{param} without a weight beside it", tensor=source.key)
+
+
+def _check_rotations(checkpoint: Checkpoint) -> None:
+    """A ConvRot layer is INT8, its group size a power of 2 (>= 2) dividing K, a stored matrix [G, G] float."""
+    for module, group in checkpoint.rotations.items():
+        weight = checkpoint.tensors.get(f"{module}.weight")
+        stored = checkpoint.tensors.get(f"{module}.{ROTATION_PARAM}")
+        where = (stored or weight).key if (stored or weight) else module
+        if weight is None or checkpoint.linear_kinds.get(module) != INT8:
+            raise CheckpointError(checkpoint.path, "a ConvRot rotation on a layer whose weight is not int8; ConvRot is an INT8 layout", tensor=where)
+        columns = weight.info.shape[1]
+        if group < 2 or group & (group - 1) or columns % group:
+            raise CheckpointError(checkpoint.path, f"ConvRot group size {group} for a weight of {columns} columns; expected a power of 2 that divides {columns}", tensor=where)
+        if stored is not None and (stored.info.shape != (group, group) or stored.info.dtype not in ("F32", "F64")):
+            raise CheckpointError(checkpoint.path, f"rotation of shape {list(stored.info.shape)} and dtype {stored.info.dtype}; expected float32 [{group}, {group}]", tensor=stored.key)
 
 
 __all__ = ["check_structure"]

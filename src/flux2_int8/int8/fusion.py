@@ -104,6 +104,8 @@ def _fuse_quantized(where: str, layers: list[Int8Linear] | list[Fp8Linear]) -> I
         fused.input_scale = first.input_scale.clone()
     if first.pre_quant_scale is not None:
         fused.pre_quant_scale = first.pre_quant_scale.clone()
+    if getattr(first, "rotation", None) is not None:
+        fused.rotation = first.rotation.clone()
     if first.bias is not None:
         fused.bias = nn.Parameter(torch.cat([layer.bias for layer in layers]), requires_grad=False)
     return fused
@@ -119,8 +121,14 @@ def _check_one_input(where: str, layers: list[Int8Linear] | list[Fp8Linear]) -> 
             raise Flux2Int8Error(f"cannot fuse {where}: their input_scale values differ ({', '.join(f'{float(x.input_scale):.6g}' for x in layers)}); one quantized input needs one input_scale")
         if (layer.pre_quant_scale is None) != (first.pre_quant_scale is None) or (first.pre_quant_scale is not None and not torch.equal(layer.pre_quant_scale, first.pre_quant_scale)):
             raise Flux2Int8Error(f"cannot fuse {where}: their SmoothQuant pre_quant_scale vectors differ")
+        if _rotation_of(layer) != _rotation_of(first):
+            raise Flux2Int8Error(f"cannot fuse {where}: their ConvRot rotations differ (group sizes {', '.join(str(_rotation_of(x)) for x in layers)}); one rotated input needs one rotation")
         if (layer.bias is None) != (first.bias is None) or layer.in_features != first.in_features:
             raise Flux2Int8Error(f"cannot fuse {where}: their in_features or bias presence differ")
+
+
+def _rotation_of(layer: Int8Linear | Fp8Linear) -> int | None:
+    return layer.rotation_group_size if isinstance(layer, Int8Linear) else None
 
 
 def _empty_like(layer: Int8Linear | Fp8Linear, out_features: int) -> Int8Linear | Fp8Linear:
@@ -128,7 +136,7 @@ def _empty_like(layer: Int8Linear | Fp8Linear, out_features: int) -> Int8Linear 
     options = {"bias": layer.bias is not None, "device": "meta", "pre_quant_scale": layer.pre_quant_scale is not None}
     if isinstance(layer, Fp8Linear):
         return Fp8Linear(layer.in_features, out_features, input_scale=layer.has_input_scale, **options)
-    fused = Int8Linear(layer.in_features, out_features, activations=layer.activations, **options)
+    fused = Int8Linear(layer.in_features, out_features, activations=layer.activations, rotation_group_size=layer.rotation_group_size, **options)
     fused.backend = layer.backend
     return fused
 

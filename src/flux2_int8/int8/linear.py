@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import ChoiceError
 from .backends import BACKENDS, pick_backend
 from .kernels import FP8_MAX, row_scale
+from .rotation import hadamard, hadamard_kind, rotate
 
 Activations = Literal["static", "dynamic"]
 ACTIVATION_MODES: tuple[Activations, ...] = ("static", "dynamic")
@@ -29,7 +30,7 @@ class _ScaledLinear(nn.Module):
     SmoothQuant `pre_quant_scale` [K]); loaders fill them, nobody adds or removes them later.
     """
 
-    _float32_buffers: tuple[str, ...] = ("weight_scale", "input_scale", "pre_quant_scale")
+    _float32_buffers: tuple[str, ...] = ("weight_scale", "input_scale", "pre_quant_scale", "rotation")
 
     def __init__(
         self,
@@ -90,6 +91,11 @@ class Int8Linear(_ScaledLinear):
         Whether the layer holds a static `input_scale` or computes one per token.
     pre_quant_scale : bool
         Whether it holds ModelOpt's SmoothQuant factor [K], multiplied into x first.
+    rotation_group_size : int, optional
+        ConvRot: the weight is stored rotated along K in groups of this size (a power of 2
+        dividing K) and x is rotated the same way before it is quantized (`rotation`).
+        The layer then holds `rotation`, float32 [G, G] (`int8.rotation.hadamard`), and a
+        static `input_scale` is one of the rotated input.
 
     Attributes
     ----------
@@ -115,11 +121,18 @@ class Int8Linear(_ScaledLinear):
         *,
         activations: Activations = "static",
         pre_quant_scale: bool = False,
+        rotation_group_size: int | None = None,
     ) -> None:
         if activations not in ACTIVATION_MODES:
             raise ValueError(f"activations must be one of {', '.join(ACTIVATION_MODES)}, not {activations!r}")
         super().__init__(in_features, out_features, torch.int8, bias, input_scale=activations == "static", pre_quant_scale=pre_quant_scale, device=device)
+        self.register_buffer("rotation", _rotation_buffer(in_features, rotation_group_size, device))
         self.backend = "auto"
+
+    @property
+    def rotation_group_size(self) -> int | None:
+        """ConvRot's group size G (None for a plain INT8 layer)."""
+        return None if self.rotation is None else self.rotation.shape[0]
 
     @property
     def activations(self) -> Activations:
@@ -130,9 +143,15 @@ class Int8Linear(_ScaledLinear):
         x = self._scaled_input(x)
         leading = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
+        if self.rotation is not None:  # SmoothQuant (above) acts on the raw input, the rotation after it
+            x2d = rotate(x2d, self.rotation)
         input_scale = self.input_scale if self.input_scale is not None else row_scale(x2d)
         y = self._backend_for(x.device)(x2d, self.weight, self.weight_scale, input_scale, self.bias)
-        return y.reshape(*leading, self.out_features)
+        return y.to(x.dtype).reshape(*leading, self.out_features)
+
+    def extra_repr(self) -> str:
+        rotation = "" if self.rotation is None else f", convrot={self.rotation_group_size}"
+        return super().extra_repr() + f", activations={self.activations}" + rotation
 
     def _backend_for(self, device: torch.device) -> Callable[..., torch.Tensor]:
         """The backend function for `device`; in eager runs `auto` is resolved once per (setting, device).
@@ -150,6 +169,18 @@ class Int8Linear(_ScaledLinear):
             cached = (device, pick_backend(device, self.in_features, self.out_features))
             self.__dict__["_auto_backend"] = cached
         return BACKENDS[cached[1]]
+
+
+def _rotation_buffer(in_features: int, group_size: int | None, device: torch.device | str | None) -> torch.Tensor | None:
+    """ConvRot's H_G for a new layer: filled on a real device, empty on meta (loaders fill it)."""
+    if group_size is None:
+        return None
+    hadamard_kind(group_size)  # ValueError unless a power of 2
+    if in_features % group_size:
+        raise ValueError(f"a ConvRot group size must divide in_features: {group_size} does not divide {in_features}")
+    if torch.device(device or "cpu").type == "meta":
+        return torch.empty(group_size, group_size, dtype=torch.float32, device="meta")
+    return hadamard(group_size, device).clone()
 
 
 class Fp8Linear(_ScaledLinear):

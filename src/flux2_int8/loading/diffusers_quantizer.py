@@ -35,16 +35,20 @@ from diffusers.quantizers.base import DiffusersQuantizer
 from diffusers.quantizers.quantization_config import QuantizationConfigMixin
 from torch import nn
 
+from ..errors import CheckpointError
 from ..formats.checkpoint import Checkpoint, checkpoint_from_headers
 from ..formats.config import FORMAT_NAME, QUANT_METHOD
 from ..formats.header import read_header
 from ..formats.scales import SCALE_PARAMS, canonical_scale, check_scale_values
 from ..formats.validate import check_structure
 from ..int8.linear import Fp8Linear, Int8Linear
+from ..int8.rotation import check_rotation_matrix
 from .skeleton import swap_quantized_linears
 
 _QUANTIZED_LAYERS = (Int8Linear, Fp8Linear)
-_PLACED_PARAMS = ("weight", *SCALE_PARAMS)
+_PLACED_PARAMS = ("weight", *SCALE_PARAMS, "rotation")
+# float32 tensors that must not pass through diffusers' cast to the load dtype.
+_FLOAT32_PARAMS = (*SCALE_PARAMS, "rotation")
 
 
 class Flux2Int8Method(str, Enum):
@@ -114,6 +118,12 @@ class Flux2Int8Quantizer(DiffusersQuantizer):
             return
         scale = param_value.view(torch.float32) if param_value.dtype == torch.int32 else param_value
         assert self.checkpoint is not None
+        if name == "rotation":
+            problem = check_rotation_matrix(scale)
+            if problem:
+                raise CheckpointError(self.checkpoint.path, problem, tensor=param_name)
+            layer.rotation = scale.float().to(target_device)
+            return
         check_scale_values(self.checkpoint.path, param_name, scale)
         setattr(layer, name, canonical_scale(name, scale, layer.out_features).to(target_device))
 
@@ -135,7 +145,7 @@ class Flux2Int8Quantizer(DiffusersQuantizer):
 
 
 def _is_float32_scale(key: str, value: torch.Tensor) -> bool:
-    return key.rpartition(".")[2] in SCALE_PARAMS and value.dtype == torch.float32
+    return key.rpartition(".")[2] in _FLOAT32_PARAMS and value.dtype == torch.float32
 
 
 def register() -> None:

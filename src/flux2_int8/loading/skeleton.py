@@ -62,7 +62,8 @@ def swap_quantized_linears(model: nn.Module, checkpoint: Checkpoint, static: set
         pre_quant_scale = f"{name}.pre_quant_scale" in checkpoint.tensors
         if kind == INT8:
             mode = "static" if name in static else "dynamic"
-            layer: nn.Module = Int8Linear(*shape, bias=bias, device="meta", activations=mode, pre_quant_scale=pre_quant_scale)
+            rotation = checkpoint.rotations.get(name)
+            layer: nn.Module = Int8Linear(*shape, bias=bias, device="meta", activations=mode, pre_quant_scale=pre_quant_scale, rotation_group_size=rotation)
         else:
             layer = Fp8Linear(*shape, bias=bias, device="meta", input_scale=name in static, pre_quant_scale=pre_quant_scale)
         parent, _, child = name.rpartition(".")

@@ -21,6 +21,7 @@ from ..errors import CheckpointError, ConfigError
 from ..formats.checkpoint import FLOAT, FP8, INT8, Checkpoint, TensorKind, open_checkpoint
 from ..formats.config import ConfigLike, quantization_config, resolve_config
 from ..formats.validate import check_structure
+from ..int8.rotation import check_rotation_matrix, hadamard
 from .dtypes import resolve_dtype
 from .hub import resolve_checkpoint
 from .skeleton import build_empty_model, check_shapes, swap_quantized_linears
@@ -79,7 +80,8 @@ def load_transformer(
     CheckpointError
         The file is unreadable, incomplete or malformed (the message names the tensor).
     UnsupportedFormatError
-        A format the package refuses (pickles, rotated or block-wise weights, LoRA files).
+        A format the package refuses (pickles, learned rotations, block-wise weights, LoRA
+        files). ConvRot INT8 (group-wise Hadamard) is read: see `Int8Linear`'s `rotation_group_size`.
     ConfigError
         No config fits the shapes, or an option is invalid.
 
@@ -95,6 +97,7 @@ def load_transformer(
     model = build_empty_model(resolve_config(config, checkpoint))
     check_shapes(model, checkpoint, source=str(config) if config is not None else "the checkpoint")
     state_dict = read_state_dict(checkpoint, torch.device(device), dtype)
+    add_rotations(checkpoint, state_dict, torch.device(device))
     static = static_input_scales(checkpoint, state_dict, activations)
     for name in set(checkpoint.linear_kinds) - static:
         state_dict.pop(f"{name}.input_scale", None)
@@ -138,6 +141,19 @@ def static_input_scales(checkpoint: Checkpoint, state_dict: dict[str, torch.Tens
     return present
 
 
+def add_rotations(checkpoint: Checkpoint, state_dict: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Give each ConvRot layer its [G, G] Hadamard matrix: built from the group size its marker
+    names (ComfyUI's files store none), or the stored one, checked to be exactly ConvRot's."""
+    for module, group in checkpoint.rotations.items():
+        key = f"{module}.rotation"
+        if key in state_dict:
+            problem = check_rotation_matrix(state_dict[key])
+            if problem:
+                raise CheckpointError(checkpoint.path, problem, tensor=checkpoint.tensors[key].key)
+        else:
+            state_dict[key] = hadamard(group, device).clone()
+
+
 def read_state_dict(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Read every stored tensor once, in file order, as the model holds it on `device`.
 
@@ -154,5 +170,7 @@ def read_state_dict(checkpoint: Checkpoint, device: torch.device, dtype: torch.d
                 for key, tensor in item.convert(handle.get_tensor(item.source_key)).items():
                     if item.kind is TensorKind.FLOAT:
                         tensor = tensor.to(dtype)
+                    elif item.kind is TensorKind.ROTATION:
+                        tensor = tensor.float()
                     state_dict[key] = tensor.to(device).contiguous()
     return state_dict

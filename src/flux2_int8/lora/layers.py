@@ -44,6 +44,7 @@ from torch import nn
 from ..errors import Flux2Int8Error
 from ..int8.kernels import FP8_MAX
 from ..int8.linear import Fp8Linear, Int8Linear
+from ..int8.rotation import rotate
 from ..int8.weights import quantize_weight, weight_scale_per_channel
 
 
@@ -125,9 +126,16 @@ class QuantizedAdapterLayer:
     # --- fusing ----------------------------------------------------------------------
 
     def _in_base_input_domain(self, delta: torch.Tensor) -> torch.Tensor:
-        """delta [N, K] float32 for a base that computes (x * s) @ W.T (SmoothQuant): W absorbs delta / s."""
-        pre_quant_scale = self.get_base_layer().pre_quant_scale  # type: ignore[attr-defined]
-        return delta if pre_quant_scale is None else delta / pre_quant_scale.float()[None, :]
+        """delta [N, K] float32 in the basis the stored weight lives in.
+
+        For a base that computes (x * s) @ W.T (SmoothQuant), W absorbs delta / s; a ConvRot
+        base rotates (x * s) before its product, so that is then rotated as its weight was.
+        """
+        base = self.get_base_layer()  # type: ignore[attr-defined]
+        if base.pre_quant_scale is not None:
+            delta = delta / base.pre_quant_scale.float()[None, :]
+        rotation = getattr(base, "rotation", None)
+        return delta if rotation is None else rotate(delta, rotation.to(delta.device))
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         """Fuse adapters into the quantized weight: dequantize the original, add the deltas, re-quantize per channel."""

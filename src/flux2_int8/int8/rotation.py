@@ -1,0 +1,88 @@
+"""ConvRot's group-wise Hadamard rotation: the matrix, and rotating activations and weights.
+
+A ConvRot layer stores its weight rotated along K in groups of G (W_rot = W · blockdiag(H_G)ᵀ)
+and rotates its input the same way at run time (x_rot = x · blockdiag(H_G)), so
+x_rot · W_rotᵀ = x · Wᵀ while outlier channels are spread over their group before the
+activation is quantized. H_G is orthonormal and symmetric:
+
+- G a power of 4: the *regular* Hadamard matrix, Kronecker powers of
+  H4 = [[1,1,1,-1],[1,1,-1,1],[1,-1,1,1],[-1,1,1,1]] over sqrt(G) (every row sums to the same
+  value; Sylvester's all-ones column would gather a row's outliers into one channel);
+- any other power of 2: Sylvester's construction over sqrt(G), the fallback convert_to_quant
+  writes (comfy-kitchen refuses those files; we read them).
+
+Rotations are computed in float32: the quantization that follows rounds to 8 bits, so a
+bf16 rotation would add its own rounding on top.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_REGULAR_H4 = ((1, 1, 1, -1), (1, 1, -1, 1), (1, -1, 1, 1), (-1, 1, 1, 1))
+_SYLVESTER_H2 = ((1, 1), (1, -1))
+_CACHE: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def is_power_of_two(value: int) -> bool:
+    return value >= 1 and value & (value - 1) == 0
+
+
+def is_power_of_four(value: int) -> bool:
+    return is_power_of_two(value) and (value.bit_length() - 1) % 2 == 0
+
+
+def hadamard_kind(group_size: int) -> str:
+    """"regular" for powers of 4, "sylvester" for the other powers of 2 (ValueError otherwise)."""
+    if group_size < 2 or not is_power_of_two(group_size):
+        raise ValueError(f"a ConvRot group size is a power of 2 of at least 2, not {group_size}")
+    return "regular" if is_power_of_four(group_size) else "sylvester"
+
+
+def hadamard(group_size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """H_G, float32 [G, G], orthonormal and symmetric (regular for powers of 4, else Sylvester).
+
+    Built once per (G, device) and shared: callers that store it (a layer's `rotation`
+    buffer) take a copy.
+    """
+    key = (group_size, torch.device(device or "cpu"))
+    if key not in _CACHE:
+        base = _REGULAR_H4 if hadamard_kind(group_size) == "regular" else _SYLVESTER_H2
+        factor = torch.tensor(base, dtype=torch.float64)
+        matrix = torch.ones(1, 1, dtype=torch.float64)
+        while matrix.shape[0] < group_size:
+            matrix = torch.kron(matrix, factor)
+        _CACHE[key] = (matrix / math.sqrt(group_size)).to(device=key[1], dtype=torch.float32)
+    return _CACHE[key]
+
+
+def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """x [M, K] (any float dtype) -> float32 [M, K]: each group of G columns times `rotation` [G, G].
+
+    One GEMM of [M·K/G, G] by [G, G] (a view, no copy of x beyond its float32 upcast):
+    at G = 256 that is K·G flops a row against the layer's K·N, a few percent of its work.
+    """
+    group = rotation.shape[0]
+    rows, width = x.shape
+    return torch.mm(x.float().reshape(rows * (width // group), group), rotation).reshape(rows, width)
+
+
+def rotate_weight(weight: torch.Tensor, group_size: int) -> torch.Tensor:
+    """float [N, K] -> float32 [N, K] rotated along K (W · blockdiag(H)ᵀ; H is symmetric)."""
+    return rotate(weight.float(), hadamard(group_size, weight.device))
+
+
+def check_rotation_matrix(matrix: torch.Tensor) -> str | None:
+    """Why a stored rotation [G, G] is not ConvRot's H_G (None when it is, to float32 rounding)."""
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        return f"a rotation must be a square [G, G] matrix, not {list(matrix.shape)}"
+    group = matrix.shape[0]
+    try:
+        expected = hadamard(group, matrix.device)
+    except ValueError as error:
+        return str(error)
+    if not torch.allclose(matrix.float(), expected, rtol=0, atol=1e-6):
+        return f"the [{group}, {group}] rotation is not ConvRot's {hadamard_kind(group)} Hadamard matrix (a learned or random rotation, QuaRot/QuIP style, which flux2-int8 does not run)"
+    return None

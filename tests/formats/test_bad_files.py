@@ -134,7 +134,7 @@ def test_comfyui_rotation_markers_are_refused(tmp_path, good_bfl, marker):
 
 def test_rotation_in_header_quantization_metadata_is_refused(tmp_path, good_bfl):
     metadata = {"_quantization_metadata": json.dumps({"layers": {QKV: {"format": "int8_quarot"}}})}
-    refuse(write(tmp_path, good_bfl, metadata=metadata), "ConvRot/QuaRot", error=UnsupportedFormatError)
+    refuse(write(tmp_path, good_bfl, metadata=metadata), "QuaRot/QuIP-style", error=UnsupportedFormatError)
 
 
 def test_plain_comfyui_markers_are_accepted(tmp_path, good_bfl, tiny_inputs):

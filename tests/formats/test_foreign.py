@@ -197,7 +197,7 @@ QKV = "double_blocks.0.img_attn.qkv"
     [
         ({"format": "int8_blockwise", "group_size": 128}, "int8-blockwise"),
         ({"format": "mxfp8", "group_size": 32}, "mxfp8"),
-        ({"format": "int8_tensorwise", "convrot": True, "convrot_groupsize": 256, "per_row": True}, "convrot"),
+        ({"format": "convrot_w4a4", "convrot": True, "convrot_groupsize": 16}, "convrot"),  # ConvRot INT8 loads: tests/loading/test_convrot.py
     ],
 )
 def test_comfyui_markers_name_the_layout(tmp_path, tiny_bfl, layout, kind):

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         overwrite=args.overwrite,
         activations=args.activations,
+        rotation=args.rotation,
         local_files_only=args.local_files_only,
         calibrator=ray_options.calibrator(ray_cluster, args),
     )
@@ -65,6 +66,14 @@ def run(args: argparse.Namespace) -> None:
         f"calibrated on {len(statistics.samples)} samples, {statistics.steps} of {statistics.total_steps} steps, "
         f"{statistics.transformer_calls} transformer calls, {statistics.reference_images} reference images, {statistics.seconds:.1f} s"
     )
+
+
+def _rotation_spec(text: str) -> str:
+    """`--rotation` checked at parse time, before torch is imported (the API checks it again)."""
+    kind, _, group = text.strip().lower().partition(":")
+    if text.strip().lower() in ("off", "convrot") or (kind == "convrot" and group.isdigit() and int(group) >= 2 and not int(group) & (int(group) - 1)):
+        return text
+    raise argparse.ArgumentTypeError(f"'{text}': expected off, convrot (group size 256) or convrot:G with G a power of 2, e.g. convrot:64")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -83,6 +92,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep", action="append", default=[], metavar="PATTERN", help="keep matching linears in BF16 (fnmatch, diffusers or BFL names; repeatable)")
     parser.add_argument("--text-encoder", action="store_true", help="also quantize the Qwen3 text encoder, written to <out stem>-text-encoder.safetensors")
     parser.add_argument("--activations", choices=("static", "dynamic"), default="static", help="static: calibrate and write each linear's input_scale (default); dynamic: write none, activations are quantized per token at run time (no calibration run unless --smoothquant or --text-encoder)")
+    parser.add_argument("--rotation", type=_rotation_spec, default="off", metavar="off|convrot|convrot:G", help="ConvRot: rotate each linear's weights (and at run time its input) by a group-wise Hadamard matrix of G = 256 (convrot) or G (a power of 2); layers whose input width G does not divide stay plain (default off)")
     parser.add_argument("--format", choices=("bfl", "comfy", "diffusers"), default="bfl", help="bfl: one file with official key names (default); comfy: the same with ComfyUI's INT8 markers (loads in ComfyUI); diffusers: a transformer folder")
     add_device(parser)
     parser.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="calibration compute dtype (default bfloat16)")

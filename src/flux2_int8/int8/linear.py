@@ -30,7 +30,7 @@ class _ScaledLinear(nn.Module):
     SmoothQuant `pre_quant_scale` [K]); loaders fill them, nobody adds or removes them later.
     """
 
-    _float32_buffers: tuple[str, ...] = ("weight_scale", "input_scale", "pre_quant_scale", "rotation")
+    _float32_buffers: tuple[str, ...] = ("weight_scale", "input_scale", "pre_quant_scale")
 
     def __init__(
         self,
@@ -111,6 +111,8 @@ class Int8Linear(_ScaledLinear):
     >>> layer.activations
     'dynamic'
     """
+
+    _float32_buffers = (*_ScaledLinear._float32_buffers, "rotation")
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from ..errors import Flux2Int8Error
 from ..limits import SAMPLES, SEED, STEPS, check_side
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
+from ..int8.rotation import hadamard_kind
 from ..nano import NANO_BASE
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from ..formats.config import FORMAT_NAME
@@ -31,7 +32,7 @@ from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
 from ..outputs import input_files
 from .output import check_output
 from .prompts import NANO_PROMPTS, PromptSet, draw_samples, load_prompts
-from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, unify_qkv
+from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, parse_rotation, rotated_linears, unify_qkv
 from .smoothquant import apply_smoothquant, check_alpha, smoothed_consumers
 from .text_encoder import text_encoder_path, text_encoder_recipe, text_encoder_state_dict, write_text_encoder
 
@@ -90,6 +91,7 @@ class _Plan:
     resolution: int
     seed: int
     activations: str = "static"
+    rotation: int | None = None  # ConvRot group size (None: plain INT8)
 
     @property
     def calibrates(self) -> bool:
@@ -120,6 +122,7 @@ def quantize(
     local_files_only: bool = False,
     calibrator: Callable[..., CalibrationRun] = run_calibration,
     overwrite: bool = False,
+    rotation: str = "off",
 ) -> QuantizeResult:
     """Calibrate a BF16 klein pipeline and write its INT8 W8A8 transformer (and text encoder).
 
@@ -144,7 +147,10 @@ def quantize(
     through the observers (`run_calibration`'s signature); `flux2_int8.scale_out` gives one
     that spreads them over a Ray cluster. An output that is or holds one of the run's
     inputs is refused, and so is a non-empty folder flux2-int8 did not write unless
-    `overwrite` (docs/reliability.md). See docs/quantize.md.
+    `overwrite` (docs/reliability.md). `rotation` "convrot" (group 256) or "convrot:G" rotates
+    every quantized linear whose input width G divides (ConvRot, see `int8.rotation`): weights
+    rotated before they are quantized, static ranges calibrated on the rotated input; "off"
+    (default) writes plain INT8. See docs/quantize.md.
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
@@ -154,15 +160,16 @@ def quantize(
     if steps is not None:
         STEPS.check(steps, "steps")
     inputs = input_files(_local_folder(base), transformer, prompts)
-    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite)
+    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite, rotation)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
     pipe = load_float_pipeline(base, transformer, device, dtype, offload, local_files_only)
     schedule = _schedule(pipe, steps)
     targets = quantized_linears(pipe.transformer, plan.recipe)
+    rotations = rotated_linears(pipe.transformer, targets, plan.rotation)
     encoder_recipe = text_encoder_recipe(plan.recipe.extra_keep)
     encoder_targets = quantized_linears(pipe.text_encoder, encoder_recipe) if text_encoder else []
     _check_keep_patterns(plan.recipe.extra_keep, pipe, text_encoder)
-    observer = _observer(pipe.transformer, targets, plan)
+    observer = _observer(pipe.transformer, targets, plan, rotations)
     encoder_observer = _observer(pipe.text_encoder, encoder_targets, plan) if text_encoder else None
     observers = [observer] + ([encoder_observer] if encoder_observer else [])
     run = calibrator(pipe, drawn, plan.prompts, schedule, plan.resolution, plan.seed, observers, progress)
@@ -170,18 +177,18 @@ def quantize(
     encoder_ranges = _ranges(encoder_observer, encoder_targets, plan.method) if encoder_observer else {}
     statistics = _statistics(observer, ranges, encoder_observer, encoder_ranges, run, schedule)
     kept = tuple(n for n in linear_names(pipe.transformer) if n not in targets)
-    metadata = _metadata(plan, schedule, run, base, transformer, dtype)
+    metadata = _metadata(plan, schedule, run, base, transformer, dtype, rotations)
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     # The text encoder first, so a finished transformer file means the whole run finished.
     encoder_path = _write_text_encoder(pipe.text_encoder, encoder_ranges, encoder_recipe, plan, metadata) if text_encoder else None
-    path = _write_transformer(pipe.transformer, ranges, plan, metadata, kept)
+    path = _write_transformer(pipe.transformer, ranges, plan, metadata, kept, rotations)
     return QuantizeResult(path, encoder_path, statistics, kept, tuple(targets))
 
 
 def _plan(
     out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool,
     keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int, activations: str = "static",
-    inputs: Sequence[Path] = (), overwrite: bool = False,
+    inputs: Sequence[Path] = (), overwrite: bool = False, rotation: str = "off",
 ) -> _Plan:
     """Check every option that needs no model, so mistakes surface before loading anything."""
     if output_format not in ("bfl", "comfy", "diffusers"):
@@ -189,6 +196,9 @@ def _plan(
     if activations not in ("static", "dynamic"):
         raise Flux2Int8Error(f"--activations {activations}: expected static (calibrated input_scale) or dynamic (per token at run time)")
     method = parse_calibration(calibration)
+    group_size = parse_rotation(rotation)
+    if group_size is not None and smoothquant is not None and activations == "static":
+        raise Flux2Int8Error("--smoothquant with --rotation convrot needs --activations dynamic: a static range of the smoothed, rotated input is not recorded (only per-channel maxima of the raw one)")
     if smoothquant is not None:
         check_alpha(smoothquant)
         if method.percentile is not None:
@@ -197,7 +207,7 @@ def _plan(
     SEED.check(seed, "--seed")
     path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
-    return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations)
+    return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations, group_size)
 
 
 def _local_folder(base: str | Path | Flux2KleinPipeline) -> Path | None:
@@ -257,10 +267,10 @@ def _check_keep_patterns(patterns: tuple[str, ...], pipe: Flux2KleinPipeline, te
             raise Flux2Int8Error(f"--keep '{pattern}' matches no linear of the {where} (e.g. 'single_blocks.*.linear2' or 'transformer_blocks.0.*')")
 
 
-def _observer(model: nn.Module, targets: list[str], plan: _Plan) -> InputAmaxObserver:
+def _observer(model: nn.Module, targets: list[str], plan: _Plan, rotations: dict[str, int] | None = None) -> InputAmaxObserver:
     channels = [c for c in smoothed_consumers(model) if c in targets] if plan.smoothquant is not None else []
     bins = HISTOGRAM_BINS if plan.method.percentile is not None else 0
-    return InputAmaxObserver(model, targets, channels=channels, histogram_bins=bins)
+    return InputAmaxObserver(model, targets, channels=channels, histogram_bins=bins, rotations=rotations)
 
 
 def _ranges(observer: InputAmaxObserver, targets: list[str], method: CalibrationMethod) -> dict[str, float]:
@@ -300,7 +310,7 @@ def _statistics(
     )
 
 
-def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: Any, transformer: str | Path | None, dtype: torch.dtype) -> dict[str, Any]:
+def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: Any, transformer: str | Path | None, dtype: torch.dtype, rotations: dict[str, int] | None = None) -> dict[str, Any]:
     """The recipe written into the header (kept layers are added per file, in its own naming)."""
     counts = {task: sum(plan.prompts.records[i].task == task for i in run.samples) for task in ("t2i", "edit", "composition")}
     return {
@@ -324,6 +334,10 @@ def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: Any, t
             "base": str(base) if isinstance(base, (str, Path)) else f"a loaded {type(base).__name__} ({getattr(base, 'name_or_path', '') or 'in memory'})",
             "transformer": None if transformer is None else str(transformer),
             "calibration_dtype": str(dtype).removeprefix("torch."),
+            "rotation": None if plan.rotation is None else {
+                "kind": "convrot", "group_size": plan.rotation, "hadamard": hadamard_kind(plan.rotation),
+                "layers": len(rotations or {}), "stored": "per layer: <layer>.rotation [G, G] float32 (comfy format: convrot markers)",
+            },
         },
     }
 
@@ -340,8 +354,8 @@ def _write_text_encoder(model: nn.Module, ranges: dict[str, float], recipe: Reci
     return write_text_encoder(text_encoder_path(plan.out), state, model.config.to_json_string(), _with_kept(metadata, kept))
 
 
-def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: _Plan, metadata: dict[str, Any], kept: tuple[str, ...]) -> Path:
-    state = quantized_state_dict(model, ranges if plan.activations == "static" else None, plan.recipe)
+def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: _Plan, metadata: dict[str, Any], kept: tuple[str, ...], rotations: dict[str, int] | None = None) -> Path:
+    state = quantized_state_dict(model, ranges if plan.activations == "static" else None, plan.recipe, rotations=rotations)
     if plan.output_format == "diffusers":
         return write_diffusers_folder(plan.out, state, dict(model.config), _with_kept(metadata, sorted(kept)))
     bfl_kept = sorted({mapped[0] if (mapped := map_diffusers_module(name)) else name for name in kept})

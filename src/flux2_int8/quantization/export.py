@@ -15,12 +15,13 @@ from torch import nn
 from ..version import __version__
 from ..errors import Flux2Int8Error
 from ..formats.checkpoint import DIFFUSERS_WEIGHTS
-from ..formats.comfy import COMFY_MARKER, INT8_PER_ROW_MARKER, INT8_TENSORWISE, QUANTIZATION_METADATA, marker_bytes, quantization_metadata
+from ..formats.comfy import COMFY_MARKER, INT8_PER_ROW_MARKER, INT8_TENSORWISE, QUANTIZATION_METADATA, convrot_marker, marker_bytes, quantization_metadata
 from ..formats.config import quantization_config
 from ..formats.keys import diffusers_to_bfl
 from ..formats.write import write_safetensors_atomic
 from .output import is_previous_export
 from ..int8.kernels import FP8_MAX
+from ..int8.rotation import hadamard, rotate_weight
 from ..int8.weights import quantize_weight, quantize_weight_fp8, weight_scale_per_channel
 from .recipe import Recipe, input_scale_from_amax, unify_qkv
 
@@ -30,10 +31,15 @@ def quantized_linears(model: nn.Module, recipe: Recipe) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and not recipe.keeps(name)]
 
 
-def quantized_state_dict(model: nn.Module, input_amax: dict[str, float] | None, recipe: Recipe = Recipe(), kept_dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+def quantized_state_dict(model: nn.Module, input_amax: dict[str, float] | None, recipe: Recipe = Recipe(), kept_dtype: torch.dtype = torch.bfloat16, rotations: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
     """Diffusers-named state dict: int8 weights with float32 scales for every linear the
     recipe quantizes, `kept_dtype` for the rest. Every quantized linear needs an amax, or
-    `input_amax` is None: dynamic activations, and no `input_scale` is written."""
+    `input_amax` is None: dynamic activations, and no `input_scale` is written.
+
+    `rotations` (linear -> ConvRot group size G) rotates those weights along K before they
+    are quantized and adds each layer's `rotation` [G, G], as `Int8Linear` holds it; their
+    amax must be of the rotated input (`InputAmaxObserver(rotations=...)`)."""
+    rotations = rotations or {}
     state: dict[str, torch.Tensor] = {}
     quantized = set(quantized_linears(model, recipe))
     missing = sorted(quantized - input_amax.keys()) if input_amax is not None else []
@@ -42,6 +48,9 @@ def quantized_state_dict(model: nn.Module, input_amax: dict[str, float] | None, 
     for key, tensor in model.state_dict().items():
         module, _, param = key.rpartition(".")
         if module in quantized and param == "weight":
+            if module in rotations:
+                tensor = rotate_weight(tensor, rotations[module])
+                state[f"{module}.rotation"] = hadamard(rotations[module]).clone()
             scale = weight_scale_per_channel(tensor)
             state[key] = quantize_weight(tensor, scale)
             state[f"{module}.weight_scale"] = scale
@@ -73,15 +82,19 @@ def write_comfy_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor]
 
     Every int8 layer gets convert_to_quant's row-wise markers: a `comfy_quant` uint8 JSON
     tensor, a float32 `weight_scale` [N, 1], its entry in `_quantization_metadata`; our
-    calibrated `input_scale` stays beside them, so flux2-int8 still runs it static.
+    calibrated `input_scale` stays beside them, so flux2-int8 still runs it static. A
+    ConvRot layer's marker says `convrot` and its group size (in the header entry too)
+    in place of the stored [G, G] matrix, as convert_to_quant `--convrot` writes it.
     """
     tensors = diffusers_to_bfl(state_dict)
     layers: dict[str, dict] = {}
     for key in [k for k, v in tensors.items() if k.endswith(".weight") and v.dtype == torch.int8]:
         module = key[: -len(".weight")]
         tensors[f"{module}.weight_scale"] = tensors[f"{module}.weight_scale"].float().reshape(-1, 1)
-        tensors[f"{module}.{COMFY_MARKER}"] = torch.tensor(list(marker_bytes(INT8_PER_ROW_MARKER)), dtype=torch.uint8)
-        layers[module] = {"format": INT8_TENSORWISE}
+        rotation = tensors.pop(f"{module}.rotation", None)  # ComfyUI knows ConvRot by its marker, not by a matrix
+        marker = INT8_PER_ROW_MARKER if rotation is None else convrot_marker(rotation.shape[0])
+        tensors[f"{module}.{COMFY_MARKER}"] = torch.tensor(list(marker_bytes(marker)), dtype=torch.uint8)
+        layers[module] = {"format": INT8_TENSORWISE} if rotation is None else marker
     header = {"producer": f"flux2-int8 {__version__}", **(metadata or {}), QUANTIZATION_METADATA: quantization_metadata(layers)}
     return write_safetensors_atomic(path, tensors, header)
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..int8.rotation import hadamard, rotate
+
 HISTOGRAM_BINS = 2048
 # The smallest histogram range: inputs below it (all zero, or nearly) share the first bins.
 _MIN_UPPER = 2.0**-24
@@ -123,8 +125,11 @@ class InputAmaxObserver:
     e.g. while the model makes reference images that are not calibration samples.
     """
 
-    def __init__(self, model: nn.Module, module_names: Iterable[str], channels: Iterable[str] = (), histogram_bins: int = 0):
+    def __init__(self, model: nn.Module, module_names: Iterable[str], channels: Iterable[str] = (), histogram_bins: int = 0, rotations: dict[str, int] | None = None):
         self.model = model
+        # ConvRot layers (name -> G): their range and histogram are of the rotated input, which
+        # is what their static input_scale quantizes; per-channel maxima stay the raw input's.
+        self.rotations = dict(rotations or {})
         self.module_names = list(module_names)
         self.channels = set(channels)
         self.histogram_bins = histogram_bins
@@ -184,7 +189,8 @@ class InputAmaxObserver:
             if not self.recording:
                 return
             x = args[0].detach()
-            value = x.abs().amax().float()
+            quantized = x if name not in self.rotations else rotate(x.reshape(-1, x.shape[-1]), hadamard(self.rotations[name], x.device))
+            value = quantized.abs().amax().float()
             self._amax[name] = value if name not in self._amax else torch.maximum(self._amax[name], value)
             self.calls[name] = self.calls.get(name, 0) + 1
             if name in self.channels:
@@ -192,7 +198,7 @@ class InputAmaxObserver:
                 previous = self.channel_amax.get(name)
                 self.channel_amax[name] = per_channel if previous is None else torch.maximum(previous, per_channel)
             if self.histogram_bins:
-                self.histograms.setdefault(name, AbsHistogram(self.histogram_bins)).add(x)
+                self.histograms.setdefault(name, AbsHistogram(self.histogram_bins)).add(quantized)
 
         return hook
 

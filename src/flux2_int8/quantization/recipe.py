@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from ..errors import Flux2Int8Error
 from ..formats.keys import QKV_GROUPS, map_diffusers_module
@@ -95,6 +96,28 @@ def parse_calibration(spec: str) -> CalibrationMethod:
     if kind != "percentile" or not 0 < percent <= 100:
         raise Flux2Int8Error(f"--calibration '{spec}': expected 'max' or 'percentile:P' with 0 < P <= 100 (e.g. percentile:99.99)")
     return CalibrationMethod(percent)
+
+
+DEFAULT_CONVROT_GROUP_SIZE = 256
+
+
+def parse_rotation(spec: str) -> int | None:
+    """`off` -> None; `convrot` -> 256; `convrot:G` -> G (a power of 2, at least 2); anything else is a user error."""
+    text = spec.strip().lower()
+    if text in ("off", "none"):
+        return None
+    kind, _, value = text.partition(":")
+    group = DEFAULT_CONVROT_GROUP_SIZE if kind == "convrot" and not value else int(value) if value.isdigit() else 0
+    if kind != "convrot" or group < 2 or group & (group - 1):
+        raise Flux2Int8Error(f"--rotation '{spec}': expected off, convrot (group size {DEFAULT_CONVROT_GROUP_SIZE}) or convrot:G with G a power of 2 (e.g. convrot:64)")
+    return group
+
+
+def rotated_linears(model: nn.Module, names: list[str], group_size: int | None) -> dict[str, int]:
+    """The linears ConvRot rotates, with G: those whose input width G divides (the others stay plain, as convert_to_quant leaves them)."""
+    if group_size is None:
+        return {}
+    return {name: group_size for name in names if model.get_submodule(name).in_features % group_size == 0}
 
 
 def input_scale_from_amax(amax: float) -> torch.Tensor:

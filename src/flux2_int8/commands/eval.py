@@ -20,11 +20,11 @@ def run(args: argparse.Namespace) -> None:
     from ..evaluate.runner import default_loader
     from ..evaluate.tables import console_summary
     from ..evaluate.suite import DEFAULT_SUITE, NANO_SUITE
-    from ..nano import NANO_BASE, NANO_SIZE
+    from ..nano import NANO_SIZE, is_nano_base
 
     args.width, args.height = resolve_size(args)
     apply_threads(args, args.base)
-    nano = str(args.base).strip().lower() == NANO_BASE  # nano: its held-out prompts at its native 128 px
+    nano = is_nano_base(args.base)  # nano (and nano-outliers): its held-out prompts at its native 128 px
     metrics = parse_metrics(args.metrics)
     shard = parse_shard(args.shard) if args.shard else parse_shard("0/1")
     suite = load_suite(args.suite or (NANO_SUITE if nano else DEFAULT_SUITE), limit=args.limit)

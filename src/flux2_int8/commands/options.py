@@ -22,10 +22,10 @@ ACTIVATIONS_HELP = (
     "static (the file's input_scale), or dynamic (per token at run time) (default auto)"
 )
 DTYPES = ("bfloat16", "float16", "float32")
-BUILT_IN_BASES = ("tiny", "nano")
+BUILT_IN_BASES = ("tiny", "nano", "nano-outliers")
 BASE_HELP = (
     "variant (klein-4b, klein-9b, klein-base-4b, klein-base-9b), hub repository id, local pipeline folder, "
-    "or a built-in model: tiny (random weights, for tests) or nano (small, trained)"
+    "or a built-in model: tiny (random weights, for tests), nano (small, trained) or nano-outliers (nano with planted activation outliers)"
 )
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 

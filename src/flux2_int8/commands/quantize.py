@@ -15,7 +15,7 @@ from . import ray_options
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from ..nano import NANO_BASE, NANO_SIZE
+    from ..nano import NANO_SIZE, is_nano_base
     from ..quantization import quantize
 
     if args.quiet:  # also the loading bars of diffusers and transformers (process-wide, fine for a command)
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> None:
         transformer=args.transformer,
         samples=args.samples,
         steps=args.steps,
-        resolution=width or (NANO_SIZE if str(args.base).strip().lower() == NANO_BASE else 1024),
+        resolution=width or (NANO_SIZE if is_nano_base(args.base) else 1024),
         seed=args.seed,
         prompts=args.prompts,
         calibration=args.calibration,

@@ -42,7 +42,13 @@ class BaseSource:
 
 # The built-in bases, by the name `--base` takes: the shipped trained nano, and the tiny
 # random-weight pipeline (built once into the cache on first use).
-BUILT_IN_BASES: dict[str, Callable[[], Path]] = {NANO_BASE: nano_folder, TINY_BASE: tiny_pipeline_cache}
+def _nano_outliers_folder() -> Path:
+    from ..nano.outliers import nano_outliers_folder  # built on first use (needs diffusers)
+
+    return nano_outliers_folder()
+
+
+BUILT_IN_BASES: dict[str, Callable[[], Path]] = {NANO_BASE: nano_folder, TINY_BASE: tiny_pipeline_cache, "nano-outliers": _nano_outliers_folder}
 
 
 def parse_base(base: str | Path) -> BaseSource:

@@ -16,6 +16,8 @@ from typing import Any
 from ..errors import ConfigError
 
 NANO_BASE = "nano"  # the name `--base` takes
+# nano and its variant with planted activation outliers (`nano.outliers`): both sample the nano way.
+NANO_BASES = (NANO_BASE, "nano-outliers")
 NANO_SIZE = 128  # native width and height, in pixels
 NANO_STEPS = 4  # distilled: trained at the pipeline's own four shifted sigmas
 # The chat template wraps a prompt in about 14 tokens and a prompt has at most 7 words;
@@ -42,6 +44,11 @@ def nano_folder() -> Path:
     if not (_FOLDER / "model_index.json").is_file():
         raise ConfigError(f"{_FOLDER}: the nano weights are missing from this install; reinstall flux2-int8")
     return _FOLDER
+
+
+def is_nano_base(base: object) -> bool:
+    """Whether `--base` names nano or nano-outliers (so: nano's prompts, 128 px)."""
+    return str(base).strip().lower() in NANO_BASES
 
 
 def is_nano(transformer_config: dict[str, Any]) -> bool:

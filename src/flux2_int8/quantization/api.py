@@ -23,7 +23,7 @@ from ..limits import SAMPLES, SEED, STEPS, check_side
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
 from ..int8.rotation import hadamard_kind
-from ..nano import NANO_BASE
+from ..nano import is_nano_base
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from ..formats.config import FORMAT_NAME
 from ..formats.write import write_bfl_checkpoint
@@ -154,7 +154,7 @@ def quantize(
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
-    if prompts is None and isinstance(base, (str, Path)) and str(base).strip().lower() == NANO_BASE:
+    if prompts is None and isinstance(base, (str, Path)) and is_nano_base(base):
         prompts = NANO_PROMPTS  # nano knows only its grammar; calibrate on what it was trained on
     SAMPLES.check(samples, "samples")
     if steps is not None:

@@ -37,8 +37,13 @@ NANO_OUTLIERS_BASE = "nano-outliers"
 TARGET_RATIO = 50.0  # a planted channel's range over the median channel's, before rounding s to a power of 2
 OUTLIER_CHANNELS = 2  # planted channels per smoothed part (attention output, feed-forward value)
 # Prompts whose generation measures nano's channel ranges, so the planted ones land near the target.
-_MEASURE_PROMPTS = ("two red circles on a blue background", "one green square on a yellow background")
-_VERSION = 2
+_MEASURE_PROMPTS = (
+    "two red circles on a blue background",
+    "one green square on a yellow background",
+    "three white triangles on a black background",
+    "a blue circle and a red square on a green background",
+)
+_VERSION = 3
 
 
 def plant_outliers(model: nn.Module, channel_amax: dict[str, torch.Tensor], target_ratio: float = TARGET_RATIO, channels: int = OUTLIER_CHANNELS) -> dict[str, dict[int, float]]:

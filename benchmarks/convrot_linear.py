@@ -1,6 +1,7 @@
-"""CPU: a ConvRot-rotated Int8Linear against the plain INT8 layer, side by side in one run.
+"""A ConvRot-rotated Int8Linear against the plain INT8 layer, side by side in one run (CPU or CUDA).
 
     python benchmarks/convrot_linear.py [--m 1024 --k 3072 --n 3072 --groups 256,16 --repeats 7 --dtype bfloat16]
+    python benchmarks/convrot_linear.py --device cuda --shapes klein-9b --m 4608 --repeats 20   # GPU proof section
 
 Both layers quantize activations dynamically per token (as ConvRot files are run) on the
 backend `auto` picks; the rotated one first multiplies each group of G input columns by the
@@ -12,6 +13,7 @@ and the spread of the per-round ratios (target: rotated / plain <= 1.3 at M >= 5
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -30,36 +32,61 @@ def layer(k: int, n: int, group: int | None) -> Int8Linear:
     return built
 
 
+# The klein-9B block linears (K, N): attention proj, fused q/k/v, MLP in, MLP out, single blocks' linear1 / linear2.
+KLEIN_9B_SHAPES = ((4096, 4096), (4096, 12288), (4096, 24576), (12288, 4096), (4096, 36864), (16384, 4096))
+
+
+def time_layers(layers: dict[str, Int8Linear], x: torch.Tensor, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each layer, calls alternating (plain, G1, G2, plain, ...) after one warm-up each."""
+    synchronize = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    samples: dict[str, list[float]] = {name: [] for name in layers}
+    with torch.no_grad():
+        for module in layers.values():
+            module(x)
+        for _ in range(repeats):
+            for name, module in layers.items():
+                synchronize()
+                start = time.perf_counter()
+                module(x)
+                synchronize()
+                samples[name].append(time.perf_counter() - start)
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--m", type=int, default=1024)
     parser.add_argument("--k", type=int, default=3072)
     parser.add_argument("--n", type=int, default=3072)
+    parser.add_argument("--shapes", choices=("one", "klein-9b"), default="one", help="one: --k/--n; klein-9b: its six block linear shapes")
     parser.add_argument("--groups", default="256,16", help="comma-separated ConvRot group sizes")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="also write the figures as JSON here")
     args = parser.parse_args()
 
-    dtype = getattr(torch, args.dtype)
-    x = torch.randn(args.m, args.k, generator=torch.Generator().manual_seed(1)).to(dtype)
-    layers = {"plain": layer(args.k, args.n, None)} | {f"convrot G={g}": layer(args.k, args.n, int(g)) for g in args.groups.split(",")}
-    samples: dict[str, list[float]] = {name: [] for name in layers}
-    with torch.no_grad():
-        for module in layers.values():
-            module(x)  # warm-up
-        for _ in range(args.repeats):
-            for name, module in layers.items():
-                start = time.perf_counter()
-                module(x)
-                samples[name].append(time.perf_counter() - start)
-    plain = statistics.median(samples["plain"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, M={args.m} K={args.k} N={args.n} {args.dtype}, backend {pick_backend(x.device, args.k, args.n)}, VNNI: {CPU_HAS_VNNI}")
-    print(f"plain INT8 (dynamic):   {plain * 1e3:8.1f} ms")
-    for name, values in samples.items():
-        if name == "plain":
-            continue
-        ratios = sorted(v / p for v, p in zip(values, samples["plain"]))
-        print(f"{name + ':':<23} {statistics.median(values) * 1e3:8.1f} ms  ratio {statistics.median(values) / plain:.3f} (per-round ratios {ratios[0]:.3f}-{ratios[-1]:.3f}; target <= 1.3)")
+    dtype, device = getattr(torch, args.dtype), torch.device(args.device)
+    shapes = KLEIN_9B_SHAPES if args.shapes == "klein-9b" else ((args.k, args.n),)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}, M={args.m} {args.dtype}, VNNI: {CPU_HAS_VNNI}")
+    rows = []
+    for k, n in shapes:
+        x = torch.randn(args.m, k, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=dtype)
+        groups = [int(g) for g in args.groups.split(",") if k % int(g) == 0]
+        layers = {"plain": layer(k, n, None).to(device)} | {f"convrot G={g}": layer(k, n, g).to(device) for g in groups}
+        samples = time_layers(layers, x, args.repeats)
+        plain = statistics.median(samples["plain"])
+        print(f"K={k} N={n} backend {pick_backend(device, k, n)}: plain INT8 (dynamic) {plain * 1e3:8.2f} ms")
+        for name, values in samples.items():
+            if name == "plain":
+                continue
+            ratios = sorted(v / p for v, p in zip(values, samples["plain"]))
+            median = statistics.median(values)
+            print(f"  {name + ':':<15} {median * 1e3:8.2f} ms  ratio {median / plain:.3f} (per-round ratios {ratios[0]:.3f}-{ratios[-1]:.3f}; target <= 1.3)")
+            rows.append({"k": k, "n": n, "m": args.m, "case": name, "plain_ms": plain * 1e3, "rotated_ms": median * 1e3, "ratio": median / plain, "ratio_spread": [ratios[0], ratios[-1]]})
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"device": str(device), "dtype": args.dtype, "torch": torch.__version__, "rows": rows}, handle, indent=1)
 
 
 if __name__ == "__main__":

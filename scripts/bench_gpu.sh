@@ -23,6 +23,7 @@
 #   9b              klein-9B transformer 1024x1024 4 steps: bf16, int8 int_mm, int8 triton_prequant; eager, regional
 #   micro-compiled  the microbenchmark compiled (Inductor fuses the activation quantization)
 #   lora            one step of 1 double + 2 single klein-9B blocks at 1024x1024: INT8 vs + rank-16 LoRA unfused vs fused (eager)
+#   convrot         a ConvRot-rotated Int8Linear vs the plain one, klein-9B shapes, M = 4608 (figures in log.txt only)
 #   9b-full         int8 int_mm compiled whole: regional vs full step time (decides what `--compile on` means)
 #   serve           klein-9B random INT8 weights under `flux2-int8 serve`, 512x512: images/s at batch 1/2/4 (into log.txt;
 #                   needs the serve extra's wheels in .whl/, see docs/serve.md)
@@ -105,6 +106,17 @@ serve_section() {
   echo "== serve: exit $code after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
 }
 
+# ConvRot (rotated INT8): a rotated Int8Linear (G = 256, 16) vs the plain one, dynamic activations,
+# klein-9B shapes at M = 4608, eager. Figures go to log.txt only (the device tool returns at most 8 files).
+convrot_section() {  # $1: "" on a GPU, "dry" on a CPU
+  local options=(--device cuda --shapes klein-9b --m 4608 --repeats 20)
+  [[ ${1:-} == dry ]] && options=(--device cpu --m 64 --k 256 --n 256 --repeats 1)
+  budget convrot 40 || return 0
+  echo "== convrot: hard stop after $budget s: benchmarks/convrot_linear.py ${options[*]}" | tee -a "$LOG"
+  timeout -s TERM -k 10 "$budget" "$PYTHON" benchmarks/convrot_linear.py "${options[@]}" >>"$LOG" 2>&1
+  echo "== convrot: exit $? after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
+}
+
 proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/flux2-int8-proof.XXXXXX")
   # One cold cache for the whole call (the machine starts bare): each graph's first compile is
@@ -135,6 +147,7 @@ proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model
   section 9b 220 "${model[@]}" --formats bf16,int8 --int8-backends int_mm,triton_prequant --compile off,regional "${size[@]}"
   section micro-compiled 90 "${model[@]}" "${micro[@]}" --microbench-compile on
   script_section lora 45 benchmarks/lora_step.py "${lora[@]}" --compile off
+  convrot_section "$@"
   section 9b-full 150 "${model[@]}" --formats int8 --int8-backends int_mm --compile full "${size[@]}"
   serve_section 120 "${serve[@]}"
   rm -rf "$WORK"

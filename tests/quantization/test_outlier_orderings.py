@@ -1,0 +1,70 @@
+"""The calibration orderings docs/quantize.md decides the default on, pinned with their margins.
+
+nano and nano-outliers, each quantized four ways (max or dynamic activations, plain or ConvRot
+G = 64) from one forward pass of random inputs, scored by the velocity error on other random
+inputs. Measured (docs/quantize.md): nano 0.013-0.020 for all four; nano-outliers max 0.33,
+dynamic 0.21, convrot+max 0.12, convrot+dynamic 0.067. Pinned: what is robust, with a
+factor of 2 of margin where the gaps are 3x or more.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import Flux2Transformer2DModel
+
+from flux2_int8 import load_transformer
+from flux2_int8.formats.write import write_bfl_checkpoint
+from flux2_int8.quantization.export import quantized_linears, quantized_state_dict
+from flux2_int8.quantization.observers import InputAmaxObserver
+from flux2_int8.quantization.recipe import Recipe, rotated_linears, unify_qkv
+from flux2_int8.tiny import random_transformer_inputs
+
+
+def velocity_errors(folder, tmp_path) -> dict[str, float]:
+    model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", torch_dtype=torch.float32).eval()
+    torch.manual_seed(0)
+    calibration = random_transformer_inputs(dict(model.config))
+    torch.manual_seed(1)
+    test = random_transformer_inputs(dict(model.config))
+    targets = quantized_linears(model, Recipe())
+    with torch.no_grad():
+        want = model(**test).sample.double()
+    errors = {}
+    for rotation in (None, 64):
+        rotations = rotated_linears(model, targets, rotation)
+        observer = InputAmaxObserver(model, targets, rotations=rotations)
+        with observer, torch.no_grad():
+            model(**calibration)
+        for activations in ("max", "dynamic"):
+            ranges = unify_qkv(observer.amax) if activations == "max" else None
+            name = f"convrot+{activations}" if rotation else activations
+            path = write_bfl_checkpoint(tmp_path / f"{name}.safetensors", quantized_state_dict(model, ranges, rotations=rotations))
+            with torch.no_grad():
+                got = load_transformer(path, dtype=torch.float32)(**test).sample.double()
+            errors[name] = float((got - want).norm() / want.norm())
+    return errors
+
+
+@pytest.fixture(scope="module")
+def errors(tmp_path_factory) -> dict[str, dict[str, float]]:
+    from flux2_int8.nano import nano_folder
+    from flux2_int8.nano.outliers import nano_outliers_folder
+
+    return {
+        "nano": velocity_errors(nano_folder(), tmp_path_factory.mktemp("nano")),
+        "nano-outliers": velocity_errors(nano_outliers_folder(), tmp_path_factory.mktemp("outliers")),
+    }
+
+
+def test_on_nano_every_option_is_within_a_factor_of_two(errors):
+    nano = errors["nano"]
+    assert max(nano.values()) < 2 * min(nano.values()), nano
+
+
+def test_planted_outliers_hurt_plain_int8_and_convrot_takes_most_of_it_back(errors):
+    nano, outliers = errors["nano"], errors["nano-outliers"]
+    assert outliers["max"] > 5 * nano["max"] and outliers["dynamic"] > 5 * nano["dynamic"], (nano, outliers)
+    assert 2 * outliers["convrot+max"] < outliers["max"], outliers
+    assert 2 * outliers["convrot+dynamic"] < outliers["dynamic"], outliers
+    assert outliers["convrot+dynamic"] < outliers["convrot+max"] < outliers["dynamic"] < outliers["max"], outliers

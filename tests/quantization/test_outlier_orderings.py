@@ -2,9 +2,10 @@
 
 nano and nano-outliers, each quantized four ways (max or dynamic activations, plain or ConvRot
 G = 64) from one forward pass of random inputs, scored by the velocity error on other random
-inputs. Measured (docs/quantize.md): nano 0.013-0.020 for all four; nano-outliers max 0.33,
-dynamic 0.21, convrot+max 0.12, convrot+dynamic 0.067. Pinned: what is robust, with a
-factor of 2 of margin where the gaps are 3x or more.
+inputs. Measured by this setup: nano 0.013-0.020 for all four; nano-outliers max 0.33,
+dynamic 0.21, convrot+max 0.12, convrot+dynamic 0.067 (the eval table in docs/quantize.md,
+on real generations, orders them the same). Pinned: what is robust, with a factor of 2 of
+margin where the gaps are 3x or more.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from .errors import Flux2Int8Error, os_error_message
 from .signals import EXIT_INTERRUPTED, EXIT_TERMINATED, interruption, sigterm_as_interrupt
+from .threads import chosen_threads
 from .version import __version__
 
 EXIT_USAGE = 2
@@ -50,7 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # a usage error (2) or --help / --version (0): the code, for in-process callers too
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
-    return run_guarded(lambda: args.run(args))
+    return run_guarded(lambda: _run_with_threads(args))
+
+
+def _run_with_threads(args: argparse.Namespace) -> object:
+    with chosen_threads(getattr(args, "threads", None)):  # --threads, also for pipelines loaded deep inside
+        return args.run(args)
 
 
 def run_guarded(work: Callable[[], object]) -> int:

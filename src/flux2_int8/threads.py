@@ -5,6 +5,10 @@ PyTorch starts one intra-op thread per core. On a model whose GEMMs are a few do
 threads only spin and wait: on a busy 2-core machine `generate` on the tiny model took
 16 s with the default threads and 0.9 s with one. Real klein models (hidden 3072/4096)
 keep PyTorch's default. `OMP_NUM_THREADS` or an explicit `--threads` always wins.
+
+Pipelines of small models run each call under `fitted_threads` (generate/builtin.py), so
+the Python API behaves as the CLI does without changing the caller's count; a command's
+`--threads N` reaches them through `chosen_threads`, which the CLI holds for the command.
 """
 
 from __future__ import annotations
@@ -12,13 +16,24 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import torch
+from contextvars import ContextVar
 
 from .limits import THREADS
 
 # Hidden sizes up to this run on one thread: the tiny (32) and nano (64) models; klein is 3072+.
 SMALL_HIDDEN_SIZE = 512
+# An explicit count chosen around a whole run (a command's --threads), for code that loads pipelines itself.
+_CHOSEN: ContextVar[int | None] = ContextVar("flux2_int8_threads", default=None)
+
+
+@contextmanager
+def chosen_threads(count: int | None) -> Iterator[None]:
+    """Within the block, `fitted_thread_count` takes `count` (None: no choice) where no count is requested."""
+    token = _CHOSEN.set(count)
+    try:
+        yield
+    finally:
+        _CHOSEN.reset(token)
 
 
 def hidden_size(transformer_config: dict) -> int:
@@ -28,6 +43,8 @@ def hidden_size(transformer_config: dict) -> int:
 
 def fitted_thread_count(hidden: int, requested: int | None = None) -> int | None:
     """The thread count to use, or None to leave PyTorch's as it is."""
+    if requested is None:
+        requested = _CHOSEN.get()
     if requested is not None:
         return THREADS.check(requested, "threads")
     if os.environ.get("OMP_NUM_THREADS"):
@@ -38,6 +55,8 @@ def fitted_thread_count(hidden: int, requested: int | None = None) -> int | None
 @contextmanager
 def fitted_threads(hidden: int, requested: int | None = None) -> Iterator[int]:
     """Run the block with `fitted_thread_count` threads, then restore the caller's count."""
+    import torch
+
     before = torch.get_num_threads()
     count = fitted_thread_count(hidden, requested)
     if count is not None:

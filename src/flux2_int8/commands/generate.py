@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> None:
         plan_jobs,
         resolve_sampling,
         run_jobs,
-        sampling_defaults,
         writing_images,
     )
     from ..lora.spec import lora_paths
@@ -84,15 +83,15 @@ def run(args: argparse.Namespace) -> None:
         fuse_loras=args.fuse_lora,
         gpu_memory=args.gpu_memory,
         plan_resolution=max(args.width or 0, args.height or 0) or None,
+        threads=args.threads,
     )
     if args.guidance is not None and pipeline.config.is_distilled and not args.quiet:
         print("note: this is a distilled model; it ignores --guidance", file=sys.stderr)
     steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
-    # Text-to-image at the model's native size (nano: 128) unless told; edits keep the reference's size.
-    native = None if any(request.images for request in requests) else sampling_defaults(pipeline).size
-    width, height = args.width or native, args.height or native
+    # Unsized, each request takes the pipeline's default: the model's native size (nano: 128)
+    # for text-to-image, the first reference's size for an edit (see generate/builtin.py).
     with writing_images(args.out):
-        done = run_jobs(pipeline, jobs, steps, guidance, width, height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, progress=not (args.quiet or args.json), loras=args.lora, fused_loras=args.fuse_lora)
+        done = run_jobs(pipeline, jobs, steps, guidance, args.width, args.height, base=str(args.base), checkpoint=args.transformer, text_encoder=args.text_encoder, progress=not (args.quiet or args.json), loras=args.lora, fused_loras=args.fuse_lora)
     total = sum(item.seconds for item in done)
     if args.json:
         print_json({"images": [{"path": str(item.job.path), "prompt": item.job.request.prompt, "seed": item.job.seed, "width": item.size[0], "height": item.size[1], "seconds": item.seconds} for item in done], "steps": steps, "guidance": guidance})

@@ -15,7 +15,6 @@ from . import ray_options
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from ..nano import NANO_SIZE, is_nano_base
     from ..quantization import quantize
 
     if args.quiet:  # also the loading bars of diffusers and transformers (process-wide, fine for a command)
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> None:
         transformer=args.transformer,
         samples=args.samples,
         steps=args.steps,
-        resolution=width or (NANO_SIZE if is_nano_base(args.base) else 1024),
+        resolution=width,  # None: the model's native size (nano 128, else 1024)
         seed=args.seed,
         prompts=args.prompts,
         calibration=args.calibration,

@@ -29,6 +29,7 @@ from ..loading.text_encoder import CONFIG_METADATA as TEXT_ENCODER_CONFIG
 from ..lora.apply import check_lora_fits, load_loras, parse_lora_spec, read_lora
 from ..nano import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS, is_nano
 from ..variants import VARIANTS, architecture_of
+from .builtin import apply_builtin_defaults
 from .compilation import compile_transformer, resolve_compile_mode
 from ..loading.hub import resolve_checkpoint
 from .hub import BaseSource, check_safetensors_only, download_pipeline, download_text_encoder_weights, parse_base, resolve_lora, transformer_config_of
@@ -91,6 +92,7 @@ def load_pipeline(
     gpu_memory: str | int | None = None,
     plan_resolution: int | None = None,
     plan_batch: int = 1,
+    threads: int | None = None,
 ) -> Flux2KleinPipeline:
     """Load a FLUX.2 [klein] pipeline, optionally with an INT8 / BF16 / FP8 transformer and an INT8 text encoder.
 
@@ -125,6 +127,13 @@ def load_pipeline(
     `revision` (of the base's hub repository), `token` (for gated repositories and hub
     files), and `device_map` ("balanced", "cuda", "cpu": passed to diffusers for the
     components it loads; a checkpoint this package loads goes to `device`).
+
+    A built-in model samples by its own defaults: `pipe(prompt=...)` on `nano` draws at
+    128 px with 32 text tokens in 4 steps (diffusers' are 1024 px, 512 tokens, 50 steps);
+    anything passed to the call wins. `threads` is the CPU intra-op thread count while the
+    pipeline runs (None: one thread for models as small as nano and tiny, unless
+    `OMP_NUM_THREADS` is set; else PyTorch's); it applies during each call only and the
+    caller's count is restored after (docs/generate.md, Python API defaults).
 
     Returns
     -------
@@ -184,7 +193,7 @@ def load_pipeline(
         place(pipeline, device, offload)
     pipeline.flux2_int8_placement = placement or {"offload": offload, "reason": "asked for", "peaks": {}}
     compile_transformer(pipeline.transformer, compile_mode)
-    return pipeline
+    return apply_builtin_defaults(pipeline, threads)
 
 
 def resolve_loras(specs: Sequence[str], local_files_only: bool = False) -> list[tuple[Path, float]]:

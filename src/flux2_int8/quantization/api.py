@@ -23,7 +23,7 @@ from ..limits import SAMPLES, SEED, STEPS, check_side
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
 from ..int8.rotation import hadamard_kind
-from ..nano import is_nano_base
+from ..nano import NANO_SIZE, is_nano, is_nano_base
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from ..formats.config import FORMAT_NAME
 from ..formats.write import write_bfl_checkpoint
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from diffusers import Flux2KleinPipeline
 
 OutputFormat = Literal["bfl", "comfy", "diffusers"]
+KLEIN_SIZE = 1024  # klein's calibration size: the size it is published and evaluated at
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def quantize(
     transformer: str | Path | None = None,
     samples: int = 256,
     steps: int | None = None,
-    resolution: int = 1024,
+    resolution: int | None = None,
     seed: int = 0,
     prompts: str | Path | None = None,
     calibration: str = "max",
@@ -132,8 +133,9 @@ def quantize(
     transformer's weights); `transformer` an optional
     BF16 checkpoint (e.g. a fine-tune) that replaces the base's transformer. `samples`
     prompts are drawn with `seed` from `prompts` (a JSONL file, or `nano`; default the
-    shipped set of 768, and nano's training prompts for the `nano` base) and run through
-    the pipeline at `resolution`, visiting `steps` of the model's generation steps
+    shipped set of 768, and nano's training prompts for a nano base: the name, a folder or a
+    loaded pipeline holding nano) and run through the pipeline at `resolution` (default the
+    model's native size: 1024, nano 128), visiting `steps` of the model's generation steps
     (default all: 4 distilled, 50 base with CFG). `calibration`
     is "max" or "percentile:P"; `smoothquant` an alpha in (0, 1] (experimental).
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
@@ -154,11 +156,14 @@ def quantize(
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
-    if prompts is None and isinstance(base, (str, Path)) and is_nano_base(base):
+    nano = _is_nano_base(base)
+    if prompts is None and nano:
         prompts = NANO_PROMPTS  # nano knows only its grammar; calibrate on what it was trained on
     SAMPLES.check(samples, "samples")
     if steps is not None:
         STEPS.check(steps, "steps")
+    if resolution is None:
+        resolution = NANO_SIZE if nano else KLEIN_SIZE
     inputs = input_files(_local_folder(base), transformer, prompts)
     plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite, rotation)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
@@ -208,6 +213,20 @@ def _plan(
     path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
     return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations, group_size)
+
+
+def _is_nano_base(base: str | Path | Flux2KleinPipeline) -> bool:
+    """Whether the base is nano: by name, a loaded pipeline of nano's shape, or a folder whose transformer has it."""
+    if not isinstance(base, (str, Path)):
+        transformer = getattr(base, "transformer", None)
+        return transformer is not None and is_nano(dict(transformer.config))
+    if is_nano_base(str(base)):
+        return True
+    config = Path(base).expanduser() / "transformer" / "config.json"
+    try:
+        return config.is_file() and is_nano(json.loads(config.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False  # load_pipeline says what is wrong with the folder
 
 
 def _local_folder(base: str | Path | Flux2KleinPipeline) -> Path | None:

@@ -15,13 +15,13 @@ from flux2_int8.tiny import TINY_TRANSFORMER_CONFIG
 
 def test_static_and_dynamic_rows_come_from_one_run_on_matching_models(tmp_path, monkeypatch):
     built: list[tuple[str, nn.Module]] = []
-    original = pipeline_bench._TinySource.transformer
+    original = pipeline_bench._BuiltInSource.transformer
 
     def capture(self, fmt, activations="auto"):  # type: ignore[no-untyped-def]
         built.append((activations, original(self, fmt, activations)))
         return built[-1][1]
 
-    monkeypatch.setattr(pipeline_bench._TinySource, "transformer", capture)
+    monkeypatch.setattr(pipeline_bench._BuiltInSource, "transformer", capture)
     command = ["bench", "--base", "tiny", "--formats", "bf16,int8", "--activations", "static,dynamic", "--compile", "off", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)]
     assert main(command) == 0
     document = json.loads((tmp_path / "bench-tiny.json").read_text())

@@ -45,7 +45,7 @@ def compared(tmp_path_factory):
     """
     models: list[nn.Module] = []
     calls: list[tuple[int, str, tuple[int, ...]]] = []
-    original = pipeline_bench._TinySource.transformer
+    original = pipeline_bench._BuiltInSource.transformer
 
     def capture(self, fmt, activations="auto"):  # type: ignore[no-untyped-def]
         models.append(original(self, fmt, activations))
@@ -63,7 +63,7 @@ def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("backends")
     command = ["bench", "--base", "tiny", "--formats", "bf16,int8", "--int8-backends", "emulated,reference", "--fuse-qkv", "off,on"]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline_bench._TinySource, "transformer", capture)
+        patch.setattr(pipeline_bench._BuiltInSource, "transformer", capture)
         for name in ("emulated", "reference"):
             patch.setitem(backends.BACKENDS, name, recorder(name))
         assert main([*command, "--compile", "off", "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0

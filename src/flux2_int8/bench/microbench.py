@@ -27,7 +27,8 @@ from ..quantization.recipe import Recipe
 from ..tiny import TINY_TRANSFORMER_CONFIG
 from ..variants import KLEIN_4B, KLEIN_9B, get_variant
 from .budget import Budget
-from .pipeline_bench import TEXT_TOKENS, TINY, BenchSettings
+from ..nano import nano_folder
+from .pipeline_bench import NANO, TINY, BenchSettings
 from .random_weights import fill_int8_linear_, quantized_linear_names, random_activation_amax
 from .timing import Stats, time_calls
 
@@ -254,7 +255,7 @@ def run_variant_microbench(
     text tokens), per INT8 backend of `settings`, eager and/or compiled (a single layer compiles
     the same whole or "regionally")."""
     progress(f"microbench: Int8Linear ({', '.join(settings.int8_backends)}) vs BF16 nn.Linear")
-    tokens = settings.batch * (settings.image_tokens + TEXT_TOKENS)
+    tokens = settings.batch * (settings.image_tokens + settings.text_tokens)
     shapes = klein_linear_shapes(variant_shape_configs(settings), fuse_qkv_modes=settings.fuse_qkv_modes)
     modes = settings.microbench_compile_modes or settings.compile_modes
     compile_modes = tuple(dict.fromkeys(mode != "off" for mode in modes))
@@ -269,6 +270,10 @@ def variant_shape_configs(settings: BenchSettings, variant_only: bool | None = N
     else klein 4B and 9B."""
     if settings.variant == TINY:
         return {TINY: dict(TINY_TRANSFORMER_CONFIG)}
+    if settings.variant == NANO:
+        import json
+
+        return {NANO: json.loads((nano_folder() / "transformer" / "config.json").read_text(encoding="utf-8"))}
     only = settings.microbench_variant_only if variant_only is None else variant_only
     architectures = (get_variant(settings.variant).architecture,) if only else (KLEIN_4B, KLEIN_9B)
     return {arch.name: arch.transformer_config() for arch in architectures}

@@ -37,6 +37,7 @@ from ..int8.fusion import fuse_qkv_projections
 from ..int8.linear import set_int8_backend
 from ..loading import load_transformer
 from ..quantization.one_forward import write_tiny_quantized
+from ..nano import NANO_MAX_SEQUENCE_LENGTH, nano_folder
 from ..tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
 from ..variants import KLEIN_SCHEDULER_CONFIG, Architecture, get_variant
 from .budget import Budget
@@ -53,6 +54,8 @@ from .timing import (
 )
 
 TINY = "tiny"
+NANO = "nano"
+BUILT_IN = (TINY, NANO)  # the models shipped with the package (tiny: random weights; nano: trained), 4 steps distilled
 TEXT_TOKENS = 512  # Flux2KleinPipeline pads every prompt to 512 tokens
 PIXELS_PER_TOKEN = 16  # VAE downsampling 8 x 2x2 patchify, for the real and the tiny VAE alike
 DEFAULT_PROMPT = "A photo of a cat sitting on a green sofa next to a window, soft morning light"
@@ -85,25 +88,31 @@ class BenchSettings:
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     seed: int = 0
     prompt: str = DEFAULT_PROMPT
+    dtype: str = "bfloat16"  # compute dtype of activations and float layers (--dtype)
 
     @property
     def distilled(self) -> bool:
-        return True if self.variant == TINY else get_variant(self.variant).distilled
+        return True if self.variant in BUILT_IN else get_variant(self.variant).distilled
 
     @property
     def num_steps(self) -> int:
-        return self.steps if self.steps is not None else (4 if self.variant == TINY else get_variant(self.variant).default_steps)
+        return self.steps if self.steps is not None else (4 if self.variant in BUILT_IN else get_variant(self.variant).default_steps)
 
     @property
     def guidance_scale(self) -> float:
-        return 1.0 if self.variant == TINY else get_variant(self.variant).default_guidance
+        return 1.0 if self.variant in BUILT_IN else get_variant(self.variant).default_guidance
 
     @property
     def image_tokens(self) -> int:
         return (self.resolution // PIXELS_PER_TOKEN) ** 2
 
+    @property
+    def text_tokens(self) -> int:
+        """The prompt length the pipeline pads to: klein's 512, nano's 32 (as generate pads)."""
+        return NANO_MAX_SEQUENCE_LENGTH if self.variant == NANO else TEXT_TOKENS
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "num_steps": self.num_steps, "image_tokens": self.image_tokens, "text_tokens": TEXT_TOKENS}
+        return {**asdict(self), "num_steps": self.num_steps, "image_tokens": self.image_tokens, "text_tokens": self.text_tokens}
 
 
 @dataclass(frozen=True)
@@ -274,12 +283,12 @@ def configure_transformer(model: nn.Module, int8_backend: str | None, fuse_qkv: 
 
 def check_settings(settings: BenchSettings) -> None:
     """Raise `ConfigError` for any option that cannot work, before anything slow starts."""
-    if settings.variant != TINY:
+    if settings.variant not in BUILT_IN:
         get_variant(settings.variant)
         if not (settings.random_weights or settings.transformer_path):
             raise ConfigError(f"variant '{settings.variant}': pass --random-weights (no download) or --transformer PATH")
     elif settings.transformer_path:
-        raise ConfigError("--transformer is for the klein variants; 'tiny' always uses the cached tiny pipeline")
+        raise ConfigError(f"--transformer is for the klein variants; '{settings.variant}' always uses its built-in pipeline")
     if settings.random_weights and settings.transformer_path:
         raise ConfigError("--random-weights and --transformer exclude each other: choose one source of weights")
     for fmt in settings.formats:
@@ -411,7 +420,7 @@ def transformer_inputs(config: Any, settings: BenchSettings, device: torch.devic
     generator = torch.Generator().manual_seed(settings.seed)
     side = settings.resolution // PIXELS_PER_TOKEN
     latents = torch.randn(settings.batch, config.in_channels, side, side, generator=generator).to(device, dtype)
-    embeds = torch.randn(settings.batch, TEXT_TOKENS, config.joint_attention_dim, generator=generator).to(device, dtype)
+    embeds = torch.randn(settings.batch, settings.text_tokens, config.joint_attention_dim, generator=generator).to(device, dtype)
     return {
         "hidden_states": Flux2KleinPipeline._pack_latents(latents),
         "encoder_hidden_states": embeds,
@@ -446,8 +455,8 @@ def _image_phases(pipe: Flux2KleinPipeline, settings: BenchSettings, device: tor
     """Four marks around text encoding, denoising and VAE decoding of one image batch."""
     prompts = [settings.prompt] * settings.batch
     marks = [clock.mark()]
-    embeds, _ = pipe.encode_prompt(prompt=prompts, device=device)
-    negative = pipe.encode_prompt(prompt=[""] * settings.batch, device=device)[0] if not settings.distilled else None
+    embeds, _ = pipe.encode_prompt(prompt=prompts, device=device, max_sequence_length=settings.text_tokens)
+    negative = pipe.encode_prompt(prompt=[""] * settings.batch, device=device, max_sequence_length=settings.text_tokens)[0] if not settings.distilled else None
     marks.append(clock.mark())
     latents = pipe(
         prompt_embeds=embeds,
@@ -482,7 +491,7 @@ class _Source:
 
     def __init__(self, settings: BenchSettings, device: torch.device, workdir: Path):
         self.settings, self.device, self.workdir = settings, device, workdir
-        self.dtype = torch.bfloat16
+        self.dtype = getattr(torch, settings.dtype)
         self.components: dict[str, Any] | None = None
 
     def formats(self, requested: tuple[str, ...]) -> tuple[str, ...]:
@@ -506,14 +515,19 @@ class _Source:
         return pipe
 
 
-class _TinySource(_Source):
-    """The cached tiny pipeline; quantized transformers are written as BFL files and loaded back."""
+class _BuiltInSource(_Source):
+    """A built-in pipeline (the cached tiny one, or nano); quantized transformers are written as BFL files and loaded back."""
 
     def __init__(self, settings: BenchSettings, device: torch.device, workdir: Path):
         super().__init__(settings, device, workdir)
-        self.folder = tiny_pipeline_cache(seed=settings.seed)
-        self.description = f"tiny random pipeline {self.folder}"
-        self.files = {"bf16": self.folder / BFL_CHECKPOINT_FILE}
+        if settings.variant == NANO:
+            self.folder = nano_folder()
+            self.description = f"nano pipeline {self.folder}"
+            self.files = {"bf16": self.folder / "transformer"}
+        else:
+            self.folder = tiny_pipeline_cache(seed=settings.seed)
+            self.description = f"tiny random pipeline {self.folder}"
+            self.files = {"bf16": self.folder / BFL_CHECKPOINT_FILE}
 
     def load_components(self) -> float:
         def load() -> dict[str, Any]:
@@ -525,7 +539,7 @@ class _TinySource(_Source):
 
     def prepare(self, fmt: str) -> None:
         if fmt not in self.files:
-            self.files[fmt] = write_tiny_quantized(self.folder, fmt, self.workdir / f"tiny-{fmt}.safetensors")
+            self.files[fmt] = write_tiny_quantized(self.folder, fmt, self.workdir / f"{self.settings.variant}-{fmt}.safetensors")
 
     def transformer(self, fmt: str, activations: str = "auto") -> nn.Module:
         return load_transformer(self.files[fmt], device=self.device, dtype=self.dtype, activations=activations)  # type: ignore[arg-type]
@@ -571,7 +585,7 @@ class _KleinSource(_Source):
 
 
 def _make_source(settings: BenchSettings, device: torch.device, workdir: Path) -> _Source:
-    return _TinySource(settings, device, workdir) if settings.variant == TINY else _KleinSource(settings, device, workdir)
+    return _BuiltInSource(settings, device, workdir) if settings.variant in BUILT_IN else _KleinSource(settings, device, workdir)
 
 
 def _to_device(part: Any, device: torch.device) -> Any:

@@ -23,9 +23,9 @@ from typing import Any
 from .. import limits
 from ..outputs import add_overwrite_flag
 from ..variants import VARIANTS
-from .options import ACTIVATIONS, STEPS, DeprecatedAlias, in_range, print_json, add_device, add_run_flags, add_size, apply_threads, resolve_size
+from .options import ACTIVATIONS, BUILT_IN_BASES, STEPS, DeprecatedAlias, in_range, print_json, add_device, add_dtype, add_run_flags, add_size, apply_threads, resolve_size, silence_loading_bars
 
-VARIANT_CHOICES = (*VARIANTS, "tiny")
+VARIANT_CHOICES = (*VARIANTS, *BUILT_IN_BASES)
 _SWITCH = {"off": False, "on": True}
 # Spelled out here so --help imports no torch; run() checks them against backends.BACKENDS
 # and generate.compilation.COMPILE_MODES ('on' is 'full' there too).
@@ -36,8 +36,8 @@ EXIT_CHECK_FAILED = 1
 _CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
-# The tiny model runs on CPU in CI: at 1024x1024 its VAE decode alone takes seconds there.
-DEFAULT_RESOLUTION, TINY_DEFAULT_RESOLUTION = 1024, 128
+# The built-in models run at 128 px: nano's native size, and tiny's VAE decode at 1024 px alone takes seconds on a CPU.
+DEFAULT_RESOLUTION, BUILT_IN_DEFAULT_RESOLUTION = 1024, 128
 
 
 def _parse_list(value: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
@@ -54,7 +54,7 @@ def _command_line(args: argparse.Namespace) -> str:
     """The invocation with every option spelled out, so a report says exactly how to reproduce it."""
     words = ["flux2-int8", "bench", "--base", args.variant, "--formats", args.formats, "--resolution", str(args.resolution)]
     words += ["--int8-backends", args.int8_backends, "--fuse-qkv", args.fuse_qkv, "--activations", args.activations]
-    words += ["--batch", str(args.batch), "--compile", args.compile, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
+    words += ["--batch", str(args.batch), "--compile", args.compile, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device, "--dtype", args.dtype]
     words += [] if args.steps is None else ["--steps", str(args.steps)]
     flags = (("--random-weights", args.random_weights), ("--full-pipeline", args.full_pipeline), ("--microbench", args.microbench), ("--microbench-only", args.microbench_only), ("--check", args.check))
     words += [flag for flag, on in flags if on]
@@ -66,12 +66,13 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join([*words, "--out", args.out])
 
 
-def _check_out(args: argparse.Namespace) -> Path:
+def _check_out(args: argparse.Namespace, create: bool = True) -> Path:
     """The report folder: never holding the checkpoint timed; someone else's only with --overwrite (ours: it holds bench reports)."""
     from ..outputs import claim_folder, input_files
 
     out = claim_folder(args.out, input_files(args.transformer), args.overwrite, owned=lambda folder: any(folder.glob("bench-*.json")))
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -126,28 +127,19 @@ class _Report:
 
 
 def run(args: argparse.Namespace) -> None:
+    _check_first(args)  # the options that need no torch, before it is imported
     # Read before torch is imported: importing it can set TORCHINDUCTOR_CACHE_DIR to its default.
     chosen_caches = {name: os.environ[name] for name in _CACHE_VARIABLES if os.environ.get(name)}
-    import diffusers
     import torch
-    import transformers
 
     from ..bench import environment, format_markdown
-    from ..errors import ConfigError
 
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.variant is None:
-        raise ConfigError("bench needs --base: a klein size (klein-4b, klein-9b, ...) or tiny")
-    width, height = resolve_size(args, args.variant)
-    if width != height:
-        raise ConfigError(f"--width {width} --height {height}: bench times square images; give one size (--resolution N)")
-    args.resolution = width or (TINY_DEFAULT_RESOLUTION if args.variant == "tiny" else DEFAULT_RESOLUTION)
     apply_threads(args, args.variant)
     global _QUIET
     _QUIET = args.quiet or args.json
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
+    silence_loading_bars()
     args.int8_backends = args.int8_backends if args.int8_backends is not None else (CHECK_BACKEND_NAMES if args.check else "auto")
     settings = _settings(args)
     check_tokens = _check_options(args, settings)
@@ -182,6 +174,31 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(EXIT_CHECK_FAILED)
 
 
+def _check_first(args: argparse.Namespace) -> None:
+    """--base, the size, the time budget and the part options, checked without torch."""
+    from ..errors import ConfigError
+
+    if args.variant is None:
+        raise ConfigError("bench needs --base: a klein size (klein-4b, klein-9b, ...), tiny or nano")
+    width, height = resolve_size(args, args.variant)
+    if width != height:
+        raise ConfigError(f"--width {width} --height {height}: bench times square images; give one size (--resolution N)")
+    args.resolution = width or (BUILT_IN_DEFAULT_RESOLUTION if args.variant in BUILT_IN_BASES else DEFAULT_RESOLUTION)
+    if args.resolution <= 0 or args.resolution % 16:
+        raise ConfigError(f"--resolution {args.resolution}: expected a positive multiple of 16")
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise ConfigError(f"--time-budget {args.time_budget:g}: expected a positive number of seconds")
+    if args.check and args.microbench_only:
+        raise ConfigError("--check and --microbench-only each run one part alone: choose one")
+    if args.check_tokens is not None:
+        if not args.check:
+            raise ConfigError("--check-tokens goes with --check")
+        _parse_tokens(args.check_tokens)
+    _parse_list(args.compile, COMPILE_CHOICES, "--compile")
+    _parse_list(args.activations, ACTIVATIONS, "--activations")
+    _check_out(args, create=False)
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from ..bench import BenchSettings
     from ..bench.random_weights import FORMATS
@@ -207,6 +224,7 @@ def _settings(args: argparse.Namespace) -> Any:
         device=args.device,
         microbench_variant_only=args.microbench_shapes == "variant",
         microbench_compile_modes=micro_modes,
+        dtype=args.dtype,
     )
 
 
@@ -223,17 +241,13 @@ def _check_options(args: argparse.Namespace, settings: Any) -> tuple[int, ...] |
     from ..errors import ConfigError
 
     check_settings(settings)
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise ConfigError(f"--time-budget {args.time_budget:g}: expected a positive number of seconds")
-    if args.check and args.microbench_only:
-        raise ConfigError("--check and --microbench-only each run one part alone: choose one")
     if not args.check:
         if args.check_tokens is not None:
             raise ConfigError("--check-tokens goes with --check")
         return None
     if args.check_tokens is not None:
         return _parse_tokens(args.check_tokens)
-    return CPU_KLEIN_CHECK_TOKENS if settings.variant != "tiny" and settings.device == "cpu" else CHECK_TOKENS
+    return CPU_KLEIN_CHECK_TOKENS if settings.variant not in BUILT_IN_BASES and settings.device == "cpu" else CHECK_TOKENS
 
 
 @contextlib.contextmanager
@@ -282,13 +296,13 @@ def _run_parts(args: argparse.Namespace, settings: Any, check_tokens: tuple[int,
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("bench", help="measure speed and memory: BF16 vs INT8 (vs FP8), eager vs compiled")
-    parser.add_argument("--base", dest="variant", choices=VARIANT_CHOICES, help="klein model size (random weights or --transformer), or tiny (the built-in tiny pipeline; CPU smoke test)")
+    parser.add_argument("--base", dest="variant", choices=VARIANT_CHOICES, help="klein model size (random weights or --transformer), or a built-in model: tiny (random weights; CPU smoke test) or nano (small, trained)")
     parser.add_argument("--variant", dest="variant", choices=VARIANT_CHOICES, action=DeprecatedAlias, new="--base")
     parser.add_argument("--random-weights", action="store_true", help="build the full-size transformer with random weights on the device (no download)")
     parser.add_argument("--full-pipeline", action="store_true", help="also build a random Qwen3 text encoder and VAE, and time whole images")
     parser.add_argument("--transformer", metavar="PATH", help="time this checkpoint (its own format) instead of random weights")
     parser.add_argument("--formats", default="bf16,int8", help="comma-separated: bf16, int8, fp8 (default: bf16,int8)")
-    add_size(parser, f"{DEFAULT_RESOLUTION}; {TINY_DEFAULT_RESOLUTION} for tiny; square: width and height must agree")
+    add_size(parser, f"{DEFAULT_RESOLUTION}; {BUILT_IN_DEFAULT_RESOLUTION} for tiny and nano; square: width and height must agree")
     parser.add_argument("--steps", type=STEPS, default=None, help="denoising steps (default: the variant's, 4 for distilled)")
     parser.add_argument("--batch", type=in_range(limits.BATCH), default=1, help="images per call (default: 1)")
     parser.add_argument("--int8-backends", default=None, metavar="LIST", help=f"comma-separated Int8Linear backends; every int8 run is repeated per backend, one report row each: {INT8_BACKEND_NAMES} (default: auto; with --check {CHECK_BACKEND_NAMES})")
@@ -299,12 +313,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=in_range(limits.WARMUP), default=1, help="untimed calls before timing (default: 1)")
     parser.add_argument("--microbench", action="store_true", help="also time Int8Linear vs BF16 nn.Linear on every klein linear shape")
     parser.add_argument("--microbench-only", action="store_true", help="run only the linear-layer microbenchmark")
-    parser.add_argument("--microbench-shapes", choices=("all", "variant"), default="all", help="linear shapes of klein 4B and 9B (all), or of --variant alone (default: all)")
+    parser.add_argument("--microbench-shapes", choices=("all", "variant"), default="all", help="linear shapes of klein 4B and 9B (all), or of --base alone (default: all)")
     parser.add_argument("--microbench-compile", metavar="LIST", help="the microbenchmark's own compile modes: off and/or on (a single layer compiles the same whole or regionally) (default: as --compile)")
-    parser.add_argument("--check", action="store_true", help="instead of timing: compare every INT8 backend with the float64 reference on every linear shape of --variant (fused q/k/v too), in bf16 and fp16; exit 1 on a failure")
+    parser.add_argument("--check", action="store_true", help="instead of timing: compare every INT8 backend with the float64 reference on every linear shape of --base (fused q/k/v too), in bf16 and fp16; exit 1 on a failure")
     parser.add_argument("--check-tokens", metavar="LIST", help="M values for --check (default: 1,16,17,4608; 1,16,17 for full-size klein shapes on a CPU)")
     parser.add_argument("--time-budget", type=in_range(limits.TIME_BUDGET), metavar="SECONDS", help="skip each plan (or microbenchmark / check shape) that the seconds left cannot cover, estimated from the slowest one so far; results are written after every finished run either way")
     add_device(parser)
+    add_dtype(parser)
     add_run_flags(parser)
     parser.add_argument("--out", required=True, help="folder for bench-<variant>.json and bench-<variant>.md")
     add_overwrite_flag(parser)

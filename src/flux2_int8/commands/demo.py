@@ -7,20 +7,27 @@ from dataclasses import asdict
 
 from ..outputs import add_overwrite_flag
 from ..errors import ConfigError
-from .options import STEPS, DeprecatedAlias, image_side, add_device, add_run_flags, add_size, device_or_default, print_json, resolve_size
+from .options import STEPS, DeprecatedAlias, image_side, add_device, add_dtype, silence_loading_bars, add_run_flags, add_size, device_or_default, print_json, resolve_size
 
 
 def run(args: argparse.Namespace) -> None:
     import sys
 
-    from ..demo import run_demo
+    from ..generate.output import check_writable
+    from ..generate.requests import Sampling, check_sampling
 
     width, height = resolve_size(args, "nano")
     if width != height:
         raise ConfigError(f"--width {width} --height {height}: the demo draws square images; give one size (--resolution N)")
+    check_sampling(Sampling(steps=args.steps, width=width or 128, height=width or 128))  # before torch is imported
+    check_writable(args.out, overwrite=args.overwrite)
+    from ..demo import run_demo
+
+    if args.quiet or args.json:
+        silence_loading_bars()
     quiet = args.quiet or args.json
     progress = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    result = run_demo(args.out, steps=args.steps, size=width or 128, device=device_or_default(args.device), overwrite=args.overwrite, progress=progress, threads=args.threads)
+    result = run_demo(args.out, steps=args.steps, size=width or 128, device=device_or_default(args.device), overwrite=args.overwrite, progress=progress, threads=args.threads, dtype=args.dtype)
     if args.json:
         print_json(asdict(result))
         return
@@ -43,6 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_size(parser, "128, nano's native size; square: width and height must agree")
     parser.add_argument("--size", type=image_side, dest="resolution", action=DeprecatedAlias, new="--resolution")
     add_device(parser)
+    add_dtype(parser)
     add_run_flags(parser, local_files=False)
     add_overwrite_flag(parser)
     parser.set_defaults(run=run)

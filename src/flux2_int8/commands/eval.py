@@ -6,32 +6,29 @@ Every option is checked, and every metric weight fetched or found, before a mode
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from .. import limits
 from ..outputs import add_overwrite_flag
 from . import ray_options
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, STEPS, add_base, in_range, lora_spec, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, STEPS, add_base, in_range, lora_spec, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size, silence_loading_bars
 
 
 def run(args: argparse.Namespace) -> None:
+    suite, metrics, shard = _check(args)  # every option and input, before torch and diffusers are imported
     from pathlib import Path
 
-    from ..evaluate import MetricOptions, RunSettings, WeightsLocation, evaluate, load_suite, parse_metrics, parse_shard
+    from ..evaluate import MetricOptions, RunSettings, WeightsLocation, evaluate
     from ..evaluate.runner import default_loader
     from ..evaluate.tables import console_summary
-    from ..evaluate.suite import DEFAULT_SUITE, NANO_SUITE
-    from ..nano import NANO_SIZE, is_nano_base
 
-    args.width, args.height = resolve_size(args)
+    if args.quiet or args.json:
+        silence_loading_bars()
     apply_threads(args, args.base)
-    nano = is_nano_base(args.base)  # nano (and nano-outliers): its held-out prompts at its native 128 px
-    metrics = parse_metrics(args.metrics)
-    shard = parse_shard(args.shard) if args.shard else parse_shard("0/1")
-    suite = load_suite(args.suite or (NANO_SUITE if nano else DEFAULT_SUITE), limit=args.limit)
-    native = NANO_SIZE if nano else 1024
     weights = WeightsLocation(Path(args.metrics_weights).expanduser() if args.metrics_weights else None)
-    options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net)
-    sampling = RunSettings(args.base, width=args.width or native, height=args.height or native, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations, loras=list(args.lora))
+    options = MetricOptions(frozenset(metrics), weights, args.clip_model, args.lpips_net, required=args.metrics is not None)
+    sampling = RunSettings(args.base, width=args.width, height=args.height, dtype=args.dtype, steps=args.steps, guidance=args.guidance, activations=args.activations, loras=list(args.lora))
     ray_cluster = ray_options.connect(args)
     result = evaluate(
         args.base,
@@ -45,13 +42,15 @@ def run(args: argparse.Namespace) -> None:
         shard=shard,
         merge=args.merge,
         loader=default_loader(args.local_files_only, args.activations, args.compile),
-        fan_out=ray_options.eval_fan_out(ray_cluster),
+        fan_out=ray_options.eval_fan_out(ray_cluster, progress=not (args.quiet or args.json)),
         command=command_line(args),
         overwrite=args.overwrite,
         progress=not (args.quiet or args.json),
     )
+    if result.skipped and not args.json:
+        print(f"note: skipped {', '.join(sorted(result.skipped))} (their weights are not available here; `flux2-int8 fetch-weights DIR` fetches them, or name --metrics to require them)", file=sys.stderr)
     if args.json:
-        print_json({"out": str(result.out), "reports": {kind: str(path) for kind, path in result.reports.items()}, "summary": None if result.document is None else result.document["summary"]})
+        print_json({"skipped": sorted(result.skipped), "out": str(result.out), "reports": {kind: str(path) for kind, path in result.reports.items()}, "summary": None if result.document is None else result.document["summary"]})
         return
     if result.merged is not None:
         merged = result.merged
@@ -64,6 +63,26 @@ def run(args: argparse.Namespace) -> None:
     print(console_summary(result.document))
     for kind, path in result.reports.items():
         print(f"{kind}: {path}")
+
+
+def _check(args: argparse.Namespace) -> tuple[Any, set[str], Any]:
+    """Sizes, metric names, shard, suite and every checkpoint header, without torch: (suite, metrics, shard)."""
+    from ..evaluate.layout import check_checkpoints, parse_model_spec, parse_shard
+    from ..evaluate.suite import DEFAULT_SUITE, NANO_SUITE, load_suite
+    from ..evaluate.weights import METRICS, parse_metrics
+    from ..generate.requests import Sampling, check_sampling
+    from ..nano import NANO_SIZE, is_nano_base
+
+    args.width, args.height = resolve_size(args)
+    nano = is_nano_base(args.base)  # nano (and nano-outliers): its held-out prompts at its native 128 px
+    native = NANO_SIZE if nano else 1024
+    args.width, args.height = args.width or native, args.height or native
+    check_sampling(Sampling(args.steps, args.guidance, args.width, args.height))
+    metrics = parse_metrics(args.metrics if args.metrics is not None else ",".join(METRICS))
+    shard = parse_shard(args.shard) if args.shard else parse_shard("0/1")
+    suite = load_suite(args.suite or (NANO_SUITE if nano else DEFAULT_SUITE), limit=args.limit)
+    check_checkpoints([parse_model_spec(spec) for spec in (*args.candidate, args.reference)])
+    return suite, metrics, shard
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -93,7 +112,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--candidate", action="append", required=True, metavar="NAME=PATH", help="a transformer checkpoint to evaluate (repeat for several; PATH alone is named after its file)")
     parser.add_argument("--suite", help="default (the shipped 48 cases; the default), nano (nano's 72 held-out prompts x 2 seeds; the default with --base nano), a JSONL suite, or a PartiPrompts .tsv file")
     parser.add_argument("--limit", type=in_range(limits.CASE_LIMIT), help="only the first N cases of each task")
-    parser.add_argument("--metrics", default="all", help="comma-separated: clip,lpips,psnr,fid,kid,fidelity,accuracy (default all); psnr, fidelity and accuracy (nano prompts) need no weights")
+    parser.add_argument("--metrics", help="comma-separated: clip,lpips,psnr,fid,kid,fidelity,accuracy, or all (default: all whose weights are available here, the others skipped with a note; named metrics are required); psnr, fidelity and accuracy (nano prompts) need no weights")
     parser.add_argument("--out", required=True, help="the evaluation folder: images are cached there, reports written there")
     parser.add_argument("--steps", type=STEPS, help="denoising steps (default: 4 for distilled models, 50 for base models)")
     parser.add_argument("--guidance", type=GUIDANCE, help="CFG scale for base models (default 4.0); distilled models ignore it")

@@ -6,18 +6,33 @@ Copy DIR to an offline machine and pass `flux2-int8 eval --metrics-weights DIR`.
 from __future__ import annotations
 
 import argparse
+import shutil
 
+from ..errors import Flux2Int8Error
 from ..outputs import add_overwrite_flag
-from .options import add_run_flags, print_json
+from .options import add_run_flags, print_json, silence_loading_bars
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..evaluate import WeightsLocation, parse_metrics, resolve_weights
+    from ..evaluate.weights import METRIC_LABELS, WeightsLocation, parse_metrics, resolve_available
     from ..outputs import claim_folder, mark_folder
 
-    metrics = parse_metrics(args.metrics) - {"psnr", "fidelity"}
-    location = WeightsLocation(mark_folder(claim_folder(args.dir, overwrite=args.overwrite, option="fetch-weights")))
-    resolved = resolve_weights(metrics, location, args.clip_model, args.lpips_net, download=True)
+    metrics = parse_metrics(args.metrics) - {"psnr", "fidelity", "accuracy"}
+    folder = claim_folder(args.dir, overwrite=args.overwrite, option="fetch-weights")
+    created = not folder.exists()
+    if args.quiet or args.json:
+        silence_loading_bars()
+    try:
+        resolved, problems = resolve_available(metrics, WeightsLocation(mark_folder(folder)), args.clip_model, args.lpips_net, download=True)
+        if problems:
+            listed = "; ".join(f"{METRIC_LABELS[metric]} {problem}" for metric, problem in problems.items())
+            left = f"{folder} was removed" if created else f"{folder} keeps what it held"
+            raise Flux2Int8Error(f"could not download the metric weights ({listed}). Is this machine online? The hub (huggingface.co) and download.pytorch.org must be reachable; {left}")
+    except BaseException:
+        if created:  # nothing of a failed fetch is left behind in a folder it made
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    location = WeightsLocation(folder)
     found = {label: str(path) for label, path in (("CLIP", resolved.clip), ("LPIPS backbone", resolved.lpips), ("InceptionV3", resolved.inception)) if path is not None}
     if args.json:
         print_json({"folder": str(location.root), "weights": found})

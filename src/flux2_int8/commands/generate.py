@@ -17,7 +17,8 @@ from . import ray_options
 from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, NUM_IMAGES, SEED, STEPS, add_base, lora_spec, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
 
 if TYPE_CHECKING:
-    from ..generate import Request
+    from ..generate.jobs import Job
+    from ..generate.requests import Request
 
 # `--compile` alone, the flag's old spelling (a switch for a whole-model compile).
 BARE_COMPILE = "bare"
@@ -32,40 +33,17 @@ def _compile_choice(value: str) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
-
-    from ..errors import Flux2Int8Error
-    from ..generate import (
-        Sampling,
-        check_request,
-        check_sampling,
-        check_writable,
-        load_pipeline,
-        plan_jobs,
-        resolve_sampling,
-        run_jobs,
-        writing_images,
-    )
-    from ..lora.spec import lora_paths
-    from ..outputs import input_files
-
-    args.compile = _compile_choice(args.compile)  # before any path reads it (local or --ray)
-    args.width, args.height = resolve_size(args)
-    if args.fuse_lora and not args.lora:
-        raise Flux2Int8Error("--fuse-lora goes with --lora PATH (it merges the LoRAs given there); add a --lora or drop --fuse-lora")
-    requests = _requests(args)
-    check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
-    for request in requests:
-        check_request(request)
-    jobs = plan_jobs(requests, args.num_images, args.out)
-    inputs = input_files(args.base, args.transformer, args.text_encoder, args.prompts, *lora_paths(args.lora), *(image for request in requests for image in request.images))
-    check_writable(args.out, [job.path for job in jobs], inputs, args.overwrite)
-    if args.lora and args.ray is not None:
-        raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")
+    jobs = _check(args)  # every input, before torch and diffusers are imported
     ray_cluster = ray_options.connect(args)
     if ray_cluster is not None:
+        from ..generate import writing_images
+
         with writing_images(args.out):
             return ray_options.generate(ray_cluster, args, jobs)
+
+    import torch
+
+    from ..generate import load_pipeline, resolve_sampling, run_jobs, writing_images
 
     apply_threads(args, args.base)
     _show_load_notes(args)
@@ -119,8 +97,33 @@ def _show_load_notes(args: argparse.Namespace) -> None:
     logger.setLevel(logging.INFO)
 
 
+def _check(args: argparse.Namespace) -> list[Job]:
+    """Parse and check every input (sizes, prompts, reference images, outputs) without torch; the planned jobs."""
+    from ..errors import Flux2Int8Error
+    from ..generate.jobs import plan_jobs
+    from ..generate.output import check_writable
+    from ..generate.requests import Sampling, check_request, check_sampling
+    from ..lora.spec import lora_paths
+    from ..outputs import input_files
+
+    args.compile = _compile_choice(args.compile)  # before any path reads it (local or --ray)
+    args.width, args.height = resolve_size(args)
+    if args.fuse_lora and not args.lora:
+        raise Flux2Int8Error("--fuse-lora goes with --lora PATH (it merges the LoRAs given there); add a --lora or drop --fuse-lora")
+    requests = _requests(args)
+    check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
+    for request in requests:
+        check_request(request)
+    jobs = plan_jobs(requests, args.num_images, args.out)
+    inputs = input_files(args.base, args.transformer, args.text_encoder, args.prompts, *lora_paths(args.lora), *(image for request in requests for image in request.images))
+    check_writable(args.out, [job.path for job in jobs], inputs, args.overwrite)
+    if args.lora and args.ray is not None:
+        raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")
+    return jobs
+
+
 def _requests(args: argparse.Namespace) -> list[Request]:
-    from ..generate import Request, RequestError, read_prompts_file
+    from ..generate.requests import Request, RequestError, read_prompts_file
 
     if args.prompts is None:
         return [Request(args.prompt, tuple(Path(p).expanduser() for p in args.image), args.seed)]

@@ -183,6 +183,17 @@ def apply_threads(args: argparse.Namespace, base: str | None) -> None:
         torch.set_num_threads(count)
 
 
+def silence_loading_bars() -> None:
+    """--quiet: no loading bars from diffusers, transformers or huggingface_hub either (process-wide: a CLI run is one command)."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+
+
 def print_json(document: Any) -> None:
     """The --json summary: one JSON document on stdout."""
     import json

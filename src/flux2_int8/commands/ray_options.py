@@ -53,16 +53,20 @@ def connect(args: argparse.Namespace) -> Cluster | None:
         raise ScaleOutError("--ray goes with --prompts FILE (a batch); a single --prompt runs here")
     from ..scale_out.cluster import connect as connect_cluster
 
-    return connect_cluster(ClusterOptions(args.ray, args.workers, args.gpus_per_worker, args.cpus_per_worker, args.ray_timeout), args.device)
+    requested = None if args.device == "auto" else args.device  # auto: GPUs where the cluster has them
+    cluster = connect_cluster(ClusterOptions(args.ray, args.workers, args.gpus_per_worker, args.cpus_per_worker, args.ray_timeout), requested)
+    if requested is None:  # the workers load on what they were given, never on a guess of their own
+        args.device = "cuda" if cluster.gpus_per_worker > 0 else "cpu"
+    return cluster
 
 
-def eval_fan_out(cluster: Cluster | None) -> Callable[[Any, Sequence[Any]], Any] | None:
+def eval_fan_out(cluster: Cluster | None, progress: bool = True) -> Callable[[Any, Sequence[Any]], Any] | None:
     """`evaluate(fan_out=...)`: the images made on the cluster (scored here); None without --ray."""
     if cluster is None:
         return None
     from ..scale_out import cluster_fan_out
 
-    return cluster_fan_out(cluster)
+    return cluster_fan_out(cluster, progress=progress)
 
 
 def calibrator(cluster: Cluster | None, args: argparse.Namespace) -> Callable[..., Any]:
@@ -85,6 +89,8 @@ def generate(cluster: Cluster, args: argparse.Namespace, jobs: Sequence[Any]) ->
     from ..scale_out import GenerateSpec, generate_on_cluster
 
     load = {"base": args.base, "transformer": args.transformer, "text_encoder": args.text_encoder, "device": args.device, "dtype": getattr(torch, args.dtype), "compile": args.compile, "offload": args.offload, "local_files_only": args.local_files_only, "activations": args.activations}
-    done, steps = generate_on_cluster(cluster, jobs, GenerateSpec(load, args.steps, args.guidance, args.width, args.height))
+    done, steps = generate_on_cluster(cluster, jobs, GenerateSpec(load, args.steps, args.guidance, args.width, args.height), progress=not (args.quiet or args.json))
     total = sum(item.seconds for item in done)
+    if args.quiet or args.json:
+        return
     print(f"{len(done)} image(s) on {cluster.workers} worker(s), {total:.2f} s of pipeline time, {total / len(done):.2f} s per image ({steps} steps)")

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 from diffusers import Flux2KleinPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image, ImageDraw
@@ -29,7 +30,7 @@ from ..limits import THREADS, check_side
 from ..threads import SMALL_HIDDEN_SIZE, fitted_threads
 from ..nano import NANO_BASE, nano_folder
 from ..nano.grammar import parse_prompt, split_scenes
-from ..nano.score import read_image
+from ..nano.score import read_image, score_reading
 from ..quantization.api import quantize
 from .page import difference_image, write_index
 from .results import DemoResult, Task, TaskResult
@@ -65,10 +66,12 @@ def run_demo(
     overwrite: bool = False,
     progress: Callable[[str], None] = lambda message: None,
     threads: int | None = None,
+    dtype: str = "bfloat16",
 ) -> DemoResult:
     """Run the demo into folder `out` and return what it measured (also in `out/results.json`).
 
     `progress` gets one line per stage and per task as the demo goes (the CLI prints them).
+    `dtype` ("bfloat16", "float16", "float32") is the compute dtype of both pipelines and the calibration.
 
     It runs on one CPU thread unless `threads` (or OMP_NUM_THREADS) says otherwise: nano's
     operations are too small to share, and with other work on the machine two spinning
@@ -81,10 +84,10 @@ def run_demo(
         THREADS.check(threads, "threads")
     check_writable(out, overwrite=overwrite)
     with fitted_threads(SMALL_HIDDEN_SIZE, threads):
-        return _run(out, steps, size, device, progress)
+        return _run(out, steps, size, device, progress, getattr(torch, dtype))
 
 
-def _run(out: Path, steps: int, size: int, device: str | None, progress: Callable[[str], None]) -> DemoResult:
+def _run(out: Path, steps: int, size: int, device: str | None, progress: Callable[[str], None], dtype: torch.dtype) -> DemoResult:
     started = time.perf_counter()
     mark_folder(out)
     progress("[1/4] the nano pipeline (shipped with the package)")
@@ -92,10 +95,10 @@ def _run(out: Path, steps: int, size: int, device: str | None, progress: Callabl
     progress("[2/4] quantizing its transformer to INT8 W8A8 (calibrating on a few prompts)")
     with _no_loading_bars():
         quantize_started = time.perf_counter()
-        checkpoint = quantize_nano(out / CHECKPOINT_FILE, size, device)
+        checkpoint = quantize_nano(out / CHECKPOINT_FILE, size, device, dtype=dtype)
         quantize_seconds = time.perf_counter() - quantize_started
-        bf16 = _quiet(load_pipeline(NANO_BASE, device=device))
-        int8 = _quiet(load_pipeline(NANO_BASE, transformer=checkpoint, device=device))
+        bf16 = _quiet(load_pipeline(NANO_BASE, device=device, dtype=dtype))
+        int8 = _quiet(load_pipeline(NANO_BASE, transformer=checkpoint, device=device, dtype=dtype))
 
     pipelines = {"bf16": (bf16, "the base's transformer"), "int8": (int8, CHECKPOINT_FILE)}
     for pipeline, _ in pipelines.values():  # first calls pay one-off costs; keep them out of the timings
@@ -125,9 +128,9 @@ def _run(out: Path, steps: int, size: int, device: str | None, progress: Callabl
     return result
 
 
-def quantize_nano(path: Path, size: int, device: str | None, samples: int = CALIBRATION_SAMPLES) -> Path:
+def quantize_nano(path: Path, size: int, device: str | None, samples: int = CALIBRATION_SAMPLES, dtype: torch.dtype | None = None) -> Path:
     """nano's transformer as INT8 W8A8 through `flux2_int8.quantize`, on a few of its training prompts."""
-    return quantize(NANO_BASE, path, samples=samples, resolution=size, device=device, progress=False).path
+    return quantize(NANO_BASE, path, samples=samples, resolution=size, device=device, progress=False, dtype=dtype or torch.bfloat16).path
 
 
 def _run_task(task: Task, pipelines: dict, out: Path, steps: int, size: int) -> TaskResult:
@@ -144,16 +147,27 @@ def _run_task(task: Task, pipelines: dict, out: Path, steps: int, size: int) -> 
     _, held_out = split_scenes()
     return TaskResult(
         task, files["bf16"], files["int8"], diff_file, seconds["bf16"], seconds["int8"], psnr(images["bf16"], images["int8"]),
-        held_out=parse_prompt(task.prompt) in held_out, read_bf16=describe_reading(images["bf16"]), read_int8=describe_reading(images["int8"]),
+        held_out=parse_prompt(task.prompt) in held_out, read_bf16=describe_reading(images["bf16"], task.prompt), read_int8=describe_reading(images["int8"], task.prompt),
     )
 
 
-def describe_reading(image: Image.Image) -> str:
-    """What the scorer saw, in the grammar's words (e.g. `2 yellow square(s) on blue`)."""
+def describe_reading(image: Image.Image, prompt: str | None = None) -> str:
+    """What the scorer read in the picture, in the grammar's words, against what `prompt` asks.
+
+    `2 yellow squares on blue (as asked)` when every part matches; otherwise what was read and
+    which parts differ (`read: 1 yellow circle on blue; not as asked: count, shape`), so a
+    caption never names a shape the picture was not read as, nor claims a match it lacks.
+    """
     reading = read_image(np.asarray(image.convert("RGB")))
     if reading.colour is None:
-        return f"nothing on {reading.background}"
-    return f"{reading.count} {reading.colour} {reading.shape}(s) on {reading.background}"
+        seen = f"nothing on {reading.background}"
+    else:
+        seen = f"{reading.count} {reading.colour} {reading.shape}{'' if reading.count == 1 else 's'} on {reading.background}"
+    scene = parse_prompt(prompt) if prompt is not None else None
+    if scene is None:
+        return seen
+    missed = [part for part, met in score_reading(scene, reading).items() if not met]
+    return f"{seen} (as asked)" if not missed else f"read: {seen}; not as asked: {', '.join(missed)}"
 
 
 def draw_references(size: int) -> tuple[Image.Image, Image.Image]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +21,8 @@ from .report import write_reports
 from .runner import Generator, Merged, PipelineLoader, Shard, Work, check_checkpoints, default_loader, merge_folders
 from .score import score
 from .suite import DEFAULT_SUITE, NANO_SUITE, Suite, load_suite
-from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_weights
-
-# accuracy: does the picture show what a nano grammar prompt asks for (nano.score); other prompts get none.
-METRICS = ("clip", "lpips", "psnr", "fid", "kid", "fidelity", "accuracy")
-WEIGHTLESS = frozenset({"psnr", "fidelity", "accuracy"})
-
-
-def parse_metrics(spec: str | Sequence[str]) -> set[str]:
-    """`clip,lpips,psnr,fid,kid,fidelity,accuracy` (any subset, or `all`) -> a set; unknown names are refused."""
-    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
-    if names == ["all"]:
-        return set(METRICS)
-    unknown = [n for n in names if n not in METRICS]
-    if unknown or not names:
-        problem = f"unknown metric {unknown[0]!r}" if unknown else "name at least one metric"
-        raise ConfigError(f"--metrics: {problem} (choose from {', '.join(METRICS)}, or all)")
-    return set(names)
-
+from .weights import METRICS, WEIGHTLESS, parse_metrics  # noqa: F401  (parse_metrics: re-exported)
+from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_available, resolve_weights
 
 @dataclass(frozen=True)
 class MetricOptions:
@@ -49,6 +33,7 @@ class MetricOptions:
     clip_model: str = DEFAULT_CLIP_MODEL
     lpips_net: str = DEFAULT_LPIPS_NET
     networks: MetricModels | None = None  # injected networks (tests, notebooks), used as given
+    required: bool = True  # False (a default set): a metric whose weights cannot be had is skipped, not an error
 
 
 @dataclass(frozen=True)
@@ -60,6 +45,7 @@ class EvalResult:
     document: dict[str, Any] | None
     reports: dict[str, Path]
     merged: Merged | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # metric -> why (weights not available), with required=False
 
 
 def evaluate(
@@ -99,7 +85,9 @@ def evaluate(
     sampling = sampling or RunSettings(base)
     check_sampling(Sampling(sampling.steps, sampling.guidance, sampling.width, sampling.height))
     scoring = shard.count == 1
-    resolved = _preflight(options) if scoring and options.networks is None else ResolvedWeights()
+    check_checkpoints((reference_spec, *candidate_specs))  # every header, before metric weights are looked for
+    resolved, skipped = _preflight(options) if scoring and options.networks is None else (ResolvedWeights(), {})
+    options = replace(options, metrics=options.metrics - set(skipped))
     models = {m.name: m.transformer for m in (reference_spec, *candidate_specs)}
     wanted = RunSettings(**{**asdict(sampling), "base": str(base), "reference": reference_spec.name, "models": models})
     _check_inputs(base, (reference_spec, *candidate_specs), suite, sampling.loras)  # all of them, before anything is claimed
@@ -119,13 +107,13 @@ def evaluate(
     runs = record_run(layout.run_file, settings, provenance(device, command))
     settings = fan_out(generator, work) if fan_out else generator.run(work)
     if not scoring:
-        return EvalResult(layout.root, settings, None, {}, merged)
+        return EvalResult(layout.root, settings, None, {}, merged, skipped)
     networks = options.networks or load_metric_models(set(options.metrics), resolved, device)
     document = score(layout, suite, reference_spec.name, [c.name for c in candidate_specs], set(options.metrics), networks)
     document["settings"] = asdict(settings)
     document["runs"] = runs
     add_difference_maps(document, layout.root)
-    return EvalResult(layout.root, settings, document, write_reports(document, layout.root), merged)
+    return EvalResult(layout.root, settings, document, write_reports(document, layout.root), merged, skipped)
 
 
 def _check_inputs(base: str, models: Sequence[ModelSpec], suite: Suite, loras: Sequence[str]) -> None:
@@ -145,7 +133,14 @@ def _check_names(reference: ModelSpec, candidates: Sequence[ModelSpec]) -> None:
         raise ConfigError(f"two models are named '{duplicate}' (the reference is '{reference.name}'): give each candidate its own NAME=PATH")
 
 
-def _preflight(options: MetricOptions) -> ResolvedWeights:
-    """Fetch or find every metric weight before generating: a missing file fails now, not after an hour."""
+def _preflight(options: MetricOptions) -> tuple[ResolvedWeights, dict[str, str]]:
+    """Fetch or find every metric weight before generating: a missing file fails now, not after an hour.
+
+    With `required=False` the metrics whose weights cannot be had are returned as skipped instead.
+    """
     needs = set(options.metrics) - WEIGHTLESS
-    return resolve_weights(needs, options.weights, options.clip_model, options.lpips_net) if needs else ResolvedWeights()
+    if not needs:
+        return ResolvedWeights(), {}
+    if not options.required:
+        return resolve_available(needs, options.weights, options.clip_model, options.lpips_net)
+    return resolve_weights(needs, options.weights, options.clip_model, options.lpips_net), {}

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
+from ..formats.checkpoint import open_checkpoint
 from ..limits import GUIDANCE, STEPS, check_side
 from ..formats.header import loads_bounded
 from ..outputs import write_text_atomic
@@ -208,3 +210,46 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_json_value(item) for item in value]
     return value
+
+
+_HUB_FILE = re.compile(r"^[\w.-]+/[\w.-]+/\S+\.safetensors$")  # owner/repo/file.safetensors, as load_pipeline takes it
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0-based): the cases at positions index, index + count, ..."""
+
+    index: int = 0
+    count: int = 1
+
+    def select(self, cases: Sequence[Case]) -> list[Case]:
+        return list(cases[self.index :: self.count])
+
+
+def parse_shard(spec: str) -> Shard:
+    """`i/n` with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard '{spec}': expected i/n, e.g. 0/4 for the first of four shards") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard '{spec}': the index must be in 0..n-1 (shards are numbered from 0)")
+    return Shard(index, count)
+
+
+def check_checkpoints(models: Sequence[ModelSpec]) -> None:
+    """Check every model's checkpoint before anything is generated: a bad candidate fails in
+    a second, not after the whole reference run. Local files have their headers read and
+    validated (no weights); hub files are checked when downloaded."""
+    for model in models:
+        _check_checkpoint(model)
+        if model.transformer is not None and Path(model.transformer).expanduser().exists():
+            open_checkpoint(Path(model.transformer).expanduser())
+
+
+def _check_checkpoint(model: ModelSpec) -> None:
+    """Refuse a checkpoint path that is neither a local file/folder nor a hub file (owner/repo/file.safetensors)."""
+    spec = model.transformer
+    if spec is None or Path(spec).expanduser().exists() or _HUB_FILE.match(spec):
+        return
+    raise CheckpointError(spec, f"no such file or folder (model '{model.name}'; a file on the hub is written owner/repo/file.safetensors)")

@@ -28,35 +28,13 @@ from ..formats.checkpoint import open_checkpoint
 from ..generate import apply_loras, generate_image, load_reference, png_metadata, sampling_defaults, write_png
 from ..outputs import temporary_beside, write_text_atomic
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
+from .layout import Shard, check_checkpoints, parse_shard  # noqa: F401  (re-exported: where they used to live)
 from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_runs, read_settings, reconcile, write_settings
 from .suite import Case
 
 # (base, transformer or None, device, dtype) -> a loaded pipeline; `flux2_int8.load_pipeline` by default.
 PipelineLoader = Callable[[str, "str | None", "str | None", torch.dtype], Flux2KleinPipeline]
 _MERGED = ("inputs", "images", "trajectories", "fidelity")
-_HUB_FILE = re.compile(r"^[\w.-]+/[\w.-]+/\S+\.safetensors$")  # owner/repo/file.safetensors, as load_pipeline takes it
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard `index` of `count` (0-based): the cases at positions index, index + count, ..."""
-
-    index: int = 0
-    count: int = 1
-
-    def select(self, cases: Sequence[Case]) -> list[Case]:
-        return list(cases[self.index :: self.count])
-
-
-def parse_shard(spec: str) -> Shard:
-    """`i/n` with 0 <= i < n."""
-    try:
-        index, count = (int(part) for part in spec.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard '{spec}': expected i/n, e.g. 0/4 for the first of four shards") from None
-    if not 0 <= index < count:
-        raise ConfigError(f"--shard '{spec}': the index must be in 0..n-1 (shards are numbered from 0)")
-    return Shard(index, count)
 
 
 def default_loader(local_files_only: bool = False, activations: str = "auto", compile: str = "off") -> PipelineLoader:
@@ -176,24 +154,6 @@ class Generator:
         metadata["case"] = case.id
         metadata["model"] = model.name
         return metadata
-
-
-def check_checkpoints(models: Sequence[ModelSpec]) -> None:
-    """Check every model's checkpoint before anything is generated: a bad candidate fails in
-    a second, not after the whole reference run. Local files have their headers read and
-    validated (no weights); hub files are checked when downloaded."""
-    for model in models:
-        _check_checkpoint(model)
-        if model.transformer is not None and Path(model.transformer).expanduser().exists():
-            open_checkpoint(Path(model.transformer).expanduser())
-
-
-def _check_checkpoint(model: ModelSpec) -> None:
-    """Refuse a checkpoint path that is neither a local file/folder nor a hub file (owner/repo/file.safetensors)."""
-    spec = model.transformer
-    if spec is None or Path(spec).expanduser().exists() or _HUB_FILE.match(spec):
-        return
-    raise CheckpointError(spec, f"no such file or folder (model '{model.name}'; a file on the hub is written owner/repo/file.safetensors)")
 
 
 @dataclass(frozen=True)

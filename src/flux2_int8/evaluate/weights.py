@@ -21,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Flux2Int8Error
+from ..errors import ConfigError, Flux2Int8Error
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 DEFAULT_LPIPS_NET = "alex"
@@ -42,6 +42,23 @@ PACKAGES = {
     "kid": ("torchmetrics", "torch_fidelity"),
 }
 METRIC_LABELS = {"clip": "CLIP score", "lpips": "LPIPS", "fid": "FID", "kid": "KID"}
+
+
+# accuracy: does the picture show what a nano grammar prompt asks for (nano.score); other prompts get none.
+METRICS = ("clip", "lpips", "psnr", "fid", "kid", "fidelity", "accuracy")
+WEIGHTLESS = frozenset({"psnr", "fidelity", "accuracy"})
+
+
+def parse_metrics(spec: str | Sequence[str]) -> set[str]:
+    """`clip,lpips,psnr,fid,kid,fidelity,accuracy` (any subset, or `all`) -> a set; unknown names are refused."""
+    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    if names == ["all"]:
+        return set(METRICS)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        problem = f"unknown metric {unknown[0]!r}" if unknown else "name at least one metric"
+        raise ConfigError(f"--metrics: {problem} (choose from {', '.join(METRICS)}, or all)")
+    return set(names)
 
 
 class MetricWeightsError(Flux2Int8Error):
@@ -90,10 +107,25 @@ def resolve_weights(metrics: Iterable[str], location: WeightsLocation, clip_mode
     generated, so a long run never ends in a missing file. PSNR and transformer fidelity
     need nothing.
     """
+    found, problems = _resolve(set(metrics), location, clip_model, lpips_net, download)
+    if problems:
+        raise MetricWeightsError(_problems_message(problems, location))
+    return ResolvedWeights(found.get("clip"), clip_model, found.get("lpips"), lpips_net, found.get("inception"))
+
+
+def resolve_available(metrics: Iterable[str], location: WeightsLocation, clip_model: str = DEFAULT_CLIP_MODEL, lpips_net: str = DEFAULT_LPIPS_NET, download: bool | None = None) -> tuple[ResolvedWeights, dict[str, str]]:
+    """The files of those `metrics` that can be had here (found, or fetched when online), and why each other one cannot.
+
+    For a default metric set: a run offline scores what it can instead of failing on CLIP.
+    """
+    found, problems = _resolve(set(metrics), location, clip_model, lpips_net, download)
+    return ResolvedWeights(found.get("clip"), clip_model, found.get("lpips"), lpips_net, found.get("inception")), problems
+
+
+def _resolve(wanted: set[str], location: WeightsLocation, clip_model: str, lpips_net: str, download: bool | None) -> tuple[dict[str, Path], dict[str, str]]:
     download = not location.offline if download is None else download
     if lpips_net not in LPIPS_BACKBONES:
         raise MetricWeightsError(f"unknown LPIPS backbone '{lpips_net}': expected one of {', '.join(LPIPS_BACKBONES)}")
-    wanted = set(metrics)
     problems = _missing_packages(wanted)
     found: dict[str, Path] = {}
     if "clip" in wanted and "clip" not in problems:
@@ -103,9 +135,7 @@ def resolve_weights(metrics: Iterable[str], location: WeightsLocation, clip_mode
     for metric in ("fid", "kid"):
         if metric in wanted and metric not in problems and "inception" not in found:
             _try(problems, metric, found, lambda: _torch_file(inception_url(), location, download), key="inception")
-    if problems:
-        raise MetricWeightsError(_problems_message(problems, location))
-    return ResolvedWeights(found.get("clip"), clip_model, found.get("lpips"), lpips_net, found.get("inception"))
+    return found, problems
 
 
 def backbone_url(net: str) -> str:

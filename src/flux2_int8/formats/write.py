@@ -6,14 +6,16 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import save_file
 
 from ..errors import Flux2Int8Error
 from ..version import __version__
 from .keys import diffusers_to_bfl
+
+if TYPE_CHECKING:  # torch is imported where tensors are written: the folder checks here run before a command imports it
+    import torch
 
 
 def write_safetensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
@@ -42,6 +44,8 @@ def write_safetensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor],
 
 def _save_file(tensors: dict[str, torch.Tensor], temporary: str, metadata: dict[str, str] | None, path: Path) -> None:
     """safetensors' `save_file`, its I/O failures re-raised as the `OSError` they are (a full disk: errno 28), naming `path`."""
+    from safetensors.torch import save_file
+
     try:
         save_file(tensors, temporary, metadata=metadata)
     except SafetensorError as error:

@@ -13,18 +13,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import limits
-from .output import check_finite_image, output_path, png_metadata, write_png
+from .jobs import Job, plan_jobs  # noqa: F401  (plan_jobs: re-exported, where it used to live)
+from .output import check_finite_image, png_metadata, write_png
 from .pipeline import sampling_defaults
 from .requests import Request, load_reference
-
-
-@dataclass(frozen=True)
-class Job:
-    """One image to make: its request, its seed and where it goes."""
-
-    request: Request
-    seed: int
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -34,19 +26,6 @@ class Generated:
     job: Job
     seconds: float
     size: tuple[int, int]
-
-
-def plan_jobs(requests: Sequence[Request], num_images: int, out: str | Path) -> list[Job]:
-    """Every image of the run with its path; image k of a request uses seed + k."""
-    limits.NUM_IMAGES.check(num_images, "num-images")
-    total = len(requests) * num_images
-    jobs: list[Job] = []
-    for request in requests:
-        limits.check_seed_span(request.seed, num_images, f"{request.source}: seed" if request.source != "--prompt" else "--seed")
-        for k in range(num_images):
-            seed = request.seed + k
-            jobs.append(Job(request, seed, output_path(out, len(jobs) + 1, total, request.prompt, seed)))
-    return jobs
 
 
 def generate_image(

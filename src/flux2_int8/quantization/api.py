@@ -12,35 +12,31 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..version import __version__
 from ..errors import Flux2Int8Error
-from ..limits import SAMPLES, SEED, STEPS, check_side
+from ..limits import SAMPLES, STEPS
 from ..formats.keys import map_diffusers_module
 from ..generate.pipeline import Offload
 from ..int8.rotation import hadamard_kind
-from ..nano import NANO_SIZE, is_nano, is_nano_base
 from .calibrate import CalibrationRun, Schedule, make_schedule, run_calibration
 from ..formats.config import FORMAT_NAME
 from ..formats.write import write_bfl_checkpoint
 from .export import quantized_linears, quantized_state_dict, write_comfy_checkpoint, write_diffusers_folder
 from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
-from ..outputs import input_files
-from .output import check_output
-from .prompts import NANO_PROMPTS, PromptSet, draw_samples, load_prompts
-from .recipe import CalibrationMethod, Recipe, matches, parse_calibration, parse_rotation, rotated_linears, unify_qkv
-from .smoothquant import apply_smoothquant, check_alpha, smoothed_consumers
-from .text_encoder import text_encoder_path, text_encoder_recipe, text_encoder_state_dict, write_text_encoder
+from .plan import OutputFormat, QuantizePlan, plan_run, text_encoder_path
+from .prompts import draw_samples
+from .recipe import CalibrationMethod, Recipe, matches, rotated_linears, unify_qkv
+from .smoothquant import apply_smoothquant, smoothed_consumers
+from .text_encoder import text_encoder_recipe, text_encoder_state_dict, write_text_encoder
 
 if TYPE_CHECKING:
     from diffusers import Flux2KleinPipeline
 
-OutputFormat = Literal["bfl", "comfy", "diffusers"]
-KLEIN_SIZE = 1024  # klein's calibration size: the size it is published and evaluated at
 
 
 @dataclass(frozen=True)
@@ -78,28 +74,6 @@ class QuantizeResult:
     quantized: tuple[str, ...]  # transformer linears made INT8
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """The checked options of one run."""
-
-    out: Path
-    output_format: OutputFormat
-    method: CalibrationMethod
-    smoothquant: float | None
-    recipe: Recipe
-    text_encoder: bool
-    prompts: PromptSet
-    resolution: int
-    seed: int
-    activations: str = "static"
-    rotation: int | None = None  # ConvRot group size (None: plain INT8)
-
-    @property
-    def calibrates(self) -> bool:
-        """Whether the pipeline must run: static scales, SmoothQuant and the text encoder need ranges."""
-        return self.activations == "static" or self.smoothquant is not None or self.text_encoder
-
-
 def quantize(
     base: str | Path | Flux2KleinPipeline,
     out: str | Path,
@@ -109,7 +83,7 @@ def quantize(
     resolution: int | None = None,
     seed: int = 0,
     prompts: str | Path | None = None,
-    calibration: str = "max",
+    calibration: str | None = None,
     smoothquant: float | None = None,
     quantize_modulation: bool = False,
     keep: Sequence[str] = (),
@@ -137,12 +111,12 @@ def quantize(
     loaded pipeline holding nano) and run through the pipeline at `resolution` (default the
     model's native size: 1024, nano 128), visiting `steps` of the model's generation steps
     (default all: 4 distilled, 50 base with CFG). `calibration`
-    is "max" or "percentile:P"; `smoothquant` an alpha in (0, 1] (experimental).
+    is "max" (None: max) or "percentile:P" (refused with dynamic activations, where nothing is calibrated); `smoothquant` an alpha in (0, 1] (experimental).
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
     `format` "bfl" writes one single file, "comfy" the same with the markers ComfyUI
     needs to load it as INT8, "diffusers" a transformer folder; with
     `text_encoder` the Qwen3 linears are quantized too and written to
-    `<out stem>-text-encoder.safetensors`. `activations` "static" (default) writes the
+    `<out stem>-text-encoder.safetensors`. `activations` "static" (default; "auto" means the same) writes the
     calibrated `input_scale` of every transformer linear; "dynamic" writes none (activations
     are then quantized per token at run time, as ComfyUI does), and skips calibration
     unless SmoothQuant or the text encoder needs it. `calibrator` runs the samples
@@ -156,20 +130,16 @@ def quantize(
     """
     if offload == "sequential":  # it parks weights on the meta device between calls; export needs them
         raise Flux2Int8Error("--offload sequential cannot be used to quantize (the weights are not in the model between calls); use --offload model")
-    nano = _is_nano_base(base)
-    if prompts is None and nano:
-        prompts = NANO_PROMPTS  # nano knows only its grammar; calibrate on what it was trained on
     SAMPLES.check(samples, "samples")
     if steps is not None:
         STEPS.check(steps, "steps")
-    if resolution is None:
-        resolution = NANO_SIZE if nano else KLEIN_SIZE
-    inputs = input_files(_local_folder(base), transformer, prompts)
-    plan = _plan(out, format, calibration, smoothquant, quantize_modulation, keep, text_encoder, prompts, resolution, seed, activations, inputs, overwrite, rotation)
+    plan = plan_run(base, out, transformer, resolution, prompts, calibration, smoothquant, quantize_modulation, keep, text_encoder, format, seed, activations, overwrite, rotation)
     drawn = draw_samples(plan.prompts, samples, seed) if plan.calibrates else []
     pipe = load_float_pipeline(base, transformer, device, dtype, offload, local_files_only)
     schedule = _schedule(pipe, steps)
     targets = quantized_linears(pipe.transformer, plan.recipe)
+    if not targets:
+        raise Flux2Int8Error(f"--keep {', '.join(repr(p) for p in keep)} keeps every linear of the transformer in float: nothing would be quantized")
     rotations = rotated_linears(pipe.transformer, targets, plan.rotation)
     encoder_recipe = text_encoder_recipe(plan.recipe.extra_keep)
     encoder_targets = quantized_linears(pipe.text_encoder, encoder_recipe) if text_encoder else []
@@ -188,52 +158,6 @@ def quantize(
     encoder_path = _write_text_encoder(pipe.text_encoder, encoder_ranges, encoder_recipe, plan, metadata) if text_encoder else None
     path = _write_transformer(pipe.transformer, ranges, plan, metadata, kept, rotations)
     return QuantizeResult(path, encoder_path, statistics, kept, tuple(targets))
-
-
-def _plan(
-    out: str | Path, output_format: str, calibration: str, smoothquant: float | None, quantize_modulation: bool,
-    keep: Sequence[str], text_encoder: bool, prompts: str | Path | None, resolution: int, seed: int, activations: str = "static",
-    inputs: Sequence[Path] = (), overwrite: bool = False, rotation: str = "off",
-) -> _Plan:
-    """Check every option that needs no model, so mistakes surface before loading anything."""
-    if output_format not in ("bfl", "comfy", "diffusers"):
-        raise Flux2Int8Error(f"--format {output_format}: expected bfl (one .safetensors file), comfy (the same with ComfyUI's markers) or diffusers (a transformer folder)")
-    if activations not in ("static", "dynamic"):
-        raise Flux2Int8Error(f"--activations {activations}: expected static (calibrated input_scale) or dynamic (per token at run time)")
-    method = parse_calibration(calibration)
-    group_size = parse_rotation(rotation)
-    if group_size is not None and smoothquant is not None and activations == "static":
-        raise Flux2Int8Error("--smoothquant with --rotation convrot needs --activations dynamic: a static range of the smoothed, rotated input is not recorded (only per-channel maxima of the raw one)")
-    if smoothquant is not None:
-        check_alpha(smoothquant)
-        if method.percentile is not None:
-            raise Flux2Int8Error("--smoothquant needs --calibration max: the smoothed activations' distribution is not recorded, only their per-channel maxima")
-    check_side(resolution, "--resolution")
-    SEED.check(seed, "--seed")
-    path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
-    recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
-    return _Plan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations, group_size)
-
-
-def _is_nano_base(base: str | Path | Flux2KleinPipeline) -> bool:
-    """Whether the base is nano: by name, a loaded pipeline of nano's shape, or a folder whose transformer has it."""
-    if not isinstance(base, (str, Path)):
-        transformer = getattr(base, "transformer", None)
-        return transformer is not None and is_nano(dict(transformer.config))
-    if is_nano_base(str(base)):
-        return True
-    config = Path(base).expanduser() / "transformer" / "config.json"
-    try:
-        return config.is_file() and is_nano(json.loads(config.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return False  # load_pipeline says what is wrong with the folder
-
-
-def _local_folder(base: str | Path | Flux2KleinPipeline) -> Path | None:
-    """The local folder the base's files come from, if any (a loaded pipeline's `name_or_path`): inputs no output may replace."""
-    spec = base if isinstance(base, (str, Path)) else getattr(base, "name_or_path", None)
-    path = Path(spec).expanduser() if spec else None
-    return path if path is not None and path.is_dir() else None
 
 
 def load_float_pipeline(base: str | Path | Flux2KleinPipeline, transformer: str | Path | None, device: str | torch.device | None, dtype: torch.dtype, offload: Offload, local_files_only: bool = False) -> Flux2KleinPipeline:
@@ -286,7 +210,7 @@ def _check_keep_patterns(patterns: tuple[str, ...], pipe: Flux2KleinPipeline, te
             raise Flux2Int8Error(f"--keep '{pattern}' matches no linear of the {where} (e.g. 'single_blocks.*.linear2' or 'transformer_blocks.0.*')")
 
 
-def _observer(model: nn.Module, targets: list[str], plan: _Plan, rotations: dict[str, int] | None = None) -> InputAmaxObserver:
+def _observer(model: nn.Module, targets: list[str], plan: QuantizePlan, rotations: dict[str, int] | None = None) -> InputAmaxObserver:
     channels = [c for c in smoothed_consumers(model) if c in targets] if plan.smoothquant is not None else []
     bins = HISTOGRAM_BINS if plan.method.percentile is not None else 0
     return InputAmaxObserver(model, targets, channels=channels, histogram_bins=bins, rotations=rotations)
@@ -303,7 +227,7 @@ def _ranges(observer: InputAmaxObserver, targets: list[str], method: Calibration
     return {name: recorded[name] for name in targets}
 
 
-def _transformer_ranges(model: nn.Module, observer: InputAmaxObserver, targets: list[str], plan: _Plan) -> dict[str, float]:
+def _transformer_ranges(model: nn.Module, observer: InputAmaxObserver, targets: list[str], plan: QuantizePlan) -> dict[str, float]:
     ranges = _ranges(observer, targets, plan.method)
     if plan.smoothquant is not None:
         smoothed = apply_smoothquant(model, observer.channel_amax, plan.smoothquant, set(targets))
@@ -329,7 +253,7 @@ def _statistics(
     )
 
 
-def _metadata(plan: _Plan, schedule: Schedule, run: CalibrationRun, base: Any, transformer: str | Path | None, dtype: torch.dtype, rotations: dict[str, int] | None = None) -> dict[str, Any]:
+def _metadata(plan: QuantizePlan, schedule: Schedule, run: CalibrationRun, base: Any, transformer: str | Path | None, dtype: torch.dtype, rotations: dict[str, int] | None = None) -> dict[str, Any]:
     """The recipe written into the header (kept layers are added per file, in its own naming)."""
     counts = {task: sum(plan.prompts.records[i].task == task for i in run.samples) for task in ("t2i", "edit", "composition")}
     return {
@@ -367,13 +291,13 @@ def _with_kept(metadata: dict[str, Any], kept: list[str]) -> dict[str, str]:
     return {"format": metadata["format"], "flux2_int8_version": metadata["flux2_int8_version"], "quantization_recipe": json.dumps(recipe, sort_keys=True)}
 
 
-def _write_text_encoder(model: nn.Module, ranges: dict[str, float], recipe: Recipe, plan: _Plan, metadata: dict[str, Any]) -> Path:
+def _write_text_encoder(model: nn.Module, ranges: dict[str, float], recipe: Recipe, plan: QuantizePlan, metadata: dict[str, Any]) -> Path:
     state = text_encoder_state_dict(model, ranges, recipe)
     kept = [name for name in linear_names(model) if name not in ranges]
     return write_text_encoder(text_encoder_path(plan.out), state, model.config.to_json_string(), _with_kept(metadata, kept))
 
 
-def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: _Plan, metadata: dict[str, Any], kept: tuple[str, ...], rotations: dict[str, int] | None = None) -> Path:
+def _write_transformer(model: nn.Module, ranges: dict[str, float], plan: QuantizePlan, metadata: dict[str, Any], kept: tuple[str, ...], rotations: dict[str, int] | None = None) -> Path:
     state = quantized_state_dict(model, ranges if plan.activations == "static" else None, plan.recipe, rotations=rotations)
     if plan.output_format == "diffusers":
         return write_diffusers_folder(plan.out, state, dict(model.config), _with_kept(metadata, sorted(kept)))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..formats.write import write_bfl_checkpoint
-from ..tiny import TINY_TRANSFORMER_CONFIG, random_transformer_inputs
+from ..tiny import random_transformer_inputs
 from .export import fp8_state_dict, quantized_state_dict
 from .observers import InputAmaxObserver, linear_names
 from .recipe import unify_qkv
@@ -27,10 +27,10 @@ def one_forward_amax(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[
 
 
 def write_tiny_quantized(folder: Path, fmt: str, path: Path) -> Path:
-    """Quantize the tiny pipeline in `folder` to `fmt` ("int8" or "fp8") as a BFL single file."""
+    """Quantize the small pipeline in `folder` (tiny, nano) to `fmt` ("int8" or "fp8") as a BFL single file."""
     from diffusers import Flux2Transformer2DModel
 
     model = Flux2Transformer2DModel.from_pretrained(folder / "transformer", local_files_only=True, use_safetensors=True).float().eval()
-    amax = one_forward_amax(model, random_transformer_inputs(dict(TINY_TRANSFORMER_CONFIG)))
+    amax = one_forward_amax(model, random_transformer_inputs(dict(model.config)))
     state = quantized_state_dict(model, amax) if fmt == "int8" else fp8_state_dict(model, amax)
     return write_bfl_checkpoint(path, state, {"format": f"bfl-{fmt}", "source": "flux2-int8 bench (tiny)"})

@@ -9,13 +9,14 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass, field
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import Flux2Int8Error
 from ..formats.keys import QKV_GROUPS, map_diffusers_module
-from ..int8.kernels import INT8_MAX
+
+if TYPE_CHECKING:  # torch only where scales are made: `quantize` checks a recipe before importing it
+    import torch
+    from torch import nn
 
 # Embedders and the output layer stay BF16 (published recipe): they are small, see raw
 # inputs or produce the final velocity, and quantizing them costs quality for no speed.
@@ -122,6 +123,10 @@ def rotated_linears(model: nn.Module, names: list[str], group_size: int | None) 
 
 def input_scale_from_amax(amax: float) -> torch.Tensor:
     """The static activation scale (0-d float32) from a calibrated max |input|."""
+    import torch
+
+    from ..int8.kernels import INT8_MAX
+
     if not amax > 0:
         raise ValueError(f"calibrated amax must be > 0, got {amax}")
     return torch.tensor(amax / INT8_MAX, dtype=torch.float32)

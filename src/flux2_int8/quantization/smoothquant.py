@@ -56,12 +56,6 @@ class SmoothGroup:
     producers: tuple[Producer, ...]
 
 
-def check_alpha(alpha: float) -> float:
-    if not 0 < alpha <= 1:
-        raise Flux2Int8Error(f"--smoothquant {alpha}: alpha must be in (0, 1] (0.5 balances activations and weights)")
-    return alpha
-
-
 def smoothing_groups(model: nn.Module) -> list[SmoothGroup]:
     """Every foldable group of a `Flux2Transformer2DModel` (see the module docstring)."""
     groups: list[SmoothGroup] = []

@@ -17,6 +17,7 @@ from torch import nn
 from ..formats.write import write_safetensors_atomic
 from ..loading.text_encoder import CONFIG_METADATA, tied_keys
 from .export import quantized_state_dict
+from .plan import text_encoder_path  # noqa: F401  (re-exported: where it used to live)
 from .recipe import Recipe
 
 TEXT_ENCODER_KEEP = ("lm_head",)
@@ -26,13 +27,6 @@ TEXT_ENCODER_FORMAT = "flux2-int8/w8a8-text-encoder"
 def text_encoder_recipe(extra_keep: tuple[str, ...] = ()) -> Recipe:
     """Quantize every linear but `lm_head` (modulation patterns do not apply to Qwen3)."""
     return Recipe(keep=TEXT_ENCODER_KEEP, quantize_modulation=True, extra_keep=extra_keep)
-
-
-def text_encoder_path(out: str | Path) -> Path:
-    """`q.safetensors` -> `q-text-encoder.safetensors`; a folder `q` -> `q-text-encoder.safetensors` beside it."""
-    out = Path(out)
-    stem = out.stem if out.suffix == ".safetensors" else out.name
-    return out.with_name(f"{stem}-text-encoder.safetensors")
 
 
 def text_encoder_state_dict(model: nn.Module, input_range: dict[str, float], recipe: Recipe) -> dict[str, torch.Tensor]:

@@ -149,6 +149,7 @@ def connect(options: ClusterOptions, device: str | None = None) -> Cluster:
     as it is, whatever `address` says. A local Ray started here stops with the process
     (Ray's own exit hook) or at `ray.shutdown()`.
     """
+    device = None if device == "auto" else device  # auto: decided by the cluster's GPUs, below
     ray = import_ray()
     if not ray.is_initialized():
         probe(options.address, options.timeout)

@@ -38,7 +38,8 @@ def test_every_command_has_quiet_and_json(command):
     ("--local-files-only", DOWNLOADS),
     ("--quiet", tuple(subcommands())),
     ("--json", LOADS_A_MODEL),
-    ("--dtype", ("generate", "eval", "quantize")),
+    ("--dtype", LOADS_A_MODEL),
+    ("--activations", ("generate", "eval", "quantize")),
 ])
 
 def test_a_shared_option_means_the_same_everywhere(flag, commands):
@@ -50,9 +51,34 @@ def test_a_shared_option_means_the_same_everywhere(flag, commands):
 
 
 @pytest.mark.parametrize("command", TAKES_A_BASE)
-def test_base_is_spelled_base_and_takes_the_built_in_models(command):
+@pytest.mark.parametrize("built_in", ["tiny", "nano"])
+def test_base_is_spelled_base_and_takes_the_built_in_models(command, built_in):
     base = options(subcommands()[command])["--base"]
-    assert "tiny" in (base.help or "") or (base.choices and "tiny" in base.choices)
+    assert built_in in (base.help or "") and (not base.choices or built_in in base.choices)
+
+
+REQUIRED = {"generate": ["--prompt", "x"], "eval": ["--candidate", "c.safetensors", "--out", "e"], "quantize": ["--out", "q.safetensors"], "bench": ["--out", "b"], "demo": []}
+
+
+@pytest.mark.parametrize("command", LOADS_A_MODEL)
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_every_command_that_loads_a_model_parses_base_nano_and_dtype(command, dtype):
+    base = ["--base", "nano"] if command in TAKES_A_BASE else []
+    args = subcommands()[command].parse_args([*base, "--dtype", dtype, *REQUIRED[command]])
+    assert args.dtype == dtype
+    assert getattr(args, "base", getattr(args, "variant", "nano")) == "nano"
+
+
+@pytest.mark.parametrize("command", ("generate", "eval", "quantize"))
+def test_activations_auto_is_accepted_where_activations_are(command):
+    args = subcommands()[command].parse_args(["--base", "nano", "--activations", "auto", *REQUIRED[command]])
+    assert args.activations == "auto"
+
+
+@pytest.mark.parametrize("command", sorted(subcommands()))
+def test_help_names_no_deprecated_spelling(command):
+    text = subcommands()[command].format_help()
+    assert "--variant" not in text and "--size" not in text, command
 
 
 def test_device_accepts_auto_cpu_cuda_and_cuda_n_only():

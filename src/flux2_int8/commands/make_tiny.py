@@ -7,15 +7,17 @@ import argparse
 from ..outputs import add_overwrite_flag
 from .options import SEED, DeprecatedAlias, add_run_flags, print_json
 
+# tiny.pipeline.MARKER_FILE, spelled here so the folder is checked before torch is imported (a test keeps them equal).
+TINY_MARKER_FILE = "tiny.json"
+
 
 def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from ..outputs import claim_folder, staged_folder
-    from ..tiny import make_tiny_pipeline
-    from ..tiny.pipeline import MARKER_FILE
 
-    folder = claim_folder(args.directory, overwrite=args.overwrite, option="make-tiny", owned=lambda f: (f / MARKER_FILE).is_file())
+    folder = claim_folder(args.directory, overwrite=args.overwrite, option="make-tiny", owned=lambda f: (f / TINY_MARKER_FILE).is_file())
+    from ..tiny import make_tiny_pipeline
     with staged_folder(folder) as staging:  # built aside, so a failure or Ctrl-C leaves DIR as it was
         make_tiny_pipeline(staging, seed=args.seed, distilled=not args.undistilled)
     if args.json:

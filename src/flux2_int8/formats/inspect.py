@@ -23,6 +23,7 @@ from .foreign import ForeignFile, recognise
 from .header import SafetensorsHeader
 from .keys import split_param
 from .scales import SCALE_PARAMS, check_scale_values
+from .text_encoder import describe_text_encoder, is_text_encoder_file
 from .validate import check_structure
 
 
@@ -34,6 +35,8 @@ def describe(path: str | Path, check_values: bool = False) -> dict[str, Any]:
     `check_values` also reads every scale and raises on NaN, infinite, zero or negative ones.
     """
     path, headers, config = read_headers(path)
+    if is_text_encoder_file(headers):
+        return describe_text_encoder(headers[0])
     foreign = recognise(headers, config)
     if foreign is not None and not foreign.runnable:
         return _describe_foreign(path, headers, foreign)

@@ -21,12 +21,13 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from ..errors import CheckpointError, ConfigError
 from ..formats.header import SafetensorsHeader, metadata_object, read_header, read_json_file
+from ..formats.text_encoder import TEXT_ENCODER_CONFIG
 from ..formats.scales import canonical_scale, check_scale_values, check_stored_scale
 from ..int8.linear import Int8Linear
 from .dtypes import resolve_dtype
 from .text_encoder_cut import TextEncoderCut, cut_for, empty_cut_encoder
 
-CONFIG_METADATA = "text_encoder_config"
+CONFIG_METADATA = TEXT_ENCODER_CONFIG  # the header key holding the config (one place: formats.text_encoder)
 _SCALES = ("weight_scale", "input_scale")
 _WEIGHTS_FILE = "model.safetensors"
 _WEIGHTS_INDEX = "model.safetensors.index.json"

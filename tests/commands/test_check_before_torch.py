@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"

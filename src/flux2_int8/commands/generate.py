@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..outputs import add_overwrite_flag
 from . import ray_options
-from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, NUM_IMAGES, SEED, STEPS, add_base, lora_spec, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size
+from .options import ACTIVATIONS, ACTIVATIONS_HELP, DTYPES, GUIDANCE, NUM_IMAGES, SEED, STEPS, add_base, lora_spec, add_device, add_run_flags, add_size, apply_threads, device_or_default, print_json, resolve_size, silence_loading_bars
 
 if TYPE_CHECKING:
     from ..generate.jobs import Job
@@ -34,6 +34,8 @@ def _compile_choice(value: str) -> str:
 
 def run(args: argparse.Namespace) -> None:
     jobs = _check(args)  # every input, before torch and diffusers are imported
+    if args.quiet or args.json:
+        silence_loading_bars()
     ray_cluster = ray_options.connect(args)
     if ray_cluster is not None:
         from ..generate import writing_images

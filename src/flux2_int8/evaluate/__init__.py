@@ -14,11 +14,11 @@ from __future__ import annotations
 from ..lazy import lazy_getattr
 
 _LAZY_EXPORTS = {
-    "METRICS": ".evaluation",
+    "METRICS": ".weights",
     "EvalResult": ".evaluation",
     "MetricOptions": ".evaluation",
     "evaluate": ".evaluation",
-    "parse_metrics": ".evaluation",
+    "parse_metrics": ".weights",
     "Layout": ".layout",
     "ModelSpec": ".layout",
     "RunSettings": ".layout",

@@ -14,14 +14,14 @@ from ..generate import Sampling, check_run_inputs, check_sampling, load_referenc
 from ..lora.spec import lora_paths
 from ..outputs import claim_folder, input_files, mark_folder
 from ..provenance import provenance
-from .layout import RUN_FILE, Layout, ModelSpec, RunSettings, parse_model_spec, read_settings, reconcile, record_run
+from .layout import RUN_FILE, Layout, ModelSpec, RunSettings, Shard, check_checkpoints, parse_model_spec, read_settings, reconcile, record_run
 from .metrics import MetricModels, load_metric_models
 from .pictures import add_difference_maps
 from .report import write_reports
-from .runner import Generator, Merged, PipelineLoader, Shard, Work, check_checkpoints, default_loader, merge_folders
+from .runner import Generator, Merged, PipelineLoader, Work, default_loader, merge_folders
 from .score import score
 from .suite import DEFAULT_SUITE, NANO_SUITE, Suite, load_suite
-from .weights import METRICS, WEIGHTLESS, parse_metrics  # noqa: F401  (parse_metrics: re-exported)
+from .weights import METRICS, WEIGHTLESS
 from .weights import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_NET, ResolvedWeights, WeightsLocation, resolve_available, resolve_weights
 
 @dataclass(frozen=True)

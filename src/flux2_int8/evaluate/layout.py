@@ -242,12 +242,12 @@ def check_checkpoints(models: Sequence[ModelSpec]) -> None:
     a second, not after the whole reference run. Local files have their headers read and
     validated (no weights); hub files are checked when downloaded."""
     for model in models:
-        _check_checkpoint(model)
+        check_checkpoint(model)
         if model.transformer is not None and Path(model.transformer).expanduser().exists():
             open_checkpoint(Path(model.transformer).expanduser())
 
 
-def _check_checkpoint(model: ModelSpec) -> None:
+def check_checkpoint(model: ModelSpec) -> None:
     """Refuse a checkpoint path that is neither a local file/folder nor a hub file (owner/repo/file.safetensors)."""
     spec = model.transformer
     if spec is None or Path(spec).expanduser().exists() or _HUB_FILE.match(spec):

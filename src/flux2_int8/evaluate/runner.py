@@ -12,7 +12,6 @@ import filecmp
 import gc
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -23,12 +22,11 @@ import torch
 from diffusers import Flux2KleinPipeline
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError, ConfigError
-from ..formats.checkpoint import open_checkpoint
+from ..errors import ConfigError
 from ..generate import apply_loras, generate_image, load_reference, png_metadata, sampling_defaults, write_png
 from ..outputs import temporary_beside, write_text_atomic
 from .fidelity import TrajectoryRecorder, load_trajectory, replay, save_trajectory
-from .layout import Shard, check_checkpoints, parse_shard  # noqa: F401  (re-exported: where they used to live)
+from .layout import check_checkpoint
 from .layout import DIGEST_KEY, RUN_FILE, Layout, ModelSpec, RunSettings, is_current, read_runs, read_settings, reconcile, write_settings
 from .suite import Case
 
@@ -72,7 +70,7 @@ class Generator:
         work += [Work(model, [c for c in cases if self._candidate_missing(model, c)], self._candidate_case) for model in candidates]
         for item in work:
             if item.cases:
-                _check_checkpoint(item.model)
+                check_checkpoint(item.model)
         return work
 
     def run(self, work: Sequence[Work]) -> RunSettings:

@@ -42,10 +42,15 @@ def write_safetensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor],
     return path
 
 
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' `save_file`, imported at the first write: checking a folder here needs no torch."""
+    from safetensors.torch import save_file as save
+
+    save(tensors, filename, metadata=metadata)
+
+
 def _save_file(tensors: dict[str, torch.Tensor], temporary: str, metadata: dict[str, str] | None, path: Path) -> None:
     """safetensors' `save_file`, its I/O failures re-raised as the `OSError` they are (a full disk: errno 28), naming `path`."""
-    from safetensors.torch import save_file
-
     try:
         save_file(tensors, temporary, metadata=metadata)
     except SafetensorError as error:

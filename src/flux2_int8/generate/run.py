@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from diffusers import Flux2KleinPipeline
@@ -13,10 +12,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import limits
-from .jobs import Job, plan_jobs  # noqa: F401  (plan_jobs: re-exported, where it used to live)
+from .jobs import Job
 from .output import check_finite_image, png_metadata, write_png
 from .pipeline import sampling_defaults
-from .requests import Request, load_reference
+from .requests import load_reference
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import Flux2Int8Error
 
 _MIN = 1e-5  # floors max|X_j| and max|W_j| so a dead channel gives a finite s
 

@@ -17,7 +17,6 @@ from torch import nn
 from ..formats.write import write_safetensors_atomic
 from ..loading.text_encoder import CONFIG_METADATA, tied_keys
 from .export import quantized_state_dict
-from .plan import text_encoder_path  # noqa: F401  (re-exported: where it used to live)
 from .recipe import Recipe
 
 TEXT_ENCODER_KEEP = ("lm_head",)

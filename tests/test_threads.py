@@ -31,3 +31,15 @@ def test_the_callers_count_is_restored(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_count_changed_inside_the_block_is_not_undone(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with fitted_threads(32):
+            torch.set_num_threads(3)  # e.g. an overlapping call that restored its caller's count first
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

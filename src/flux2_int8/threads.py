@@ -61,7 +61,11 @@ def fitted_threads(hidden: int, requested: int | None = None) -> Iterator[int]:
     count = fitted_thread_count(hidden, requested)
     if count is not None:
         torch.set_num_threads(count)
+    inside = torch.get_num_threads()
     try:
-        yield torch.get_num_threads()
+        yield inside
     finally:
-        torch.set_num_threads(before)
+        # Restored only if still ours: a count someone changed meanwhile (a callback, a call
+        # that overlapped from another thread and restored first) is theirs to keep.
+        if torch.get_num_threads() == inside:
+            torch.set_num_threads(before)

@@ -7,6 +7,7 @@ time: it is imported only when `--ray` is given.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ def connect(args: argparse.Namespace) -> Cluster | None:
             raise ScaleOutError("--workers, --gpus-per-worker, --cpus-per-worker and --ray-timeout go with --ray ADDRESS (e.g. --ray local)")
         return None
     check_address(args.ray)
+    if getattr(args, "quiet", False) or getattr(args, "json", False):  # Ray's own start-up lines too; read when Ray is first imported
+        os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")
     if getattr(args, "prompt", None) is not None:  # generate: a single image is not worth a cluster
         raise ScaleOutError("--ray goes with --prompts FILE (a batch); a single --prompt runs here")
     from ..scale_out.cluster import connect as connect_cluster

@@ -51,7 +51,7 @@ def connect(args: argparse.Namespace) -> Cluster | None:
         return None
     check_address(args.ray)
     if getattr(args, "quiet", False) or getattr(args, "json", False):  # Ray's own start-up lines too; read when Ray is first imported
-        os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")
+        os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
     if getattr(args, "prompt", None) is not None:  # generate: a single image is not worth a cluster
         raise ScaleOutError("--ray goes with --prompts FILE (a batch); a single --prompt runs here")
     from ..scale_out.cluster import connect as connect_cluster

@@ -30,6 +30,7 @@ CASES = [
     (["make-tiny", "{tmp}/full"], "full"),
     (["fetch-weights", "{tmp}/w", "--metrics", "bogus"], "bogus"),
     (["inspect", "{tmp}/missing.safetensors"], "missing.safetensors"),
+    (["plan", "--base", "nano", "--gpu-memory", "bogus"], "bogus"),
 ]
 
 PROGRAM = """

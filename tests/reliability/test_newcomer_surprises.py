@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from reliability_helpers import child_env, cli_command, run_child, run_cli
+from reliability_helpers import child_env, cli_command, run_cli
 
 PROMPT = "two red circles on a blue background"
 

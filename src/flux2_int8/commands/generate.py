@@ -7,8 +7,10 @@ prompts file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,23 +50,23 @@ def run(args: argparse.Namespace) -> None:
     from ..generate import load_pipeline, resolve_sampling, run_jobs, writing_images
 
     apply_threads(args, args.base)
-    _show_load_notes(args)
-    pipeline = load_pipeline(
-        args.base,
-        transformer=args.transformer,
-        text_encoder=args.text_encoder,
-        device=device_or_default(args.device),
-        dtype=getattr(torch, args.dtype),
-        compile=args.compile,
-        offload=args.offload,
-        local_files_only=args.local_files_only,
-        activations=args.activations,
-        loras=args.lora,
-        fuse_loras=args.fuse_lora,
-        gpu_memory=args.gpu_memory,
-        plan_resolution=max(args.width or 0, args.height or 0) or None,
-        threads=args.threads,
-    )
+    with _load_notes(args):  # the loader's notes for this load only (a process may run more commands, as tests do)
+        pipeline = load_pipeline(
+            args.base,
+            transformer=args.transformer,
+            text_encoder=args.text_encoder,
+            device=device_or_default(args.device),
+            dtype=getattr(torch, args.dtype),
+            compile=args.compile,
+            offload=args.offload,
+            local_files_only=args.local_files_only,
+            activations=args.activations,
+            loras=args.lora,
+            fuse_loras=args.fuse_lora,
+            gpu_memory=args.gpu_memory,
+            plan_resolution=max(args.width or 0, args.height or 0) or None,
+            threads=args.threads,
+        )
     if args.guidance is not None and pipeline.config.is_distilled and not args.quiet:
         print("note: this is a distilled model; it ignores --guidance", file=sys.stderr)
     steps, guidance = resolve_sampling(pipeline, args.steps, args.guidance)
@@ -86,17 +88,21 @@ class _NotesHandler(logging.Handler):
         print(f"note: {record.getMessage()}", file=sys.stderr)
 
 
-def _show_load_notes(args: argparse.Namespace) -> None:
-    """Print the loader's notes (the text-encoder cut, the INT8 cache, what `--offload auto` chose) on stderr."""
+@contextlib.contextmanager
+def _load_notes(args: argparse.Namespace) -> Iterator[None]:
+    """Print the loader's notes (the text-encoder cut, the INT8 cache, what `--offload auto` chose) on stderr while loading."""
     logger = logging.getLogger("flux2_int8")
-    handlers = [h for h in logger.handlers if isinstance(h, _NotesHandler)]
     if args.quiet or args.json:
-        for handler in handlers:
-            logger.removeHandler(handler)
+        yield
         return
-    if not handlers:
-        logger.addHandler(_NotesHandler())
+    handler, level = _NotesHandler(), logger.level
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _check(args: argparse.Namespace) -> list[Job]:

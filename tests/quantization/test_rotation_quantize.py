@@ -142,7 +142,7 @@ def test_bad_rotation_specs_are_usage_errors(tmp_path, spec):
 
 def test_smoothquant_with_rotation_needs_dynamic_activations(tmp_path):
     from flux2_int8.errors import Flux2Int8Error
-    from flux2_int8.quantization.api import _plan
+    from flux2_int8.quantization.plan import plan_quantize as _plan  # the options checked before torch (quantization/plan.py)
 
     with pytest.raises(Flux2Int8Error, match="needs --activations dynamic"):
         _plan(tmp_path / "q.safetensors", "bfl", "max", 0.5, False, (), False, None, 64, 0, "static", (), False, "convrot")

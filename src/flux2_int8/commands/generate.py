@@ -122,12 +122,25 @@ def _check(args: argparse.Namespace) -> list[Job]:
     check_sampling(Sampling(args.steps, args.guidance, args.width, args.height, args.num_images))
     for request in requests:
         check_request(request)
+    _check_local_checkpoints(args)
     jobs = plan_jobs(requests, args.num_images, args.out)
     inputs = input_files(args.base, args.transformer, args.text_encoder, args.prompts, *lora_paths(args.lora), *(image for request in requests for image in request.images))
     check_writable(args.out, [job.path for job in jobs], inputs, args.overwrite)
     if args.lora and args.ray is not None:
         raise Flux2Int8Error("--lora does not go with --ray yet (the workers load the pipeline without it); run without --ray")
     return jobs
+
+
+def _check_local_checkpoints(args: argparse.Namespace) -> None:
+    """Validate the headers of local checkpoint files here, before the output is claimed: under
+    `--ray` only the workers load them, and a bad file must not leave a claimed folder behind."""
+    from ..formats.checkpoint import open_checkpoint
+    from ..formats.header import read_header
+
+    if args.transformer is not None and Path(args.transformer).expanduser().is_file():
+        open_checkpoint(Path(args.transformer).expanduser())
+    if args.text_encoder not in (None, "bf16", "int8") and Path(args.text_encoder).expanduser().is_file():
+        read_header(Path(args.text_encoder).expanduser())
 
 
 def _requests(args: argparse.Namespace) -> list[Request]:

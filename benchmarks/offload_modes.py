@@ -76,7 +76,7 @@ def planned_peaks(variant: str, resolution: int) -> dict[str, int]:
     if variant == "tiny":
         return {}
     from flux2_int8 import plan_memory
-    from flux2_int8.testing.header_pipeline import write_header_only_int8_transformer, write_header_only_pipeline
+    from flux2_int8.bench.header_only import write_header_only_int8_transformer, write_header_only_pipeline
 
     with tempfile.TemporaryDirectory() as folder:
         pipeline = write_header_only_pipeline(Path(folder) / "pipeline", variant)

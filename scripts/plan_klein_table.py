@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flux2_int8.testing.header_pipeline import write_header_only_int8_transformer, write_header_only_pipeline
+from flux2_int8.bench.header_only import write_header_only_int8_transformer, write_header_only_pipeline
 
 CARDS = ("24GB", "16GB", "12GB")
 GIB = 1 << 30

@@ -39,7 +39,7 @@ def test_plan_equals_the_loaded_nano_pipeline_to_the_byte():
 
 @pytest.fixture(scope="module", params=["klein-4b", "klein-9b"])
 def header_only(request, tmp_path_factory):
-    from flux2_int8.testing.header_pipeline import write_header_only_int8_transformer, write_header_only_pipeline
+    from flux2_int8.bench.header_only import write_header_only_int8_transformer, write_header_only_pipeline
 
     folder = tmp_path_factory.mktemp(request.param)
     return request.param, write_header_only_pipeline(folder / "pipeline", request.param), write_header_only_int8_transformer(folder / "int8.safetensors", request.param)

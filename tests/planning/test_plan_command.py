@@ -14,7 +14,7 @@ from flux2_int8.planning import parse_memory
 
 @pytest.fixture(scope="module")
 def klein_9b(tmp_path_factory):
-    from flux2_int8.testing.header_pipeline import write_header_only_int8_transformer, write_header_only_pipeline
+    from flux2_int8.bench.header_only import write_header_only_int8_transformer, write_header_only_pipeline
 
     folder = tmp_path_factory.mktemp("k9")
     return write_header_only_pipeline(folder / "pipeline", "klein-9b"), write_header_only_int8_transformer(folder / "int8.safetensors", "klein-9b")

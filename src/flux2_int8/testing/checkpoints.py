@@ -9,13 +9,13 @@ layouts are written as sparse header-only files: correct headers, no data, no me
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from ..bench.header_only import meta_int8_state, write_sparse_header  # noqa: F401 (kept here for the tests)
 from ..formats.keys import diffusers_to_bfl, map_diffusers_module
 from ..formats.write import write_safetensors_atomic
 from ..quantization.export import quantized_linears, quantized_state_dict
@@ -23,12 +23,6 @@ from ..int8.kernels import INT8_MAX
 from ..int8.weights import quantize_weight
 from ..quantization.recipe import Recipe
 
-# safetensors dtype names -> torch dtypes.
-TORCH_DTYPES = {
-    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
-    "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
-    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
-}
 WeightScaleShape = Literal["[N]", "[N,1]", "0-d", "[1]"]
 InputScaleShape = Literal["0-d", "[1]"]
 
@@ -74,41 +68,6 @@ def write_modelopt(folder: str | Path, state: dict[str, torch.Tensor], config: d
     document["quantization_config"] = {"quant_method": "modelopt", "quant_algo": "W8A8_SQ_PER_CHANNEL", "ignore": kept}
     (folder / "config.json").write_text(json.dumps(document, indent=2, default=list))
     return folder
-
-
-def meta_int8_state(model: nn.Module, recipe: Recipe = Recipe(), weight_dtype: torch.dtype = torch.int8) -> dict[str, torch.Tensor]:
-    """The INT8 (or FP8) state dict of a model built on the meta device: shapes and dtypes only."""
-    state: dict[str, torch.Tensor] = {}
-    for key, tensor in model.state_dict().items():
-        module, _, param = key.rpartition(".")
-        if param == "weight" and isinstance(model.get_submodule(module), nn.Linear) and not recipe.keeps(module):
-            state[key] = torch.empty(tensor.shape, dtype=weight_dtype, device="meta")
-            rows = (tensor.shape[0], 1) if weight_dtype == torch.int8 else ()
-            state[f"{module}.weight_scale"] = torch.empty(rows, device="meta")
-            state[f"{module}.input_scale"] = torch.empty((), device="meta")
-        else:
-            state[key] = torch.empty(tensor.shape, dtype=torch.bfloat16, device="meta")
-    return state
-
-
-def write_sparse_header(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
-    """A safetensors file with a real header and a data section that is a hole in the file.
-
-    On disk and in memory it costs only its header, so real 9B layouts can be tested.
-    """
-    names = {dtype: name for name, dtype in TORCH_DTYPES.items()}
-    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
-    offset = 0
-    for key, tensor in tensors.items():
-        size = tensor.numel() * tensor.element_size()
-        header[key] = {"dtype": names[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header).encode()
-    path = Path(path)
-    with path.open("wb") as handle:
-        handle.write(struct.pack("<Q", len(raw)) + raw)
-        handle.truncate(8 + len(raw) + offset)
-    return path
 
 
 def write_comfy_int8(path: str | Path, model: nn.Module, per_row: bool = True, prefix: str = "", recipe: Recipe = Recipe()) -> Path:

@@ -1,5 +1,8 @@
 """Real-size klein pipelines as headers only: every file's header is true, its data a hole (no disk, no memory).
 
+A product part, not test code: `scripts/plan_klein_table.py` and `benchmarks/offload_modes.py`
+build on it, and the product never imports `testing/`.
+
 What `flux2-int8 plan` reads, at the sizes of the published models, on a machine that
 cannot download them: tests hold the plan's bytes against meta-built models, and the
 table in docs/generate.md is the plan run on these folders
@@ -10,18 +13,64 @@ table in docs/generate.md is the plan run on these folders
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKLFlux2
+from torch import nn
 from transformers import Qwen3ForCausalLM
 
-from ..bench.random_weights import qwen3_config_for
+from .random_weights import qwen3_config_for
 from ..formats.keys import diffusers_to_bfl
 from ..loading.skeleton import build_empty_model
 from ..variants import get_variant
-from .checkpoints import meta_int8_state, write_sparse_header
+from ..quantization.recipe import Recipe
+
+# safetensors dtype names -> torch dtypes.
+TORCH_DTYPES = {
+    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+    "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+def meta_int8_state(model: nn.Module, recipe: Recipe = Recipe(), weight_dtype: torch.dtype = torch.int8) -> dict[str, torch.Tensor]:
+    """The INT8 (or FP8) state dict of a model built on the meta device: shapes and dtypes only."""
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        module, _, param = key.rpartition(".")
+        if param == "weight" and isinstance(model.get_submodule(module), nn.Linear) and not recipe.keeps(module):
+            state[key] = torch.empty(tensor.shape, dtype=weight_dtype, device="meta")
+            rows = (tensor.shape[0], 1) if weight_dtype == torch.int8 else ()
+            state[f"{module}.weight_scale"] = torch.empty(rows, device="meta")
+            state[f"{module}.input_scale"] = torch.empty((), device="meta")
+        else:
+            state[key] = torch.empty(tensor.shape, dtype=torch.bfloat16, device="meta")
+    return state
+
+
+def write_sparse_header(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """A safetensors file with a real header and a data section that is a hole in the file.
+
+    On disk and in memory it costs only its header, so real 9B layouts can be tested.
+    """
+    names = {dtype: name for name, dtype in TORCH_DTYPES.items()}
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for key, tensor in tensors.items():
+        size = tensor.numel() * tensor.element_size()
+        header[key] = {"dtype": names[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    path = Path(path)
+    with path.open("wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        handle.truncate(8 + len(raw) + offset)
+    return path
+
 
 def meta_text_encoder(size: str) -> Qwen3ForCausalLM:
     """The whole Qwen3 text encoder of klein 4B / 9B on the meta device (bf16)."""

@@ -11,6 +11,7 @@ read. Buffers that are computed, not stored (rotary frequencies), are built norm
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -223,18 +224,23 @@ def _read_state(stored: dict[str, tuple[SafetensorsHeader, str]], quantized: lis
     """Tensors as the model holds them: int8 weights as stored, scales float32 [N] / 0-d, the rest in `dtype`."""
     int8_weights = {f"{name}.weight" for name in quantized}
     state: dict[str, torch.Tensor] = {}
+    for path, name, key, tensor in read_stored(stored):
+        module, _, param = name.rpartition(".")
+        if param in _SCALES and module in quantized:
+            check_scale_values(path, key, tensor)
+            tensor = canonical_scale(param, tensor, stored[f"{module}.weight"][0].tensors[stored[f"{module}.weight"][1]].shape[0])
+        elif name not in int8_weights:
+            tensor = tensor.to(dtype)
+        state[name] = tensor.to(device)
+    return state
+
+
+def read_stored(stored: dict[str, tuple[SafetensorsHeader, str]]) -> Iterator[tuple[Path, str, str, torch.Tensor]]:
+    """(file, model name, stored key, tensor) for each kept tensor, read once, one `safe_open` per file."""
     by_file: dict[Path, list[tuple[str, str]]] = {}
     for name, (header, key) in stored.items():
         by_file.setdefault(header.path, []).append((name, key))
     for path, entries in by_file.items():
         with safe_open(str(path), framework="pt") as handle:
             for name, key in entries:
-                tensor = handle.get_tensor(key)
-                module, _, param = name.rpartition(".")
-                if param in _SCALES and module in quantized:
-                    check_scale_values(path, key, tensor)
-                    tensor = canonical_scale(param, tensor, stored[f"{module}.weight"][0].tensors[stored[f"{module}.weight"][1]].shape[0])
-                elif name not in int8_weights:
-                    tensor = tensor.to(dtype)
-                state[name] = tensor.to(device)
-    return state
+                yield path, name, key, handle.get_tensor(key)

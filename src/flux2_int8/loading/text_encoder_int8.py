@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 
@@ -31,7 +30,7 @@ from ..formats.header import read_header
 from ..formats.write import write_safetensors_atomic
 from ..int8.weights import quantize_weight, weight_scale_per_channel
 from ..version import __version__
-from .text_encoder import CONFIG_METADATA, load_text_encoder, stored_tensors, text_encoder_folder, weight_files
+from .text_encoder import CONFIG_METADATA, load_text_encoder, read_stored, stored_tensors, text_encoder_folder, weight_files
 from .text_encoder_cut import cut_config, cut_for, empty_cut_encoder
 
 logger = logging.getLogger("flux2_int8")
@@ -129,18 +128,12 @@ def _usable(path: Path) -> bool:
 def _quantized_state(stored: dict, linears: set[str], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Read each kept tensor once; linear weights -> int8 [N, K] + float32 weight_scale [N], the rest -> `dtype`."""
     state: dict[str, torch.Tensor] = {}
-    by_file: dict[Path, list[tuple[str, str]]] = {}
-    for name, (header, key) in stored.items():
-        by_file.setdefault(header.path, []).append((name, key))
-    for path, entries in by_file.items():
-        with safe_open(str(path), framework="pt") as handle:
-            for name, key in entries:
-                tensor = handle.get_tensor(key)
-                module, _, param = name.rpartition(".")
-                if module in linears and param == "weight":
-                    scale = weight_scale_per_channel(tensor)
-                    state[name] = quantize_weight(tensor, scale)
-                    state[f"{module}.weight_scale"] = scale
-                else:
-                    state[name] = tensor.to(dtype)
+    for _, name, _, tensor in read_stored(stored):
+        module, _, param = name.rpartition(".")
+        if module in linears and param == "weight":
+            scale = weight_scale_per_channel(tensor)
+            state[name] = quantize_weight(tensor, scale)
+            state[f"{module}.weight_scale"] = scale
+        else:
+            state[name] = tensor.to(dtype)
     return state

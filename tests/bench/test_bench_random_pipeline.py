@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from transformers import Qwen3Config
 
-from flux2_int8.bench import pipeline_bench
+from flux2_int8.bench import pipeline_bench, random_pipeline
 from flux2_int8.bench.pipeline_bench import BenchSettings, run_benchmark
 from flux2_int8.bench.random_weights import random_vae
 from flux2_int8.tiny import TINY_TEXT_ENCODER_CONFIG, TINY_VAE_CONFIG
@@ -22,8 +22,8 @@ SMALL = Architecture("small", num_layers=1, num_single_layers=1, num_attention_h
 def small_klein(monkeypatch):
     """'klein-9b' built at a small size: tiny Qwen3 (hidden 32 = 96 / 3) and tiny VAE (8 latent channels x 4 = 32)."""
     monkeypatch.setattr(pipeline_bench, "get_variant", lambda name: Variant(name, SMALL, "none", distilled=True))
-    monkeypatch.setattr(pipeline_bench, "qwen3_config_for", lambda arch: Qwen3Config(**TINY_TEXT_ENCODER_CONFIG))
-    monkeypatch.setattr(pipeline_bench, "random_vae", lambda device, dtype, seed: random_vae(device, dtype, seed, config=TINY_VAE_CONFIG))
+    monkeypatch.setattr(random_pipeline, "qwen3_config_for", lambda arch: Qwen3Config(**TINY_TEXT_ENCODER_CONFIG))
+    monkeypatch.setattr(random_pipeline, "random_vae", lambda device, dtype, seed: random_vae(device, dtype, seed, config=TINY_VAE_CONFIG))
 
 
 def test_full_pipeline_times_every_phase(small_klein):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+from diffusers import Flux2KleinPipeline
 from torch import nn
 
 from ..errors import ConfigError
@@ -39,9 +39,10 @@ from ..loading import load_transformer
 from ..quantization.one_forward import write_tiny_quantized
 from ..nano import NANO_MAX_SEQUENCE_LENGTH, nano_folder
 from ..tiny import BFL_CHECKPOINT_FILE, tiny_pipeline_cache
-from ..variants import KLEIN_SCHEDULER_CONFIG, Architecture, get_variant
+from ..variants import Architecture, get_variant
 from .budget import Budget
-from .random_weights import check_format, qwen3_config_for, random_text_encoder, random_transformer, random_vae
+from .random_pipeline import random_components
+from .random_weights import check_format, random_transformer
 from .timing import (
     DeviceClock,
     Stats,
@@ -564,16 +565,7 @@ class _KleinSource(_Source):
             return None
 
         def build() -> dict[str, Any]:
-            from transformers import AutoTokenizer
-
-            return {
-                "scheduler": FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER_CONFIG),
-                "vae": random_vae(self.device, self.dtype, seed=self.settings.seed + 2),
-                "text_encoder": random_text_encoder(qwen3_config_for(self.architecture), self.device, self.dtype, seed=self.settings.seed + 1),
-                # The tiny byte-level BPE stands in for Qwen's: prompts are padded to 512 tokens, so the
-                # encoder's work is the same; its ids (< 512) are all inside Qwen3's 151936-entry vocabulary.
-                "tokenizer": AutoTokenizer.from_pretrained(tiny_pipeline_cache() / "tokenizer"),
-            }
+            return random_components(self.architecture, self.device, self.dtype, seed=self.settings.seed)
 
         seconds, self.components = time_once(build, self.device)
         return seconds

@@ -9,11 +9,13 @@ Speed and memory do not depend on the weights' values; the pictures are noise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
 
 from ..tiny import tiny_pipeline_cache
-from ..variants import KLEIN_SCHEDULER_CONFIG, get_variant
+from ..variants import KLEIN_SCHEDULER_CONFIG, Architecture, get_variant
 from .random_weights import check_format, qwen3_config_for, random_text_encoder, random_transformer, random_vae
 
 
@@ -37,15 +39,25 @@ def random_pipeline(variant: str, fmt: str = "int8", device: torch.device | str 
         diffusers' pipeline, as `load_pipeline` returns it.
     """
     chosen = get_variant(variant)
-    from transformers import AutoTokenizer
-
     pipeline = Flux2KleinPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER_CONFIG),
-        vae=random_vae(device, dtype, seed=seed + 2),
-        text_encoder=random_text_encoder(qwen3_config_for(chosen.architecture), device, dtype, seed=seed + 1),
-        tokenizer=AutoTokenizer.from_pretrained(tiny_pipeline_cache() / "tokenizer"),
         transformer=random_transformer(chosen.architecture, check_format(fmt), device, dtype, seed=seed),
         is_distilled=chosen.distilled,
+        **random_components(chosen.architecture, device, dtype, seed),
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def random_components(architecture: Architecture, device: torch.device | str, dtype: torch.dtype, seed: int = 0) -> dict[str, Any]:
+    """Everything of a full-size klein pipeline but the transformer: scheduler, random VAE (seed + 2)
+    and Qwen3 text encoder (seed + 1) at their real sizes, and a stand-in tokenizer."""
+    from transformers import AutoTokenizer
+
+    return {
+        "scheduler": FlowMatchEulerDiscreteScheduler(**KLEIN_SCHEDULER_CONFIG),
+        "vae": random_vae(device, dtype, seed=seed + 2),
+        "text_encoder": random_text_encoder(qwen3_config_for(architecture), device, dtype, seed=seed + 1),
+        # The tiny byte-level BPE stands in for Qwen's: prompts are padded to 512 tokens, so the
+        # encoder's work is the same; its ids (< 512) are all inside Qwen3's 151936-entry vocabulary.
+        "tokenizer": AutoTokenizer.from_pretrained(tiny_pipeline_cache() / "tokenizer"),
+    }

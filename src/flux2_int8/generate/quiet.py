@@ -14,35 +14,36 @@ _KLEIN_LOGGER = "diffusers.pipelines.flux2.pipeline_flux2_klein"
 _IGNORED_GUIDANCE = "is ignored for step-wise distilled models"
 
 
-class _IgnoredGuidanceFilter(logging.Filter):
+class _DropMessage(logging.Filter):
+    """Drops the records whose message contains `fragment`; every other record passes."""
+
+    def __init__(self, fragment: str) -> None:
+        super().__init__()
+        self.fragment = fragment
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return _IGNORED_GUIDANCE not in record.getMessage()
+        return self.fragment not in record.getMessage()
+
+
+def _drop_on(logger_name: str, fragment: str) -> None:
+    """Install a `_DropMessage(fragment)` on the logger, once."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(existing, _DropMessage) and existing.fragment == fragment for existing in logger.filters):
+        logger.addFilter(_DropMessage(fragment))
 
 
 def silence_ignored_guidance_warning() -> None:
     """Install the filter on the klein pipeline's logger (once)."""
-    logger = logging.getLogger(_KLEIN_LOGGER)
-    if not any(isinstance(existing, _IgnoredGuidanceFilter) for existing in logger.filters):
-        logger.addFilter(_IgnoredGuidanceFilter())
+    _drop_on(_KLEIN_LOGGER, _IGNORED_GUIDANCE)
 
 
 _PIPELINE_LOGGER = "diffusers.pipelines.pipeline_utils"
+# The cut text encoder is transformers' headless `Qwen3Model` where the pipeline's hint says
+# `Qwen3ForCausalLM`. The pipeline only reads hidden states, which both answer alike; the
+# warning would appear on every load.
 _CUT_ENCODER_TYPE = "Expected types for text_encoder: (<class 'transformers.models.qwen3.modeling_qwen3.Qwen3ForCausalLM'>,), got <class 'transformers.models.qwen3.modeling_qwen3.Qwen3Model'>"
-
-
-class _CutEncoderTypeFilter(logging.Filter):
-    """The cut text encoder is transformers' headless `Qwen3Model` where the pipeline's hint says `Qwen3ForCausalLM`.
-
-    The pipeline only reads hidden states, which both answer alike; the warning would
-    appear on every load.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return _CUT_ENCODER_TYPE not in record.getMessage()
 
 
 def silence_cut_encoder_type_warning() -> None:
     """Install the filter on diffusers' pipeline logger (once)."""
-    logger = logging.getLogger(_PIPELINE_LOGGER)
-    if not any(isinstance(existing, _CutEncoderTypeFilter) for existing in logger.filters):
-        logger.addFilter(_CutEncoderTypeFilter())
+    _drop_on(_PIPELINE_LOGGER, _CUT_ENCODER_TYPE)

@@ -27,6 +27,7 @@ from ..formats.checkpoint import open_checkpoint
 from ..limits import GUIDANCE, STEPS, check_side
 from ..formats.header import loads_bounded
 from ..outputs import write_text_atomic
+from ..planning.sources import HUB_FILE  # owner/repo/file.safetensors, as load_pipeline takes it
 from .suite import Case
 
 RUN_FILE = "run.json"
@@ -212,9 +213,6 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
-_HUB_FILE = re.compile(r"^[\w.-]+/[\w.-]+/\S+\.safetensors$")  # owner/repo/file.safetensors, as load_pipeline takes it
-
-
 @dataclass(frozen=True)
 class Shard:
     """Shard `index` of `count` (0-based): the cases at positions index, index + count, ..."""
@@ -250,6 +248,6 @@ def check_checkpoints(models: Sequence[ModelSpec]) -> None:
 def check_checkpoint(model: ModelSpec) -> None:
     """Refuse a checkpoint path that is neither a local file/folder nor a hub file (owner/repo/file.safetensors)."""
     spec = model.transformer
-    if spec is None or Path(spec).expanduser().exists() or _HUB_FILE.match(spec):
+    if spec is None or Path(spec).expanduser().exists() or HUB_FILE.match(spec):
         return
     raise CheckpointError(spec, f"no such file or folder (model '{model.name}'; a file on the hub is written owner/repo/file.safetensors)")

@@ -42,6 +42,32 @@ def test_eager_quantization_gives_the_same_integers(blocking, dtype, mode):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_the_one_pass_input_step_gives_the_same_integers_and_scales(blocking, dtype, mode):
+    """Dynamic scales come from each block's min and max, not from an |x| temporary: the same scales."""
+    x = activations(dtype)
+    scale = torch.tensor(0.5) if mode == "static" else None
+    got, got_scale = kernels.quantize_input_eager(x, scale)
+    expected, expected_scale = kernels.quantize_input(x, scale)
+    assert torch.equal(got, expected) and torch.equal(got_scale, expected_scale)
+
+
+@pytest.mark.parametrize("group", [4, 32, 256])  # 256 goes through the Kronecker factors
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_the_blocked_rotation_gives_the_integers_of_the_whole_one(blocking, group, mode):
+    """Rotated block by block, sums may reassociate: an integer may move by one step at a tie, no further."""
+    from flux2_int8.int8.rotation import hadamard
+
+    x = activations(torch.bfloat16, width=512)
+    scale = torch.tensor(0.05) if mode == "static" else None
+    got, got_scale = kernels.quantize_input_eager(x, scale, hadamard(group))
+    expected, expected_scale = kernels.quantize_input(x, scale, hadamard(group))
+    moved = (got.int() - expected.int()).abs()
+    assert moved.max() <= 1 and moved.float().mean() < 1e-3
+    torch.testing.assert_close(got_scale, expected_scale, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_eager_rescale_gives_the_same_floats(blocking, dtype, mode, bias):
     generator = torch.Generator().manual_seed(1)

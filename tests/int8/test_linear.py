@@ -61,13 +61,15 @@ def test_leading_dimensions_and_output_dtype_follow_the_input():
     assert y.shape == (2, 5, 16) and y.dtype == torch.bfloat16
 
 
-def test_auto_picks_int_mm_on_cuda_with_legal_shapes_and_on_vnni_cpus(monkeypatch):
+def test_auto_picks_int_mm_on_cuda_with_legal_shapes_and_onednn_on_vnni_cpus(monkeypatch):
     from flux2_int8.int8 import backends
 
     monkeypatch.setattr(backends, "TRITON_IN_AUTO", False)  # the default: Triton is opt-in
     monkeypatch.setattr(backends, "CPU_HAS_VNNI", False)
     assert pick_backend(torch.device("cpu"), 3072, 3072) == "emulated"
     monkeypatch.setattr(backends, "CPU_HAS_VNNI", True)
+    assert pick_backend(torch.device("cpu"), 3072, 3070) == "onednn"
+    monkeypatch.setattr(backends, "ONEDNN_INSTALLED", False)
     assert pick_backend(torch.device("cpu"), 3072, 3070) == "int_mm"
     assert pick_backend(torch.device("cuda"), 3072, 3072) == "int_mm"  # any M: M <= 16 is padded to 17 rows
     assert pick_backend(torch.device("cuda"), 3072, 3070) == "emulated"

@@ -1,7 +1,8 @@
 """The INT8 backend table and the `auto` choice: one decision, in one place.
 
 Every backend computes the same math (see `kernels`) with the signature
-`(x [M, K], weight int8 [N, K], weight_scale float32 [N], input_scale float32 0-d, bias [N] | None) -> y [M, N]`.
+`(x [M, K], weight int8 [N, K], weight_scale float32 [N], input_scale float32 0-d, [M, 1] or None (dynamic),
+bias [N] | None, rotation float32 [G, G] | None) -> y [M, N]` in x's dtype.
 The Triton backends reach the custom op `flux2_int8::w8a8_linear` (module `triton_w8a8`),
 imported on first use because triton is an optional extra.
 """
@@ -15,7 +16,7 @@ from collections.abc import Callable
 import torch
 
 from ..errors import Flux2Int8Error
-from .kernels import can_use_int_mm, emulated_linear, emulated_w8a8, int_mm_linear, quantize_activation, reference_linear
+from .kernels import can_use_int_mm, emulated_linear, emulated_w8a8, int_mm_linear, prepared_input, quantize_activation, quantize_input_eager, reference_linear, rescale_accumulator_eager
 
 TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 # `auto` uses Triton on CUDA only when FLUX2_INT8_TRITON=1 (read at import): the fused
@@ -30,23 +31,100 @@ TRITON_IN_AUTO = TRITON_INSTALLED and os.environ.get("FLUX2_INT8_TRITON", "0") =
 CPU_HAS_VNNI = bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
 
 
-def triton_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+# oneDNN's int8 linear (the op behind PyTorch 2 Export's x86 quantization) on a weight packed
+# once into its VNNI/AMX blocked layout, with the rescale and bias in its epilogue.
+ONEDNN_INSTALLED = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
+_ZERO_POINTS: dict[int, torch.Tensor] = {}
+_UNIT_SCALES: dict[int, torch.Tensor] = {}
+
+
+def pack_weight_for_onednn(weight: torch.Tensor) -> torch.Tensor:
+    """int8 [N, K] -> oneDNN's packed int8 weight (an opaque mkldnn tensor of the same bytes).
+
+    Why we hold a second copy: `torch._int_mm` hands oneDNN the plain [N, K] weight, which
+    it re-lays out for AMX/VNNI on every call; the packed one made a klein-9B linear 1.3-2x
+    faster on this project's Xeon (benchmarks/peers.py, docs/kernels.md).
+    """
+    return torch.ops.onednn.qlinear_prepack(weight, None)
+
+
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor | None, bias: torch.Tensor | None, rotation: torch.Tensor | None = None) -> torch.Tensor:
+    """CPU: oneDNN's int8 GEMM on a packed weight, the same floats as `int_mm` bit for bit.
+
+    `weight` is the packed form (`Int8Linear` keeps it) or a plain int8 one, packed here.
+    The input step is `kernels.quantize_input_eager`. Static scales go to oneDNN whole: it
+    forms acc · (input_scale · weight_scale) + bias in float32 and casts, exactly as
+    `rescale_accumulator` does (for the row counts and CPUs where that holds: see
+    `FUSED_EPILOGUE_MIN_ROWS`). oneDNN takes one activation scale per tensor, so for dynamic
+    (per-row) scales it returns the integer accumulator as float32 (unit scales: the same
+    rounding as `acc.float()`) and the blocked `rescale_accumulator_eager` finishes.
+    While `torch.compile` traces (and off CPU, or in a torch built without oneDNN), this is
+    `int_mm_linear`, whose steps Inductor fuses.
+    """
+    if torch.compiler.is_compiling() or x.device.type != "cpu" or not ONEDNN_INSTALLED:
+        return int_mm_linear(x, weight, weight_scale, input_scale, bias, rotation)
+    packed = weight if weight.is_mkldnn else pack_weight_for_onednn(weight)
+    quantized, scale = quantize_input_eager(x, input_scale, rotation)
+    n = weight_scale.shape[0]
+    zero_points = _cached(_ZERO_POINTS, n, lambda: torch.zeros(n, dtype=torch.int64))
+    if scale.dim() == 0 and quantized.shape[0] >= FUSED_EPILOGUE_MIN_ROWS and _fused_epilogue_is_exact():
+        bias32 = None if bias is None else bias.float()
+        return torch.ops.onednn.qlinear_pointwise(quantized, float(scale), 0, packed, weight_scale, zero_points, bias32, 1.0, 0, x.dtype, "none", [], "")
+    unit = _cached(_UNIT_SCALES, n, lambda: torch.ones(n, dtype=torch.float32))
+    accumulator = torch.ops.onednn.qlinear_pointwise(quantized, 1.0, 0, packed, unit, zero_points, None, 1.0, 0, torch.float32, "none", [], "")
+    return rescale_accumulator_eager(accumulator, scale, weight_scale, bias, x.dtype)
+
+
+# oneDNN's kernels for a few rows (M <= 8 seen on an AMX Xeon) apply the two scales one after
+# the other, an ulp away from acc * (input_scale * weight_scale); its blocked kernels for more
+# rows form that product first, as `rescale_accumulator` does. Those rows are fused in
+# oneDNN's epilogue once a probe on this CPU has shown it bit-equal; the others, and every CPU
+# where the probe differs, take the unit-scale accumulator and our blocked rescale.
+FUSED_EPILOGUE_MIN_ROWS = 16
+_FUSED_EPILOGUE_EXACT: list[bool] = []
+
+
+def _fused_epilogue_is_exact() -> bool:
+    """Whether oneDNN's fused rescale equals `rescale_accumulator` bit for bit here (probed once a process)."""
+    if not _FUSED_EPILOGUE_EXACT:
+        generator = torch.Generator().manual_seed(0)
+        rows, width, outputs = 2 * FUSED_EPILOGUE_MIN_ROWS, 256, 64
+        quantized = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
+        weight = torch.randint(-128, 128, (outputs, width), dtype=torch.int8, generator=generator)
+        weight_scale, bias = torch.rand(outputs, generator=generator) * 1e-3, torch.randn(outputs, generator=generator)
+        scale = torch.tensor(0.0371)
+        fused = torch.ops.onednn.qlinear_pointwise(quantized, float(scale), 0, pack_weight_for_onednn(weight), weight_scale, torch.zeros(outputs, dtype=torch.int64), bias, 1.0, 0, torch.float32, "none", [], "")
+        _FUSED_EPILOGUE_EXACT.append(torch.equal(fused, rescale_accumulator_eager(torch._int_mm(quantized, weight.t()), scale, weight_scale, bias, torch.float32)))
+    return _FUSED_EPILOGUE_EXACT[0]
+
+
+def _cached(cache: dict[int, torch.Tensor], size: int, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    if size not in cache:
+        cache[size] = build()
+    return cache[size]
+
+
+def triton_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor | None, bias: torch.Tensor | None, rotation: torch.Tensor | None = None) -> torch.Tensor:
     """Fused Triton W8A8 GEMM, the activation quantized inside the kernel's load.
 
     Best where nothing fuses the quantization into the op producing `x` (eager mode):
     x is read once as float, and no int8 copy of it is written.
     """
-    return _triton_op(x.device)(x, weight, weight_scale, input_scale, bias, x.dtype)
+    dtype = x.dtype
+    x, scale = prepared_input(x, input_scale, rotation)
+    return _triton_op(x.device)(x, weight, weight_scale, scale, bias, dtype)
 
 
-def triton_prequant_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def triton_prequant_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor | None, bias: torch.Tensor | None, rotation: torch.Tensor | None = None) -> torch.Tensor:
     """The same Triton GEMM fed an int8 activation quantized by torch ops.
 
     Under `torch.compile` Inductor fuses that quantization into the op producing `x`
     (norm, modulation, activation), so the GEMM reads int8 and skips re-quantizing
     each x tile once per output tile; q, k and v share one quantized input.
     """
-    return _triton_op(x.device)(quantize_activation(x, input_scale), weight, weight_scale, input_scale, bias, x.dtype)
+    dtype = x.dtype
+    x, scale = prepared_input(x, input_scale, rotation)
+    return _triton_op(x.device)(quantize_activation(x, scale), weight, weight_scale, scale, bias, dtype)
 
 
 def _triton_op(device: torch.device) -> Callable[..., torch.Tensor]:
@@ -66,6 +144,7 @@ def _triton_op(device: torch.device) -> Callable[..., torch.Tensor]:
 
 BACKENDS: dict[str, Callable[..., torch.Tensor]] = {
     "int_mm": int_mm_linear,
+    "onednn": onednn_linear,
     "emulated": emulated_linear,
     "reference": reference_linear,
     "triton": triton_linear,
@@ -79,12 +158,14 @@ def pick_backend(device: torch.device, k: int, n: int) -> str:
     With Triton enabled on CUDA, eager runs quantize inside the GEMM ("triton") and compiled
     runs let Inductor fuse the quantization into the producer ("triton_prequant");
     the kernel masks its edges, so every shape suits it, M <= 16 included. `_int_mm`
-    pads short activations itself, so the row count never decides.
+    pads short activations itself, so the row count never decides. On a VNNI CPU, eager
+    runs take oneDNN's packed-weight GEMM ("onednn") and compiled runs `int_mm`, which
+    Inductor fuses with the quantization and the rescale.
     """
     if device.type == "cuda" and TRITON_IN_AUTO:
         return "triton_prequant" if torch.compiler.is_compiling() else "triton"
     if device.type == "cuda" and can_use_int_mm(k, n):
         return "int_mm"
     if device.type == "cpu" and CPU_HAS_VNNI:
-        return "int_mm"
+        return "onednn" if ONEDNN_INSTALLED and not torch.compiler.is_compiling() else "int_mm"
     return "emulated"

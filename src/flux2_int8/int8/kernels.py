@@ -7,13 +7,19 @@ bias [N] or None; y [M, N] in x's dtype. input_scale is float32 0-d for static
 activations (calibrated once), or [M, 1] for dynamic ones (`row_scale`, one
 scale per row, i.e. per token): every function below broadcasts either form the same way.
 
-This is the ground floor of `int8/`: the Triton op (`triton_w8a8`) builds on it, the
+Every backend takes `input_scale=None` to mean dynamic (the row scales are computed here,
+from the rotated input where the layer is ConvRot's) and an optional `rotation` [G, G]
+applied to x before it is quantized (`quantize_input` is the definition of both steps).
+
+This is the ground floor of `int8/` (with `rotation` below it): the Triton op (`triton_w8a8`) builds on it, the
 backend table (`backends`) on both, the layers (`linear`) on the table.
 """
 
 from __future__ import annotations
 
 import torch
+
+from .rotation import rotate
 
 INT8_MIN, INT8_MAX = -128, 127
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
@@ -86,6 +92,59 @@ def quantize_activation_eager(x: torch.Tensor, input_scale: torch.Tensor) -> tor
     return quantized
 
 
+def quantize_input(x: torch.Tensor, input_scale: torch.Tensor | None, rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The definition of an INT8 layer's input step: rotate (ConvRot), scale, quantize -> (int8 [M, K], scale).
+
+    `input_scale` None means dynamic: one scale per row of the (rotated) input (`row_scale`).
+    This plain form is what `torch.compile` traces and fuses into the producer of x.
+    """
+    if rotation is not None:
+        x = rotate(x, rotation)
+    scale = row_scale(x) if input_scale is None else input_scale
+    return quantize_activation(x, scale), scale
+
+
+def quantize_input_eager(x: torch.Tensor, input_scale: torch.Tensor | None, rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`quantize_input` for eager runs, in one pass over x: rotation, row scales and rounding per cached block.
+
+    On CPU, big inputs go row block by row block through the float32 scratch
+    (`SCRATCH_ELEMENTS`): upcast, rotate the block (rows are whole, so every group is in it),
+    take each row's scale from `torch.aminmax` (the same max |x| as `row_scale`, with no
+    |x| temporary), then divide, round and clamp in place. Without a rotation the integers
+    and scales are those of `quantize_input` bit for bit; with one, the block's float32
+    rotation may reassociate sums, as `rotate` on the whole tensor does.
+    """
+    if not _blocked(x):
+        if rotation is not None:
+            x = rotate(x, rotation)
+        scale = row_scale(x) if input_scale is None else input_scale
+        return _integer_valued_activation(x, scale).to(torch.int8), scale
+    rows, width = x.shape
+    quantized = torch.empty((rows, width), dtype=torch.int8)
+    scales = torch.empty((rows, 1), dtype=torch.float32) if input_scale is None else input_scale
+    per_row = scales.dim() > 0
+    step = max(1, SCRATCH_ELEMENTS // width)
+    scratch = torch.empty((min(step, rows), width), dtype=torch.float32)
+    for start in _row_blocks(rows, width):
+        count = min(step, rows - start)
+        block = scratch[:count]
+        block.copy_(x[start : start + count])
+        if rotation is not None:
+            block = rotate(block, rotation)
+        if input_scale is None:
+            _row_scale_into(block, scales[start : start + count])
+        block.div_(scales[start : start + count] if per_row else scales).round_().clamp_(INT8_MIN, INT8_MAX)
+        quantized[start : start + count].copy_(block)
+    return quantized, scales
+
+
+def _row_scale_into(block: torch.Tensor, out: torch.Tensor) -> None:
+    """`row_scale` of a float32 block written into `out` [rows, 1], from its min and max (no |x| temporary)."""
+    low, high = torch.aminmax(block, dim=-1, keepdim=True)
+    amax = torch.maximum(high, low.neg_())
+    out.copy_(torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax)))
+
+
 def rescale_accumulator(accumulator: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     """accumulator [M, N] (int32 or integer-valued float32) -> y [M, N] in `dtype`."""
     y = accumulator.float() if accumulator.dtype != torch.float32 else accumulator
@@ -98,11 +157,11 @@ def rescale_accumulator(accumulator: torch.Tensor, input_scale: torch.Tensor, we
 def rescale_accumulator_eager(accumulator: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     """`rescale_accumulator` for eager runs: the same float32 operations in the same order, bit for bit.
 
-    On CPU, a big int32 accumulator is converted, scaled and biased row block by row block
+    On CPU, a big int32 (or integer-valued float32) accumulator is converted, scaled and biased row block by row block
     in a cache-resident float32 scratch and written once, in `dtype`: no [M, N] float32
     temporary (nor, for per-row scales, their [M, N] outer product with `weight_scale`).
     """
-    if accumulator.dtype != torch.int32 or torch.compiler.is_compiling():
+    if accumulator.dtype not in (torch.int32, torch.float32) or torch.compiler.is_compiling():
         return rescale_accumulator(accumulator, input_scale, weight_scale, bias, dtype)
     if not _blocked(accumulator):  # small: one op fewer (int32 * float32 is the float32 product of acc.float())
         y = torch.mul(accumulator, input_scale * weight_scale)
@@ -137,7 +196,7 @@ def can_use_int_mm(k: int, n: int) -> bool:
     return k % 8 == 0 and n % 8 == 0
 
 
-def int_mm_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def int_mm_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor | None, bias: torch.Tensor | None, rotation: torch.Tensor | None = None) -> torch.Tensor:
     """Tensor-core path: int8 x int8 -> int32 with `torch._int_mm`.
 
     Under `torch.compile`, Inductor fuses the quantization into the producer of `x`
@@ -148,23 +207,32 @@ def int_mm_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
     oneDNN's CPU `_int_mm` takes any M, so nothing is padded there.
     """
     eager = not torch.compiler.is_compiling()
-    quantized = quantize_activation_eager(x, input_scale) if eager else quantize_activation(x, input_scale)
+    quantized, scale = (quantize_input_eager if eager else quantize_input)(x, input_scale, rotation)
     rows = quantized.shape[0]
     if rows < INT_MM_MIN_ROWS and x.device.type != "cpu":
         quantized = torch.nn.functional.pad(quantized, (0, 0, 0, INT_MM_MIN_ROWS - rows))
     accumulator = torch._int_mm(quantized, weight.t())[:rows]
     rescale = rescale_accumulator_eager if eager else rescale_accumulator
-    return rescale(accumulator, input_scale, weight_scale, bias, x.dtype)
+    return rescale(accumulator, scale, weight_scale, bias, x.dtype)
 
 
-def emulated_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def prepared_input(x: torch.Tensor, input_scale: torch.Tensor | None, rotation: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x rotated, float, and its scale): the float side of `quantize_input`, for the float-math backends."""
+    if rotation is not None:
+        x = rotate(x, rotation)
+    return x, row_scale(x) if input_scale is None else input_scale
+
+
+def emulated_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor | None, bias: torch.Tensor | None, rotation: torch.Tensor | None = None) -> torch.Tensor:
     """Integer math carried in float32: exact while |accumulator| < 2**24, then fp32 rounding.
 
-    This is the CPU backend (and CUDA's for small M or odd shapes): int8 values
+    This is the CPU backend without VNNI (and CUDA's for odd shapes): int8 values
     are exact in float32, so a float32 GEMM of them gives the integer products at fp32
     speed, where CPU `_int_mm` without VNNI is ~17x slower.
     """
-    return rescale_accumulator(emulated_accumulator(x, weight, input_scale), input_scale, weight_scale, bias, x.dtype)
+    dtype = x.dtype
+    x, scale = prepared_input(x, input_scale, rotation)
+    return rescale_accumulator(emulated_accumulator(x, weight, scale), scale, weight_scale, bias, dtype)
 
 
 def emulated_accumulator(x: torch.Tensor, weight: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
@@ -172,14 +240,16 @@ def emulated_accumulator(x: torch.Tensor, weight: torch.Tensor, input_scale: tor
     return _integer_valued_activation(x, input_scale) @ weight.float().t()
 
 
-def reference_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def reference_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor | None, bias: torch.Tensor | None, rotation: torch.Tensor | None = None) -> torch.Tensor:
     """Dequantize both operands, then a float64 GEMM: the slow, obviously-right reference for tests."""
-    x_dequantized = _integer_valued_activation(x, input_scale).double() * input_scale.double()
+    dtype = x.dtype
+    x, scale = prepared_input(x, input_scale, rotation)
+    x_dequantized = _integer_valued_activation(x, scale).double() * scale.double()
     weight_dequantized = weight.double() * weight_scale.double()[:, None]
     y = x_dequantized @ weight_dequantized.t()
     if bias is not None:
         y = y + bias.double()
-    return y.to(x.dtype)
+    return y.to(dtype)
 
 
 def emulated_w8a8(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:

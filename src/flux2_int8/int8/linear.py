@@ -7,7 +7,6 @@ every output channel.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -15,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ChoiceError
-from .backends import BACKENDS, pick_backend
-from .kernels import FP8_MAX, row_scale
-from .rotation import hadamard, hadamard_kind, rotate
+from .backends import BACKENDS, pack_weight_for_onednn, pick_backend
+from .kernels import FP8_MAX
+from .rotation import hadamard, hadamard_kind
 
 Activations = Literal["static", "dynamic"]
 ACTIVATION_MODES: tuple[Activations, ...] = ("static", "dynamic")
@@ -101,8 +100,9 @@ class Int8Linear(_ScaledLinear):
     ----------
     backend : str
         "auto" (on CUDA `_int_mm` where its shape rules allow, or the fused Triton kernel
-        with FLUX2_INT8_TRITON=1; exact float32 emulation or oneDNN's int8 GEMM on CPUs),
-        or one of "int_mm", "emulated", "reference", "triton", "triton_prequant" to force
+        with FLUX2_INT8_TRITON=1; on CPUs oneDNN's int8 GEMM on a packed weight with VNNI,
+        exact float32 emulation without), or one of "int_mm", "onednn", "emulated",
+        "reference", "triton", "triton_prequant" to force
         one (see `backends.pick_backend` and docs/kernels.md).
 
     Examples
@@ -142,35 +142,55 @@ class Int8Linear(_ScaledLinear):
         return "static" if self.input_scale is not None else "dynamic"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._scaled_input(x)
+        x = self._scaled_input(x)  # SmoothQuant acts on the raw input; the backend rotates after it
         leading = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
-        if self.rotation is not None:  # SmoothQuant (above) acts on the raw input, the rotation after it
-            x2d = rotate(x2d, self.rotation)
-        input_scale = self.input_scale if self.input_scale is not None else row_scale(x2d)
-        y = self._backend_for(x.device)(x2d, self.weight, self.weight_scale, input_scale, self.bias)
+        backend = self._backend_name(x.device)
+        weight = self._packed_weight() if backend == "onednn" and x.device.type == "cpu" and not torch.compiler.is_compiling() else self.weight
+        y = BACKENDS[backend](x2d, weight, self.weight_scale, self.input_scale, self.bias, self.rotation)
         return y.to(x.dtype).reshape(*leading, self.out_features)
+
+    def _packed_weight(self) -> torch.Tensor:
+        """The weight in oneDNN's packed layout, made on first use and again whenever the weight changes.
+
+        Kept out of the state dict, copies and pickles (`__getstate__`): it is derived data,
+        an opaque tensor, and the same bytes again (docs/kernels.md says what it costs).
+        """
+        weight = self.weight
+        cached = self.__dict__.get("_onednn_weight")
+        # The cache holds the Parameter it packed, so its memory cannot be reused by a new
+        # weight at the same address; in-place writes through the Parameter bump `_version`.
+        if cached is None or cached[0] is not weight or cached[1] != (weight.data_ptr(), weight._version):
+            cached = (weight, (weight.data_ptr(), weight._version), pack_weight_for_onednn(weight.detach()))
+            self.__dict__["_onednn_weight"] = cached
+        return cached[2]
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        for derived in ("_onednn_weight", "_auto_backend"):
+            state.pop(derived, None)
+        return state
 
     def extra_repr(self) -> str:
         rotation = "" if self.rotation is None else f", convrot={self.rotation_group_size}"
         return super().extra_repr() + f", activations={self.activations}" + rotation
 
-    def _backend_for(self, device: torch.device) -> Callable[..., torch.Tensor]:
-        """The backend function for `device`; in eager runs `auto` is resolved once per (setting, device).
+    def _backend_name(self, device: torch.device) -> str:
+        """The backend for `device`; in eager runs `auto` is resolved once per (setting, device).
 
         `pick_backend` reads the environment and the device; asking it on every call was a
         measurable share of a small model's step. While `torch.compile` traces nothing is
         cached (the choice there may differ: `triton_prequant` instead of `triton`).
         """
         if self.backend != "auto":
-            return BACKENDS[self.backend]
+            return self.backend
         if torch.compiler.is_compiling():
-            return BACKENDS[pick_backend(device, self.in_features, self.out_features)]
+            return pick_backend(device, self.in_features, self.out_features)
         cached = self.__dict__.get("_auto_backend")
         if cached is None or cached[0] != device:
             cached = (device, pick_backend(device, self.in_features, self.out_features))
             self.__dict__["_auto_backend"] = cached
-        return BACKENDS[cached[1]]
+        return cached[1]
 
 
 def _rotation_buffer(in_features: int, group_size: int | None, device: torch.device | str | None) -> torch.Tensor | None:
@@ -237,7 +257,7 @@ def set_int8_backend(model: nn.Module, backend: str) -> None:
     model : nn.Module
         Any module tree, e.g. a loaded transformer or `pipe.transformer`.
     backend : str
-        "auto", "int_mm", "emulated", "reference", "triton" or "triton_prequant".
+        "auto", "int_mm", "onednn", "emulated", "reference", "triton" or "triton_prequant".
 
     Raises
     ------

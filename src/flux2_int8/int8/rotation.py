@@ -23,7 +23,7 @@ import torch
 
 _REGULAR_H4 = ((1, 1, 1, -1), (1, 1, -1, 1), (1, -1, 1, 1), (-1, 1, 1, 1))
 _SYLVESTER_H2 = ((1, 1), (1, -1))
-_CACHE: dict[tuple[int, torch.device], torch.Tensor] = {}
+_CACHE: dict[tuple[str, int, torch.device], torch.Tensor] = {}
 
 
 def is_power_of_two(value: int) -> bool:
@@ -47,26 +47,59 @@ def hadamard(group_size: int, device: torch.device | str | None = None) -> torch
     Built once per (G, device) and shared: callers that store it (a layer's `rotation`
     buffer) take a copy.
     """
-    key = (group_size, torch.device(device or "cpu"))
+    return _construction(hadamard_kind(group_size), group_size, device)
+
+
+def _construction(kind: str, size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The orthonormal Kronecker power of `kind`'s base matrix of order `size`, cached per device."""
+    key = (kind, size, torch.device(device or "cpu"))
     if key not in _CACHE:
-        base = _REGULAR_H4 if hadamard_kind(group_size) == "regular" else _SYLVESTER_H2
-        factor = torch.tensor(base, dtype=torch.float64)
+        factor = torch.tensor(_REGULAR_H4 if kind == "regular" else _SYLVESTER_H2, dtype=torch.float64)
         matrix = torch.ones(1, 1, dtype=torch.float64)
-        while matrix.shape[0] < group_size:
+        while matrix.shape[0] < size:
             matrix = torch.kron(matrix, factor)
-        _CACHE[key] = (matrix / math.sqrt(group_size)).to(device=key[1], dtype=torch.float32)
+        _CACHE[key] = (matrix / math.sqrt(size)).to(device=key[2], dtype=torch.float32)
     return _CACHE[key]
 
 
-def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """x [M, K] (any float dtype) -> float32 [M, K]: each group of G columns times `rotation` [G, G].
+def kronecker_factors(group_size: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H_a, H_b) with H_G = H_a ⊗ H_b, a >= b and a * b = G, both of H_G's own construction.
 
-    One GEMM of [M·K/G, G] by [G, G] (a view, no copy of x beyond its float32 upcast):
-    at G = 256 that is K·G flops a row against the layer's K·N, a few percent of its work.
+    Both constructions are Kronecker powers of one base matrix, so splitting the power in
+    two halves is exact: a regular H_256 is H_16 ⊗ H_16, a Sylvester H_128 is H_16 ⊗ H_8.
+    """
+    kind = hadamard_kind(group_size)
+    base = 4 if kind == "regular" else 2
+    power = round(math.log(group_size, base))
+    small = base ** (power // 2)
+    return _construction(kind, group_size // small, device), _construction(kind, small, device)
+
+
+def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """x [M, K] (any float dtype) -> float32 [M, K]: each group of G columns times ConvRot's H_G.
+
+    `rotation` is the layer's H_G [G, G] (built by `hadamard`; loaders check a stored one with
+    `check_rotation_matrix`). Up to `_DIRECT_UP_TO` it is one GEMM of [M·K/G, G] by [G, G]
+    (a view, no copy beyond the float32 upcast). Beyond, the product goes through the
+    Kronecker factors, x_g · (H_a ⊗ H_b) = H_a · X_g · H_b with X_g the group as an [a, b]
+    matrix: 2(a + b) flops an element instead of 2G (64 against 512 at G = 256), which on a
+    CPU made the rotation of a [512, 3072] block 2x faster than the direct GEMM; the float32
+    sums are reassociated, nothing else changes (test_rotation checks both against float64).
     """
     group = rotation.shape[0]
     rows, width = x.shape
-    return torch.mm(x.float().reshape(rows * (width // group), group), rotation).reshape(rows, width)
+    x = x.float()
+    if group <= _DIRECT_UP_TO:
+        return torch.mm(x.reshape(rows * (width // group), group), rotation).reshape(rows, width)
+    outer, inner = kronecker_factors(group, x.device)
+    a, b = outer.shape[0], inner.shape[0]
+    right = torch.mm(x.reshape(-1, b), inner)  # X_g · H_b for every group, [M·K/b, b]
+    by_column = right.reshape(-1, a, b).transpose(0, 1).reshape(a, -1)  # the groups side by side, [a, M·K/a]
+    return torch.mm(outer, by_column).reshape(a, -1, b).transpose(0, 1).reshape(rows, width)  # H_a · (X_g · H_b)
+
+
+# Groups up to this size rotate by one GEMM with H_G; larger ones through its Kronecker factors.
+_DIRECT_UP_TO = 64
 
 
 def rotate_weight(weight: torch.Tensor, group_size: int) -> torch.Tensor:

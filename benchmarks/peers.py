@@ -16,7 +16,6 @@ Paths, each built from the same BF16 weights the way its library documents:
 
     bf16                  nn.Linear / the BF16 model (the baseline of every ratio)
     int_mm alone          torch._int_mm on pre-quantized operands: the INT8 GEMM ceiling (no quantize, no rescale)
-    onednn prepacked      (--onednn, CPU) oneDNN's int8 linear on a weight packed once: a reference for what packing gains
     flux2-int8 eager      Int8Linear, static activations (scale calibrated on the input), default backend
     flux2-int8 dynamic    Int8Linear, per-token activation scales, eager
     flux2-int8 compiled   the static layer / model under torch.compile(fullgraph=True)
@@ -47,12 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
-from flux2_int8.bench.microbench import klein_linear_shapes
 from diffusers import Flux2Transformer2DModel
 from torch import nn
 
+from flux2_int8.bench.microbench import klein_linear_shapes
 from flux2_int8.bench.random_weights import quantized_linear_names, random_transformer
 from flux2_int8.bench.report import environment
 from flux2_int8.evaluate.metrics import relative_error
@@ -324,8 +321,6 @@ def _measure(bf16: nn.Module, inputs: tuple[torch.Tensor, ...] | dict[str, Any],
         calls = {name: call_with(model) for name, model in paths.items()}
         if is_linear and (device.type == "cuda" or CPU_HAS_VNNI):
             calls["int_mm alone"] = _int_mm_alone(static_layer(paths), inputs[0])
-        if is_linear and device.type == "cpu" and args.onednn:
-            calls["onednn prepacked"] = _onednn_prepacked(static_layer(paths), inputs[0])
         samples, outputs = interleaved(calls, device, args.rounds, local_notes)
         reference = _float64_reference(bf16, inputs) if is_linear else outputs["bf16"].double()
         rows = ERROR_ROWS if is_linear else None
@@ -354,15 +349,7 @@ def _int_mm_alone(layer: Int8Linear, x: torch.Tensor) -> Callable[[], torch.Tens
     return lambda: torch._int_mm(quantized, weight)
 
 
-def _onednn_prepacked(layer: Int8Linear, x: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """A reference, not a backend: oneDNN's int8 linear on a weight packed once for this CPU (AMX/VNNI
-    blocked layout), quantize + GEMM + rescale epilogue; shows what a packed weight would gain.
-    The packed copy doubles the weight memory, which is why no backend holds one."""
-    packed = torch.ops.onednn.qlinear_prepack(layer.weight, list(x.shape))
-    zero_points = torch.zeros(layer.out_features, dtype=torch.int64)
-    scale = float(layer.input_scale)
-
-    def call() -> torch.Tensor:
+def call() -> torch.Tensor:
         quantized = kernels.quantize_activation_eager(x, layer.input_scale)
         return torch.ops.onednn.qlinear_pointwise(quantized, scale, 0, packed, layer.weight_scale, zero_points, None, 1.0, 0, x.dtype, "none", [], "")
 
@@ -476,7 +463,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--single", type=int, default=1, help="block part: single blocks")
     parser.add_argument("--time-budget", type=float, default=0.0, help="seconds; workloads that start later are skipped and noted (0: no limit)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one round, no compiled paths: a smoke test")
-    parser.add_argument("--onednn", action="store_true", help="CPU: add oneDNN's int8 linear on a prepacked weight as a reference path")
     parser.add_argument("--json", help="also write every figure here")
     args = parser.parse_args(argv)
     args.tokens = [int(value) for value in args.tokens.split(",")]

@@ -61,7 +61,11 @@ def auto_backend_description(device: torch.device) -> str:
     """What Int8Linear's 'auto' runs on `device` in this process (`backends.pick_backend`)."""
     if device.type != "cuda":
         picked = backends.pick_backend(device, 64, 64)  # on a CPU the choice ignores the shape
-        return "int_mm (oneDNN int8 GEMM: this CPU has VNNI)" if picked == "int_mm" else f"{picked} (no VNNI on this CPU)"
+        described = {
+            "onednn": "onednn eager (oneDNN int8 GEMM on a packed weight: this CPU has VNNI), int_mm compiled",
+            "int_mm": "int_mm (oneDNN int8 GEMM: this CPU has VNNI; this torch has no packed-weight op)",
+        }
+        return described.get(picked, f"{picked} (no VNNI on this CPU)")
     if backends.TRITON_IN_AUTO:
         return "triton eager, triton_prequant compiled (FLUX2_INT8_TRITON=1)"
     return "int_mm (M <= 16 padded to 17 rows; emulated where K, N are not multiples of 8); Triton only with FLUX2_INT8_TRITON=1"

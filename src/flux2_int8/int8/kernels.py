@@ -108,9 +108,10 @@ def quantize_input_eager(x: torch.Tensor, input_scale: torch.Tensor | None, rota
     """`quantize_input` for eager runs, in one pass over x: rotation, row scales and rounding per cached block.
 
     On CPU, big inputs go row block by row block through the float32 scratch
-    (`SCRATCH_ELEMENTS`): upcast, rotate the block (rows are whole, so every group is in it),
-    take each row's scale from `torch.aminmax` (the same max |x| as `row_scale`, with no
-    |x| temporary), then divide, round and clamp in place. Without a rotation the integers
+    (`SCRATCH_ELEMENTS`): upcast (fused with the division where nothing comes between), rotate
+    the block (rows are whole, so every group is in it), take each row's scale from
+    `torch.aminmax` (the same max |x| as `row_scale`, with no |x| temporary), then divide,
+    round and clamp in place. Without a rotation the integers
     and scales are those of `quantize_input` bit for bit; with one, the block's float32
     rotation may reassociate sums, as `rotate` on the whole tensor does.
     """
@@ -125,23 +126,31 @@ def quantize_input_eager(x: torch.Tensor, input_scale: torch.Tensor | None, rota
     per_row = scales.dim() > 0
     step = max(1, SCRATCH_ELEMENTS // width)
     scratch = torch.empty((min(step, rows), width), dtype=torch.float32)
+    divisor = scales if per_row else scales.reshape(1)  # dimensioned: the division runs in float32 (a 0-d one would not promote bf16)
     for start in _row_blocks(rows, width):
         count = min(step, rows - start)
         block = scratch[:count]
-        block.copy_(x[start : start + count])
-        if rotation is not None:
-            block = rotate(block, rotation)
-        if input_scale is None:
-            _row_scale_into(block, scales[start : start + count])
-        block.div_(scales[start : start + count] if per_row else scales).round_().clamp_(INT8_MIN, INT8_MAX)
-        quantized[start : start + count].copy_(block)
+        rows_here = slice(start, start + count)
+        if rotation is None:  # upcast and divide in one pass: x.float() / s exactly
+            if input_scale is None:
+                _row_scale_into(x[rows_here], scales[rows_here])
+            torch.div(x[rows_here], divisor[rows_here] if per_row else divisor, out=block)
+        else:
+            block.copy_(x[rows_here])
+            if rotation is not None:
+                block = rotate(block, rotation)
+            if input_scale is None:
+                _row_scale_into(block, scales[rows_here])
+            block.div_(divisor[rows_here] if per_row else divisor)
+        block.round_().clamp_(INT8_MIN, INT8_MAX)
+        quantized[rows_here].copy_(block)
     return quantized, scales
 
 
 def _row_scale_into(block: torch.Tensor, out: torch.Tensor) -> None:
-    """`row_scale` of a float32 block written into `out` [rows, 1], from its min and max (no |x| temporary)."""
+    """`row_scale` of a block written into `out` [rows, 1], from its min and max (no |x| temporary; exact in any dtype)."""
     low, high = torch.aminmax(block, dim=-1, keepdim=True)
-    amax = torch.maximum(high, low.neg_())
+    amax = torch.maximum(high, low.neg_()).float()
     out.copy_(torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax)))
 
 

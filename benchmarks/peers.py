@@ -53,7 +53,7 @@ from flux2_int8.bench.microbench import klein_linear_shapes
 from flux2_int8.bench.random_weights import quantized_linear_names, random_transformer
 from flux2_int8.bench.report import environment
 from flux2_int8.evaluate.metrics import relative_error
-from flux2_int8.int8 import Int8Linear, kernels, quantize_activation, set_int8_backend
+from flux2_int8.int8 import Int8Linear, quantize_activation, set_int8_backend
 from flux2_int8.int8.backends import BACKENDS, CPU_HAS_VNNI
 from flux2_int8.int8.weights import quantize_weight, weight_scale_per_channel
 from flux2_int8.nano.model import NANO_TRANSFORMER_CONFIG
@@ -347,13 +347,6 @@ def _int_mm_alone(layer: Int8Linear, x: torch.Tensor) -> Callable[[], torch.Tens
         quantized = torch.nn.functional.pad(quantized, (0, 0, 0, 17 - quantized.shape[0]))
     weight = layer.weight.t()
     return lambda: torch._int_mm(quantized, weight)
-
-
-def call() -> torch.Tensor:
-        quantized = kernels.quantize_activation_eager(x, layer.input_scale)
-        return torch.ops.onednn.qlinear_pointwise(quantized, scale, 0, packed, layer.weight_scale, zero_points, None, 1.0, 0, x.dtype, "none", [], "")
-
-    return call
 
 
 def _float64_reference(bf16: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -29,7 +29,7 @@ VARIANT_CHOICES = (*VARIANTS, "tiny", "nano")  # the built-ins bench times (benc
 _SWITCH = {"off": False, "on": True}
 # Spelled out here so --help imports no torch; run() checks them against backends.BACKENDS
 # and generate.compilation.COMPILE_MODES ('on' is 'full' there too).
-INT8_BACKEND_NAMES = "auto, int_mm, emulated, reference, triton, triton_prequant"
+INT8_BACKEND_NAMES = "auto, int_mm, onednn, emulated, reference, triton, triton_prequant"
 COMPILE_CHOICES = ("off", "full", "regional", "on")
 CHECK_BACKEND_NAMES = "int_mm,triton,triton_prequant,auto"
 EXIT_CHECK_FAILED = 1

@@ -62,17 +62,20 @@ def _construction(kind: str, size: int, device: torch.device | str | None = None
     return _CACHE[key]
 
 
-def kronecker_factors(group_size: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(H_a, H_b) with H_G = H_a ⊗ H_b, a >= b and a * b = G, both of H_G's own construction.
+def kronecker_factors(rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H_a, H_b) with H_G = H_a ⊗ H_b, a >= b and a * b = G, read off ConvRot's H_G itself.
 
-    Both constructions are Kronecker powers of one base matrix, so splitting the power in
-    two halves is exact: a regular H_256 is H_16 ⊗ H_16, a Sylvester H_128 is H_16 ⊗ H_8.
+    Both constructions are Kronecker powers of one base matrix, so splitting the power in two
+    halves is exact (a regular H_256 is H_16 ⊗ H_16, a Sylvester H_128 is H_16 ⊗ H_8), and
+    both factors have a positive first entry 1/sqrt of their order: H_b is H_G's top-left
+    [b, b] block times sqrt(a), H_a every b-th row and column times sqrt(b). Slicing the
+    layer's own buffer (no cache of other tensors) keeps this traceable by `torch.compile`.
     """
-    kind = hadamard_kind(group_size)
-    base = 4 if kind == "regular" else 2
-    power = round(math.log(group_size, base))
-    small = base ** (power // 2)
-    return _construction(kind, group_size // small, device), _construction(kind, small, device)
+    group = rotation.shape[0]
+    base = 4 if hadamard_kind(group) == "regular" else 2
+    small = base ** (round(math.log(group, base)) // 2)
+    large = group // small
+    return rotation[::small, ::small] * math.sqrt(small), rotation[:small, :small] * math.sqrt(large)
 
 
 def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
@@ -91,7 +94,7 @@ def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     x = x.float()
     if group <= _DIRECT_UP_TO:
         return torch.mm(x.reshape(rows * (width // group), group), rotation).reshape(rows, width)
-    outer, inner = kronecker_factors(group, x.device)
+    outer, inner = kronecker_factors(rotation)
     a, b = outer.shape[0], inner.shape[0]
     right = torch.mm(x.reshape(-1, b), inner)  # X_g · H_b for every group, [M·K/b, b]
     by_column = right.reshape(-1, a, b).transpose(0, 1).reshape(a, -1)  # the groups side by side, [a, M·K/a]

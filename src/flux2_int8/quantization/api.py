@@ -31,7 +31,8 @@ from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
 from .plan import OutputFormat, QuantizePlan, plan_run, text_encoder_path
 from .prompts import draw_samples
 from .recipe import CalibrationMethod, Recipe, matches, rotated_linears, unify_qkv
-from .smoothquant import apply_smoothquant, smoothed_consumers
+from ..channels import foldable_consumers
+from .smoothquant import apply_smoothquant
 from .text_encoder import text_encoder_recipe, text_encoder_state_dict, write_text_encoder
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def _check_keep_patterns(patterns: tuple[str, ...], pipe: Flux2KleinPipeline, te
 
 
 def _observer(model: nn.Module, targets: list[str], plan: QuantizePlan, rotations: dict[str, int] | None = None) -> InputAmaxObserver:
-    channels = [c for c in smoothed_consumers(model) if c in targets] if plan.smoothquant is not None else []
+    channels = [c for c in foldable_consumers(model) if c in targets] if plan.smoothquant is not None else []
     bins = HISTOGRAM_BINS if plan.method.percentile is not None else 0
     return InputAmaxObserver(model, targets, channels=channels, histogram_bins=bins, rotations=rotations)
 

@@ -1,6 +1,9 @@
 """The house rules, read off the source with `ast` (nothing is imported or run).
 
-- Imports point one way: no cycle between modules of `src/flux2_int8`, lazy imports included.
+- Imports point one way: no cycle between modules of `src/flux2_int8`, lazy imports included,
+  and no import from a floor (a top-level module or folder) to one on a higher rung of `FLOORS`
+  or beside it on the same rung, so two floors never lean on each other even without a cycle
+  of modules (nano -> quantization while quantization -> nano was one).
 - `formats/` (header-only files) imports nothing above it, and `int8/` and `planning/` nothing above `formats/`.
 - The product never imports the test kit: only `testing/` itself imports `flux2_int8.testing`.
 """
@@ -20,6 +23,23 @@ ALLOWED_BELOW = {
     "int8": {"errors", "variants", "lazy", "version", "textfiles", "formats"},
     "planning": {"errors", "variants", "lazy", "version", "textfiles", "formats"},  # header-only: `flux2-int8 plan` imports no torch
 }
+
+# The floors from the ground up; a floor imports only floors on lower rungs. Every floor of the
+# package must be placed here, so a new one is placed on purpose.
+FLOORS: list[set[str]] = [
+    {"errors", "version", "lazy", "charts", "signals"},
+    {"variants", "textfiles", "jsonlines", "limits", "outputs", "provenance"},
+    {"formats", "threads"},
+    {"int8", "planning", "tiny", "channels"},
+    {"lora", "nano"},
+    {"loading"},
+    {"generate"},
+    {"quantization", "evaluate"},
+    {"bench", "scale_out", "demo"},
+    {"serve", "testing", ""},  # "": the package's face, flux2_int8/__init__.py
+    {"commands"},
+    {"cli"},
+]
 
 
 def _module_name(path: Path) -> str:
@@ -96,6 +116,23 @@ def test_low_floors_import_nothing_above_them(graph, floor):
         if _floor(module) == floor
         for target in targets
         if _floor(target) not in ALLOWED_BELOW[floor] | {floor}
+    )
+    assert not upward, upward
+
+
+def test_every_floor_is_placed(graph):
+    placed = set().union(*FLOORS)
+    assert sum(len(rung) for rung in FLOORS) == len(placed), "a floor is on two rungs"
+    assert {_floor(module) for module in graph} <= placed, sorted({_floor(m) for m in graph} - placed)
+
+
+def test_no_floor_imports_one_beside_or_above_it(graph):
+    rung = {floor: index for index, floors in enumerate(FLOORS) for floor in floors}
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if _floor(target) != _floor(module) and rung.get(_floor(target), len(FLOORS)) >= rung.get(_floor(module), -1)
     )
     assert not upward, upward
 

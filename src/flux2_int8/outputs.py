@@ -61,12 +61,14 @@ def input_files(*paths: PathLike | None) -> list[Path]:
 
 
 def claim_file(
-    path: PathLike, inputs: Iterable[Path] = (), option: str = "--out", overwrite: bool = True, owned: Callable[[Path], bool] | None = None
+    path: PathLike, inputs: Iterable[Path] = (), option: str = "--out", overwrite: bool = True, owned: Callable[[Path], bool] | None = None,
+    overwrite_hint: str = "pass --overwrite",
 ) -> Path:
     """`path` as an output file, once it is known not to be a folder nor any of `inputs`.
 
     With `overwrite=False` an existing file is replaced only if `owned(path)` says it
-    is this writer's own earlier output (a checkpoint by its header, say).
+    is this writer's own earlier output (a checkpoint by its header, say); the refusal
+    tells the user to `overwrite_hint` (a Python function says `overwrite=True`).
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -75,7 +77,7 @@ def claim_file(
         if _same_file(path, source):
             raise OutputError(f"{option} {path}: is also an input of this run ({source}); writing it would replace that input, choose another path")
     if not overwrite and (path.exists() or path.is_symlink()) and not (owned is not None and path.is_file() and owned(path)):
-        raise OutputError(f"{option} {path}: exists and is not an output of this command; choose another name, or pass --overwrite to replace it")
+        raise OutputError(f"{option} {path}: exists and is not an output of this command; choose another name, or {overwrite_hint} to replace it")
     return path
 
 

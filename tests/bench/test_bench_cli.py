@@ -92,12 +92,14 @@ def test_smoke_shows_progress_per_plan_and_writes_the_chart_page(smoke):
 
 
 def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
-    command = ["bench", "--base", "tiny", "--microbench-only", "--int8-backends", "emulated,reference", "--fuse-qkv", "--compile", "off", "--repeats", "1"]
+    command = ["bench", "--base", "tiny", "--microbench-only", "--int8-backends", "emulated,reference", "--fuse-qkv", "--compile", "off", "--repeats", "1", "--rotation", "off,convrot:16"]
     assert main([*command, "--out", str(tmp_path)]) == 0
     document = json.loads((tmp_path / "bench-tiny.json").read_text())
     assert document["runs"] == [] and document["settings"] is None
     assert document["microbench"]["int8_backends"] == ["emulated", "reference"]
+    assert document["microbench"]["rotations"] == ["off", "convrot:16"] and "--rotation off,convrot:16" in document["command"]
     timings = document["microbench"]["timings"]
+    assert [t["rotation"] for t in timings] == ["off", "convrot:16"] * (len(timings) // 2)  # every tiny K is a multiple of 16
     # (32, 96) exists only in the fused model: the double blocks' to_qkv (3 x 32 inner features).
     assert {(t["in_features"], t["out_features"]) for t in timings} >= {(32, 32), (128, 32), (32, 96)}
     for t in timings:
@@ -127,6 +129,9 @@ def test_microbench_only_writes_the_linear_table(tmp_path, capsys):
         (["--base", "tiny", "--int8-backends", ""], "--int8-backends ''"),
         (["--base", "tiny", "--formats", "bf16", "--int8-backends", "int_mm"], "no int8 weights to run them on"),
         (["--base", "tiny", "--fuse-qkv", "maybe"], "--fuse-qkv 'maybe'"),
+        (["--base", "tiny", "--microbench-only", "--rotation", "off,convrot:3"], "--rotation 'convrot:3'"),
+        (["--base", "tiny", "--rotation", "convrot"], "add --microbench or --microbench-only"),
+        (["--base", "tiny", "--check", "--microbench", "--rotation", "convrot"], "not --check"),
         (["--base", "tiny", "--formats", "int8,fp8", "--fuse-qkv"], "--fuse-qkv on: q/k/v fusion is for bf16 and int8"),
     ],
 )

@@ -66,3 +66,37 @@ def test_device_peaks_match_names_as_cuda_reports_them():
     assert device_peak("NVIDIA GeForce RTX 4090").name == "RTX 4090"
     assert device_peak("NVIDIA L40S").name == "L40S" and device_peak("NVIDIA L4").name == "L4"
     assert device_peak("Some Future GPU") is None
+
+
+def test_microbench_times_convrot_rows_beside_the_plain_ones_against_one_bf16_timing():
+    """`bench --rotation off,convrot:16,convrot:64`: a row per rotation and mode; a G that does not divide K has none, and says so."""
+    from flux2_int8.bench.report import microbench_table
+
+    shapes = [LinearShape(64, 96), LinearShape(48, 32)]
+    result = run_microbench(shapes, tokens=32, device="cpu", compile_modes=(False,), repeats=1, warmup=1, int8_backends=("emulated", "reference"), rotations=(None, 16, 64))
+    assert [(t.shape.in_features, t.rotation) for t in result.timings] == [(64, None), (64, 16), (64, 64), (48, None), (48, 16)]
+    assert result.skipped == [{"what": "48x32 convrot:64", "why": "64 does not divide K = 48 (the layer stays plain)"}]
+    first = result.timings[:3]
+    assert all(t.bf16 is first[0].bf16 for t in first)  # one BF16 timing per shape and mode, shared by its rows
+    assert all(list(t.int8) == ["emulated", "reference"] for t in result.timings)
+    document = result.to_dict()
+    assert document["rotations"] == ["off", "convrot:16", "convrot:64"]
+    assert [row["rotation"] for row in document["timings"]] == ["off", "convrot:16", "convrot:64", "off", "convrot:16"]
+    table = microbench_table(document)
+    assert "| Rotation |" in table[2] and "| eager | convrot:16 |" in table[5]
+    assert "Rotation" not in microbench_table({**document, "rotations": ["off"]})[2]  # plain runs keep their columns
+
+
+def test_the_rotated_microbench_layer_computes_the_plain_product():
+    """Its weight is rotated before quantization and its input at run time: x W^T again, to INT8 rounding."""
+    import torch
+
+    from flux2_int8.bench.microbench import _int8_layer
+
+    weight, x = torch.randn(32, 64, generator=torch.Generator().manual_seed(0)), torch.randn(8, 64, generator=torch.Generator().manual_seed(1))
+    want = x.double() @ weight.double().T
+    for group in (None, 16, 64):
+        layer = _int8_layer(weight, float(x.abs().amax()) * 1.5, group)
+        assert layer.rotation_group_size == group
+        got = layer(x).double()
+        assert torch.linalg.norm(got - want) / torch.linalg.norm(want) < 0.03, group

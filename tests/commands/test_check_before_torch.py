@@ -25,6 +25,8 @@ CASES = [
     (["bench", "--base", "nano", "--resolution", "100", "--out", "{tmp}/b"], "--resolution"),
     (["bench", "--base", "tiny", "--width", "64", "--height", "128", "--out", "{tmp}/b"], "square"),
     (["bench", "--base", "nano", "--check-tokens", "1", "--out", "{tmp}/b"], "--check"),
+    (["bench", "--base", "nano", "--microbench-only", "--rotation", "convrot:12", "--out", "{tmp}/b"], "convrot:12"),
+    (["quantize", "--base", "nano", "--out", "{tmp}/q.safetensors", "--calibration", "percentile:101"], "percentile"),
     (["demo", "--width", "100", "--out", "{tmp}/d"], "width"),
     (["demo", "--out", "{tmp}/full"], "full"),
     (["make-tiny", "{tmp}/full"], "full"),

@@ -9,8 +9,10 @@ import pytest
 from flux2_int8.cli import build_parser
 
 LOADS_A_MODEL = ("generate", "eval", "quantize", "bench", "demo")
-TAKES_A_BASE = ("generate", "eval", "quantize", "bench")
-DOWNLOADS = ("generate", "eval", "quantize", "bench")
+# `serve` loads a model too, but takes no size options: width and height are per request there.
+SERVES = ("serve",)
+TAKES_A_BASE = ("generate", "eval", "quantize", "bench", "serve")
+DOWNLOADS = ("generate", "eval", "quantize", "bench", "serve")
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -30,16 +32,16 @@ def test_every_command_has_quiet_and_json(command):
 
 
 @pytest.mark.parametrize("flag, commands", [
-    ("--device", LOADS_A_MODEL),
-    ("--threads", LOADS_A_MODEL),
+    ("--device", LOADS_A_MODEL + SERVES),
+    ("--threads", LOADS_A_MODEL + SERVES),
     ("--resolution", LOADS_A_MODEL),
     ("--width", LOADS_A_MODEL),
     ("--height", LOADS_A_MODEL),
     ("--local-files-only", DOWNLOADS),
     ("--quiet", tuple(subcommands())),
-    ("--json", LOADS_A_MODEL),
-    ("--dtype", LOADS_A_MODEL),
-    ("--activations", ("generate", "eval", "quantize")),
+    ("--json", LOADS_A_MODEL + SERVES),
+    ("--dtype", LOADS_A_MODEL + SERVES),
+    ("--activations", ("generate", "eval", "quantize", "serve")),
 ])
 
 def test_a_shared_option_means_the_same_everywhere(flag, commands):
@@ -57,10 +59,10 @@ def test_base_is_spelled_base_and_takes_the_built_in_models(command, built_in):
     assert built_in in (base.help or "") and (not base.choices or built_in in base.choices)
 
 
-REQUIRED = {"generate": ["--prompt", "x"], "eval": ["--candidate", "c.safetensors", "--out", "e"], "quantize": ["--out", "q.safetensors"], "bench": ["--out", "b"], "demo": []}
+REQUIRED = {"generate": ["--prompt", "x"], "eval": ["--candidate", "c.safetensors", "--out", "e"], "quantize": ["--out", "q.safetensors"], "bench": ["--out", "b"], "demo": [], "serve": []}
 
 
-@pytest.mark.parametrize("command", LOADS_A_MODEL)
+@pytest.mark.parametrize("command", LOADS_A_MODEL + SERVES)
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
 def test_every_command_that_loads_a_model_parses_base_nano_and_dtype(command, dtype):
     base = ["--base", "nano"] if command in TAKES_A_BASE else []
@@ -69,7 +71,7 @@ def test_every_command_that_loads_a_model_parses_base_nano_and_dtype(command, dt
     assert getattr(args, "base", getattr(args, "variant", "nano")) == "nano"
 
 
-@pytest.mark.parametrize("command", ("generate", "eval", "quantize"))
+@pytest.mark.parametrize("command", ("generate", "eval", "quantize", "serve"))
 def test_activations_auto_is_accepted_where_activations_are(command):
     args = subcommands()[command].parse_args(["--base", "nano", "--activations", "auto", *REQUIRED[command]])
     assert args.activations == "auto"

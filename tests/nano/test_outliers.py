@@ -9,7 +9,7 @@ import torch
 from diffusers import Flux2Transformer2DModel
 
 from flux2_int8.nano import nano_folder
-from flux2_int8.quantization.smoothquant import smoothed_consumers
+from flux2_int8.channels import foldable_consumers
 
 
 def nano_transformer() -> Flux2Transformer2DModel:
@@ -34,7 +34,7 @@ def test_planting_keeps_the_function_and_scales_the_chosen_channels():
     model = nano_transformer()
     inputs = random_inputs(model)
     before = run(model, inputs)
-    widths = {name: model.get_submodule(name).in_features for name in smoothed_consumers(model)}
+    widths = {name: model.get_submodule(name).in_features for name in foldable_consumers(model)}
     columns = {name: model.get_submodule(name).weight.detach().clone() for name in widths}
     planted = plant_outliers(model, {name: torch.ones(width) for name, width in widths.items()})
     after = run(model, inputs)

@@ -79,3 +79,17 @@ def test_package_attribute_is_the_function_and_submodules_still_import():
     assert recipe.Recipe is RecipeClass
     assert importlib.import_module("flux2_int8.quantization.export").quantized_state_dict is not None
     assert "quantize" in flux2_int8.__all__ and "load_text_encoder" in flux2_int8.__all__
+
+
+def test_the_default_calibration_is_percentile_where_it_was_measured_and_max_elsewhere():
+    from flux2_int8.quantization.plan import resolve_calibration
+    from flux2_int8.quantization.recipe import CalibrationMethod
+
+    percentile, max_ = CalibrationMethod(99.99), CalibrationMethod()
+    assert resolve_calibration(None, "static", None, None) == (percentile, max_)  # the text encoder keeps max
+    assert resolve_calibration("auto", "static", None, None) == (percentile, max_)
+    assert resolve_calibration(None, "static", 0.5, None) == (max_, max_)  # SmoothQuant needs max
+    assert resolve_calibration(None, "static", None, 64) == (max_, max_)  # rotated: measured with max
+    assert resolve_calibration(None, "dynamic", None, None)[1] == max_
+    assert resolve_calibration("percentile:99.9", "static", None, None) == (CalibrationMethod(99.9),) * 2
+    assert resolve_calibration("max", "static", None, None) == (max_, max_)

@@ -12,7 +12,8 @@ from quantize_helpers import quantize_json, transformer_output
 from flux2_int8 import load_transformer
 from flux2_int8.formats.inspect import describe
 from flux2_int8.quantization.observers import InputAmaxObserver
-from flux2_int8.quantization.smoothquant import apply_smoothquant, smoothed_consumers, smoothing_factors, smoothing_groups
+from flux2_int8.channels import foldable_consumers, foldable_groups
+from flux2_int8.quantization.smoothquant import apply_smoothquant, smoothing_factors
 from flux2_int8.evaluate.metrics import relative_error
 
 
@@ -24,10 +25,10 @@ def observe(model, inputs, names, channels=()):  # type: ignore[no-untyped-def]
 
 def test_folding_keeps_the_function_and_balances_activation_and_weight_ranges(tiny_model, tiny_inputs):
     model = copy.deepcopy(tiny_model)
-    consumers = smoothed_consumers(model)
+    consumers = foldable_consumers(model)
     assert len(consumers) == 2 * 4 + 2  # per double block: to_out.0, to_add_out, ff, ff_context; per single block: to_out
     channel_amax = observe(model, tiny_inputs, consumers, channels=consumers).channel_amax
-    groups = smoothing_groups(model)
+    groups = foldable_groups(model)
     factors = [smoothing_factors(model, group, channel_amax, 0.5) for group in groups]
     with torch.no_grad():
         before = model(**tiny_inputs).sample

@@ -159,3 +159,17 @@ def test_quantize_of_a_loaded_pipeline_does_not_write_into_its_folder(base):
     with pytest.raises(OutputError, match="input"):
         quantize(pipe, base / "transformer", format="diffusers", samples=1, steps=1, resolution=64, progress=False)
     assert snapshot(base) == before
+
+
+def test_converting_partiprompts_onto_an_existing_jsonl_needs_overwrite(tmp_path):
+    from flux2_int8.evaluate.suite import convert_parti_prompts
+
+    tsv, jsonl = tmp_path / "PartiPrompts.tsv", tmp_path / "suite.jsonl"
+    tsv.write_text("Prompt\tCategory\tChallenge\nA red cube\tObjects\tBasic\nA blue ball\tObjects\tBasic\n")
+    jsonl.write_text('{"id": "mine", "task": "t2i", "prompt": "a suite I wrote by hand"}\n')
+    before = snapshot(jsonl)
+    with pytest.raises(OutputError, match="exists and is not an output.*overwrite=True"):
+        convert_parti_prompts(tsv, jsonl)
+    assert snapshot(jsonl) == before
+    assert convert_parti_prompts(tsv, jsonl, limit=1, overwrite=True) == 1
+    assert '"parti-0001"' in jsonl.read_text() and "by hand" not in jsonl.read_text()

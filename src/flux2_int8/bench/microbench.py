@@ -5,7 +5,10 @@ BF16 here, it cannot beat it in the transformer. Each shape runs at M = image to
 + 512 text tokens (4608 at 1024x1024), eager and compiled (Inductor fuses the
 activation quantization and the rescale around the INT8 GEMM), once per requested
 `Int8Linear` backend beside one BF16 timing, and is reported as achieved TFLOPS (BF16)
-/ TOPS (INT8) next to the device's dense peak, where known.
+/ TOPS (INT8) next to the device's dense peak, where known. With ConvRot group sizes in
+`rotations` each shape also gets rows of the rotated layer (weights rotated, then
+quantized; the input rotated by H_G before its static quantization), against the same
+BF16 timing, so a row's INT8/BF16 ratio next to the plain row's says what rotating costs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch import nn
 
 from ..int8.fusion import fuse_qkv_projections
 from ..int8.linear import Int8Linear, set_int8_backend
+from ..int8.rotation import rotate_weight
 from ..loading.skeleton import build_empty_model
 from ..quantization.recipe import Recipe
 from ..tiny import TINY_TRANSFORMER_CONFIG
@@ -87,6 +91,7 @@ class LinearTiming:
     compiled: bool
     bf16: Stats
     int8: dict[str, Stats]  # Int8Linear backend -> timing, in the order asked for
+    rotation: int | None = None  # ConvRot group size G of the INT8 layer (None: plain INT8)
 
     @property
     def operations(self) -> int:
@@ -120,6 +125,7 @@ class LinearTiming:
             "layers": list(self.shape.layers),
             "tokens": self.tokens,
             "compiled": self.compiled,
+            "rotation": rotation_label(self.rotation),
             "bf16": self.bf16.to_dict(),
             "bf16_tflops": self.bf16_tflops,
             "bf16_fraction_of_peak": self.bf16_tflops / peak.bf16_tflops if peak else None,
@@ -132,6 +138,7 @@ class MicrobenchResult:
     device_name: str
     peak: DevicePeak | None
     int8_backends: tuple[str, ...] = ("auto",)
+    rotations: tuple[int | None, ...] = (None,)  # ConvRot group sizes timed (None: plain INT8)
     timings: list[LinearTiming] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"what": shape, "why": reason}
 
@@ -140,9 +147,15 @@ class MicrobenchResult:
             "device_name": self.device_name,
             "peak": None if self.peak is None else vars(self.peak),
             "int8_backends": list(self.int8_backends),
+            "rotations": [rotation_label(rotation) for rotation in self.rotations],
             "timings": [timing.to_dict(self.peak) for timing in self.timings],
             "skipped": list(self.skipped),
         }
+
+
+def rotation_label(group_size: int | None) -> str:
+    """How reports name a rotation: `off`, or `convrot:G`."""
+    return "off" if group_size is None else f"convrot:{group_size}"
 
 
 def klein_linear_shapes(configs: dict[str, dict[str, Any]], recipe: Recipe = Recipe(), fuse_qkv_modes: tuple[bool, ...] = (False,)) -> list[LinearShape]:
@@ -177,13 +190,17 @@ def run_microbench(
     int8_backends: tuple[str, ...] = ("auto",),
     budget: Budget | None = None,
     on_update: Callable[[MicrobenchResult], None] = lambda result: None,
+    rotations: tuple[int | None, ...] = (None,),
 ) -> MicrobenchResult:
     """Time BF16 `nn.Linear`, then the same weights in `Int8Linear` under each of `int8_backends`,
-    on each shape at M = `tokens`. `on_update` gets the result after every shape; `budget`
-    skips a shape when the time left is less than the slowest shape so far took."""
+    plain (None in `rotations`) and rotated by each ConvRot group size G there, on each shape
+    at M = `tokens`. A shape whose K a G does not divide has no row for that G (the layer
+    would stay plain, as quantize leaves it): it is listed in `skipped`. `on_update` gets the
+    result after every shape; `budget` skips a shape when the time left is less than the
+    slowest shape so far took."""
     device = torch.device(device)
     budget = budget or Budget()
-    result = MicrobenchResult(device_name=_device_name(device), peak=None, int8_backends=tuple(int8_backends))
+    result = MicrobenchResult(device_name=_device_name(device), peak=None, int8_backends=tuple(int8_backends), rotations=tuple(rotations))
     result.peak = device_peak(result.device_name) if device.type == "cuda" else None
     generator = torch.Generator(device=device).manual_seed(seed)
     for shape in shapes:
@@ -199,27 +216,40 @@ def run_microbench(
 
 
 def _time_shape(result: MicrobenchResult, shape: LinearShape, tokens: int, device: torch.device, generator: torch.Generator, compile_modes: tuple[bool, ...], repeats: int, warmup: int) -> None:
-    """One shape in every compile mode: BF16, then INT8 per backend of `result`."""
-    bf16_layer, int8_layer = _layer_pair(shape, device, generator)
+    """One shape in every compile mode: BF16, then INT8 per rotation and backend of `result`."""
+    weight, bf16_layer = _bf16_layer(shape, device, generator)
+    amax = random_activation_amax(shape.in_features, device, generator)
+    rotations = [g for g in result.rotations if g is None or shape.in_features % g == 0]
+    for group in result.rotations:
+        if group not in rotations:
+            result.skipped.append({"what": f"{shape.in_features}x{shape.out_features} {rotation_label(group)}", "why": f"{group} does not divide K = {shape.in_features} (the layer stays plain)"})
+    int8_layers = {group: _int8_layer(weight, amax, group) for group in rotations}
     inputs = [torch.randn(tokens, shape.in_features, device=device, generator=generator, dtype=torch.bfloat16) for _ in range(_ROTATING_INPUTS)]
     for compiled in compile_modes:
         bf16 = _time_layer(bf16_layer, inputs, compiled, device, repeats, warmup)
-        int8 = {}
-        for backend in result.int8_backends:
-            set_int8_backend(int8_layer, backend)
-            int8[backend] = _time_layer(int8_layer, inputs, compiled, device, repeats, warmup)
-        result.timings.append(LinearTiming(shape, tokens, compiled, bf16, int8))
-    del bf16_layer, int8_layer, inputs
+        for group, int8_layer in int8_layers.items():
+            int8 = {}
+            for backend in result.int8_backends:
+                set_int8_backend(int8_layer, backend)
+                int8[backend] = _time_layer(int8_layer, inputs, compiled, device, repeats, warmup)
+            result.timings.append(LinearTiming(shape, tokens, compiled, bf16, int8, group))
+    del bf16_layer, int8_layers, inputs
 
 
-def _layer_pair(shape: LinearShape, device: torch.device, generator: torch.Generator) -> tuple[nn.Linear, Int8Linear]:
-    """A BF16 linear with random weights and the INT8 quantization of the same weights."""
+def _bf16_layer(shape: LinearShape, device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, nn.Linear]:
+    """Random float32 weights [N, K] and the BF16 linear holding them."""
     weight = torch.randn(shape.out_features, shape.in_features, device=device, generator=generator) / math.sqrt(shape.in_features)
     bf16_layer = nn.Linear(shape.in_features, shape.out_features, bias=False, device=device, dtype=torch.bfloat16).requires_grad_(False)
     bf16_layer.weight.copy_(weight)
-    int8_layer = Int8Linear(shape.in_features, shape.out_features, device=device)
-    fill_int8_linear_(int8_layer, weight, random_activation_amax(shape.in_features, device, generator))
-    return bf16_layer, int8_layer
+    return weight, bf16_layer
+
+
+def _int8_layer(weight: torch.Tensor, activation_amax: float, rotation: int | None) -> Int8Linear:
+    """The INT8 quantization of `weight` (rotated first for ConvRot); a rotation keeps a Gaussian input's range."""
+    out_features, in_features = weight.shape
+    layer = Int8Linear(in_features, out_features, device=weight.device, rotation_group_size=rotation)
+    fill_int8_linear_(layer, weight if rotation is None else rotate_weight(weight, rotation), activation_amax)
+    return layer
 
 
 def _time_layer(layer: nn.Module, inputs: list[torch.Tensor], compiled: bool, device: torch.device, repeats: int, warmup: int) -> Stats:
@@ -252,15 +282,16 @@ def run_variant_microbench(
     """The microbenchmark a `bench` run asks for: every distinct quantized linear shape of klein 4B
     and 9B (of `settings.variant` alone with `microbench_variant_only`; of the tiny model for
     'tiny'; fused q/k/v shapes too when fusion is asked for), at M = batch x (image tokens + 512
-    text tokens), per INT8 backend of `settings`, eager and/or compiled (a single layer compiles
-    the same whole or "regionally")."""
+    text tokens), per INT8 backend and rotation of `settings`, eager and/or compiled (a single
+    layer compiles the same whole or "regionally")."""
     progress(f"microbench: Int8Linear ({', '.join(settings.int8_backends)}) vs BF16 nn.Linear")
     tokens = settings.batch * (settings.image_tokens + settings.text_tokens)
     shapes = klein_linear_shapes(variant_shape_configs(settings), fuse_qkv_modes=settings.fuse_qkv_modes)
     modes = settings.microbench_compile_modes or settings.compile_modes
     compile_modes = tuple(dict.fromkeys(mode != "off" for mode in modes))
     return run_microbench(
-        shapes, tokens, settings.device, compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3), int8_backends=settings.int8_backends, budget=budget, on_update=on_update
+        shapes, tokens, settings.device, compile_modes, repeats=max(settings.repeats, 10), warmup=max(settings.warmup, 3), int8_backends=settings.int8_backends, budget=budget, on_update=on_update,
+        rotations=settings.microbench_rotations,
     )
 
 

@@ -75,12 +75,17 @@ def memory_chart(document: dict[str, Any]) -> str:
 def microbench_chart(micro: dict[str, Any]) -> str:
     """INT8 over BF16 speed-up (BF16 time / INT8 time) per layer shape and backend; above 1 INT8 is faster."""
     timings = micro["timings"]
-    groups = [f"{t['in_features']}x{t['out_features']} M={t['tokens']}{' compiled' if t['compiled'] else ''}" for t in timings]
+    groups = [f"{t['in_features']}x{t['out_features']} M={t['tokens']}{' compiled' if t['compiled'] else ''}{_rotated(t)}" for t in timings]
     series = [
         Series(backend, [t["int8"][backend]["speedup_vs_bf16"] for t in timings], flags=[bool(t["int8"][backend]["time"].get("noisy") or t["bf16"].get("noisy")) for t in timings])
         for backend in micro["int8_backends"]
     ]
     return hbar_chart("Int8Linear speed-up over BF16 nn.Linear (x, higher is faster)", groups, series, kind="microbench")
+
+
+def _rotated(timing: dict[str, Any]) -> str:
+    rotation = timing.get("rotation", "off")
+    return "" if rotation == "off" else f" {rotation}"
 
 
 def markdown_blocks(lines: list[str]) -> list[str]:

@@ -86,6 +86,8 @@ class BenchSettings:
     # own compile modes (None: eager and compiled as `compile_modes` has them).
     microbench_variant_only: bool = False
     microbench_compile_modes: tuple[str, ...] | None = None
+    # ConvRot group sizes the microbenchmark times beside the plain layer (None: plain INT8).
+    microbench_rotations: tuple[int | None, ...] = (None,)
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     seed: int = 0
     prompt: str = DEFAULT_PROMPT

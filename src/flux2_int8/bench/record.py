@@ -156,7 +156,7 @@ def _linear_target(reports: dict[str, dict[str, Any]]) -> tuple[str, str, str]:
         if not micro or not micro["timings"]:
             continue
         for compiled in (False, True):
-            timings = [t for t in micro["timings"] if t["compiled"] == compiled]
+            timings = [t for t in micro["timings"] if t["compiled"] == compiled and t.get("rotation", "off") == "off"]  # the target is plain INT8's
             for backend in micro["int8_backends"] if timings else ():
                 worst = min(t["int8"][backend]["speedup_vs_bf16"] for t in timings)
                 label = f"{backend} {'compiled' if compiled else 'eager'}: worst shape {worst:.2f}x ({len(timings)} shapes)"

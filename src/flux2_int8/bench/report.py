@@ -32,7 +32,8 @@ from .pipeline_bench import BenchResult
 # 3: runs carry `compile` (off/full/regional), summary rows a time per mode; status, time budget,
 #    skipped plans and the correctness check.
 # 4: runs, summary rows (per mode) and microbench timings flag `noisy` timings (spread > median/2).
-SCHEMA = "flux2-int8-bench/4"
+# 5: microbench lists `rotations` and each timing its `rotation` (off, convrot:G).
+SCHEMA = "flux2-int8-bench/5"
 STATUSES = ("running", "complete", "interrupted")
 GB = 1e9  # the published figures are decimal gigabytes
 
@@ -282,11 +283,12 @@ def published_table(document: dict[str, Any]) -> list[str]:
 
 
 def microbench_table(micro: dict[str, Any]) -> list[str]:
-    """One row per shape and mode; BF16 then, per INT8 backend, time, TOPS (% of peak) and INT8/BF16."""
+    """One row per shape, mode (and rotation); BF16 then, per INT8 backend, time, TOPS (% of peak) and INT8/BF16."""
     peak = micro["peak"]
     head = f"peak {peak['bf16_tflops']} BF16 TFLOPS / {peak['int8_tops']} INT8 TOPS dense ({peak['name']} datasheet)" if peak else "no datasheet peak known for this device"
     backends = micro["int8_backends"]
-    columns = ["K", "N", "Layers", "M", "Mode", "BF16 (ms)", "BF16 TFLOPS"]
+    rotated = micro.get("rotations", ["off"]) != ["off"]  # a Rotation column only where ConvRot rows were asked for
+    columns = ["K", "N", "Layers", "M", "Mode", *(["Rotation"] if rotated else []), "BF16 (ms)", "BF16 TFLOPS"]
     for backend in backends:
         columns += [f"{backend} (ms)", f"{backend} TOPS", f"{backend}/BF16"]
     lines = [
@@ -298,6 +300,7 @@ def microbench_table(micro: dict[str, Any]) -> list[str]:
     for t in micro["timings"]:
         layers = t["layers"][0] + (f" (+{len(t['layers']) - 1})" if len(t["layers"]) > 1 else "") if t["layers"] else ""
         cells = [str(t["in_features"]), str(t["out_features"]), layers, str(t["tokens"]), "compiled" if t["compiled"] else "eager"]
+        cells += [t.get("rotation", "off")] if rotated else []
         cells += [_num(t["bf16"]["median_s"] * 1e3, 3) + _noisy(t["bf16"].get("noisy")), _rate(t["bf16_tflops"], t["bf16_fraction_of_peak"])]
         for backend in backends:
             int8 = t["int8"][backend]

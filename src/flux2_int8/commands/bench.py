@@ -60,6 +60,7 @@ def _command_line(args: argparse.Namespace) -> str:
     words += [flag for flag, on in flags if on]
     words += ["--microbench-shapes", args.microbench_shapes] if args.microbench or args.microbench_only else []
     words += [] if args.microbench_compile is None else ["--microbench-compile", args.microbench_compile]
+    words += [] if args.rotation == "off" else ["--rotation", args.rotation]
     words += [] if args.check_tokens is None else ["--check-tokens", args.check_tokens]
     words += [] if args.time_budget is None else ["--time-budget", f"{args.time_budget:g}"]
     words += [] if args.transformer is None else ["--transformer", args.transformer]
@@ -195,8 +196,25 @@ def _check_first(args: argparse.Namespace) -> None:
             raise ConfigError("--check-tokens goes with --check")
         _parse_tokens(args.check_tokens)
     _parse_list(args.compile, COMPILE_CHOICES, "--compile")
+    if _parse_rotations(args.rotation) != (None,) and (args.check or not (args.microbench or args.microbench_only)):
+        raise ConfigError(f"--rotation {args.rotation} times ConvRot layers in the linear-layer microbenchmark (not --check): add --microbench or --microbench-only")
     _parse_list(args.activations, ACTIVATIONS, "--activations")
     _check_out(args, create=False)
+
+
+def _parse_rotations(value: str) -> tuple[int | None, ...]:
+    """`off,convrot,convrot:16` -> (None, 256, 16): ConvRot group sizes, None for the plain layer (torch-free)."""
+    from ..errors import ConfigError, Flux2Int8Error
+    from ..quantization.recipe import parse_rotation
+
+    items = [item for item in value.split(",") if item.strip()]
+    try:
+        groups = tuple(dict.fromkeys(parse_rotation(item) for item in items))
+    except Flux2Int8Error as error:
+        raise ConfigError(f"{error}; a comma-separated list of them, e.g. off,convrot") from None
+    if not groups:
+        raise ConfigError(f"--rotation '{value}': expected a comma-separated list of off, convrot or convrot:G, e.g. off,convrot")
+    return groups
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -224,6 +242,7 @@ def _settings(args: argparse.Namespace) -> Any:
         device=args.device,
         microbench_variant_only=args.microbench_shapes == "variant",
         microbench_compile_modes=micro_modes,
+        microbench_rotations=_parse_rotations(args.rotation),
         dtype=args.dtype,
     )
 
@@ -315,6 +334,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--microbench-only", action="store_true", help="run only the linear-layer microbenchmark")
     parser.add_argument("--microbench-shapes", choices=("all", "variant"), default="all", help="linear shapes of klein 4B and 9B (all), or of --base alone (default: all)")
     parser.add_argument("--microbench-compile", metavar="LIST", help="the microbenchmark's own compile modes: off and/or on (a single layer compiles the same whole or regionally) (default: as --compile)")
+    parser.add_argument("--rotation", default="off", metavar="LIST", help="the microbenchmark's INT8 layers: off (plain), convrot (ConvRot, group 256) and/or convrot:G, comma-separated; one row each per shape, mode and backend, against the same BF16 timing, e.g. off,convrot (default: off)")
     parser.add_argument("--check", action="store_true", help="instead of timing: compare every INT8 backend with the float64 reference on every linear shape of --base (fused q/k/v too), in bf16 and fp16; exit 1 on a failure")
     parser.add_argument("--check-tokens", metavar="LIST", help="M values for --check (default: 1,16,17,4608; 1,16,17 for full-size klein shapes on a CPU)")
     parser.add_argument("--time-budget", type=in_range(limits.TIME_BUDGET), metavar="SECONDS", help="skip each plan (or microbenchmark / check shape) that the seconds left cannot cover, estimated from the slowest one so far; results are written after every finished run either way")

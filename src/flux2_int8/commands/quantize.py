@@ -95,7 +95,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_size(parser, "1024; nano 128; square: width and height must agree")
     parser.add_argument("--seed", type=SEED, default=0, help="draws the samples and seeds their noise (default 0)")
     parser.add_argument("--prompts", help="JSONL prompt set, or nano (default: the shipped 768 prompts; nano's training prompts for --base nano); see docs/quantize.md")
-    parser.add_argument("--calibration", help="activation range: max (default) or percentile:P, e.g. percentile:99.99; not with --activations dynamic, which calibrates nothing")
+    parser.add_argument("--calibration", help="activation range: auto (default: percentile:99.99 for the transformer's static scales; max with --smoothquant, --rotation and for the text encoder), max, or percentile:P; not with --activations dynamic, which calibrates nothing")
     parser.add_argument("--smoothquant", type=in_range(limits.SMOOTHQUANT_ALPHA), metavar="ALPHA", help="experimental: SmoothQuant folded into the weights, alpha in (0, 1]")
     parser.add_argument("--quantize-modulation", action=argparse.BooleanOptionalAction, default=False, help="also quantize the modulation linears (default: keep them BF16)")
     parser.add_argument("--keep", action="append", default=[], metavar="PATTERN", help="keep matching linears in BF16 (fnmatch, diffusers or BFL names; repeatable)")

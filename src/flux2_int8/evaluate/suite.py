@@ -215,9 +215,13 @@ def read_parti_tsv(path: Path, lines: Sequence[str] | None = None, categories: S
     return cases
 
 
-def convert_parti_prompts(tsv: str | Path, jsonl: str | Path, categories: Sequence[str] | None = None, limit: int | None = None) -> int:
-    """Write PartiPrompts.tsv (or a category subset, or its first `limit` rows) as a suite JSONL file; returns the count."""
-    claim_file(jsonl, [Path(tsv)], option="the suite file")
+def convert_parti_prompts(tsv: str | Path, jsonl: str | Path, categories: Sequence[str] | None = None, limit: int | None = None, overwrite: bool = False) -> int:
+    """Write PartiPrompts.tsv (or a category subset, or its first `limit` rows) as a suite JSONL file; returns the count.
+
+    An existing `jsonl` is refused unless `overwrite` (a JSONL file carries no mark of who wrote
+    it, so it may be a user's hand-made suite); `tsv` itself is always refused.
+    """
+    claim_file(jsonl, [Path(tsv)], option="the suite file", overwrite=overwrite, overwrite_hint="pass overwrite=True")
     cases = read_parti_tsv(Path(tsv), categories=categories)[:limit]
     write_suite_jsonl(cases, jsonl)
     return len(cases)

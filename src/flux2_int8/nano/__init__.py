@@ -5,7 +5,9 @@ It draws prompts of one small grammar (`two red circles on a blue background`) a
 INT8-vs-BF16 figures show a model that does its job. `--base nano` names it
 wherever a base is taken. The facts every caller needs (where it lives, how it
 samples) are here, free of torch and diffusers imports; the architecture is in
-`nano.model`, its training in `nano.train`, the picture reader in `nano.score`.
+`nano.model`, its training in `nano.train`, the picture reader in `nano.score`,
+nano-outliers in `nano.outliers`. May import: errors, variants, formats, outputs, channels,
+tiny; never quantization or anything above it (quantization imports nano).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ those inputs are made `OUTLIER_SCALE` times wider without changing what the mode
   silu(gate) * value, linear in value) are multiplied by s, and column j of the down
   projection divided by s; single blocks' fused layers likewise.
 
-These are SmoothQuant's foldable pairs (`quantization.smoothquant.smoothing_groups`), folded
+These are the foldable pairs SmoothQuant smooths (`channels.foldable_groups`), folded
 the other way, on the channels of typical range (measured on two nano generations), with s
 a power of 2 that puts each at about 50x the median channel's range. A power of 2 keeps
 every scaled weight and every product exact in bf16 and float32: the planted model
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..channels import ChannelRangeObserver, fold, foldable_consumers, foldable_groups
 from . import nano_folder
 
 NANO_OUTLIERS_BASE = "nano-outliers"
@@ -49,15 +50,13 @@ _VERSION = 3
 def plant_outliers(model: nn.Module, channel_amax: dict[str, torch.Tensor], target_ratio: float = TARGET_RATIO, channels: int = OUTLIER_CHANNELS) -> dict[str, dict[int, float]]:
     """Plant outliers in a `Flux2Transformer2DModel` in place; returns each consumer's planted channels and their s.
 
-    `channel_amax` holds each consumer's measured max |input| per channel (`InputAmaxObserver`
-    with `channels=`). In each part the channels closest to the median range are chosen and
-    scaled by s = the power of 2 nearest `target_ratio` x median / range, so each lands at
+    `channel_amax` holds each consumer's measured max |input| per channel
+    (`channels.ChannelRangeObserver`). In each part the channels closest to the median range
+    are chosen and scaled by s = the power of 2 nearest `target_ratio` x median / range, so each lands at
     target_ratio / sqrt(2) to target_ratio x sqrt(2) times the median channel's range.
     """
-    from ..quantization.smoothquant import fold, smoothing_groups
-
     planted: dict[str, dict[int, float]] = {}
-    for group in smoothing_groups(model):
+    for group in foldable_groups(model):
         ranges = torch.stack([channel_amax[name].float().cpu() for name in group.consumers]).amax(dim=0)
         median = ranges.median()
         factors = torch.ones_like(ranges)
@@ -74,10 +73,9 @@ def plant_outliers(model: nn.Module, channel_amax: dict[str, torch.Tensor], targ
 
 def measure_channel_ranges(pipe, names: list[str]) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
     """Max |input| per channel of `names` over nano generations of `_MEASURE_PROMPTS` (128 px, 4 steps)."""
-    from ..quantization.observers import InputAmaxObserver
     from . import NANO_MAX_SEQUENCE_LENGTH, NANO_SIZE, NANO_STEPS
 
-    observer = InputAmaxObserver(pipe.transformer, names, channels=names)
+    observer = ChannelRangeObserver(pipe.transformer, names)
     with observer, torch.no_grad():
         for seed, prompt in enumerate(_MEASURE_PROMPTS):
             pipe(prompt=prompt, height=NANO_SIZE, width=NANO_SIZE, num_inference_steps=NANO_STEPS, max_sequence_length=NANO_MAX_SEQUENCE_LENGTH,
@@ -88,8 +86,6 @@ def measure_channel_ranges(pipe, names: list[str]) -> dict[str, torch.Tensor]:  
 def nano_outliers_folder() -> Path:
     """nano with planted outliers, as a pipeline folder built once into the cache (`$FLUX2_INT8_CACHE`)."""
     from diffusers import Flux2KleinPipeline
-
-    from ..quantization.smoothquant import smoothed_consumers
 
     root = Path(os.environ.get("FLUX2_INT8_CACHE") or Path.home() / ".cache" / "flux2_int8")
     source = nano_folder()
@@ -103,7 +99,7 @@ def nano_outliers_folder() -> Path:
         shutil.copytree(source, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("transformer"))
         pipe = Flux2KleinPipeline.from_pretrained(source, torch_dtype=torch.float32, local_files_only=True)
         pipe.set_progress_bar_config(disable=True)
-        ranges = measure_channel_ranges(pipe, smoothed_consumers(pipe.transformer))
+        ranges = measure_channel_ranges(pipe, foldable_consumers(pipe.transformer))
         planted = plant_outliers(pipe.transformer, ranges)
         pipe.transformer.to(torch.bfloat16).save_pretrained(staging / "transformer")
         (staging / "planted_outliers.json").write_text(json.dumps(planted, indent=1))

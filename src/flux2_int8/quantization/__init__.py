@@ -3,7 +3,7 @@
 The public entry point is `flux2_int8.quantize(...)` (defined in `api.py`). Names load on
 first use (PEP 562), so `flux2-int8 quantize` checks its options (`plan`) before torch.
 
-May import: errors, variants, formats, int8, loading, generate, tiny (`one_forward`: the
+May import: errors, variants, formats, int8, channels, loading, generate, nano, tiny (`one_forward`: the
 tiny model quantized in one forward, for bench and tests).
 """
 

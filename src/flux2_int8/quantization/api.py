@@ -31,7 +31,8 @@ from .observers import HISTOGRAM_BINS, InputAmaxObserver, linear_names
 from .plan import OutputFormat, QuantizePlan, plan_run, text_encoder_path
 from .prompts import draw_samples
 from .recipe import CalibrationMethod, Recipe, matches, rotated_linears, unify_qkv
-from .smoothquant import apply_smoothquant, smoothed_consumers
+from ..channels import foldable_consumers
+from .smoothquant import apply_smoothquant
 from .text_encoder import text_encoder_recipe, text_encoder_state_dict, write_text_encoder
 
 if TYPE_CHECKING:
@@ -111,7 +112,10 @@ def quantize(
     loaded pipeline holding nano) and run through the pipeline at `resolution` (default the
     model's native size: 1024, nano 128), visiting `steps` of the model's generation steps
     (default all: 4 distilled, 50 base with CFG). `calibration`
-    is "max" (None: max) or "percentile:P" (refused with dynamic activations, where nothing is calibrated); `smoothquant` an alpha in (0, 1] (experimental).
+    is "auto" (None: the default, percentile:99.99 for the transformer's plain static scales, max
+    with `smoothquant`, a `rotation` and for the text encoder; chosen on the nano /
+    nano-outliers table of docs/quantize.md), "max" or "percentile:P" (refused with dynamic
+    activations, where nothing is calibrated); `smoothquant` an alpha in (0, 1] (experimental).
     `keep` adds fnmatch patterns of linears to leave in float (diffusers or BFL names).
     `format` "bfl" writes one single file, "comfy" the same with the markers ComfyUI
     needs to load it as INT8, "diffusers" a transformer folder; with
@@ -144,12 +148,12 @@ def quantize(
     encoder_recipe = text_encoder_recipe(plan.recipe.extra_keep)
     encoder_targets = quantized_linears(pipe.text_encoder, encoder_recipe) if text_encoder else []
     _check_keep_patterns(plan.recipe.extra_keep, pipe, text_encoder)
-    observer = _observer(pipe.transformer, targets, plan, rotations)
-    encoder_observer = _observer(pipe.text_encoder, encoder_targets, plan) if text_encoder else None
+    observer = _observer(pipe.transformer, targets, plan, plan.method, rotations)
+    encoder_observer = _observer(pipe.text_encoder, encoder_targets, plan, plan.encoder_method) if text_encoder else None
     observers = [observer] + ([encoder_observer] if encoder_observer else [])
     run = calibrator(pipe, drawn, plan.prompts, schedule, plan.resolution, plan.seed, observers, progress)
     ranges = _transformer_ranges(pipe.transformer, observer, targets, plan) if plan.calibrates else {}
-    encoder_ranges = _ranges(encoder_observer, encoder_targets, plan.method) if encoder_observer else {}
+    encoder_ranges = _ranges(encoder_observer, encoder_targets, plan.encoder_method) if encoder_observer else {}
     statistics = _statistics(observer, ranges, encoder_observer, encoder_ranges, run, schedule)
     kept = tuple(n for n in linear_names(pipe.transformer) if n not in targets)
     metadata = _metadata(plan, schedule, run, base, transformer, dtype, rotations)
@@ -210,9 +214,9 @@ def _check_keep_patterns(patterns: tuple[str, ...], pipe: Flux2KleinPipeline, te
             raise Flux2Int8Error(f"--keep '{pattern}' matches no linear of the {where} (e.g. 'single_blocks.*.linear2' or 'transformer_blocks.0.*')")
 
 
-def _observer(model: nn.Module, targets: list[str], plan: QuantizePlan, rotations: dict[str, int] | None = None) -> InputAmaxObserver:
-    channels = [c for c in smoothed_consumers(model) if c in targets] if plan.smoothquant is not None else []
-    bins = HISTOGRAM_BINS if plan.method.percentile is not None else 0
+def _observer(model: nn.Module, targets: list[str], plan: QuantizePlan, method: CalibrationMethod, rotations: dict[str, int] | None = None) -> InputAmaxObserver:
+    channels = [c for c in foldable_consumers(model) if c in targets] if plan.smoothquant is not None else []
+    bins = HISTOGRAM_BINS if method.percentile is not None else 0
     return InputAmaxObserver(model, targets, channels=channels, histogram_bins=bins, rotations=rotations)
 
 
@@ -294,6 +298,7 @@ def _with_kept(metadata: dict[str, Any], kept: list[str]) -> dict[str, str]:
 def _write_text_encoder(model: nn.Module, ranges: dict[str, float], recipe: Recipe, plan: QuantizePlan, metadata: dict[str, Any]) -> Path:
     state = text_encoder_state_dict(model, ranges, recipe)
     kept = [name for name in linear_names(model) if name not in ranges]
+    metadata = {**metadata, "recipe": {**metadata["recipe"], "method": plan.encoder_method.spec}}
     return write_text_encoder(text_encoder_path(plan.out), state, model.config.to_json_string(), _with_kept(metadata, kept))
 
 

@@ -14,13 +14,14 @@ seen, not on the order values came in. So calibration split across processes
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ..channels import ChannelRangeObserver
 from ..int8.rotation import hadamard, rotate
 
 HISTOGRAM_BINS = 2048
@@ -116,29 +117,26 @@ class ObserverState:
     calls: dict[str, int] = field(default_factory=dict)
 
 
-class InputAmaxObserver:
+class InputAmaxObserver(ChannelRangeObserver):
     """Context manager: while active, keeps a running max |x| of each named linear's input.
 
     `channels` names the linears whose max per input channel ([K], over every token)
-    is kept too (SmoothQuant needs it); `histogram_bins` > 0 keeps an `AbsHistogram`
-    of every linear (percentile calibration). `paused()` stops recording for a while,
-    e.g. while the model makes reference images that are not calibration samples.
+    is kept too (SmoothQuant needs it; `channels.ChannelRangeObserver` records it);
+    `histogram_bins` > 0 keeps an `AbsHistogram` of every linear (percentile
+    calibration). `paused()` stops recording for a while, e.g. while the model makes
+    reference images that are not calibration samples.
     """
 
     def __init__(self, model: nn.Module, module_names: Iterable[str], channels: Iterable[str] = (), histogram_bins: int = 0, rotations: dict[str, int] | None = None):
-        self.model = model
+        super().__init__(model, channels, module_names=module_names)
         # ConvRot layers (name -> G): their range and histogram are of the rotated input, which
         # is what their static input_scale quantizes; per-channel maxima stay the raw input's.
         self.rotations = dict(rotations or {})
-        self.module_names = list(module_names)
-        self.channels = set(channels)
         self.histogram_bins = histogram_bins
-        self.channel_amax: dict[str, torch.Tensor] = {}
         self.histograms: dict[str, AbsHistogram] = {}
         self.calls: dict[str, int] = {}
         self.recording = True
         self._amax: dict[str, torch.Tensor] = {}
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     @property
     def amax(self) -> dict[str, float]:
@@ -184,33 +182,17 @@ class InputAmaxObserver:
         for name, count in state.calls.items():
             self.calls[name] = self.calls.get(name, 0) + count
 
-    def _record(self, name: str) -> Callable[[nn.Module, tuple], None]:
-        def hook(module: nn.Module, args: tuple) -> None:
-            if not self.recording:
-                return
-            x = args[0].detach()
-            quantized = x if name not in self.rotations else rotate(x.reshape(-1, x.shape[-1]), hadamard(self.rotations[name], x.device))
-            value = quantized.abs().amax().float()
-            self._amax[name] = value if name not in self._amax else torch.maximum(self._amax[name], value)
-            self.calls[name] = self.calls.get(name, 0) + 1
-            if name in self.channels:
-                per_channel = x.abs().reshape(-1, x.shape[-1]).amax(dim=0).float()
-                previous = self.channel_amax.get(name)
-                self.channel_amax[name] = per_channel if previous is None else torch.maximum(previous, per_channel)
-            if self.histogram_bins:
-                self.histograms.setdefault(name, AbsHistogram(self.histogram_bins)).add(quantized)
-
-        return hook
-
-    def __enter__(self) -> InputAmaxObserver:
-        for name in self.module_names:
-            self._handles.append(self.model.get_submodule(name).register_forward_pre_hook(self._record(name)))
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+    def observe(self, name: str, x: torch.Tensor) -> None:
+        """Take in one input `x` ([..., K]) of linear `name`, unless paused."""
+        if not self.recording:
+            return
+        quantized = x if name not in self.rotations else rotate(x.reshape(-1, x.shape[-1]), hadamard(self.rotations[name], x.device))
+        value = quantized.abs().amax().float()
+        self._amax[name] = value if name not in self._amax else torch.maximum(self._amax[name], value)
+        self.calls[name] = self.calls.get(name, 0) + 1
+        super().observe(name, x)
+        if self.histogram_bins:
+            self.histograms.setdefault(name, AbsHistogram(self.histogram_bins)).add(quantized)
 
 
 def linear_names(model: nn.Module) -> list[str]:

@@ -33,6 +33,25 @@ def text_encoder_path(out: str | Path) -> Path:
     return out.with_name(f"{stem}-text-encoder.safetensors")
 
 
+# quantize's default calibration of the transformer, chosen on the nano / nano-outliers table
+# (docs/quantize.md, "The default"): what `--calibration auto` (or none given) means where it was measured.
+DEFAULT_CALIBRATION = "percentile:99.99"
+
+
+def resolve_calibration(calibration: str | None, activations: str, smoothquant: float | None, rotation: int | None) -> tuple[CalibrationMethod, CalibrationMethod]:
+    """(the transformer's method, the text encoder's). An explicit method is both's.
+
+    `auto` (or None) is `DEFAULT_CALIBRATION` for the transformer's plain static scales, and
+    max where that was not measured or does not compose: SmoothQuant (it needs max), a rotation,
+    and the text encoder (calibrated by max as before).
+    """
+    if calibration is not None and calibration.strip().lower() != "auto":
+        method = parse_calibration(calibration)
+        return method, method
+    plain_static = activations == STATIC and smoothquant is None and rotation is None
+    return parse_calibration(DEFAULT_CALIBRATION if plain_static else "max"), CalibrationMethod()
+
+
 def check_alpha(alpha: float) -> float:
     if not 0 < alpha <= 1:
         raise Flux2Int8Error(f"--smoothquant {alpha}: alpha must be in (0, 1] (0.5 balances activations and weights)")
@@ -54,6 +73,7 @@ class QuantizePlan:
     seed: int
     activations: str = "static"
     rotation: int | None = None  # ConvRot group size (None: plain INT8)
+    encoder_method: CalibrationMethod = CalibrationMethod()  # the text encoder's (`resolve_calibration`)
 
     @property
     def calibrates(self) -> bool:
@@ -72,10 +92,11 @@ def plan_quantize(
     activations = STATIC if activations == "auto" else activations  # auto loads a file's calibrated scales: make them
     if activations not in (STATIC, "dynamic"):
         raise Flux2Int8Error(f"--activations {activations}: expected auto or static (calibrated input_scale) or dynamic (per token at run time)")
-    if calibration is not None and activations == "dynamic" and smoothquant is None and not text_encoder:
+    explicit = calibration is not None and calibration.strip().lower() != "auto"
+    if explicit and activations == "dynamic" and smoothquant is None and not text_encoder:
         raise Flux2Int8Error(f"--calibration {calibration} with --activations dynamic: dynamic activations are scaled per token at run time, so nothing is calibrated; drop --calibration (or use --activations static)")
-    method = parse_calibration(calibration or "max")
     group_size = parse_rotation(rotation)
+    method, encoder_method = resolve_calibration(calibration, activations, smoothquant, group_size)
     if group_size is not None and smoothquant is not None and activations == "static":
         raise Flux2Int8Error("--smoothquant with --rotation convrot needs --activations dynamic: a static range of the smoothed, rotated input is not recorded (only per-channel maxima of the raw one)")
     if smoothquant is not None:
@@ -86,7 +107,7 @@ def plan_quantize(
     SEED.check(seed, "--seed")
     path = check_output(out, output_format, text_encoder_path(out) if text_encoder else None, inputs, overwrite)
     recipe = Recipe(quantize_modulation=quantize_modulation, extra_keep=tuple(keep))
-    return QuantizePlan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations, group_size)
+    return QuantizePlan(path, cast(OutputFormat, output_format), method, smoothquant, recipe, text_encoder, load_prompts(prompts), resolution, seed, activations, group_size, encoder_method)
 
 
 def plan_run(

@@ -221,6 +221,10 @@ _COMPILE_FOR_GPUS = textwrap.dedent(
         constants = {"stride_xk": 1, "GROUP": 256, "SYLVESTER": False, "SPLITS": 1, "BF16_DOT": True, "EVEN_K": True, "BLOCK_M": 32, "BLOCK_K": 256}
         ptx = compile(tr._rotated_row_scale_kernel, {"x_ptr": "*bf16", "scale_ptr": "*fp32", "norm": "fp32"}, constants, arch, scale_config, ("K", "stride_xm"))
         found[f"row-scale-{arch}"] = {"mma_bf16": len(re.findall(r"mma[^\\n]*\\.f32\\.bf16\\.bf16", ptx)), "div_rn": len(re.findall(r"div\\.rn\\.f32", ptx))}
+        constants = {"stride_xk": 1, "stride_ok": 1, "PER_ROW_SCALE": True, "ROTATION_GROUP": 256, "SYLVESTER": False, "SPLITS": 1, "BF16_DOT": True, "BLOCK_M": 32, "BLOCK_K": 256}
+        types = {"x_ptr": "*bf16", "input_scale_ptr": "*fp32", "out_ptr": "*i8", "rotation_norm": "fp32"}
+        ptx = compile(tw._rotate_quantize_kernel, types, constants, arch, scale_config, ("K", "stride_xm", "stride_om"))
+        found[f"rotate-quantize-{arch}"] = {"mma_bf16": len(re.findall(r"mma[^\\n]*\\.f32\\.bf16\\.bf16", ptx)), "div_rn": len(re.findall(r"div\\.rn\\.f32", ptx))}
     print(json.dumps(found))
     """
 )
@@ -237,7 +241,7 @@ def test_kernel_compiles_for_hopper_and_ampere_int8_tensor_cores():
     assert found["90"]["wgmma_s8"] > 0 and found["80"]["mma_s8"] > 0  # int8 tensor cores: wgmma on Hopper, mma on Ampere
     assert found["90-dynamic"]["wgmma_s8"] > 0  # per-row (dynamic) scales keep the tensor-core path
     assert found["90-convrot-256"]["wgmma_s8"] > 0 and found["80-convrot-32"]["mma_s8"] > 0  # rotated: still int8 tensor cores
-    for name in ("90-convrot-256", "80-convrot-32", "row-scale-90", "row-scale-80"):  # the rotation: bf16 tensor-core products
+    for name in ("90-convrot-256", "80-convrot-32", "row-scale-90", "row-scale-80", "rotate-quantize-90", "rotate-quantize-80"):  # the rotation: bf16 tensor-core products
         assert found[name]["mma_bf16"] > 0, name
     assert found["90"]["mma_bf16"] == 0  # and none in the plain kernel
     for name, counts in found.items():  # quantization: IEEE division, and the rounding adds survive optimization
@@ -427,3 +431,28 @@ def test_rotated_launches_prune_to_k_tiles_holding_whole_groups():
             plain = triton_w8a8.prune_configs(configs, m, 2, limit)
             assert not any(c is r for c in plain for r in triton_w8a8.ROTATION_CONFIGS)
     assert any(c.kwargs["BLOCK_M"] >= 64 for c in triton_w8a8.prune_configs(configs, 4608, 2, ampere_consumer, 256))
+
+
+@pytest.mark.parametrize("group, m, k, n", [(16, 33, 192, 48), (32, 17, 128, 40), (256, 18, 512, 32)])
+@pytest.mark.parametrize("activations", ["static", "dynamic"])
+def test_rotate_then_quantize_prepass_gives_the_in_load_integers(group, m, k, n, activations):
+    """The pre-pass (rotate + quantize once, int8 out) and the GEMM rotating in its load share their
+    code, so the int8 GEMM on the pre-pass's output equals the in-load result bit for bit."""
+    x, weight, weight_scale, bias = (t.to(DEVICE) for t in rotated_operands(m, k, n, torch.bfloat16, seed=group))
+    rotation = rotation_module.hadamard(group).to(DEVICE)
+    block_k = max(group, 64)
+    scales = triton_rotation.launch_rotated_row_scale(x, rotation, {"BLOCK_M": 16, "BLOCK_K": block_k, "num_warps": 4})
+    if activations == "static":
+        scales = scales.max() * 0.8
+    quantized = triton_w8a8.launch_rotate_quantize(x, rotation, scales, {"BLOCK_M": 16, "BLOCK_K": block_k, "num_warps": 4})
+    tile = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": block_k, "GROUP_M": 2}
+    in_load = triton_w8a8.launch_w8a8(x, weight, weight_scale, scales, bias, torch.float32, tile, rotation=rotation)
+    prequantized = triton_w8a8.launch_w8a8(quantized, weight, weight_scale, scales, bias, torch.float32, tile)
+    assert quantized.dtype == torch.int8 and torch.equal(in_load, prequantized)
+    expected = torch.clamp(torch.round((x.cpu().double().reshape(-1, group) @ float64_hadamard(group)).reshape(m, k) / scales.cpu().double()), -128, 127)
+    differs = quantized.cpu().double() != expected  # only near .5 ties, by one
+    assert differs.float().mean() < 1e-3 and (quantized.cpu().double() - expected).abs().max() <= 1
+    args = (x, rotation, scales)
+    torch.library.opcheck(torch.ops.flux2_int8.rotate_quantize.default, args)
+    if not ON_GPU:  # the op off CUDA: rotate, then quantize_activation
+        assert torch.equal(torch.ops.flux2_int8.rotate_quantize(*args), quantize_activation(rotation_module.rotate(x, rotation), scales))

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from .kernels import emulated_w8a8
+from .kernels import emulated_w8a8, quantize_activation
 from .rotation import rotate
 from .triton_rotation import _rotate_tile, rotation_constants
 
@@ -115,6 +115,28 @@ def _w8a8_kernel(
         y += tl.load(bias_ptr + cols).to(tl.float32)[None, :]
     out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
     tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+
+
+@triton.jit
+def _rotate_quantize_kernel(
+    x_ptr, input_scale_ptr, out_ptr, M, K, stride_xm, stride_xk, stride_om, stride_ok, rotation_norm,
+    PER_ROW_SCALE: tl.constexpr, ROTATION_GROUP: tl.constexpr, SYLVESTER: tl.constexpr, SPLITS: tl.constexpr, BF16_DOT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """int8 [M, K] = quantize(x · blockdiag(H_G)): the rotation and quantization of the GEMM's load, once per element.
+
+    One [BLOCK_M, BLOCK_K] tile per program (a 2-D grid), masked at both edges.
+    """
+    offs_m = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_k = tl.program_id(1).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
+    inside = (offs_m[:, None] < M) & (offs_k[None, :] < K)
+    x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk, mask=inside, other=0)
+    if PER_ROW_SCALE:
+        input_scale = tl.load(input_scale_ptr + offs_m % M)[:, None]
+    else:
+        input_scale = tl.load(input_scale_ptr)
+    rotated = _rotate_tile(x, rotation_norm, BLOCK_M, BLOCK_K, ROTATION_GROUP, SYLVESTER, SPLITS, BF16_DOT)
+    tl.store(out_ptr + offs_m[:, None] * stride_om + offs_k[None, :] * stride_ok, _quantize(rotated, input_scale), mask=inside)
 
 
 def _config(block_m: int, block_n: int, block_k: int, warps: int, stages: int) -> triton.Config:
@@ -291,3 +313,36 @@ def w8a8_linear(
             x = rotate(x, rotation)
         return emulated_w8a8(x, weight, weight_scale, input_scale, bias, out_dtype)
     return launch_w8a8(x, weight, weight_scale, input_scale, bias, out_dtype, rotation=rotation)
+
+
+def launch_rotate_quantize(x: torch.Tensor, rotation: torch.Tensor, input_scale: torch.Tensor, config: dict[str, int] | None = None) -> torch.Tensor:
+    """Run the pre-pass kernel: x [M, K] float -> int8 [M, K], rotated then quantized (config: BLOCK_M, BLOCK_K, num_warps)."""
+    rotated = _rotation_arguments(x, rotation, config)
+    m, k = x.shape
+    out = torch.empty((m, k), dtype=torch.int8, device=x.device)
+    if m == 0:
+        return out
+    config = dict(config or {"BLOCK_M": 32, "BLOCK_K": max(int(rotated["ROTATION_GROUP"]), 128), "num_warps": 4})  # type: ignore[call-overload]
+    norm = rotated.pop("norm")
+    grid = (triton.cdiv(m, config["BLOCK_M"]), triton.cdiv(k, config["BLOCK_K"]))
+    wrap_triton(_rotate_quantize_kernel)[grid](
+        x, input_scale, out, m, k, x.stride(0), x.stride(1), out.stride(0), out.stride(1), norm,
+        PER_ROW_SCALE=input_scale.dim() > 0, **rotated, **config,
+    )  # fmt: skip
+    return out
+
+
+@triton_op("flux2_int8::rotate_quantize", mutates_args=())
+def rotate_quantize(x: torch.Tensor, rotation: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
+    """ConvRot's activation, rotated and quantized once: x [M, K] float -> int8 [M, K].
+
+    The alternative to rotating in the GEMM's load, which repeats the rotation for every N
+    tile: one pass (read x, write int8 x_rot), then `w8a8_linear` on the int8 x; the same
+    integers as the in-load path, since both run the same rotation and quantization code.
+    input_scale: float32 0-d (static, in the rotated basis) or [M, 1] (`rotated_row_scale`).
+    Off CUDA: `rotation.rotate`, then `kernels.quantize_activation`.
+    """
+    if x.device.type != "cuda":
+        _rotation_arguments(x, rotation, None)  # the same refusals as on CUDA
+        return quantize_activation(rotate(x, rotation), input_scale)
+    return launch_rotate_quantize(x, rotation, input_scale)

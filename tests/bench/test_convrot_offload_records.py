@@ -59,6 +59,8 @@ def test_the_convrot_report_is_read_from_its_log_line_and_rendered_in_proof_orde
             "steps": {"off": {"int8": {"s": 0.01, "ratio_to_int8": 1.0}, "unfused": {"s": 0.012, "ratio_to_int8": 1.2}, "fused": {"s": 0.01, "ratio_to_int8": 1.0}}}}
     (proof / "lora.json").write_text(json.dumps(lora))
     assert list(read_reports(proof)) == ["lora", "convrot"]
+    (proof / "convrot.json").write_text(json.dumps(_convrot()))  # the same report as a file too: read once
+    assert list(read_reports(proof)) == ["lora", "convrot"]
     text = record_measured(_doc(tmp_path), proof)
     measured = text.split(BEGIN)[1].split(END)[0]
     assert measured.index("#### lora") < measured.index("#### convrot")

@@ -45,8 +45,8 @@ def read_reports(out_dir: str | Path) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
 
     def keep(name: str, where: str, document: Any) -> None:
-        if isinstance(document, dict) and str(document.get("schema", "")).startswith(SCHEMAS):
-            found[name if name not in found else where] = document
+        if isinstance(document, dict) and str(document.get("schema", "")).startswith(SCHEMAS) and found.get(name) != document:
+            found[name if name not in found else where] = document  # the same report twice (a file and its log line) counts once
 
     for path in sorted(Path(out_dir).rglob("*.json")):
         try:

@@ -16,7 +16,8 @@ which has no `rint`).
 
 ConvRot layers pass their rotation (H_G, `rotation=`): each float x tile is then rotated
 in registers before that quantization (`triton_rotation`), so rotating costs no extra pass
-over x; `triton_rotation.rotated_row_scale` gives the dynamic scales of the rotated x.
+over x; `triton_rotation.rotated_row_scale` gives the dynamic scales of the rotated x, and
+`rotate_quantize` is the alternative of rotating and quantizing once, before the GEMM.
 
 Importing this module needs `triton`; `kernels.py` imports it only when a Triton backend
 is used, so the package works without it.

@@ -456,3 +456,20 @@ def test_rotate_then_quantize_prepass_gives_the_in_load_integers(group, m, k, n,
     torch.library.opcheck(torch.ops.flux2_int8.rotate_quantize.default, args)
     if not ON_GPU:  # the op off CUDA: rotate, then quantize_activation
         assert torch.equal(torch.ops.flux2_int8.rotate_quantize(*args), quantize_activation(rotation_module.rotate(x, rotation), scales))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device")
+@pytest.mark.parametrize("m", [1, 4608])
+@pytest.mark.parametrize("group", [16, 256])
+def test_rotated_autotuned_kernels_on_a_klein_shape(m, group):
+    """The autotuned rotated GEMM (its configs pruned to BLOCK_K multiple of G), the row-scale kernel and the
+    pre-pass on the GPU, K 3072 -> N 3072, against float64 rotation then integer math."""
+    x, weight, weight_scale, bias = rotated_operands(m, 3072, 3072, torch.bfloat16, seed=group)
+    rotation = rotation_module.hadamard(group).cuda()
+    x, weight, weight_scale, bias = x.cuda(), weight.cuda(), weight_scale.cuda(), bias.cuda()
+    scales = triton_rotation.rotated_row_scale(x, rotation)
+    in_load = triton_w8a8.w8a8_linear(x, weight, weight_scale, scales, bias, torch.float32, rotation)
+    prequantized = triton_w8a8.w8a8_linear(triton_w8a8.rotate_quantize(x, rotation, scales), weight, weight_scale, scales, bias, torch.float32)
+    expected = float64_rotated_linear(x.cpu(), weight.cpu(), weight_scale.cpu(), group, None, bias.cpu())
+    assert relative_error(in_load.cpu().double(), expected) < 1e-4 and relative_error(prequantized.cpu().double(), expected) < 1e-4

@@ -390,19 +390,21 @@ def test_rotated_row_scale_keeps_a_nan_row_nan_and_masks_a_short_k():
 
 
 def test_rotated_custom_ops_pass_opcheck_and_fall_back_to_rotate_then_emulate():
-    """Off CUDA the op is `rotation.rotate` then `kernels.emulated_w8a8`; the rotation argument is optional
-    (every existing call, above, passes six arguments)."""
-    x, weight, weight_scale, bias = (t.to(DEVICE) for t in rotated_operands(20, 64, 48, torch.float32, seed=12))
-    rotation = rotation_module.hadamard(16).to(DEVICE)
-    scales = torch.ops.flux2_int8.rotated_row_scale(x, rotation)
-    torch.library.opcheck(torch.ops.flux2_int8.rotated_row_scale.default, (x, rotation))
-    for input_scale in (scales, scales.max()):
-        args = (x, weight, weight_scale, input_scale, bias, torch.float32, rotation)
-        torch.library.opcheck(torch.ops.flux2_int8.w8a8_linear.default, args)
-        y = torch.ops.flux2_int8.w8a8_linear(*args)
-        if not ON_GPU:
-            assert torch.equal(y, emulated_w8a8(rotation_module.rotate(x, rotation), weight, weight_scale, input_scale, bias, torch.float32))
-        assert relative_error(y.cpu().double(), float64_rotated_linear(x.cpu(), weight.cpu(), weight_scale.cpu(), 16, input_scale.cpu() if input_scale.dim() == 0 else None, bias.cpu())) < 1e-4
+    """Off CUDA the op is one rotation GEMM (`rotation.rotate`'s up to G = 64) then `kernels.emulated_w8a8`;
+    the rotation argument is optional (every existing call, above, passes six arguments). G = 256 too:
+    the fake implementations must trace with the matrix passed in."""
+    for group, k in ((16, 64), (256, 256)):
+        x, weight, weight_scale, bias = (t.to(DEVICE) for t in rotated_operands(20, k, 48, torch.float32, seed=12))
+        rotation = rotation_module.hadamard(group).to(DEVICE)
+        scales = torch.ops.flux2_int8.rotated_row_scale(x, rotation)
+        torch.library.opcheck(torch.ops.flux2_int8.rotated_row_scale.default, (x, rotation))
+        for input_scale in (scales, scales.max()):
+            args = (x, weight, weight_scale, input_scale, bias, torch.float32, rotation)
+            torch.library.opcheck(torch.ops.flux2_int8.w8a8_linear.default, args)
+            y = torch.ops.flux2_int8.w8a8_linear(*args)
+            if not ON_GPU and group <= 64:
+                assert torch.equal(y, emulated_w8a8(rotation_module.rotate(x, rotation), weight, weight_scale, input_scale, bias, torch.float32))
+            assert relative_error(y.cpu().double(), float64_rotated_linear(x.cpu(), weight.cpu(), weight_scale.cpu(), group, input_scale.cpu() if input_scale.dim() == 0 else None, bias.cpu())) < 1e-4
 
 
 def test_rotation_arguments_are_checked_on_every_device():
@@ -455,7 +457,7 @@ def test_rotate_then_quantize_prepass_gives_the_in_load_integers(group, m, k, n,
     args = (x, rotation, scales)
     torch.library.opcheck(torch.ops.flux2_int8.rotate_quantize.default, args)
     if not ON_GPU:  # the op off CUDA: rotate, then quantize_activation
-        assert torch.equal(torch.ops.flux2_int8.rotate_quantize(*args), quantize_activation(rotation_module.rotate(x, rotation), scales))
+        assert torch.equal(torch.ops.flux2_int8.rotate_quantize(*args), quantize_activation(triton_rotation.rotate_by(x, rotation), scales))
 
 
 @pytest.mark.gpu

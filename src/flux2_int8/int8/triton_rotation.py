@@ -161,9 +161,9 @@ def launch_rotated_row_scale(x: torch.Tensor, rotation: torch.Tensor, config: di
     """Run the row-scale kernel: x [M, K] float -> float32 [M, 1] (config: BLOCK_M, BLOCK_K, num_warps)."""
     constants = rotation_constants(x, rotation)
     m, k = x.shape
-    scale = torch.empty(m, dtype=torch.float32, device=x.device)
+    scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)  # not a view: a custom op returns fresh tensors
     if m == 0:
-        return scale[:, None]
+        return scale
     group = constants["GROUP"]
     config = dict(config or {"BLOCK_M": 32, "BLOCK_K": max(int(group), 128), "num_warps": 4})  # type: ignore[call-overload]
     if config["BLOCK_K"] % group:
@@ -172,7 +172,7 @@ def launch_rotated_row_scale(x: torch.Tensor, rotation: torch.Tensor, config: di
     wrap_triton(_rotated_row_scale_kernel)[(triton.cdiv(m, config["BLOCK_M"]),)](
         x, scale, m, k, x.stride(0), x.stride(1), norm, EVEN_K=k % config["BLOCK_K"] == 0, **constants, **config,
     )  # fmt: skip
-    return scale[:, None]
+    return scale
 
 
 @triton_op("flux2_int8::rotated_row_scale", mutates_args=())

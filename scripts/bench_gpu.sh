@@ -23,7 +23,8 @@
 #   9b              klein-9B transformer 1024x1024 4 steps: bf16, int8 int_mm, int8 triton_prequant; eager, regional
 #   micro-compiled  the microbenchmark compiled (Inductor fuses the activation quantization)
 #   lora            one step of 1 double + 2 single klein-9B blocks at 1024x1024: INT8 vs + rank-16 LoRA unfused vs fused (eager)
-#   convrot         a ConvRot-rotated Int8Linear vs the plain one, klein-9B shapes, M = 4608 (figures in log.txt only)
+#   convrot         a ConvRot-rotated layer vs the plain one per path (int_mm eager, triton rotating in the tile, compiled),
+#                   klein-9B shapes, M = 4608 (its JSON as one line of log.txt; recorded from there)
 #   9b-full         int8 int_mm compiled whole: regional vs full step time (decides what `--compile on` means)
 #   serve           klein-9B random INT8 weights under `flux2-int8 serve`, 512x512: images/s at batch 1/2/4 (into log.txt;
 #                   needs the serve extra's wheels in .whl/, see docs/serve.md)
@@ -106,15 +107,22 @@ serve_section() {
   echo "== serve: exit $code after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
 }
 
-# ConvRot (rotated INT8): a rotated Int8Linear (G = 256, 16) vs the plain one, dynamic activations,
-# klein-9B shapes at M = 4608, eager. Figures go to log.txt only (the device tool returns at most 8 files).
+# ConvRot (rotated INT8): benchmarks/convrot_paths.py, a rotated layer (G = 256) vs the plain one, dynamic activations,
+# klein-9B shapes at M = 4608, per path (int_mm eager with a separate rotation, triton rotating in the tile, int_mm
+# compiled). Its JSON goes into log.txt as one "== report convrot.json: {...}" line (the device tool returns at most
+# 8 files); scripts/record_gpu_results.py reads it from there.
 convrot_section() {  # $1: "" on a GPU, "dry" on a CPU
-  local options=(--device cuda --shapes klein-9b --m 4608 --repeats 20)
-  [[ ${1:-} == dry ]] && options=(--device cpu --m 64 --k 256 --n 256 --repeats 1)
-  budget convrot 40 || return 0
-  echo "== convrot: hard stop after $budget s: benchmarks/convrot_linear.py ${options[*]}" | tee -a "$LOG"
-  timeout -s TERM -k 10 "$budget" "$PYTHON" benchmarks/convrot_linear.py "${options[@]}" >>"$LOG" 2>&1
+  local options=(--device cuda --m 4608 --group 256 --rounds 10)
+  [[ ${1:-} == dry ]] && options=(--device cpu --m 64 --shapes 256x256 --rounds 2 --no-compile)
+  budget convrot 60 || return 0
+  echo "== convrot: hard stop after $budget s: benchmarks/convrot_paths.py ${options[*]}" | tee -a "$LOG"
+  timeout -s TERM -k 10 "$budget" "$PYTHON" benchmarks/convrot_paths.py "${options[@]}" --time-budget $((budget - STARTUP)) --json "$WORK/convrot.json" >>"$LOG" 2>&1
   echo "== convrot: exit $? after $(($(date +%s) - START)) s of the call" | tee -a "$LOG"
+  if [[ -f $WORK/convrot.json ]]; then
+    echo "== report convrot.json: $("$PYTHON" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$WORK/convrot.json")" >>"$LOG"
+  else
+    echo "== convrot: wrote no report" | tee -a "$LOG"
+  fi
 }
 
 proof() {  # $1: "" on a GPU, "dry" on a CPU with the tiny model

@@ -3,8 +3,10 @@
 
     python3 scripts/record_gpu_results.py OUT_DIR [--doc docs/benchmarks.md] [--call "bash scripts/bench_gpu.sh proof"]
 
-OUT_DIR is the folder `bash scripts/bench_gpu.sh proof` wrote (check.json, micro.json, 9b.json, ...).
-Only the text between the measured:begin and measured:end markers changes.
+OUT_DIR is the folder `bash scripts/bench_gpu.sh proof` wrote (check.json, micro.json, 9b.json, ...,
+and the convrot report inside log.txt), or the one `bash scripts/bench_gpu.sh offload` wrote
+(offload.json). Only the text between the measured:begin and measured:end markers (proof) or
+the offload:begin and offload:end markers (placements) changes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="the folder of one bench_gpu.sh run")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"), help="the document to update (default: docs/benchmarks.md)")
-    parser.add_argument("--call", default="bash scripts/bench_gpu.sh proof", help="the device call that produced OUT_DIR, as the section should show it")
+    parser.add_argument("--call", help="the device call that produced OUT_DIR, as the section should show it (default: bash scripts/bench_gpu.sh proof, or ... offload for placement reports)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))  # this checkout's package, installed or not
     from flux2_int8.bench.record import record_measured

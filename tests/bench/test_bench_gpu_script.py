@@ -57,5 +57,9 @@ def test_proof_dry_runs_every_section_within_its_clock_and_records(tmp_path):
     assert "#### check" in text and "**PASS**" in text and "owed\n" not in text
     if (out / "lora.json").exists():
         assert "#### lora" in text and "| off | " in text
+    if "== report convrot.json: " in log:  # the convrot section's JSON travels inside log.txt (8 files at most come back)
+        assert "#### convrot" in text and "| 256 x 256 | " in text
+    else:
+        assert "== convrot: skipped" in log or "== convrot: wrote no report" in log
     if (out / "eager-compiled.json").exists():
         assert "#### eager-compiled" in text and "| K=" in text and "flux2-int8 eager (triton)" in text

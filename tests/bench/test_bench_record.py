@@ -83,7 +83,7 @@ def test_script_renders_the_run_between_the_markers_only(run_dir, tmp_path, caps
     assert "`flux2-int8 bench --microbench-only ...` (interrupted; 2026-12-01T10:00:00Z)" in text
     assert "| klein-9b | int8 (int_mm) | 0.480* | 0.220* | 40.0 |" in text and "Published reference (RTX 5090" in text
     assert "- skipped: 16384x4096 at M=4608: needs about 9 s" in text
-    assert "Still owed (not produced by this run): check, eager-compiled, micro-compiled, lora, 9b-full." in text
+    assert "Still owed (not produced by this run): check, eager-compiled, micro-compiled, lora, convrot, 9b-full." in text
     assert script.main([str(run_dir), "--doc", str(doc)]) == 0 and doc.read_text() == text  # idempotent
 
 
@@ -115,7 +115,7 @@ def test_a_lora_step_report_renders_as_its_own_section(run_dir, tmp_path):
     text = record_measured(_doc(tmp_path), run_dir)
     assert list(read_reports(run_dir)) == ["micro", "9b", "lora"]
     assert "#### lora" in text and "lora rank 16 on 2 layers" in text and f"| off | {steps['int8']['s'] * 1e3:.2f} |" in text
-    assert "Still owed (not produced by this run): check, eager-compiled, micro-compiled, 9b-full." in text
+    assert "Still owed (not produced by this run): check, eager-compiled, micro-compiled, convrot, 9b-full." in text
 
 
 def _peers_path(ratio: float) -> dict:

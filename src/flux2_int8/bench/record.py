@@ -6,6 +6,11 @@ of docs/benchmarks.md between two marker lines: device, versions, date and the c
 of each report, its tables (the 9B table beside the RTX 5090 reference), and the
 targets of issue 10 with whether each was met. Sections the run did not produce are
 listed as still owed. Everything outside the markers is left as it is.
+
+Reports can also arrive as one line of a run's log.txt (`== report NAME.json: {...}`):
+the device tool returns at most 8 files, and `proof` already fills them (its convrot
+section travels that way). `bash scripts/bench_gpu.sh offload` (a call of its own) leaves
+offload.json, rendered between the offload markers, so recording it keeps the proof's figures.
 """
 
 from __future__ import annotations
@@ -19,9 +24,15 @@ from .report import GB, check_table, microbench_table, published_table, summary_
 
 BEGIN = "<!-- measured:begin (written by scripts/record_gpu_results.py; edit outside these markers) -->"
 END = "<!-- measured:end -->"
-PROOF_SECTIONS = ("check", "micro", "eager-compiled", "9b", "micro-compiled", "lora", "9b-full")
+OFFLOAD_BEGIN = "<!-- offload:begin (written by scripts/record_gpu_results.py; edit outside these markers) -->"
+OFFLOAD_END = "<!-- offload:end -->"
+PROOF_SECTIONS = ("check", "micro", "eager-compiled", "9b", "micro-compiled", "lora", "convrot", "9b-full")
 LORA_SCHEMA = "flux2-int8-lora-step/"  # benchmarks/lora_step.py --json
 PEERS_SCHEMA = "flux2-int8-peers/"  # benchmarks/peers.py --json (the eager-compiled section)
+CONVROT_SCHEMA = "flux2-int8-convrot/"  # benchmarks/convrot_paths.py --json (the convrot section, via log.txt)
+OFFLOAD_SCHEMA = "flux2-int8-offload/"  # benchmarks/offload_modes.py --json (bash scripts/bench_gpu.sh offload)
+SCHEMAS = ("flux2-int8-bench/", LORA_SCHEMA, PEERS_SCHEMA, CONVROT_SCHEMA, OFFLOAD_SCHEMA)
+REPORT_LINE = "== report "  # log.txt: "== report NAME.json: {...}", a report that did not travel as a file
 # Targets of issue 10 for klein-9B at 1024x1024, 4 steps.
 LINEAR_SPEEDUP_TARGET = 1.7  # every linear shape, INT8 / BF16
 TRANSFORMER_SPEEDUP_TARGET = 1.5  # compiled INT8 vs compiled BF16
@@ -30,15 +41,26 @@ PEAK_MEMORY_RATIO_TARGET = 0.6  # INT8 peak / BF16 peak
 
 
 def read_reports(out_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """Every bench JSON under `out_dir`, keyed by file stem ('check', '9b', ...), proof sections first."""
+    """Every report under `out_dir` (JSON files, and report lines of log.txt files), keyed by name ('check', '9b', ...), proof sections first."""
     found: dict[str, dict[str, Any]] = {}
+
+    def keep(name: str, where: str, document: Any) -> None:
+        if isinstance(document, dict) and str(document.get("schema", "")).startswith(SCHEMAS) and found.get(name) != document:
+            found[name if name not in found else where] = document  # the same report twice (a file and its log line) counts once
+
     for path in sorted(Path(out_dir).rglob("*.json")):
         try:
-            document = json.loads(path.read_text())
+            keep(path.stem, str(path.relative_to(out_dir)), json.loads(path.read_text()))
         except (OSError, ValueError) as error:
             raise Flux2Int8Error(f"{path}: not a readable JSON report ({error})") from None
-        if isinstance(document, dict) and str(document.get("schema", "")).startswith(("flux2-int8-bench/", LORA_SCHEMA, PEERS_SCHEMA)):
-            found[path.stem if path.stem not in found else str(path.relative_to(out_dir))] = document
+    for path in sorted(Path(out_dir).rglob("log.txt")):
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(REPORT_LINE) and ".json: " in line:
+                name, _, payload = line[len(REPORT_LINE) :].partition(".json: ")
+                try:
+                    keep(name, f"{path.relative_to(out_dir)}:{number}", json.loads(payload))
+                except ValueError as error:
+                    raise Flux2Int8Error(f"{path}, line {number}: the {name} report is not readable JSON ({error})") from None
     if not found:
         raise Flux2Int8Error(f"{out_dir}: no flux2-int8 bench JSON found (expected the folder a bench_gpu.sh run wrote)")
     order = [name for name in PROOF_SECTIONS if name in found] + sorted(name for name in found if name not in PROOF_SECTIONS)
@@ -72,6 +94,8 @@ def render_measured(reports: dict[str, dict[str, Any]], call: str) -> str:
 def _report_tables(document: dict[str, Any]) -> list[str]:
     if str(document["schema"]).startswith(LORA_SCHEMA):
         return lora_table(document)
+    if str(document["schema"]).startswith(CONVROT_SCHEMA):
+        return convrot_table(document)
     if str(document["schema"]).startswith(PEERS_SCHEMA):
         return peers_tables(document)
     lines: list[str] = []
@@ -129,6 +153,82 @@ def peers_tables(document: dict[str, Any]) -> list[str]:
         lines += ["", f"Geometric mean over the linear shapes at M = {m}: " + ", ".join(f"{name} {ratio:.2f}" for name, ratio in means.items() if name != "bf16")]
     lines += [f"- {what}: {why}" for what, why in {**document.get("skipped_peers", {}), **document.get("notes", {})}.items()]
     return lines
+
+
+CONVROT_PATHS = ("int_mm eager", "triton in-tile", "triton prequant", "int_mm compiled")  # benchmarks/convrot_paths.PATHS
+
+
+def convrot_table(document: dict[str, Any]) -> list[str]:
+    """benchmarks/convrot_paths.py: each path plain and rotated, ms and the ratio to plain `int_mm eager`, per shape."""
+    settings = document["settings"]
+    columns = [f"{path}, {kind}" for path in CONVROT_PATHS for kind in ("plain", "convrot")]
+    lines = [
+        f"ConvRot G = {settings['group']} vs plain INT8, dynamic activations, M = {settings['m']}, {settings['dtype']} x; "
+        f"ms per call (median of {settings['rounds']} interleaved rounds) and, in brackets, the time relative to plain `int_mm eager` (median, min-max); `-`: not run.",
+        "",
+        "| K x N | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for row in document["rows"]:
+        cells = []
+        for name in columns:
+            entry = row["paths"].get(name, {})
+            if "median_s" not in entry:
+                cells.append("-")
+            elif "ratio" in entry:
+                cells.append(f"{entry['median_s'] * 1e3:.3f} ({entry['ratio']:.2f}, {entry['ratio_min']:.2f}-{entry['ratio_max']:.2f})")
+            else:
+                cells.append(f"{entry['median_s'] * 1e3:.3f}")
+        lines.append(f"| {row['k']} x {row['n']} | " + " | ".join(cells) + " |")
+    if not document["rows"]:
+        lines.append("| (no shape finished) |" + " |" * len(columns))
+    costs = document.get("rotation_cost") or {}
+    if costs:
+        lines += ["", "What rotating costs (convrot / plain time on the same path, geometric mean over the shapes): " + ", ".join(f"{path} {ratio:.2f}x" for path, ratio in costs.items())]
+    lines += [f"- K={row['k']} N={row['n']}, {name}: {why}" for row in document["rows"] for name, why in row.get("errors", {}).items()]
+    lines += [f"- skipped: {entry['what']}: {entry['why']}" for entry in document.get("skipped", [])]
+    return lines
+
+
+def offload_table(document: dict[str, Any]) -> list[str]:
+    """benchmarks/offload_modes.py: seconds per image and peak memory of each placement beside the memory plan's peak."""
+    lines = [
+        f"{document['variant']}, random weights (INT8 transformer), {document['resolution']}x{document['resolution']}, {document['steps']} steps; "
+        "peak = `torch.cuda.max_memory_allocated` over the timed image; planned = `flux2_int8.plan_memory` for that placement.",
+        "",
+        "| placement | s / image | peak GB (1e9 bytes) | planned peak GB | peak / planned |",
+        "|---|---|---|---|---|",
+    ]
+    for result in document["results"]:
+        if "error" in result:
+            lines.append(f"| {result['mode']} | failed: {result['error']} | - | - | - |")
+            continue
+        peak, planned = result.get("peak_allocated_bytes"), result.get("planned_peak_bytes")
+        ratio = f"{peak / planned:.2f}" if peak and planned else "-"
+        lines.append(f"| {result['mode']} | {result['seconds_per_image']:.2f} | {_gb(peak)} | {_gb(planned)} | {ratio} |")
+    lines += [f"- skipped: {entry['mode']}: {entry['why']}" for entry in document.get("skipped", [])]
+    return lines
+
+
+def _gb(value: int | None) -> str:
+    return "-" if value is None else f"{value / GB:.2f}"
+
+
+def render_offload(reports: dict[str, dict[str, Any]], call: str) -> str:
+    """The Markdown between the offload markers: device, versions, date, then each placement report's table."""
+    lines: list[str] = []
+    for name, document in reports.items():
+        env = document["environment"]
+        lines += [
+            f"### {env['device_name']}, {env['date_utc'][:10]}" + ("" if name == "offload" else f" ({name})"),
+            "",
+            f"- call: `{call}`",
+            f"- torch {env['torch']}, CUDA {env['cuda'] or '-'}, diffusers {env['diffusers']}, flux2-int8 {env['flux2_int8']}",
+            "",
+            *offload_table(document),
+            "",
+        ]
+    return "\n".join(lines).rstrip("\n")
 
 
 def _workload(row: dict[str, Any]) -> str:
@@ -191,20 +291,34 @@ def _transformer_targets(reports: dict[str, dict[str, Any]]) -> list[tuple[str, 
     return [speed, memory]
 
 
-def record_measured(doc_path: str | Path, out_dir: str | Path, call: str = "bash scripts/bench_gpu.sh proof") -> str:
-    """Replace the text between the markers of `doc_path` with the run in `out_dir`; returns the new text.
+def record_measured(doc_path: str | Path, out_dir: str | Path, call: str | None = None) -> str:
+    """Render the run in `out_dir` into `doc_path` between its markers; returns the new text.
 
+    Proof reports replace the text between the measured markers, placement reports
+    (offload.json) the text between the offload markers; a run holding only one kind
+    leaves the other section as it is. `call` is the device call that made the run
+    (default: `bash scripts/bench_gpu.sh proof`, or `... offload` for placement reports).
     Written through a temporary file and a rename, like every report.
     """
     path = Path(doc_path)
     text = path.read_text()
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise Flux2Int8Error(f"{path}: expected one '{BEGIN}' line followed by one '{END}' line around the measured figures")
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    new = f"{head}{BEGIN}\n{render_measured(read_reports(out_dir), call)}\n{END}{tail}"
-    write_text_atomic(path, new)
-    return new
+    reports = read_reports(out_dir)
+    offload = {name: document for name, document in reports.items() if str(document["schema"]).startswith(OFFLOAD_SCHEMA)}
+    proof = {name: document for name, document in reports.items() if name not in offload}
+    if proof:
+        text = _replace_between(path, text, BEGIN, END, render_measured(proof, call or "bash scripts/bench_gpu.sh proof"))
+    if offload:
+        text = _replace_between(path, text, OFFLOAD_BEGIN, OFFLOAD_END, render_offload(offload, call or "bash scripts/bench_gpu.sh offload"))
+    write_text_atomic(path, text)
+    return text
 
 
-__all__ = ["BEGIN", "END", "GB", "peers_tables", "read_reports", "record_measured", "render_measured", "targets_table"]
+def _replace_between(path: Path, text: str, begin: str, end: str, body: str) -> str:
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise Flux2Int8Error(f"{path}: expected one '{begin}' line followed by one '{end}' line around the measured figures")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
+__all__ = ["BEGIN", "END", "GB", "OFFLOAD_BEGIN", "OFFLOAD_END", "convrot_table", "offload_table", "peers_tables", "read_reports", "record_measured", "render_measured", "render_offload", "targets_table"]

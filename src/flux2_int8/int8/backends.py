@@ -108,9 +108,16 @@ def triton_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
     """Fused Triton W8A8 GEMM, the activation quantized inside the kernel's load.
 
     Best where nothing fuses the quantization into the op producing `x` (eager mode):
-    x is read once as float, and no int8 copy of it is written.
+    x is read once as float, and no int8 copy of it is written. A ConvRot layer's x is
+    rotated in the same load (`triton_rotation`); dynamic scales of the rotated x come
+    from one small pass that rotates in registers too (`rotated_row_scale`).
     """
     dtype = x.dtype
+    if rotation is not None and TRITON_INSTALLED:
+        from . import triton_rotation
+
+        scale = triton_rotation.rotated_row_scale(x, rotation) if input_scale is None else input_scale
+        return _triton_op(x.device)(x, weight, weight_scale, scale, bias, dtype, rotation)
     x, scale = prepared_input(x, input_scale, rotation)
     return _triton_op(x.device)(x, weight, weight_scale, scale, bias, dtype)
 
@@ -120,9 +127,16 @@ def triton_prequant_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: 
 
     Under `torch.compile` Inductor fuses that quantization into the op producing `x`
     (norm, modulation, activation), so the GEMM reads int8 and skips re-quantizing
-    each x tile once per output tile; q, k and v share one quantized input.
+    each x tile once per output tile; q, k and v share one quantized input. A ConvRot
+    layer's x is rotated and quantized in one Triton pass instead (`rotate_quantize`),
+    which writes the int8 x the GEMM reads.
     """
     dtype = x.dtype
+    if rotation is not None and TRITON_INSTALLED:
+        from . import triton_rotation, triton_w8a8
+
+        scale = triton_rotation.rotated_row_scale(x, rotation) if input_scale is None else input_scale
+        return triton_w8a8.w8a8_linear(triton_w8a8.rotate_quantize(x, rotation, scale), weight, weight_scale, scale, bias, dtype)
     x, scale = prepared_input(x, input_scale, rotation)
     return _triton_op(x.device)(quantize_activation(x, scale), weight, weight_scale, scale, bias, dtype)
 

@@ -36,7 +36,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from .kernels import row_scale
-from .rotation import hadamard_kind
+from .rotation import hadamard_kind, rotate
 
 MAX_GROUP = 256  # two 16-wide factors; every ConvRot file seen uses G <= 256
 _FACTOR = 16  # the width of one tl.dot factor (tensor-core products need K >= 16)
@@ -144,19 +144,6 @@ def rotation_constants(x: torch.Tensor, rotation: torch.Tensor) -> dict[str, obj
     return {"GROUP": group, "SYLVESTER": kind == "sylvester", "SPLITS": _SPLITS[x.dtype], "BF16_DOT": not INTERPRETED, "norm": 1.0 / math.sqrt(group)}
 
 
-def rotate_by(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """x [M, K] -> float32 [M, K], each group of G columns times `rotation` [G, G]: the ops' math off CUDA.
-
-    One [M·K/G, G] x [G, G] GEMM with the matrix passed in, as `rotation.rotate` does up to
-    G = 64 (bit-equal there). Not `rotation.rotate` itself: beyond G = 64 it multiplies by
-    Kronecker factors cached as real tensors, which fake-tensor tracing (the custom ops'
-    fake implementations, `torch.compile`) refuses; here the only tensors are the op's inputs.
-    """
-    group = rotation.shape[0]
-    rows, width = x.shape
-    return torch.mm(x.float().reshape(rows * (width // group), group), rotation.float()).reshape(rows, width)
-
-
 def launch_rotated_row_scale(x: torch.Tensor, rotation: torch.Tensor, config: dict[str, int] | None = None) -> torch.Tensor:
     """Run the row-scale kernel: x [M, K] float -> float32 [M, 1] (config: BLOCK_M, BLOCK_K, num_warps)."""
     constants = rotation_constants(x, rotation)
@@ -181,11 +168,11 @@ def rotated_row_scale(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
 
     On CUDA one kernel reads x once and rotates each tile in registers (no rotated copy of x
     is written); `rotation` must be ConvRot's H_G (`rotation.hadamard`), whose entries the
-    kernel generates from G. Elsewhere: `rotate_by` (one GEMM), then `kernels.row_scale`.
+    kernel generates from G. Elsewhere: `rotation.rotate`, then `kernels.row_scale`.
     The scale rule is row_scale's: max |x_rot| / 127 (IEEE division), an all-zero row 1.
     """
     if x.device.type != "cuda":
         rotation_constants(x, rotation)  # the same refusals as on CUDA
-        return row_scale(rotate_by(x, rotation))
+        return row_scale(rotate(x, rotation))
     return launch_rotated_row_scale(x, rotation)
 

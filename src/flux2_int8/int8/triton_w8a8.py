@@ -29,7 +29,8 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from .kernels import emulated_w8a8, quantize_activation
-from .triton_rotation import _rotate_tile, rotate_by, rotation_constants
+from .rotation import rotate
+from .triton_rotation import _rotate_tile, rotation_constants
 
 _ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: v + magic - magic rounds v half to even (jit globals must be constexpr)
 # K is unmasked when every config's BLOCK_K divides it (all klein K are multiples of 256).
@@ -305,12 +306,12 @@ def w8a8_linear(
     it before the quantization, and `input_scale` is the rotated x's (static: calibrated in
     the rotated basis; dynamic: `triton_rotation.rotated_row_scale`). On CUDA each x tile is
     rotated in registers inside the GEMM's load, the matrix's entries generated from G;
-    elsewhere `triton_rotation.rotate_by` (one GEMM) runs first, then the emulation.
+    elsewhere `rotation.rotate` runs first, then the emulation.
     """
     if x.device.type != "cuda":
         if rotation is not None:
             _rotation_arguments(x, rotation, None)  # the same refusals as on CUDA
-            x = rotate_by(x, rotation)
+            x = rotate(x, rotation)
         return emulated_w8a8(x, weight, weight_scale, input_scale, bias, out_dtype)
     return launch_w8a8(x, weight, weight_scale, input_scale, bias, out_dtype, rotation=rotation)
 
@@ -340,9 +341,9 @@ def rotate_quantize(x: torch.Tensor, rotation: torch.Tensor, input_scale: torch.
     tile: one pass (read x, write int8 x_rot), then `w8a8_linear` on the int8 x; the same
     integers as the in-load path, since both run the same rotation and quantization code.
     input_scale: float32 0-d (static, in the rotated basis) or [M, 1] (`rotated_row_scale`).
-    Off CUDA: `triton_rotation.rotate_by`, then `kernels.quantize_activation`.
+    Off CUDA: `rotation.rotate`, then `kernels.quantize_activation`.
     """
     if x.device.type != "cuda":
         _rotation_arguments(x, rotation, None)  # the same refusals as on CUDA
-        return quantize_activation(rotate_by(x, rotation), input_scale)
+        return quantize_activation(rotate(x, rotation), input_scale)
     return launch_rotate_quantize(x, rotation, input_scale)

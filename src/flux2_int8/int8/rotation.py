@@ -92,6 +92,8 @@ def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     group = rotation.shape[0]
     rows, width = x.shape
     x = x.float()
+    if torch.compiler.is_compiling():
+        return _butterfly(x, group)
     if group <= _DIRECT_UP_TO:
         return torch.mm(x.reshape(rows * (width // group), group), rotation).reshape(rows, width)
     outer, inner = kronecker_factors(rotation)
@@ -99,6 +101,30 @@ def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     right = torch.mm(x.reshape(-1, b), inner)  # X_g · H_b for every group, [M·K/b, b]
     by_column = right.reshape(-1, a, b).transpose(0, 1).reshape(a, -1)  # the groups side by side, [a, M·K/a]
     return torch.mm(outer, by_column).reshape(a, -1, b).transpose(0, 1).reshape(rows, width)  # H_a · (X_g · H_b)
+
+
+def _butterfly(x: torch.Tensor, group: int) -> torch.Tensor:
+    """x [M, K] float32 times blockdiag(H_G) as a fast Walsh-Hadamard transform: what `torch.compile` traces.
+
+    H_G is a Kronecker power of one base matrix, so it is applied one base-4 (regular) or
+    base-2 (Sylvester) digit of the column index at a time, with additions only: for H4,
+    y_i = s - 2·x_(3-i) with s the sum of the four; for H2, (a + b, a - b); then the 1/sqrt(G).
+    Traced as pointwise ops, Inductor fuses the rotation with the producer of x and with the
+    quantization after it, where a GEMM would be an opaque call between them.
+    """
+    rows, width = x.shape
+    radix = 4 if hadamard_kind(group) == "regular" else 2
+    span = 1
+    while span < group:
+        parts = x.reshape(rows, width // (radix * span), radix, span).unbind(2)
+        if radix == 4:
+            total = parts[0] + parts[1] + parts[2] + parts[3]
+            x = torch.stack([total - 2 * parts[3 - i] for i in range(4)], dim=2)
+        else:
+            x = torch.stack([parts[0] + parts[1], parts[0] - parts[1]], dim=2)
+        x = x.reshape(rows, width)
+        span *= radix
+    return x * (1.0 / math.sqrt(group))
 
 
 # Groups up to this size rotate by one GEMM with H_G; larger ones through its Kronecker factors.

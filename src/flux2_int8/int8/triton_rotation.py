@@ -102,6 +102,13 @@ def _rotate_tile(x, norm, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, GROUP: t
 
 
 @triton.jit
+def _larger(a, b):
+    """The combine function of the row max: `tl.max` itself is a triton.language @jit helper,
+    which the CPU interpreter cannot run when triton was imported before TRITON_INTERPRET was set."""
+    return tl.maximum(a, b)
+
+
+@triton.jit
 def _rotated_row_scale_kernel(
     x_ptr, scale_ptr, M, K, stride_xm, stride_xk, norm,
     GROUP: tl.constexpr, SYLVESTER: tl.constexpr, SPLITS: tl.constexpr, BF16_DOT: tl.constexpr, EVEN_K: tl.constexpr,
@@ -112,15 +119,15 @@ def _rotated_row_scale_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     x_ptrs = x_ptr + (offs_m % M)[:, None] * stride_xm + offs_k[None, :] * stride_xk
     amax = tl.full((BLOCK_M,), 0.0, dtype=tl.float32)
-    nan = tl.full((BLOCK_M,), 0.0, dtype=tl.float32)  # 1 where a row held a NaN: tl.max drops them, torch's amax keeps them
+    nan = tl.full((BLOCK_M,), 0.0, dtype=tl.float32)  # 1 where a row held a NaN: a max reduction drops them, torch's amax keeps them
     for k in range(0, (K + BLOCK_K - 1) // BLOCK_K):
         if EVEN_K:
             x = tl.load(x_ptrs)
         else:
             x = tl.load(x_ptrs, mask=offs_k[None, :] < K - k * BLOCK_K, other=0)
         rotated = _rotate_tile(x, norm, BLOCK_M, BLOCK_K, GROUP, SYLVESTER, SPLITS, BF16_DOT)
-        amax = tl.maximum(amax, tl.max(tl.abs(rotated), axis=1))
-        nan = tl.maximum(nan, tl.max((rotated != rotated).to(tl.float32), axis=1))
+        amax = tl.maximum(amax, tl.reduce(tl.abs(rotated), 1, _larger))
+        nan = tl.maximum(nan, tl.reduce((rotated != rotated).to(tl.float32), 1, _larger))
         x_ptrs += BLOCK_K * stride_xk
     scale = tl.where(amax > 0, tl.math.div_rn(amax, 127.0), 1.0)  # 127: kernels.INT8_MAX, row_scale's rule
     scale = tl.where(nan > 0, float("nan"), scale)  # a NaN row keeps a NaN scale (and a NaN output), as row_scale

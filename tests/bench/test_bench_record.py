@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from scripts_helpers import load_script
 
 from flux2_int8.bench.microbench import LinearShape, LinearTiming, MicrobenchResult, device_peak
 from flux2_int8.bench.pipeline_bench import BenchResult, BenchSettings, ImageTiming, RunResult
@@ -69,9 +69,7 @@ def test_targets_are_judged_from_the_reports(run_dir):
 
 
 def test_script_renders_the_run_between_the_markers_only(run_dir, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("record_gpu_results", ROOT / "scripts" / "record_gpu_results.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/record_gpu_results.py")
     doc = _doc(tmp_path)
     assert script.main([str(run_dir), "--doc", str(doc)]) == 0
     text = doc.read_text()
@@ -104,9 +102,7 @@ def test_the_repository_document_has_the_markers():
 
 def test_a_lora_step_report_renders_as_its_own_section(run_dir, tmp_path):
     """benchmarks/lora_step.py --json (run for real, the smallest klein-4B block) lands after micro, in proof order."""
-    spec = importlib.util.spec_from_file_location("lora_step", ROOT / "benchmarks" / "lora_step.py")
-    lora_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lora_step)
+    lora_step = load_script("benchmarks/lora_step.py")
     argv = ["--double", "0", "--single", "1", "--side", "2", "--text", "4", "--repeats", "1", "--json", str(run_dir / "lora.json")]
     assert lora_step.main(argv) == 0
     document = json.loads((run_dir / "lora.json").read_text())

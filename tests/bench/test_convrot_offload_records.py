@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from scripts_helpers import load_script
 
 from flux2_int8.bench.record import BEGIN, END, OFFLOAD_BEGIN, OFFLOAD_END, read_reports, record_measured
 from flux2_int8.errors import Flux2Int8Error
@@ -80,9 +80,7 @@ def test_offload_json_renders_between_its_own_markers_and_keeps_the_proof_sectio
     (offload / "offload.json").write_text(json.dumps(_offload()))
     (offload / "log.txt").write_text("== offload: done in 200 s\n")
     (offload / "env.txt").write_text("nvidia-smi ...\n")
-    spec = importlib.util.spec_from_file_location("record_gpu_results", ROOT / "scripts" / "record_gpu_results.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/record_gpu_results.py")
     doc = _doc(tmp_path)
     assert script.main([str(offload), "--doc", str(doc)]) == 0
     text = doc.read_text()
@@ -119,9 +117,7 @@ def test_the_repository_document_has_both_marker_pairs():
 
 def test_the_convrot_benchmark_writes_what_the_recorder_reads(tmp_path):
     """benchmarks/convrot_paths.py run for real on a CPU (one small shape, no compile): its JSON renders."""
-    spec = importlib.util.spec_from_file_location("convrot_paths", ROOT / "benchmarks" / "convrot_paths.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_script("benchmarks/convrot_paths.py")
     out = tmp_path / "convrot.json"
     assert benchmark.main(["--device", "cpu", "--m", "32", "--group", "16", "--shapes", "64x48,128x32", "--rounds", "1", "--calls", "1", "--no-compile", "--json", str(out)]) == 0
     document = json.loads(out.read_text())

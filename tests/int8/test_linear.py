@@ -68,7 +68,10 @@ def test_auto_picks_int_mm_on_cuda_with_legal_shapes_and_onednn_on_vnni_cpus(mon
     monkeypatch.setattr(backends, "CPU_HAS_VNNI", False)
     assert pick_backend(torch.device("cpu"), 3072, 3072) == "emulated"
     monkeypatch.setattr(backends, "CPU_HAS_VNNI", True)
+    monkeypatch.setattr(backends, "_PROBE", [(True, True)])
     assert pick_backend(torch.device("cpu"), 3072, 3070) == "onednn"
+    monkeypatch.setattr(backends, "_PROBE", [(False, False)])  # oneDNN has no int8 kernel for this CPU
+    assert pick_backend(torch.device("cpu"), 3072, 3070) == "int_mm"
     monkeypatch.setattr(backends, "ONEDNN_INSTALLED", False)
     assert pick_backend(torch.device("cpu"), 3072, 3070) == "int_mm"
     assert pick_backend(torch.device("cuda"), 3072, 3072) == "int_mm"  # any M: M <= 16 is padded to 17 rows

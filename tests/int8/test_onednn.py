@@ -72,8 +72,26 @@ def test_the_packed_weight_stays_out_of_state_dicts_copies_and_pickles():
         assert "_onednn_weight" not in twin.__dict__ and torch.equal(twin(x), before)
 
 
+def test_a_cpu_onednn_cannot_serve_runs_the_same_math_through_int_mm(monkeypatch):
+    def refused(*args, **kwargs):
+        raise RuntimeError("could not create a primitive descriptor")
+
+    monkeypatch.setattr(backends, "_PROBE", [])
+    monkeypatch.setattr(backends, "pack_weight_for_onednn", refused)  # the probe packs first
+    assert not backends.onednn_runs()
+    layer = Int8Linear(64, 48)
+    x, weight, weight_scale, _ = operands(20, 64, 48, torch.float32)
+    layer.weight.data = weight
+    layer.weight_scale.copy_(weight_scale)
+    layer.input_scale.fill_(0.02)
+    layer.backend = "onednn"
+    assert torch.equal(layer(x), kernels.int_mm_linear(x, weight, layer.weight_scale, layer.input_scale, None))
+    assert "_onednn_weight" not in layer.__dict__
+
+
 def test_auto_takes_onednn_eagerly_on_vnni_cpus_and_int_mm_while_compiling(monkeypatch):
     monkeypatch.setattr(backends, "CPU_HAS_VNNI", True)
+    monkeypatch.setattr(backends, "_PROBE", [(True, True)])
     assert backends.pick_backend(torch.device("cpu"), 64, 48) == "onednn"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert backends.pick_backend(torch.device("cpu"), 64, 48) == "int_mm"

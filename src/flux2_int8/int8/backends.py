@@ -58,10 +58,10 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
     `FUSED_EPILOGUE_MIN_ROWS`). oneDNN takes one activation scale per tensor, so for dynamic
     (per-row) scales it returns the integer accumulator as float32 (unit scales: the same
     rounding as `acc.float()`) and the blocked `rescale_accumulator_eager` finishes.
-    While `torch.compile` traces (and off CPU, or in a torch built without oneDNN), this is
-    `int_mm_linear`, whose steps Inductor fuses.
+    While `torch.compile` traces (and off CPU, or where oneDNN's int8 linear does not run:
+    `onednn_runs`), this is `int_mm_linear`, whose steps Inductor fuses.
     """
-    if torch.compiler.is_compiling() or x.device.type != "cpu" or not ONEDNN_INSTALLED:
+    if torch.compiler.is_compiling() or x.device.type != "cpu" or not onednn_runs():
         return int_mm_linear(x, weight, weight_scale, input_scale, bias, rotation)
     packed = weight if weight.is_mkldnn else pack_weight_for_onednn(weight)
     quantized, scale = quantize_input_eager(x, input_scale, rotation)
@@ -81,21 +81,39 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
 # oneDNN's epilogue once a probe on this CPU has shown it bit-equal; the others, and every CPU
 # where the probe differs, take the unit-scale accumulator and our blocked rescale.
 FUSED_EPILOGUE_MIN_ROWS = 16
-_FUSED_EPILOGUE_EXACT: list[bool] = []
+_PROBE: list[tuple[bool, bool]] = []
+
+
+def onednn_runs() -> bool:
+    """Whether oneDNN's int8 linear runs on this CPU (probed once a process; False without the op)."""
+    return ONEDNN_INSTALLED and _probe()[0]
 
 
 def _fused_epilogue_is_exact() -> bool:
     """Whether oneDNN's fused rescale equals `rescale_accumulator` bit for bit here (probed once a process)."""
-    if not _FUSED_EPILOGUE_EXACT:
+    return _probe()[1]
+
+
+def _probe() -> tuple[bool, bool]:
+    """(oneDNN's int8 linear runs here, its fused rescale is bit-equal to ours), from one small product.
+
+    A CPU oneDNN has no int8 kernel for refuses to create the primitive (RuntimeError):
+    `auto` then keeps `int_mm`, and a layer set to "onednn" runs `int_mm` too.
+    """
+    if not _PROBE:
         generator = torch.Generator().manual_seed(0)
         rows, width, outputs = 2 * FUSED_EPILOGUE_MIN_ROWS, 256, 64
         quantized = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
         weight = torch.randint(-128, 128, (outputs, width), dtype=torch.int8, generator=generator)
         weight_scale, bias = torch.rand(outputs, generator=generator) * 1e-3, torch.randn(outputs, generator=generator)
         scale = torch.tensor(0.0371)
-        fused = torch.ops.onednn.qlinear_pointwise(quantized, float(scale), 0, pack_weight_for_onednn(weight), weight_scale, torch.zeros(outputs, dtype=torch.int64), bias, 1.0, 0, torch.float32, "none", [], "")
-        _FUSED_EPILOGUE_EXACT.append(torch.equal(fused, rescale_accumulator_eager(torch._int_mm(quantized, weight.t()), scale, weight_scale, bias, torch.float32)))
-    return _FUSED_EPILOGUE_EXACT[0]
+        try:
+            fused = torch.ops.onednn.qlinear_pointwise(quantized, float(scale), 0, pack_weight_for_onednn(weight), weight_scale, torch.zeros(outputs, dtype=torch.int64), bias, 1.0, 0, torch.float32, "none", [], "")
+        except RuntimeError:
+            _PROBE.append((False, False))
+        else:
+            _PROBE.append((True, torch.equal(fused, rescale_accumulator_eager(torch._int_mm(quantized, weight.t()), scale, weight_scale, bias, torch.float32))))
+    return _PROBE[0]
 
 
 def _cached(cache: dict[int, torch.Tensor], size: int, build: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -181,5 +199,5 @@ def pick_backend(device: torch.device, k: int, n: int) -> str:
     if device.type == "cuda" and can_use_int_mm(k, n):
         return "int_mm"
     if device.type == "cpu" and CPU_HAS_VNNI:
-        return "onednn" if ONEDNN_INSTALLED and not torch.compiler.is_compiling() else "int_mm"
+        return "onednn" if not torch.compiler.is_compiling() and onednn_runs() else "int_mm"
     return "emulated"

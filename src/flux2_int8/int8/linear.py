@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ChoiceError
-from .backends import BACKENDS, pack_weight_for_onednn, pick_backend
+from .backends import BACKENDS, onednn_runs, pack_weight_for_onednn, pick_backend
 from .kernels import FP8_MAX
 from .rotation import hadamard, hadamard_kind
 
@@ -182,6 +182,8 @@ class Int8Linear(_ScaledLinear):
         measurable share of a small model's step. While `torch.compile` traces nothing is
         cached (the choice there may differ: `triton_prequant` instead of `triton`).
         """
+        if self.backend == "onednn" and not onednn_runs():
+            return "int_mm"  # a CPU oneDNN has no int8 kernel for: the same math through `_int_mm`
         if self.backend != "auto":
             return self.backend
         if torch.compiler.is_compiling():

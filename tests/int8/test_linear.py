@@ -70,6 +70,9 @@ def test_auto_picks_int_mm_on_cuda_with_legal_shapes_and_onednn_on_vnni_cpus(mon
     monkeypatch.setattr(backends, "CPU_HAS_VNNI", True)
     monkeypatch.setattr(backends, "_PROBE", [(True, True)])
     assert pick_backend(torch.device("cpu"), 3072, 3070) == "onednn"
+    assert pick_backend(torch.device("cpu"), 64, 576) == "emulated"  # nano-sized: overhead-bound, and exact emulated
+    assert pick_backend(torch.device("cpu"), 1024, 64) == "onednn"  # small, but K * 128 * 128 reaches 2**24
+    assert pick_backend(torch.device("cpu"), 512, 1024) == "onednn"  # exact emulated, but past the small-layer size
     monkeypatch.setattr(backends, "_PROBE", [(False, False)])  # oneDNN has no int8 kernel for this CPU
     assert pick_backend(torch.device("cpu"), 3072, 3070) == "int_mm"
     monkeypatch.setattr(backends, "ONEDNN_INSTALLED", False)

@@ -92,6 +92,6 @@ def test_a_cpu_onednn_cannot_serve_runs_the_same_math_through_int_mm(monkeypatch
 def test_auto_takes_onednn_eagerly_on_vnni_cpus_and_int_mm_while_compiling(monkeypatch):
     monkeypatch.setattr(backends, "CPU_HAS_VNNI", True)
     monkeypatch.setattr(backends, "_PROBE", [(True, True)])
-    assert backends.pick_backend(torch.device("cpu"), 64, 48) == "onednn"
+    assert backends.pick_backend(torch.device("cpu"), 3072, 3072) == "onednn"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert backends.pick_backend(torch.device("cpu"), 64, 48) == "int_mm"
+    assert backends.pick_backend(torch.device("cpu"), 3072, 3072) == "int_mm"

@@ -184,6 +184,21 @@ BACKENDS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+# A layer of at most this many weights is overhead-bound on a CPU: nano's and tiny's
+# (32-576 wide) ran 1.0-1.05x of BF16 emulated, 1.10x on `int_mm` and 1.28-1.40x on `onednn`,
+# whose per-call cost is the highest (benchmarks/peers.py --parts models, docs/benchmarks.md).
+SMALL_LAYER_WEIGHTS = 1 << 18
+
+
+def is_small_exact_layer(k: int, n: int) -> bool:
+    """Whether the float32 emulation is both exact and the faster CPU choice for a [K] -> [N] layer.
+
+    Exact: |accumulator| <= K · 128 · 128 stays below 2**24, so float32 holds every integer
+    and the result is `int_mm`'s bit for bit. Faster: see `SMALL_LAYER_WEIGHTS`.
+    """
+    return k * 128 * 128 < 2**24 and k * n <= SMALL_LAYER_WEIGHTS
+
+
 def pick_backend(device: torch.device, k: int, n: int) -> str:
     """The fastest exact backend for a device and a [K] -> [N] layer (the `auto` choice).
 
@@ -191,13 +206,18 @@ def pick_backend(device: torch.device, k: int, n: int) -> str:
     runs let Inductor fuse the quantization into the producer ("triton_prequant");
     the kernel masks its edges, so every shape suits it, M <= 16 included. `_int_mm`
     pads short activations itself, so the row count never decides. On a VNNI CPU, eager
-    runs take oneDNN's packed-weight GEMM ("onednn") and compiled runs `int_mm`, which
-    Inductor fuses with the quantization and the rescale.
+    runs take oneDNN's packed-weight GEMM ("onednn"), except layers small enough that
+    per-call overhead decides (`is_small_exact_layer`: the float32 emulation, exact there),
+    and compiled runs `int_mm`, which Inductor fuses with the quantization and the rescale.
     """
     if device.type == "cuda" and TRITON_IN_AUTO:
         return "triton_prequant" if torch.compiler.is_compiling() else "triton"
     if device.type == "cuda" and can_use_int_mm(k, n):
         return "int_mm"
     if device.type == "cpu" and CPU_HAS_VNNI:
-        return "onednn" if not torch.compiler.is_compiling() and onednn_runs() else "int_mm"
+        if torch.compiler.is_compiling():
+            return "int_mm"
+        if is_small_exact_layer(k, n):
+            return "emulated"
+        return "onednn" if onednn_runs() else "int_mm"
     return "emulated"

@@ -44,10 +44,16 @@ def row_scale(x: torch.Tensor) -> torch.Tensor:
 def _integer_valued_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
     """The quantized activation kept as float32 integers, skipping the int8 round trip.
 
-    One new tensor, then in-place round and clamp: eager CPU runs are memory-bound
-    here, and each extra temporary of [M, K] float32 costs as much as the op itself.
+    One new tensor (the upcast inside the division: a 1-element divisor takes part in type
+    promotion, where a 0-d one would leave a bf16 x in bf16), then in-place round and clamp:
+    eager CPU runs are memory-bound here, and each extra temporary of [M, K] float32 costs as
+    much as the op itself.
     """
-    return torch.div(x.float(), input_scale).round_().clamp_(INT8_MIN, INT8_MAX)
+    divisor = input_scale if input_scale.dim() else input_scale.reshape(1)  # dimensioned: x promotes to float32 exactly
+    return torch.div(x if x.dtype in _FLOAT32_OR_NARROWER else x.float(), divisor).round_().clamp_(INT8_MIN, INT8_MAX)
+
+
+_FLOAT32_OR_NARROWER = (torch.float32, torch.bfloat16, torch.float16)
 
 
 # Eager CPU runs stream big activations through a float32 scratch of this many elements

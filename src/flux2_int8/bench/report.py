@@ -61,10 +61,10 @@ def environment(device: torch.device | str) -> dict[str, Any]:
 def auto_backend_description(device: torch.device) -> str:
     """What Int8Linear's 'auto' runs on `device` in this process (`backends.pick_backend`)."""
     if device.type != "cuda":
-        picked = backends.pick_backend(device, 64, 64)  # on a CPU the choice ignores the shape
+        picked = backends.pick_backend(device, 3072, 3072)  # a klein-sized layer; small ones are noted
         described = {
-            "onednn": "onednn eager (oneDNN int8 GEMM on a packed weight: this CPU has VNNI), int_mm compiled",
-            "int_mm": "int_mm (oneDNN int8 GEMM: this CPU has VNNI; this torch has no packed-weight op)",
+            "onednn": "onednn eager (oneDNN int8 GEMM on a packed weight: this CPU has VNNI; emulated for layers of <= 2^18 weights), int_mm compiled",
+            "int_mm": "int_mm (oneDNN int8 GEMM: this CPU has VNNI; oneDNN's packed-weight op does not run here)",
         }
         return described.get(picked, f"{picked} (no VNNI on this CPU)")
     if backends.TRITON_IN_AUTO:

@@ -37,13 +37,21 @@ def test_onednn_gives_the_floats_of_int_mm(rows, k, n, mode):
         assert got.dtype == dtype and torch.equal(got, kernels.int_mm_linear(x, weight, weight_scale, scale, bias))
 
 
-def test_the_packed_weight_follows_every_change_of_the_weight():
-    layer = Int8Linear(64, 48, bias=True)
-    x, weight, weight_scale, bias = operands(20, 64, 48, torch.float32)
-    layer.weight.data, layer.bias.data = weight, bias
+def onednn_layer(bias: bool = False) -> tuple[Int8Linear, torch.Tensor, torch.Tensor]:
+    """A static 64 -> 48 layer forced onto `onednn`, an input for it, and its int8 weight."""
+    layer = Int8Linear(64, 48, bias=bias)
+    x, weight, weight_scale, bias_vector = operands(20, 64, 48, torch.float32)
+    layer.weight.data = weight
+    if bias:
+        layer.bias.data = bias_vector
     layer.weight_scale.copy_(weight_scale)
     layer.input_scale.fill_(0.02)
     layer.backend = "onednn"
+    return layer, x, weight
+
+
+def test_the_packed_weight_follows_every_change_of_the_weight():
+    layer, x, weight = onednn_layer(bias=True)
 
     def expected() -> torch.Tensor:
         return kernels.int_mm_linear(x, layer.weight, layer.weight_scale, layer.input_scale, layer.bias)
@@ -59,12 +67,7 @@ def test_the_packed_weight_follows_every_change_of_the_weight():
 
 
 def test_the_packed_weight_stays_out_of_state_dicts_copies_and_pickles():
-    layer = Int8Linear(64, 48)
-    x, weight, weight_scale, _ = operands(20, 64, 48, torch.float32)
-    layer.weight.data = weight
-    layer.weight_scale.copy_(weight_scale)
-    layer.input_scale.fill_(0.02)
-    layer.backend = "onednn"
+    layer, x, _ = onednn_layer()
     before = layer(x)
     assert "_onednn_weight" in layer.__dict__
     assert set(layer.state_dict()) == {"weight", "weight_scale", "input_scale"}
@@ -79,12 +82,7 @@ def test_a_cpu_onednn_cannot_serve_runs_the_same_math_through_int_mm(monkeypatch
     monkeypatch.setattr(backends, "_PROBE", [])
     monkeypatch.setattr(backends, "pack_weight_for_onednn", refused)  # the probe packs first
     assert not backends.onednn_runs()
-    layer = Int8Linear(64, 48)
-    x, weight, weight_scale, _ = operands(20, 64, 48, torch.float32)
-    layer.weight.data = weight
-    layer.weight_scale.copy_(weight_scale)
-    layer.input_scale.fill_(0.02)
-    layer.backend = "onednn"
+    layer, x, weight = onednn_layer()
     assert torch.equal(layer(x), kernels.int_mm_linear(x, weight, layer.weight_scale, layer.input_scale, None))
     assert "_onednn_weight" not in layer.__dict__
 

@@ -1,7 +1,7 @@
 """The eager fast path: the same integers and floats as the plain ops, bit for bit, with fewer temporaries.
 
-`kernels.quantize_activation_eager` and `rescale_accumulator_eager` are what an eager
-`Int8Linear` runs; `quantize_activation` and `rescale_accumulator` are the definitions (and what `torch.compile` traces). The blocked CPU form
+`kernels.quantize_input_eager` and `rescale_accumulator_eager` are what an eager
+`Int8Linear` runs; `quantize_input` (`quantize_activation`) and `rescale_accumulator` are the definitions (and what `torch.compile` traces). The blocked CPU form
 is forced here on small tensors, with a scratch of a few rows, so that several blocks,
 a short last block and rows wider than the scratch are all exercised.
 """
@@ -37,7 +37,7 @@ def activations(dtype: torch.dtype, rows: int = 23, width: int = 40, seed: int =
 def test_eager_quantization_gives_the_same_integers(blocking, dtype, mode):
     x = activations(dtype)
     scale = torch.tensor(0.5) if mode == "static" else kernels.row_scale(x)
-    assert torch.equal(kernels.quantize_activation_eager(x, scale), kernels.quantize_activation(x, scale))
+    assert torch.equal(kernels.quantize_input_eager(x, scale)[0], kernels.quantize_activation(x, scale))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

@@ -58,10 +58,10 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
     `FUSED_EPILOGUE_MIN_ROWS`). oneDNN takes one activation scale per tensor, so for dynamic
     (per-row) scales it returns the integer accumulator as float32 (unit scales: the same
     rounding as `acc.float()`) and the blocked `rescale_accumulator_eager` finishes.
-    While `torch.compile` traces (and off CPU, or where oneDNN's int8 linear does not run:
-    `onednn_runs`), this is `int_mm_linear`, whose steps Inductor fuses.
+    Where `onednn_serves(x)` says no (tracing, off CPU, a CPU oneDNN has no int8 kernel
+    for), this is `int_mm_linear`, whose steps Inductor fuses.
     """
-    if torch.compiler.is_compiling() or x.device.type != "cpu" or not onednn_runs():
+    if not onednn_serves(x):
         return int_mm_linear(x, weight, weight_scale, input_scale, bias, rotation)
     packed = weight if weight.is_mkldnn else pack_weight_for_onednn(weight)
     quantized, scale = quantize_input_eager(x, input_scale, rotation)
@@ -82,6 +82,16 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
 # where the probe differs, take the unit-scale accumulator and our blocked rescale.
 FUSED_EPILOGUE_MIN_ROWS = 16
 _PROBE: list[tuple[bool, bool]] = []
+
+
+def onednn_serves(x: torch.Tensor) -> bool:
+    """Whether `onednn_linear` runs oneDNN's op for this input (else it is `int_mm_linear`).
+
+    Eager CPU runs only: while `torch.compile` traces, Inductor fuses `int_mm`'s steps, and a
+    packed mkldnn tensor is nothing Dynamo traces. `Int8Linear` asks the same to decide
+    whether to hand over its packed weight.
+    """
+    return x.device.type == "cpu" and not torch.compiler.is_compiling() and onednn_runs()
 
 
 def onednn_runs() -> bool:

@@ -49,11 +49,19 @@ def _integer_valued_activation(x: torch.Tensor, input_scale: torch.Tensor) -> to
     eager CPU runs are memory-bound here, and each extra temporary of [M, K] float32 costs as
     much as the op itself.
     """
-    divisor = input_scale if input_scale.dim() else input_scale.reshape(1)  # dimensioned: x promotes to float32 exactly
-    return torch.div(x if x.dtype in _FLOAT32_OR_NARROWER else x.float(), divisor).round_().clamp_(INT8_MIN, INT8_MAX)
+    return torch.div(x if x.dtype in _FLOAT32_OR_NARROWER else x.float(), _float32_divisor(input_scale)).round_().clamp_(INT8_MIN, INT8_MAX)
 
 
 _FLOAT32_OR_NARROWER = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _float32_divisor(scale: torch.Tensor) -> torch.Tensor:
+    """`scale` as a dimensioned tensor, so dividing a bf16/fp16 x by it runs in float32 (exactly x.float() / scale).
+
+    A 0-d float32 tensor does not take part in type promotion against a dimensioned bf16 x,
+    which would divide in bf16; a 1-element one does. Per-row [M, 1] scales already are.
+    """
+    return scale if scale.dim() else scale.reshape(1)
 
 
 # Eager CPU runs stream big activations through a float32 scratch of this many elements
@@ -75,27 +83,11 @@ def _blocked(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.numel() >= _BLOCKED_FROM and not torch.compiler.is_compiling()
 
 
-def quantize_activation_eager(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
-    """`quantize_activation` for eager runs: the same integers, bit for bit, with less memory traffic.
-
-    x [M, K] float, input_scale 0-d or [M, 1] float32 -> int8 [M, K]. On CPU, big inputs go
-    row block by row block through a float32 scratch that stays in cache (`SCRATCH_ELEMENTS`):
-    copy (the exact upcast `x.float()` does), `div_`, `round_`, `clamp_`, cast into the int8
-    result. Elsewhere (CUDA, tracing, small tensors) one float32 temporary, rounded and clamped in place.
-    """
-    if not _blocked(x):
-        return _integer_valued_activation(x, input_scale).to(torch.int8)
-    rows, width = x.shape
-    quantized = torch.empty((rows, width), dtype=torch.int8)
-    step = max(1, SCRATCH_ELEMENTS // width)
-    scratch = torch.empty((min(step, rows), width), dtype=torch.float32)
-    per_row = input_scale.dim() > 0
-    for start in _row_blocks(rows, width):
-        block = scratch[: min(step, rows - start)]
-        block.copy_(x[start : start + step])
-        block.div_(input_scale[start : start + step] if per_row else input_scale).round_().clamp_(INT8_MIN, INT8_MAX)
-        quantized[start : start + step].copy_(block)
-    return quantized
+def prepared_input(x: torch.Tensor, input_scale: torch.Tensor | None, rotation: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x rotated, float, and its scale): the float side of `quantize_input`, for the float-math backends."""
+    if rotation is not None:
+        x = rotate(x, rotation)
+    return x, row_scale(x) if input_scale is None else input_scale
 
 
 def quantize_input(x: torch.Tensor, input_scale: torch.Tensor | None, rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,9 +96,7 @@ def quantize_input(x: torch.Tensor, input_scale: torch.Tensor | None, rotation: 
     `input_scale` None means dynamic: one scale per row of the (rotated) input (`row_scale`).
     This plain form is what `torch.compile` traces and fuses into the producer of x.
     """
-    if rotation is not None:
-        x = rotate(x, rotation)
-    scale = row_scale(x) if input_scale is None else input_scale
+    x, scale = prepared_input(x, input_scale, rotation)
     return quantize_activation(x, scale), scale
 
 
@@ -122,9 +112,7 @@ def quantize_input_eager(x: torch.Tensor, input_scale: torch.Tensor | None, rota
     rotation may reassociate sums, as `rotate` on the whole tensor does.
     """
     if not _blocked(x):
-        if rotation is not None:
-            x = rotate(x, rotation)
-        scale = row_scale(x) if input_scale is None else input_scale
+        x, scale = prepared_input(x, input_scale, rotation)
         return _integer_valued_activation(x, scale).to(torch.int8), scale
     rows, width = x.shape
     quantized = torch.empty((rows, width), dtype=torch.int8)
@@ -132,7 +120,7 @@ def quantize_input_eager(x: torch.Tensor, input_scale: torch.Tensor | None, rota
     per_row = scales.dim() > 0
     step = max(1, SCRATCH_ELEMENTS // width)
     scratch = torch.empty((min(step, rows), width), dtype=torch.float32)
-    divisor = scales if per_row else scales.reshape(1)  # dimensioned: the division runs in float32 (a 0-d one would not promote bf16)
+    divisor = _float32_divisor(scales)
     for start in _row_blocks(rows, width):
         count = min(step, rows - start)
         block = scratch[:count]
@@ -143,8 +131,7 @@ def quantize_input_eager(x: torch.Tensor, input_scale: torch.Tensor | None, rota
             torch.div(x[rows_here], divisor[rows_here] if per_row else divisor, out=block)
         else:
             block.copy_(x[rows_here])
-            if rotation is not None:
-                block = rotate(block, rotation)
+            block = rotate(block, rotation)
             if input_scale is None:
                 _row_scale_into(block, scales[rows_here])
             block.div_(divisor[rows_here] if per_row else divisor)
@@ -229,13 +216,6 @@ def int_mm_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
     accumulator = torch._int_mm(quantized, weight.t())[:rows]
     rescale = rescale_accumulator_eager if eager else rescale_accumulator
     return rescale(accumulator, scale, weight_scale, bias, x.dtype)
-
-
-def prepared_input(x: torch.Tensor, input_scale: torch.Tensor | None, rotation: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x rotated, float, and its scale): the float side of `quantize_input`, for the float-math backends."""
-    if rotation is not None:
-        x = rotate(x, rotation)
-    return x, row_scale(x) if input_scale is None else input_scale
 
 
 def emulated_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, input_scale: torch.Tensor | None, bias: torch.Tensor | None, rotation: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ChoiceError
-from .backends import BACKENDS, onednn_runs, pack_weight_for_onednn, pick_backend
+from .backends import BACKENDS, onednn_serves, pack_weight_for_onednn, pick_backend
 from .kernels import FP8_MAX
 from .rotation import hadamard, hadamard_kind
 
@@ -146,7 +146,7 @@ class Int8Linear(_ScaledLinear):
         leading = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
         backend = self._backend_name(x.device)
-        weight = self._packed_weight() if backend == "onednn" and x.device.type == "cpu" and not torch.compiler.is_compiling() else self.weight
+        weight = self._packed_weight() if backend == "onednn" and onednn_serves(x) else self.weight
         y = BACKENDS[backend](x2d, weight, self.weight_scale, self.input_scale, self.bias, self.rotation)
         return y.to(x.dtype).reshape(*leading, self.out_features)
 
@@ -182,8 +182,6 @@ class Int8Linear(_ScaledLinear):
         measurable share of a small model's step. While `torch.compile` traces nothing is
         cached (the choice there may differ: `triton_prequant` instead of `triton`).
         """
-        if self.backend == "onednn" and not onednn_runs():
-            return "int_mm"  # a CPU oneDNN has no int8 kernel for: the same math through `_int_mm`
         if self.backend != "auto":
             return self.backend
         if torch.compiler.is_compiling():

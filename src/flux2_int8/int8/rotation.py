@@ -62,6 +62,11 @@ def _construction(kind: str, size: int, device: torch.device | str | None = None
     return _CACHE[key]
 
 
+def _radix(group_size: int) -> int:
+    """The order of the base matrix H_G is a Kronecker power of: 4 (regular) or 2 (Sylvester)."""
+    return 4 if hadamard_kind(group_size) == "regular" else 2
+
+
 def kronecker_factors(rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(H_a, H_b) with H_G = H_a ⊗ H_b, a >= b and a * b = G, read off ConvRot's H_G itself.
 
@@ -72,7 +77,7 @@ def kronecker_factors(rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     layer's own buffer (no cache of other tensors) keeps this traceable by `torch.compile`.
     """
     group = rotation.shape[0]
-    base = 4 if hadamard_kind(group) == "regular" else 2
+    base = _radix(group)
     small = base ** (round(math.log(group, base)) // 2)
     large = group // small
     return rotation[::small, ::small] * math.sqrt(small), rotation[:small, :small] * math.sqrt(large)
@@ -113,7 +118,7 @@ def _butterfly(x: torch.Tensor, group: int) -> torch.Tensor:
     quantization after it, where a GEMM would be an opaque call between them.
     """
     rows, width = x.shape
-    radix = 4 if hadamard_kind(group) == "regular" else 2
+    radix = _radix(group)
     span = 1
     while span < group:
         parts = x.reshape(rows, width // (radix * span), radix, span).unbind(2)

@@ -10,7 +10,7 @@ one call each per round) so load from other processes hits every path alike:
 - **linear**: every distinct klein-9B block linear shape (K, N) at M = each of `--tokens`;
 - **block**: one klein-9B-width double block + one single block as a transformer
   (`--image-side`^2 image tokens + `--text` text tokens; 1024 + 512 by default);
-- **small models**: nano and tiny at their native sizes, BF16 vs flux2-int8 eager.
+- **small models**: nano and tiny at their native sizes, BF16 vs flux2-int8 eager (each of `--int8-backends`) and dynamic.
 
 Paths, each built from the same BF16 weights the way its library documents:
 
@@ -375,7 +375,7 @@ def small_models_part(args: argparse.Namespace, device: torch.device, notes: dic
         inputs = _model_inputs(dict(config), side, text, device)
         if out_of_time(args, notes, f"model {name}"):
             continue
-        quiet = argparse.Namespace(**{**vars(args), "compile": "none", "rounds": args.rounds * 10, "int8_backends": args.int8_backends[:1]})
+        quiet = argparse.Namespace(**{**vars(args), "compile": "none", "rounds": args.rounds * 10})
         row = _measure(bf16, inputs, quiet, device, [], notes, {"part": "model", "name": name, "image_tokens": side**2, "text_tokens": text})
         _print_row(row)
         rows.append(row)

@@ -42,8 +42,9 @@ def pack_weight_for_onednn(weight: torch.Tensor) -> torch.Tensor:
     """int8 [N, K] -> oneDNN's packed int8 weight (an opaque mkldnn tensor of the same bytes).
 
     Why we hold a second copy: `torch._int_mm` hands oneDNN the plain [N, K] weight, which
-    it re-lays out for AMX/VNNI on every call; the packed one made a klein-9B linear 1.3-2x
-    faster on this project's Xeon (benchmarks/peers.py, docs/kernels.md).
+    it re-lays out for AMX/VNNI on every call; with the packed one the eager layer went from
+    0.92x / 0.84x of BF16 to 0.62x / 0.76x on klein-9B shapes at M = 512 / 4096 on this
+    project's Xeon (geometric means, benchmarks/peers.py, docs/benchmarks.md).
     """
     return torch.ops.onednn.qlinear_prepack(weight, None)
 

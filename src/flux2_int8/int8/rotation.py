@@ -90,9 +90,10 @@ def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     `check_rotation_matrix`). Up to `_DIRECT_UP_TO` it is one GEMM of [M·K/G, G] by [G, G]
     (a view, no copy beyond the float32 upcast). Beyond, the product goes through the
     Kronecker factors, x_g · (H_a ⊗ H_b) = H_a · X_g · H_b with X_g the group as an [a, b]
-    matrix: 2(a + b) flops an element instead of 2G (64 against 512 at G = 256), which on a
-    CPU made the rotation of a [512, 3072] block 2x faster than the direct GEMM; the float32
-    sums are reassociated, nothing else changes (test_rotation checks both against float64).
+    matrix: 2(a + b) flops an element instead of 2G (64 against 512 at G = 256); with it the
+    rotated CPU layer went from up to 2.5x of the plain one to 1.01x / 1.19x (dynamic / static,
+    benchmarks/convrot_linear.py, docs/kernels.md). The float32 sums are reassociated, nothing
+    else changes (test_rotation checks both against float64).
     """
     group = rotation.shape[0]
     rows, width = x.shape

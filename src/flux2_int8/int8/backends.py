@@ -82,6 +82,7 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Ten
 # oneDNN's epilogue once a probe on this CPU has shown it bit-equal; the others, and every CPU
 # where the probe differs, take the unit-scale accumulator and our blocked rescale.
 FUSED_EPILOGUE_MIN_ROWS = 16
+_PROBE_ROWS = (FUSED_EPILOGUE_MIN_ROWS, FUSED_EPILOGUE_MIN_ROWS + 1, 64, 300)
 _PROBE: list[tuple[bool, bool]] = []
 
 
@@ -106,24 +107,28 @@ def _fused_epilogue_is_exact() -> bool:
 
 
 def _probe() -> tuple[bool, bool]:
-    """(oneDNN's int8 linear runs here, its fused rescale is bit-equal to ours), from one small product.
+    """(oneDNN's int8 linear runs here, its fused rescale is bit-equal to ours), from a few small products.
 
     A CPU oneDNN has no int8 kernel for refuses to create the primitive (RuntimeError):
     `auto` then keeps `int_mm`, and a layer set to "onednn" runs `int_mm` too.
     """
     if not _PROBE:
         generator = torch.Generator().manual_seed(0)
-        rows, width, outputs = 2 * FUSED_EPILOGUE_MIN_ROWS, 256, 64
-        quantized = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
+        width, outputs = 256, 64
         weight = torch.randint(-128, 128, (outputs, width), dtype=torch.int8, generator=generator)
         weight_scale, bias = torch.rand(outputs, generator=generator) * 1e-3, torch.randn(outputs, generator=generator)
-        scale = torch.tensor(0.0371)
+        scale, zero_points = torch.tensor(0.0371), torch.zeros(outputs, dtype=torch.int64)
         try:
-            fused = torch.ops.onednn.qlinear_pointwise(quantized, float(scale), 0, pack_weight_for_onednn(weight), weight_scale, torch.zeros(outputs, dtype=torch.int64), bias, 1.0, 0, torch.float32, "none", [], "")
+            packed = pack_weight_for_onednn(weight)
+            exact = True
+            for rows in _PROBE_ROWS:  # oneDNN picks its kernel by shape: every row-count regime we fuse
+                quantized = torch.randint(-128, 128, (rows, width), dtype=torch.int8, generator=generator)
+                fused = torch.ops.onednn.qlinear_pointwise(quantized, float(scale), 0, packed, weight_scale, zero_points, bias, 1.0, 0, torch.float32, "none", [], "")
+                exact = exact and torch.equal(fused, rescale_accumulator_eager(torch._int_mm(quantized, weight.t()), scale, weight_scale, bias, torch.float32))
         except RuntimeError:
             _PROBE.append((False, False))
         else:
-            _PROBE.append((True, torch.equal(fused, rescale_accumulator_eager(torch._int_mm(quantized, weight.t()), scale, weight_scale, bias, torch.float32))))
+            _PROBE.append((True, exact))
     return _PROBE[0]
 
 
